@@ -1,0 +1,168 @@
+"""The ``ppox`` command: train, eval, plot, presets.
+
+Every config field is a flag of ``ppox train`` (``--learning-rate 3e-4``, ``--no-anneal-lr``),
+with its docstring as the help text. Bad input ends with one line naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from ppox.config import Config, field_docs, field_sections
+from ppox.errors import ConfigError, PpoxError
+from ppox.presets import DEFAULT_PRESET, PRESETS, get_preset
+
+# short aliases the issue and the docs use
+ALIASES = {"env_id": ["--env"], "total_steps": ["--total-steps"], "run_dir": ["--run-dir"], "seed": ["--seed"]}
+
+
+def _field_types() -> dict[str, Any]:
+    out = {}
+    for section in ("env", "policy", "ppo", "run"):
+        kind = {f.name: f for f in dataclasses.fields(Config)}[section].default_factory()  # type: ignore[misc]
+        hints = typing.get_type_hints(type(kind))
+        out.update({f.name: hints[f.name] for f in dataclasses.fields(kind)})
+    return out
+
+
+def _parser_for(tp: Any, name: str) -> Any:
+    """A string → value converter for a field's annotation."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        inner = _parser_for(next(a for a in args if a is not type(None)), name)
+        return lambda s: None if s.lower() in ("none", "null", "off") else inner(s)
+    if typing.get_origin(tp) is tuple:
+        return lambda s: tuple(int(x) for x in s.replace(",", " ").split())
+    if typing.get_origin(tp) is dict or tp is dict:
+        return _json_dict(name)
+    return tp
+
+
+def _json_dict(name: str) -> Any:
+    def parse(s: str) -> dict[str, Any]:
+        try:
+            value = json.loads(s)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} expects a JSON object: {exc}") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} expects a JSON object")
+        return value
+
+    return parse
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    docs, types_ = field_docs(), _field_types()
+    defaults = dataclasses.asdict(Config())
+    groups = {s: p.add_argument_group(f"{s} options") for s in ("env", "policy", "ppo", "run")}
+    for name, section in field_sections().items():
+        flags = [f"--{name.replace('_', '-')}"] + [a for a in ALIASES.get(name, []) if a != f"--{name.replace('_', '-')}"]
+        default = defaults[section][name]
+        help_ = f"{docs.get(name, '')} (default: {default})"
+        if types_[name] is bool:
+            groups[section].add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            groups[section].add_argument(*flags, dest=name, type=_parser_for(types_[name], name), default=None,
+                                         metavar=name.upper(), help=help_)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ppox", description="Train and evaluate PPO agents.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a policy (default preset: cartpole)")
+    t.add_argument("--preset", default=None, help=f"start from a tuned preset (default: {DEFAULT_PRESET}; see `ppox presets`)")
+    t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR exactly where its checkpoint left it")
+    t.add_argument("--config", metavar="JSON", default=None, help="start from a config.json of an earlier run")
+    add_config_flags(t)
+    sub.add_parser("presets", help="list the presets")
+    e = sub.add_parser("eval", help="evaluate a run's policy on its evaluation seeds")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's eval_episodes)")
+    e.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
+    e.add_argument("--gif", type=Path, default=None, help="also render the first evaluation episode to this GIF")
+    pl = sub.add_parser("plot", help="plot the learning curves of one or more runs into one PNG")
+    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("--out", type=Path, default=Path("curves.png"))
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    if args.config:
+        try:
+            cfg = Config.from_dict(json.loads(Path(args.config).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--config {args.config}: cannot read a JSON config ({exc})") from None
+    else:
+        cfg = get_preset(args.preset or DEFAULT_PRESET).config()
+    overrides = {k: v for k, v in vars(args).items() if k in field_sections() and v is not None}
+    return cfg.replace(**overrides).validate()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ppox.trainer import Trainer
+
+    if args.resume:
+        extra = {k for k, v in vars(args).items() if k in field_sections() and v is not None} - {"total_steps"}
+        if extra or args.preset or args.config:
+            raise ConfigError(f"--resume continues a run with its own config; only --total-steps may change (got {sorted(extra)})")
+        trainer = Trainer.resume(args.resume, total_steps=args.total_steps)
+    else:
+        trainer = Trainer.create(config_from_args(args))
+    print(f"ppox: training {trainer.cfg.env.env_id} → {trainer.run_dir}")
+    s = trainer.train()
+    print(f"ppox: {s['total_steps']:,} steps in {s['wall_time_s']:.1f} s ({s['steps_per_second']:,.0f} steps/s); "
+          f"eval return {s['eval_return_mean']:.2f} ± {s['eval_return_std']:.2f} on seeds {s['eval_seeds'][0]}…{s['eval_seeds'][-1]}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ppox.evaluate import evaluate, record_gif
+    from ppox.policy import load_policy
+    from ppox.seeding import evaluation_seeds
+
+    policy = load_policy(args.run_dir)
+    r = policy.config.run
+    seeds = evaluation_seeds(r.eval_seed, args.episodes or r.eval_episodes)
+    returns = evaluate(policy, policy.config.env, seeds, deterministic=not args.stochastic)
+    print(json.dumps({"episodes": len(seeds), "seeds": [seeds[0], seeds[-1]], "return_mean": float(returns.mean()),
+                      "return_std": float(returns.std()), "return_min": float(returns.min()),
+                      "return_max": float(returns.max())}, indent=2))
+    if args.gif:
+        ret = record_gif(policy, policy.config.env, seeds[0], args.gif, deterministic=not args.stochastic)
+        print(f"ppox: wrote {args.gif} (seed {seeds[0]}, return {ret:.2f})")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ppox.plotting import plot_runs
+
+    out = plot_runs([Path(d) for d in args.run_dirs], args.out)
+    print(f"ppox: wrote {out}")
+    return 0
+
+
+def cmd_presets(_: argparse.Namespace) -> int:
+    width = max(map(len, PRESETS))
+    for name, preset in sorted(PRESETS.items()):
+        print(f"{name:<{width}}  {preset.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "presets": cmd_presets}
+    try:
+        return commands[args.command](args)
+    except PpoxError as exc:
+        print(f"ppox: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nppox: interrupted; the last checkpoint is intact (resume with --resume RUN_DIR)", file=sys.stderr)
+        return 130

@@ -1,0 +1,306 @@
+"""Run configuration: frozen, nested dataclasses with one docstring per field.
+
+The docstring under each field is the documentation of that switch: the CLI shows it as the
+``--help`` text (see :func:`field_docs`) and ``docs/config.md`` lists it. Field names are
+unique across sections so that every field is a flat CLI flag (``--learning-rate 3e-4``).
+Validation happens once, in :meth:`Config.validate`, with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import math
+import textwrap
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from ppox.core.schedules import SCHEDULES
+from ppox.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which environment to train on and how it is vectorized and normalized."""
+
+    env_id: str = "CartPole-v1"
+    """Gymnasium environment id (any registered id, including ones you register yourself; a
+    `module:Id` form imports `module` first so its registration runs)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments passed to `gymnasium.make` (JSON on the command line)."""
+    num_envs: int = 8
+    """Number of parallel environments collecting experience."""
+    vectorization: str = "sync"
+    """`sync` (all envs in this process) or `async` (one subprocess per env)."""
+    max_episode_steps: int | None = None
+    """Override the environment's time limit (None keeps the registered one)."""
+    normalize_obs: bool = False
+    """Normalize observations with running mean/std; the statistics are saved with the policy."""
+    obs_clip: float = 10.0
+    """Clip normalized observations to [-obs_clip, obs_clip]."""
+    scale_reward: bool = False
+    """Divide rewards by the running std of the discounted return (SPEC 5.3)."""
+    reward_clip: float = 10.0
+    """Clip scaled rewards to [-reward_clip, reward_clip]."""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Network and action head."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the MLP hidden layers."""
+    activation: str = "tanh"
+    """Hidden activation: `tanh`, `relu` or `elu`."""
+    shared_trunk: bool = False
+    """One trunk for actor and critic (True) or two separate trunks (False)."""
+    ortho_init: bool = True
+    """Orthogonal initialization with the activation's gain, biases zero (seed 001)."""
+    policy_init_gain: float = 0.01
+    """Init gain of the policy output layer; small so early actions are near uniform."""
+    value_init_gain: float = 1.0
+    """Init gain of the value output layer."""
+    sigma_mode: str = "independent"
+    """Gaussian σ for Box actions: `independent` (learned, state-independent), `fixed`,
+    or `state` (a network output)."""
+    init_log_std: float = 0.0
+    """Initial log σ (the value for `fixed`)."""
+    temperature: float = 1.0
+    """Sampling temperature of categorical heads (logits are divided by it)."""
+    action_bound: str = "clip"
+    """How Box actions reach the env: `clip` to the bounds, or `rescale` from [-1, 1] to the
+    bounds. The unclipped sample is what is stored and trained on."""
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Rollout, loss and optimizer settings."""
+
+    num_steps: int = 32
+    """Steps collected per environment per iteration (batch = num_steps × num_envs)."""
+    num_epochs: int = 20
+    """Passes over the batch per iteration."""
+    num_minibatches: int = 1
+    """Minibatches per epoch (minibatch = batch / num_minibatches)."""
+    learning_rate: float = 1e-3
+    """Adam learning rate at the start of training."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over the step budget."""
+    adam_eps: float = 1e-5
+    """Adam epsilon."""
+    gamma: float = 0.98
+    """Discount factor γ."""
+    lam: float = 0.8
+    """GAE λ."""
+    clip_coef: float = 0.2
+    """PPO clip ε."""
+    dual_clip: float | None = None
+    """Dual-clip bound c > 1 for negative advantages (None: off)."""
+    value_clip: float | None = None
+    """Value-clip ε_v in return units (None: off; SPEC 1.4)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus at the start of training."""
+    ent_coef_end: float | None = None
+    """Entropy weight at the end of training (None: same as ent_coef)."""
+    ent_schedule: str = "constant"
+    """How the entropy weight moves from ent_coef to ent_coef_end: constant, linear, exponential."""
+    max_grad_norm: float | None = 0.5
+    """Clip the gradient's total L2 norm to this (None: no clipping). The pre-clip norm is logged."""
+    norm_adv: str = "minibatch"
+    """Advantage normalization: `minibatch`, `batch` or `off`."""
+    target_kl: float | None = None
+    """Stop the epoch loop early when the approximate KL exceeds 1.5 × this (None: off)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Budget, seeds, evaluation, logging and checkpoints."""
+
+    total_steps: int = 100_000
+    """Environment steps to train for (summed over all envs)."""
+    seed: int = 1
+    """Master seed: drives Python, NumPy, torch and the collection envs' seeds."""
+    eval_every: int = 10_000
+    """Evaluate every this many environment steps (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation; episode i uses seed eval_seed + i."""
+    eval_seed: int = 1_000_000
+    """First evaluation seed. Collection seeds are drawn to avoid the evaluation set."""
+    eval_deterministic: bool = True
+    """Evaluate the mode of the policy (True) or sample from it (False)."""
+    checkpoint_every: int = 10
+    """Write a checkpoint every this many iterations (and always at the end)."""
+    run_dir: str | None = None
+    """Where the run is written (default: runs/<env>-s<seed>-<time>)."""
+    device: str = "cpu"
+    """`cpu`, `cuda`, `cuda:N` or `auto` (a GPU when one is present)."""
+    threads: int = 1
+    """torch intra-op threads; 1 is fastest for small MLPs on CPU (0: leave torch's default)."""
+    deterministic: bool = False
+    """Ask torch for deterministic algorithms (slower on GPU; CPU runs are reproducible anyway)."""
+    tensorboard: bool = True
+    """Write TensorBoard events (scalars and histograms) to the run directory."""
+    progress: bool = True
+    """Show a live progress bar on the terminal."""
+
+
+SECTIONS = ("env", "policy", "ppo", "run")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A full ppox run: environment, policy, algorithm and run settings."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per iteration."""
+        return self.ppo.num_steps * self.env.num_envs
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.ppo.num_minibatches
+
+    @property
+    def num_iterations(self) -> int:
+        """Iterations needed to cover ``total_steps`` (the last one may overshoot)."""
+        return max(1, math.ceil(self.run.total_steps / self.batch_size))
+
+    def replace(self, **flat: Any) -> Config:
+        """A copy with fields changed by flat name, e.g. ``cfg.replace(learning_rate=3e-4)``."""
+        where = field_sections()
+        updates: dict[str, dict[str, Any]] = {}
+        for name, value in flat.items():
+            if name not in where:
+                raise ConfigError(f"unknown config field {name!r}")
+            updates.setdefault(where[name], {})[name] = value
+        parts = {s: dataclasses.replace(getattr(self, s), **u) for s, u in updates.items()}
+        return dataclasses.replace(self, **parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming the key."""
+        kinds = {"env": EnvConfig, "policy": PolicyConfig, "ppo": PPOConfig, "run": RunConfig}
+        parts = {}
+        for section, values in data.items():
+            if section not in kinds:
+                raise ConfigError(f"unknown config section {section!r}; allowed: {SECTIONS}")
+            names = {f.name for f in dataclasses.fields(kinds[section])}
+            unknown = set(values) - names
+            if unknown:
+                raise ConfigError(f"unknown field(s) {sorted(unknown)} in config section {section!r}")
+            values = dict(values)
+            if "hidden_sizes" in values:
+                values["hidden_sizes"] = tuple(values["hidden_sizes"])
+            parts[section] = kinds[section](**values)
+        return cls(**parts)
+
+    def validate(self) -> Config:
+        """Raise :class:`ConfigError` naming the first impossible field; return self."""
+        for name, ok, allowed in _checks(self):
+            if not ok:
+                raise ConfigError(f"{name}={flat_values(self)[name]!r} is not allowed: {allowed}")
+        if self.minibatch_size < 1 or self.batch_size % self.ppo.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches={self.ppo.num_minibatches} must divide the batch of "
+                f"num_steps × num_envs = {self.batch_size} into minibatches of at least one sample"
+            )
+        return self
+
+
+def _checks(c: Config) -> list[tuple[str, bool, str]]:
+    e, p, o, r = c.env, c.policy, c.ppo, c.run
+    pos = "must be > 0"
+
+    def opt_pos(x: float | None) -> bool:
+        return x is None or x > 0
+
+    return [
+        ("env_id", bool(e.env_id), "a non-empty Gymnasium id"),
+        ("num_envs", e.num_envs >= 1, "must be ≥ 1"),
+        ("vectorization", e.vectorization in ("sync", "async"), "one of 'sync', 'async'"),
+        ("max_episode_steps", e.max_episode_steps is None or e.max_episode_steps >= 1, "None or ≥ 1"),
+        ("obs_clip", e.obs_clip > 0, pos),
+        ("reward_clip", e.reward_clip > 0, pos),
+        ("hidden_sizes", len(p.hidden_sizes) > 0 and all(h >= 1 for h in p.hidden_sizes), "one or more widths ≥ 1"),
+        ("activation", p.activation in ACTIVATIONS, f"one of {ACTIVATIONS}"),
+        ("sigma_mode", p.sigma_mode in ("independent", "fixed", "state"), "one of 'independent', 'fixed', 'state'"),
+        ("temperature", p.temperature > 0, pos),
+        ("action_bound", p.action_bound in ("clip", "rescale"), "one of 'clip', 'rescale'"),
+        ("num_steps", o.num_steps >= 1, "must be ≥ 1"),
+        ("num_epochs", o.num_epochs >= 1, "must be ≥ 1"),
+        ("num_minibatches", o.num_minibatches >= 1, "must be ≥ 1"),
+        ("learning_rate", o.learning_rate > 0, pos),
+        ("adam_eps", o.adam_eps > 0, pos),
+        ("gamma", 0 <= o.gamma <= 1, "must lie in [0, 1]"),
+        ("lam", 0 <= o.lam <= 1, "must lie in [0, 1]"),
+        ("clip_coef", o.clip_coef > 0, pos),
+        ("dual_clip", o.dual_clip is None or o.dual_clip > 1, "None or > 1"),
+        ("value_clip", opt_pos(o.value_clip), "None or > 0"),
+        ("vf_coef", o.vf_coef >= 0, "must be ≥ 0"),
+        ("ent_coef", o.ent_coef >= 0, "must be ≥ 0"),
+        ("ent_coef_end", o.ent_coef_end is None or o.ent_coef_end >= 0, "None or ≥ 0"),
+        ("ent_schedule", o.ent_schedule in SCHEDULES, f"one of {SCHEDULES}"),
+        ("max_grad_norm", opt_pos(o.max_grad_norm), "None or > 0"),
+        ("norm_adv", o.norm_adv in ("minibatch", "batch", "off"), "one of 'minibatch', 'batch', 'off'"),
+        ("target_kl", opt_pos(o.target_kl), "None or > 0"),
+        ("total_steps", r.total_steps >= 1, "must be ≥ 1"),
+        ("eval_every", r.eval_every >= 0, "must be ≥ 0"),
+        ("eval_episodes", r.eval_episodes >= 1, "must be ≥ 1"),
+        ("eval_seed", r.eval_seed >= 0, "must be ≥ 0"),
+        ("checkpoint_every", r.checkpoint_every >= 1, "must be ≥ 1"),
+        ("threads", r.threads >= 0, "must be ≥ 0"),
+        ("device", r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"), "cpu, cuda, cuda:N or auto"),
+    ]
+
+
+ACTIVATIONS = ("tanh", "relu", "elu")
+
+
+def section_types() -> dict[str, type]:
+    return {f.name: f.type for f in dataclasses.fields(Config)}  # type: ignore[misc]
+
+
+def _sections() -> dict[str, type]:
+    return {"env": EnvConfig, "policy": PolicyConfig, "ppo": PPOConfig, "run": RunConfig}
+
+
+@cache
+def field_sections() -> dict[str, str]:
+    """Flat field name → section name."""
+    out: dict[str, str] = {}
+    for section, kind in _sections().items():
+        for f in dataclasses.fields(kind):
+            if f.name in out:  # pragma: no cover - guarded by a test
+                raise RuntimeError(f"config field {f.name!r} appears in two sections")
+            out[f.name] = section
+    return out
+
+
+def flat_values(cfg: Config) -> dict[str, Any]:
+    return {f: getattr(getattr(cfg, s), f) for f, s in field_sections().items()}
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """Flat field name → its docstring, read from this module's source (attribute docstrings)."""
+    docs: dict[str, str] = {}
+    for kind in _sections().values():
+        tree = ast.parse(textwrap.dedent(inspect.getsource(kind)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                    docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs

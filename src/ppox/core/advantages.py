@@ -1,0 +1,91 @@
+"""Advantage and return estimators (SPEC §2.1; seeds 001, 003, 004).
+
+Shapes: ``T`` is the rollout length (time), ``N`` the number of parallel environments. All inputs
+are time-major ``[T, N]`` float tensors (booleans are accepted for ``terminated`` / ``done``).
+The recursions run backwards in time in float64 NumPy on the host, which for the tiny per-step
+work involved is several times cheaper than a loop of small torch ops; the result comes back as
+tensors of the input's dtype and device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _host(x: Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float64).numpy()
+
+
+def gae(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    done: Tensor,
+    *,
+    gamma: float,
+    lam: float,
+) -> tuple[Tensor, Tensor]:
+    """Generalized Advantage Estimation (Schulman et al. 2016) with correct episode ends.
+
+    Args:
+        rewards: ``[T, N]`` reward received after the action at step ``t``.
+        values: ``[T, N]`` ``V(s_t)`` from the rollout critic.
+        next_values: ``[T, N]`` ``V(s_{t+1})`` of the *true* next observation: for a step that
+            ends an episode this is the value of the final observation (not of the reset one).
+        terminated: ``[T, N]`` the episode reached a terminal state: no bootstrap from
+            ``next_values[t]``.
+        done: ``[T, N]`` the episode ended (terminated or truncated): the λ-trace is cut, so no
+            advantage flows across the boundary into the previous episode.
+        gamma: discount factor γ.
+        lam: GAE λ; 0 gives the one-step TD error, 1 the Monte Carlo advantage.
+
+    Returns:
+        ``(advantages, returns)``, both ``[T, N]``, with ``returns = advantages + values``
+        (the λ-return targets for the critic).
+
+    ``δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)`` and
+    ``A_t = δ_t + γ λ (1 − done_t) A_{t+1}``. A truncated step therefore bootstraps from the
+    final observation's value but does not pass the trace back across the reset.
+    """
+    r, v, nv = _host(rewards), _host(values), _host(next_values)
+    not_term = 1.0 - _host(terminated)
+    not_done = 1.0 - _host(done)
+    delta = r + gamma * not_term * nv - v
+    adv = np.empty_like(delta)
+    running = np.zeros_like(delta[0])
+    for t in range(delta.shape[0] - 1, -1, -1):
+        running = delta[t] + gamma * lam * not_done[t] * running
+        adv[t] = running
+    out = torch.from_numpy(adv).to(device=values.device, dtype=values.dtype)
+    return out, out + values
+
+
+def discounted_returns(
+    rewards: Tensor,
+    done: Tensor,
+    *,
+    gamma: float,
+    bootstrap: Tensor | None = None,
+) -> Tensor:
+    """Monte Carlo reward-to-go ``G_t = r_t + γ (1 − done_t) G_{t+1}`` computed backwards.
+
+    Args:
+        rewards: ``[T, N]``.
+        done: ``[T, N]`` episode ends; the sum restarts after each.
+        gamma: discount factor.
+        bootstrap: optional ``[N]`` value used as ``G_T`` for episodes still running at the end
+            of the rollout (zero when omitted, i.e. pure Monte Carlo).
+
+    Returns:
+        ``[T, N]`` returns.
+    """
+    r, not_done = _host(rewards), 1.0 - _host(done)
+    out = np.empty_like(r)
+    running = np.zeros_like(r[0]) if bootstrap is None else _host(bootstrap).copy()
+    for t in range(r.shape[0] - 1, -1, -1):
+        running = r[t] + gamma * not_done[t] * running
+        out[t] = running
+    return torch.from_numpy(out).to(device=rewards.device, dtype=rewards.dtype)

@@ -1,0 +1,58 @@
+"""Mergeable running moments (Welford / Chan et al. parallel merge; SPEC §5.3, §6).
+
+Statistics are a ``Moments(count, mean, m2)`` triple where ``m2`` is the sum of squared
+deviations from the mean. Two triples merge exactly, so per-worker or per-step statistics
+combine into the statistics of the concatenated data regardless of how it was split.
+The functions use only arithmetic, so they accept NumPy arrays or torch tensors alike
+(``moments_of`` needs the array's own ``mean``); they never mutate their arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class Moments(NamedTuple):
+    """Running statistics of a stream of vectors with feature shape ``[*F]``.
+
+    count: number of samples seen (a float, so merging huge counts stays exact enough);
+    mean: ``[*F]`` running mean; m2: ``[*F]`` sum of squared deviations from the mean.
+    """
+
+    count: float
+    mean: Any
+    m2: Any
+
+    @property
+    def var(self) -> Any:
+        """Population variance ``m2 / count`` (zero-count statistics give zeros)."""
+        return self.m2 / max(self.count, 1.0)
+
+
+def moments_of(x: Any) -> Moments:
+    """Moments of a batch ``x`` of shape ``[B, *F]`` (statistics over the leading axis)."""
+    mean = x.mean(0)
+    return Moments(float(x.shape[0]), mean, ((x - mean) ** 2).sum(0))
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Moments of the concatenation of the data behind ``a`` and ``b`` (Chan et al. 1979).
+
+    ``n = n_a + n_b``, ``δ = μ_b − μ_a``, ``μ = μ_a + δ·n_b/n``,
+    ``M2 = M2_a + M2_b + δ²·n_a·n_b/n``.
+    """
+    n = a.count + b.count
+    if n == 0:
+        return a
+    delta = b.mean - a.mean
+    mean = a.mean + delta * (b.count / n)
+    m2 = a.m2 + b.m2 + delta**2 * (a.count * b.count / n)
+    return Moments(n, mean, m2)
+
+
+def normalize(x: Any, m: Moments, *, clip: float | None = None, eps: float = 1e-8) -> Any:
+    """``(x − μ) / sqrt(σ² + eps)``, optionally clipped to ``[−clip, clip]``. Shape of ``x``."""
+    out = (x - m.mean) / (m.var + eps) ** 0.5
+    if clip is not None:
+        out = out.clip(-clip, clip)
+    return out

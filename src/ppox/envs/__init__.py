@@ -1,0 +1,6 @@
+"""Environment construction: Gymnasium ids to vectorized environments with fixed semantics."""
+
+from ppox.envs.make import make_env, make_vec_env, probe_spaces
+from ppox.envs.snapshot import Snapshot
+
+__all__ = ["Snapshot", "make_env", "make_vec_env", "probe_spaces"]

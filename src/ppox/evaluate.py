@@ -1,0 +1,65 @@
+"""Evaluation on a fixed, reported set of seeds (SPEC §5.4, §7).
+
+Each evaluation episode ``i`` starts from ``reset(seed=seeds[i])`` in a fresh environment, so
+evaluations are comparable across checkpoints and runs, and they never touch the training
+envs or the training RNGs (stochastic evaluation draws from its own generator).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from ppox.config import EnvConfig
+from ppox.envs.make import make_env
+from ppox.policy import Policy
+from ppox.rollout import MASK_KEY
+
+
+def evaluate(
+    policy: Policy,
+    env_cfg: EnvConfig,
+    seeds: list[int],
+    *,
+    deterministic: bool = True,
+) -> np.ndarray:
+    """Undiscounted raw returns ``[len(seeds)]``, one episode per seed, run side by side."""
+    envs = SyncVectorEnv([lambda: make_env(env_cfg)] * len(seeds), autoreset_mode=AutoresetMode.SAME_STEP)
+    generator = torch.Generator().manual_seed(seeds[0])
+    returns = np.zeros(len(seeds))
+    running = np.ones(len(seeds), dtype=bool)
+    try:
+        obs, info = envs.reset(seed=seeds)
+        while running.any():
+            action = policy.predict(obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator)
+            obs, reward, terminated, truncated, info = envs.step(action)
+            returns += np.where(running, reward, 0.0)
+            running &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return returns
+
+
+def record_gif(policy: Policy, env_cfg: EnvConfig, seed: int, path: Path, *, deterministic: bool = True, fps: int = 30) -> float:
+    """Render one episode from ``seed`` to an animated GIF; returns the episode's return."""
+    import imageio.v2 as imageio
+
+    env = make_env(env_cfg, render_mode="rgb_array")
+    frames, total = [], 0.0
+    try:
+        obs, info = env.reset(seed=seed)
+        frames.append(env.render())
+        done = False
+        while not done:
+            action = policy.predict(obs, deterministic=deterministic, mask=info.get(MASK_KEY))
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            frames.append(env.render())
+            done = terminated or truncated
+    finally:
+        env.close()
+    imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+    return total

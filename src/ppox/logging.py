@@ -1,0 +1,123 @@
+"""Run logging: ``metrics.csv``, TensorBoard (scalars and histograms), a live progress line.
+
+Columns of ``metrics.csv`` (one row per iteration): see :data:`COLUMNS`. Evaluation columns are
+empty on iterations without an evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+COLUMNS = (
+    "iteration", "global_step", "wall_time_s", "steps_per_second",
+    "train_return_mean", "train_length_mean", "episodes",
+    "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
+    "explained_variance", "learning_rate", "ent_coef", "updates", "early_stop",
+    "eval_return_mean", "eval_return_std",
+)  # fmt: skip
+
+
+def truncate_csv(path: Path, max_step: int) -> None:
+    """Drop rows past ``max_step`` (work after the checkpoint a resumed run will redo)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= max_step]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class RunLogger:
+    """Writes one row per iteration; TensorBoard is imported only when enabled."""
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool, progress: bool, total_steps: int, start_step: int) -> None:
+        self.csv_path = run_dir / "metrics.csv"
+        new = not self.csv_path.exists()
+        self._file = self.csv_path.open("a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            self._csv.writeheader()
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a resumed run is about to write again
+            self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+        self.progress = progress and sys.stderr.isatty()
+        self.total_steps = total_steps
+        self._t0, self._s0 = time.perf_counter(), start_step
+
+    def log(self, row: dict[str, Any], histograms: dict[str, torch.Tensor] | None = None) -> None:
+        self._csv.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        self._file.flush()
+        step = int(row["global_step"])
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("iteration", "global_step") and v is not None:
+                    self.tb.add_scalar(_tb_name(k), v, step)
+            for k, h in (histograms or {}).items():
+                self.tb.add_histogram(f"policy/{k}", h, step)
+        if self.progress:
+            self._progress(row)
+
+    def _progress(self, row: dict[str, Any]) -> None:
+        step = int(row["global_step"])
+        frac = min(step / self.total_steps, 1.0)
+        rate = (step - self._s0) / max(time.perf_counter() - self._t0, 1e-9)
+        eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        ret = row.get("train_return_mean")
+        ret_s = "   n/a" if ret is None else f"{ret:8.1f}"
+        sys.stderr.write(
+            f"\r[{bar}] {step:>10,}/{self.total_steps:,} steps  {rate:7.0f} steps/s  "
+            f"return {ret_s}  ETA {_hms(eta)} "
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.progress:
+            sys.stderr.write("\n")
+        if self.tb is not None:
+            self.tb.close()
+        self._file.close()
+
+
+def _fmt(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def _tb_name(key: str) -> str:
+    if key.startswith("eval_"):
+        return f"eval/{key[5:]}"
+    if key.startswith("train_") or key == "episodes":
+        return f"train/{key.removeprefix('train_')}"
+    if key in ("wall_time_s", "steps_per_second"):
+        return f"time/{key}"
+    return f"loss/{key}"
+
+
+def _hms(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "--:--"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

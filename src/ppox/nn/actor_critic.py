@@ -1,0 +1,76 @@
+"""MLP actor-critic with shared or separate trunks (SPEC §4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from ppox.config import PolicyConfig
+from ppox.distributions.base import ActionDist
+from ppox.distributions.heads import make_head
+from ppox.errors import EnvError
+from ppox.nn.init import init_actor_critic
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def obs_encoder_dim(space: spaces.Space) -> int:
+    """Flat input width for an observation space (Box: product of the shape)."""
+    if isinstance(space, spaces.Box):
+        return int(np.prod(space.shape))
+    raise EnvError(f"observation space {space} is not supported; supported observation spaces: ['Box']")
+
+
+def mlp(in_features: int, sizes: tuple[int, ...], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in sizes:
+        layers += [nn.Linear(in_features, width), _ACTIVATIONS[activation]()]
+        in_features = width
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """``obs [B, *obs_shape] → (ActionDist, value [B])``.
+
+    With ``shared_trunk`` the actor and the critic read one MLP; otherwise each has its own
+    (the default: a shared trunk couples the value loss scale to the policy's features).
+    """
+
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, cfg: PolicyConfig) -> None:
+        super().__init__()
+        in_features = obs_encoder_dim(obs_space)
+        self.obs_shape = tuple(obs_space.shape or ())
+        width = cfg.hidden_sizes[-1]
+        self.shared = cfg.shared_trunk
+        actor = mlp(in_features, cfg.hidden_sizes, cfg.activation)
+        critic = actor if self.shared else mlp(in_features, cfg.hidden_sizes, cfg.activation)
+        self.trunks = nn.ModuleDict({"actor": actor} if self.shared else {"actor": actor, "critic": critic})
+        self.head = make_head(action_space, width, cfg)
+        self.value_out = nn.Linear(width, 1)
+        if cfg.ortho_init:
+            init_actor_critic(
+                self, activation=cfg.activation, policy_gain=cfg.policy_init_gain, value_gain=cfg.value_init_gain
+            )
+
+    def _flat(self, obs: Tensor) -> Tensor:
+        return obs.reshape(obs.shape[0], -1) if len(self.obs_shape) > 1 else obs
+
+    def forward(self, obs: Tensor, mask: Tensor | None = None) -> tuple[ActionDist, Tensor]:
+        x = self._flat(obs)
+        features = self.trunks["actor"](x)
+        critic_features = features if self.shared else self.trunks["critic"](x)
+        return self.head(features, mask), self.value_out(critic_features).squeeze(-1)
+
+    def value(self, obs: Tensor) -> Tensor:
+        x = self._flat(obs)
+        trunk = self.trunks["actor"] if self.shared else self.trunks["critic"]
+        return self.value_out(trunk(x)).squeeze(-1)
+
+    def dist(self, obs: Tensor, mask: Tensor | None = None) -> ActionDist:
+        return self.head(self.trunks["actor"](self._flat(obs)), mask)
+
+    @torch.no_grad()
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,26 @@
+"""Initialization (SPEC §4; seed 001 "笨鸟先飞").
+
+Orthogonal weights with the gain recommended for the activation (√2 for ReLU, 5/3 for tanh),
+zero biases; the policy output layer gets a small gain (0.01) so the initial policy is close to
+uniform / zero-mean, and the value output gain 1 (Andrychowicz et al. 2021, arXiv 2006.05990).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def orthogonal_(layer: nn.Linear, gain: float) -> None:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+
+
+def init_actor_critic(model: nn.Module, *, activation: str, policy_gain: float, value_gain: float) -> None:
+    """Orthogonal init of every ``nn.Linear`` in ``model.trunks``, then of the output layers."""
+    gain = nn.init.calculate_gain("relu" if activation == "elu" else activation)
+    for module in model.trunks.modules():  # type: ignore[union-attr]
+        if isinstance(module, nn.Linear):
+            orthogonal_(module, gain)
+    for layer in model.head.output_layers():  # type: ignore[union-attr]
+        orthogonal_(layer, policy_gain)
+    orthogonal_(model.value_out, value_gain)  # type: ignore[arg-type]

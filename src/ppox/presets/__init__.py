@@ -1,0 +1,34 @@
+"""Tuned presets: a name → (one-line description, config overrides by flat field name).
+
+Every preset records where its numbers come from; results are in ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ppox.config import Config
+from ppox.errors import ConfigError
+from ppox.presets.classic import CLASSIC
+from ppox.presets.mujoco import MUJOCO
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    overrides: dict[str, Any]
+
+    def config(self) -> Config:
+        return Config().replace(**self.overrides)
+
+
+PRESETS: dict[str, Preset] = {name: Preset(name, desc, ov) for name, (desc, ov) in {**CLASSIC, **MUJOCO}.items()}
+DEFAULT_PRESET = "cartpole"
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"preset={name!r} is unknown; available presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]

@@ -1,0 +1,28 @@
+"""Classic-control and Box2D presets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLASSIC: dict[str, tuple[str, dict[str, Any]]] = {
+    # ppox's library defaults are tuned for CartPole (hyperparameters after the RL Zoo's
+    # CartPole-v1 PPO entry: 8 envs × 32 steps, 20 epochs, γ 0.98, λ 0.8, linear 1e-3).
+    "cartpole": ("CartPole-v1 (discrete): the default; ≥475 within 100k steps", {"env_id": "CartPole-v1"}),
+    "lunarlander": (
+        "LunarLander-v3 (discrete, Box2D): ≥200 within 1M steps",
+        {
+            "env_id": "LunarLander-v3", "num_envs": 16, "num_steps": 1024, "num_epochs": 4,
+            "num_minibatches": 64, "learning_rate": 3e-4, "gamma": 0.999, "lam": 0.98,
+            "ent_coef": 0.01, "total_steps": 1_000_000, "eval_every": 50_000,
+        },
+    ),
+    "pendulum": (
+        "Pendulum-v1 (continuous): swing-up within 200k steps",
+        {
+            "env_id": "Pendulum-v1", "num_envs": 4, "num_steps": 1024, "num_epochs": 10,
+            "num_minibatches": 64, "learning_rate": 1e-3, "gamma": 0.9, "lam": 0.95,
+            "ent_coef": 0.0, "init_log_std": -0.5, "normalize_obs": True, "scale_reward": True,
+            "total_steps": 200_000, "eval_every": 20_000, "clip_coef": 0.2,
+        },
+    ),
+}  # fmt: skip

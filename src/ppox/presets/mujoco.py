@@ -1,0 +1,20 @@
+"""MuJoCo locomotion presets (continuous actions, observation and reward normalization)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Common MuJoCo settings: the PPO paper's MuJoCo setup (Schulman et al. 2017, Table 3: 2048
+# steps, 10 epochs, minibatch 64, lr 3e-4, γ 0.99, λ 0.95) with normalization as in
+# Huang et al. 2022 ("The 37 implementation details of PPO").
+_BASE: dict[str, Any] = {
+    "num_envs": 1, "num_steps": 2048, "num_epochs": 10, "num_minibatches": 32,
+    "learning_rate": 3e-4, "gamma": 0.99, "lam": 0.95, "ent_coef": 0.0, "clip_coef": 0.2,
+    "normalize_obs": True, "scale_reward": True, "total_steps": 1_000_000, "eval_every": 50_000,
+}  # fmt: skip
+
+MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
+    "halfcheetah": ("HalfCheetah-v5 (continuous, MuJoCo): 1M steps", {**_BASE, "env_id": "HalfCheetah-v5"}),
+    "hopper": ("Hopper-v5 (continuous, MuJoCo): 1M steps", {**_BASE, "env_id": "Hopper-v5"}),
+    "walker2d": ("Walker2d-v5 (continuous, MuJoCo): 1M steps", {**_BASE, "env_id": "Walker2d-v5"}),
+}

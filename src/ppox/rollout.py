@@ -1,0 +1,201 @@
+"""Rollout storage and the collector (ARCHITECTURE "data flow").
+
+The collector drives a SAME_STEP-autoreset vector env: each step returns the next observation
+(the reset one where an episode ended) and, for ended episodes, ``info["final_obs"]``. Truncated
+episodes bootstrap from ``V(final_obs)`` (SPEC §2.1); terminated ones do not bootstrap at all.
+The acting path runs under ``torch.inference_mode`` and writes into preallocated tensors.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+from torch import Tensor
+
+from ppox.distributions.categorical import check_mask
+from ppox.envs.snapshot import Snapshot
+from ppox.nn.actor_critic import ActorCritic
+from ppox.normalizers import ObsNormalizer, RewardScaler
+from ppox.types import Rollout
+
+MASK_KEY = "action_mask"
+"""Key in the env's ``info`` dict holding a boolean action mask (True = legal)."""
+
+
+class RolloutBuffer:
+    """Preallocated ``[T, N, ...]`` tensors for one iteration."""
+
+    def __init__(self, T: int, N: int, obs_shape: tuple[int, ...], model: ActorCritic, device: torch.device) -> None:
+        def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.zeros((T, N, *shape), dtype=dtype, device=device)
+
+        head = model.head
+        self.obs = z(*obs_shape)
+        self.action = z(*head.action_shape, dtype=head.action_dtype)
+        self.logp, self.value, self.final_value, self.reward = z(), z(), z(), z()
+        self.terminated, self.done = z(), z()
+        self.mask = z(*head.mask_shape, dtype=torch.bool) if head.mask_shape is not None else None
+        self.has_mask = False
+
+    def rollout(self, last_value: Tensor) -> Rollout:
+        """Assemble the rollout; ``last_value`` is ``V(obs_T)`` ``[N]``."""
+        nxt = torch.cat([self.value[1:], last_value.unsqueeze(0)])
+        next_value = torch.where(self.done.bool(), self.final_value, nxt)
+        mask = self.mask if self.has_mask else None
+        return Rollout(self.obs, self.action, self.logp, self.value, next_value, self.reward, self.terminated, self.done, mask)
+
+
+class EpisodeStats:
+    """Raw (unnormalized) returns and lengths of the episodes finished during training."""
+
+    def __init__(self, num_envs: int, window: int = 100) -> None:
+        self.ret = np.zeros(num_envs)
+        self.len = np.zeros(num_envs, dtype=np.int64)
+        self.returns: deque[float] = deque(maxlen=window)
+        self.lengths: deque[int] = deque(maxlen=window)
+        self.episodes = 0
+
+    def step(self, reward: np.ndarray, done: np.ndarray) -> None:
+        self.ret += reward
+        self.len += 1
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.returns.append(float(self.ret[i]))
+                self.lengths.append(int(self.len[i]))
+            self.episodes += int(done.sum())
+            self.ret[done] = 0.0
+            self.len[done] = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ret": self.ret.tolist(), "len": self.len.tolist(), "returns": list(self.returns),
+                "lengths": list(self.lengths), "episodes": self.episodes}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.ret, self.len = np.asarray(s["ret"], dtype=np.float64), np.asarray(s["len"], dtype=np.int64)
+        self.returns.clear()
+        self.returns.extend(s["returns"])
+        self.lengths.clear()
+        self.lengths.extend(s["lengths"])
+        self.episodes = int(s["episodes"])
+
+
+class Collector:
+    """Steps ``envs`` with ``model`` and fills a :class:`RolloutBuffer`."""
+
+    def __init__(
+        self,
+        envs: VectorEnv,
+        model: ActorCritic,
+        obs_norm: ObsNormalizer,
+        reward_scaler: RewardScaler,
+        num_steps: int,
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> None:
+        self.envs, self.model, self.obs_norm, self.reward_scaler = envs, model, obs_norm, reward_scaler
+        self.device, self.generator, self.T = device, generator, num_steps
+        self.N = envs.num_envs
+        self.buffer = RolloutBuffer(num_steps, self.N, model.obs_shape, model, device)
+        self.stats = EpisodeStats(self.N)
+        self.raw_obs: np.ndarray | None = None
+        self.mask: Tensor | None = None
+
+    def reset(self, seeds: list[int]) -> None:
+        """Reset every env once with its own seed; autoreset continues their RNG afterwards."""
+        obs, info = self.envs.reset(seed=seeds)
+        self._set_obs(obs, info)
+
+    def _set_obs(self, raw_obs: np.ndarray, info: dict[str, Any]) -> None:
+        self.obs_norm.update(raw_obs)
+        self.raw_obs = raw_obs
+        self.obs = self._tensor(self.obs_norm(raw_obs))
+        self.mask = self._read_mask(info)
+
+    def _tensor(self, x: np.ndarray) -> Tensor:
+        return torch.from_numpy(x).to(self.device)
+
+    def _read_mask(self, info: dict[str, Any]) -> Tensor | None:
+        if MASK_KEY not in info or self.buffer.mask is None:
+            return None
+        mask = torch.as_tensor(np.asarray(info[MASK_KEY], dtype=bool), device=self.device)
+        check_mask(mask)
+        return mask
+
+    @torch.inference_mode()
+    def collect(self) -> Rollout:
+        """Run ``T`` vector steps; return the filled rollout (views into the buffer)."""
+        buf, model, head = self.buffer, self.model, self.model.head
+        buf.final_value.zero_()
+        buf.has_mask = self.mask is not None
+        for t in range(self.T):
+            dist, value = model(self.obs, self.mask)
+            action = dist.sample(self.generator)
+            buf.obs[t] = self.obs
+            buf.action[t] = action
+            buf.logp[t] = dist.log_prob(action)
+            buf.value[t] = value
+            if self.mask is not None and buf.mask is not None:
+                buf.mask[t] = self.mask
+            raw_obs, reward, terminated, truncated, info = self.envs.step(head.to_env(action.cpu().numpy()))
+            done = terminated | truncated
+            self.stats.step(reward, done)
+            buf.reward[t] = self._tensor(self.reward_scaler(reward, done))
+            buf.terminated[t] = self._tensor(terminated.astype(np.float32))
+            buf.done[t] = self._tensor(done.astype(np.float32))
+            if truncated.any():
+                self._bootstrap_truncated(t, truncated & ~terminated, info)
+            self._set_obs(raw_obs, info)
+        return buf.rollout(model.value(self.obs))
+
+    def _bootstrap_truncated(self, t: int, truncated: np.ndarray, info: dict[str, Any]) -> None:
+        idx = np.flatnonzero(truncated)
+        if idx.size == 0:
+            return
+        final = np.stack([info["final_obs"][i] for i in idx])
+        values = self.model.value(self._tensor(self.obs_norm(final)))
+        self.buffer.final_value[t, torch.as_tensor(idx, device=self.device)] = values
+
+    # --- exact resume -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue collection exactly (env states included when possible)."""
+        env_states = self.envs.call("ppox_get_state")
+        return {
+            "raw_obs": torch.from_numpy(np.asarray(self.raw_obs)),
+            "mask": None if self.mask is None else self.mask.cpu(),
+            "env_states": list(env_states),
+            "stats": self.stats.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], fallback_seeds: list[int]) -> bool:
+        """Restore; returns False when the envs could not be restored and were reset instead."""
+        self.stats.load_state_dict(state["stats"])
+        blobs = state["env_states"]
+        if any(b is None for b in blobs):
+            self.reset(fallback_seeds)
+            self.stats.ret[:] = 0.0
+            self.stats.len[:] = 0
+            return False
+        _set_states(self.envs, blobs)
+        self.raw_obs = state["raw_obs"].numpy()
+        self.obs = self._tensor(self.obs_norm(self.raw_obs))
+        self.mask = None if state["mask"] is None else state["mask"].to(self.device)
+        return True
+
+
+def _set_states(envs: VectorEnv, blobs: list[bytes]) -> None:
+    """Give each sub-env its own saved state (``call`` would send the same argument to all)."""
+    if hasattr(envs, "envs"):  # SyncVectorEnv
+        for env, blob in zip(envs.envs, blobs):
+            assert isinstance(env, Snapshot)
+            env.ppox_set_state(blob)
+        return
+    for pipe, blob in zip(envs.parent_pipes, blobs):  # AsyncVectorEnv
+        pipe.send(("_call", ("ppox_set_state", (blob,), {})))
+    for pipe in envs.parent_pipes:
+        result, ok = pipe.recv()
+        if not ok:
+            raise RuntimeError(f"restoring an async env failed: {result}")

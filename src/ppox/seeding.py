@@ -1,0 +1,60 @@
+"""Seeds for collection vs evaluation, and the RNG states that make a resume exact (SPEC §5.4)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (CUDA included) from one number."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def collection_seeds(seed: int, n: int, avoid: range) -> list[int]:
+    """``n`` well-spread env seeds derived from ``seed``, none of them in ``avoid``
+    (the evaluation seeds), so training never replays an evaluation episode's start."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+    out: list[int] = []
+    while len(out) < n:
+        s = int(rng.integers(0, 2**31 - 1))
+        if s not in avoid and s not in out:
+            out.append(s)
+    return out
+
+
+def evaluation_seeds(first: int, episodes: int) -> list[int]:
+    """The fixed, reported evaluation seed set: ``first, first + 1, …``."""
+    return list(range(first, first + episodes))
+
+
+def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Every RNG state as plain Python / tensors (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys).astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {k: g.get_state() for k, g in generators.items()},
+    }
+
+
+def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    random.setstate(_tuples(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for k, g in generators.items():
+        g.set_state(state["generators"][k])
+
+
+def _tuples(x: Any) -> Any:
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
