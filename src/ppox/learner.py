@@ -27,8 +27,9 @@ _TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", 
 
 
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Adam:
-    """Adam with torch's multi-tensor (foreach) step, which is the fast path on CPU too."""
-    return torch.optim.Adam(model.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps, foreach=True)
+    """Adam with the fused kernel (CPU and CUDA): one call per step instead of a dozen small
+    ops per parameter tensor, which dominates the update cost of small MLPs."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps, fused=True)
 
 
 class Learner:

@@ -27,26 +27,35 @@ MASK_KEY = "action_mask"
 
 
 class RolloutBuffer:
-    """Preallocated ``[T, N, ...]`` tensors for one iteration."""
+    """Preallocated ``[T, N, ...]`` storage for one iteration, kept on the host.
+
+    Per-step data arriving from the env as NumPy (observations, rewards, episode flags) is
+    written through NumPy views of the same memory, so the acting loop makes no per-step
+    torch tensors for it; :meth:`rollout` hands the whole batch to ``device`` in one transfer.
+    """
 
     def __init__(self, T: int, N: int, obs_shape: tuple[int, ...], model: ActorCritic, device: torch.device) -> None:
         def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
-            return torch.zeros((T, N, *shape), dtype=dtype, device=device)
+            return torch.zeros((T, N, *shape), dtype=dtype)
 
         head = model.head
+        self.device = device
         self.obs = z(*obs_shape)
         self.action = z(*head.action_shape, dtype=head.action_dtype)
         self.logp, self.value, self.final_value, self.reward = z(), z(), z(), z()
         self.terminated, self.done = z(), z()
         self.mask = z(*head.mask_shape, dtype=torch.bool) if head.mask_shape is not None else None
         self.has_mask = False
+        self.np_obs, self.np_reward = self.obs.numpy(), self.reward.numpy()
+        self.np_terminated, self.np_done = self.terminated.numpy(), self.done.numpy()
 
     def rollout(self, last_value: Tensor) -> Rollout:
-        """Assemble the rollout; ``last_value`` is ``V(obs_T)`` ``[N]``."""
-        nxt = torch.cat([self.value[1:], last_value.unsqueeze(0)])
+        """Assemble the rollout on the device; ``last_value`` is ``V(obs_T)`` ``[N]``."""
+        nxt = torch.cat([self.value[1:], last_value.cpu().unsqueeze(0)])
         next_value = torch.where(self.done.bool(), self.final_value, nxt)
         mask = self.mask if self.has_mask else None
-        return Rollout(self.obs, self.action, self.logp, self.value, next_value, self.reward, self.terminated, self.done, mask)
+        parts = (self.obs, self.action, self.logp, self.value, next_value, self.reward, self.terminated, self.done, mask)
+        return Rollout(*(None if x is None else x.to(self.device, copy=True) for x in parts))
 
 
 class EpisodeStats:
@@ -112,7 +121,8 @@ class Collector:
     def _set_obs(self, raw_obs: np.ndarray, info: dict[str, Any]) -> None:
         self.obs_norm.update(raw_obs)
         self.raw_obs = raw_obs
-        self.obs = self._tensor(self.obs_norm(raw_obs))
+        self.obs_np = self.obs_norm(raw_obs)
+        self.obs = self._tensor(self.obs_np)
         self.mask = self._read_mask(info)
 
     def _tensor(self, x: np.ndarray) -> Tensor:
@@ -127,25 +137,25 @@ class Collector:
 
     @torch.inference_mode()
     def collect(self) -> Rollout:
-        """Run ``T`` vector steps; return the filled rollout (views into the buffer)."""
+        """Run ``T`` vector steps; return the filled rollout (a copy on the device)."""
         buf, model, head = self.buffer, self.model, self.model.head
         buf.final_value.zero_()
         buf.has_mask = self.mask is not None
         for t in range(self.T):
             dist, value = model(self.obs, self.mask)
-            action = dist.sample(self.generator)
-            buf.obs[t] = self.obs
+            action, logp = dist.sample_log_prob(self.generator)
+            buf.np_obs[t] = self.obs_np
             buf.action[t] = action
-            buf.logp[t] = dist.log_prob(action)
+            buf.logp[t] = logp
             buf.value[t] = value
             if self.mask is not None and buf.mask is not None:
                 buf.mask[t] = self.mask
             raw_obs, reward, terminated, truncated, info = self.envs.step(head.to_env(action.cpu().numpy()))
             done = terminated | truncated
             self.stats.step(reward, done)
-            buf.reward[t] = self._tensor(self.reward_scaler(reward, done))
-            buf.terminated[t] = self._tensor(terminated.astype(np.float32))
-            buf.done[t] = self._tensor(done.astype(np.float32))
+            buf.np_reward[t] = self.reward_scaler(reward, done)
+            buf.np_terminated[t] = terminated
+            buf.np_done[t] = done
             if truncated.any():
                 self._bootstrap_truncated(t, truncated & ~terminated, info)
             self._set_obs(raw_obs, info)
@@ -157,7 +167,7 @@ class Collector:
             return
         final = np.stack([info["final_obs"][i] for i in idx])
         values = self.model.value(self._tensor(self.obs_norm(final)))
-        self.buffer.final_value[t, torch.as_tensor(idx, device=self.device)] = values
+        self.buffer.final_value[t, torch.from_numpy(idx)] = values.cpu()
 
     # --- exact resume -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -181,7 +191,8 @@ class Collector:
             return False
         _set_states(self.envs, blobs)
         self.raw_obs = state["raw_obs"].numpy()
-        self.obs = self._tensor(self.obs_norm(self.raw_obs))
+        self.obs_np = self.obs_norm(self.raw_obs)
+        self.obs = self._tensor(self.obs_np)
         self.mask = None if state["mask"] is None else state["mask"].to(self.device)
         return True
 

@@ -44,6 +44,10 @@ class MaskedCategorical:
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         return torch.multinomial(self.probs, 1, generator=generator).squeeze(-1)
 
+    def sample_log_prob(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        action = self.sample(generator)
+        return action, self.log_prob(action)
+
     def mode(self) -> Tensor:
         return self.logp_all.argmax(-1)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
 
@@ -88,7 +89,7 @@ class CategoricalHead(ActionHead):
         self.mask_shape = (n,)
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> MaskedCategorical:
-        logits = self.logits(features)
+        logits = F.linear(features, self.logits.weight, self.logits.bias)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         return MaskedCategorical(logits, mask)
@@ -135,9 +136,9 @@ class GaussianHead(ActionHead):
             raise EnvError(f"action_bound='rescale' needs finite Box bounds, got {space}")
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> DiagNormal:
-        mean = self.mean(features)
+        mean = F.linear(features, self.mean.weight, self.mean.bias)
         if self.sigma_mode == "state":
-            log_std = self.log_std_layer(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
+            log_std = F.linear(features, self.log_std_layer.weight, self.log_std_layer.bias).clamp(LOG_STD_MIN, LOG_STD_MAX)
         else:
             log_std = self.log_std
         return DiagNormal(mean, log_std)

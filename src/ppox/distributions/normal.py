@@ -25,6 +25,12 @@ class DiagNormal:
         noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
         return self.mean + noise * self.log_std.exp()
 
+    def sample_log_prob(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        action = self.mean + noise * self.log_std.exp()
+        # z = noise exactly, so the density needs no division
+        return action, (-0.5 * noise.square() - self.log_std - _LOG_SQRT_2PI).sum(-1)
+
     def mode(self) -> Tensor:
         return self.mean
 
