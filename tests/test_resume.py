@@ -1,0 +1,97 @@
+"""Exact resume: a run stopped with kill -9 and resumed ends with the same parameters as a run
+that was never interrupted (CPU), and in-process stop/resume for a continuous task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import ppox
+from ppox.checkpoint import load_checkpoint
+from ppox.logging import RunLogger, read_csv
+from ppox.trainer import Trainer
+
+FLAGS = [
+    "--total-steps", "12288", "--num-envs", "4", "--num-steps", "64", "--num-epochs", "4",
+    "--num-minibatches", "4", "--checkpoint-every", "1", "--eval-every", "2048", "--eval-episodes", "2",
+    "--normalize-obs", "--scale-reward", "--seed", "7", "--no-tensorboard", "--no-progress",
+]  # fmt: skip
+
+
+def ppox_cli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ppox", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+def params(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir)["model"]
+
+
+def wait_for_rows(csv: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if csv.exists() and len(csv.read_text().splitlines()) > rows:
+            return
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        time.sleep(0.02)
+    raise AssertionError("training did not progress")
+
+
+def test_kill_9_and_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    p = ppox_cli("train", *FLAGS, "--run-dir", str(full))
+    assert p.wait(timeout=300) == 0, p.stdout.read().decode()
+
+    p = ppox_cli("train", *FLAGS, "--run-dir", str(cut))
+    wait_for_rows(cut / "metrics.csv", 20, p)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    stopped_at = load_checkpoint(cut)["progress"]["global_step"]
+    assert 0 < stopped_at < 12288  # really interrupted mid-way
+
+    p = ppox_cli("train", "--resume", str(cut))
+    assert p.wait(timeout=300) == 0, p.stdout.read().decode()
+
+    a, b = params(full), params(cut)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the logs were truncated to the checkpoint and continued: same rows as the full run
+    rows_a, rows_b = read_csv(full / "metrics.csv"), read_csv(cut / "metrics.csv")
+    assert [r["global_step"] for r in rows_a] == [r["global_step"] for r in rows_b]
+    assert [r["eval_return_mean"] for r in rows_a] == [r["eval_return_mean"] for r in rows_b]
+
+
+def _cfg(tmp: Path, name: str) -> tuple[ppox.Config, Path]:
+    cfg = ppox.get_preset("pendulum").config().replace(
+        total_steps=4 * 64 * 6, num_envs=4, num_steps=64, num_minibatches=4, num_epochs=2,
+        eval_every=512, eval_episodes=2, tensorboard=False, progress=False, checkpoint_every=100,
+    )  # fmt: skip
+    return cfg, tmp / name
+
+
+def test_in_process_resume_of_a_continuous_task_is_exact(tmp_path: Path) -> None:
+    cfg, full = _cfg(tmp_path, "full")
+    ppox.train(cfg, full)
+
+    _, cut = _cfg(tmp_path, "cut")
+    first = Trainer.create(cfg, cut)
+    logger = RunLogger(cut, tensorboard=False, progress=False, total_steps=cfg.run.total_steps, start_step=0)
+    for _ in range(3):
+        first.iterate(logger)
+    first.save()
+    first.iterate(logger)  # work after the checkpoint that is lost
+    logger.close()
+    first.envs.close()
+
+    Trainer.resume(cut).train()
+    a, b = params(full), params(cut)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert load_checkpoint(cut)["obs_norm"] == load_checkpoint(full)["obs_norm"]

@@ -1,0 +1,181 @@
+"""Tiny Gymnasium environments for the collector, env and learner tests.
+
+Importing this module registers every env below under a ``PpoxToy*`` id (idempotently), so
+tests can build them through ``make_vec_env`` / ``Trainer`` like any other Gymnasium id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class CounterEnv(gym.Env):
+    """Reward 1 every step, never terminates (truncation comes from a ``TimeLimit``).
+
+    The observation is ``[offset + steps, offset]`` with a random ``offset`` drawn at reset, so
+    the final observation of an episode differs from the next reset observation and from the
+    final observations of the other sub-envs (it identifies env and step).
+    """
+
+    def __init__(self, constant_obs: bool = False) -> None:
+        self.observation_space = spaces.Box(-1e6, 1e6, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.constant_obs = constant_obs
+        self.offset = 0.0
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        if self.constant_obs:
+            return np.zeros(2, np.float32)
+        return np.array([self.offset + self.t, self.offset], np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.offset = float(self.np_random.integers(0, 50))
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 1.0, False, False, {}
+
+
+class TerminatingEnv(gym.Env):
+    """Terminates after ``length`` steps (a true terminal state); reward = step index."""
+
+    def __init__(self, length: int = 3) -> None:
+        self.observation_space = spaces.Box(-100, 100, (1,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.length = length
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([float(self.t)], np.float32), float(self.t), self.t >= self.length, False, {}
+
+
+class RecordingEnv(gym.Env):
+    """Random observations and rewards, random terminations; logs everything it produced.
+
+    ``self.log`` holds, in order, ``("reset", obs)`` and ``("step", action, obs, reward, done)``.
+    """
+
+    def __init__(self, p_end: float = 0.15) -> None:
+        self.observation_space = spaces.Box(-10, 10, (3,), np.float32)
+        self.action_space = spaces.Discrete(3)
+        self.p_end = p_end
+        self.log: list[tuple[Any, ...]] = []
+
+    def _obs(self) -> np.ndarray:
+        return self.np_random.normal(size=3).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs = self._obs()
+        self.log.append(("reset", obs.copy()))
+        return obs, {}
+
+    def step(self, action):
+        obs = self._obs()
+        reward = float(self.np_random.normal())
+        terminated = bool(self.np_random.random() < self.p_end)
+        self.log.append(("step", int(action), obs.copy(), reward, terminated))
+        return obs, reward, terminated, False, {}
+
+
+class MaskedEnv(gym.Env):
+    """Discrete(5) with a random legal set (in ``info["action_mask"]``) at every state.
+
+    An illegal action is recorded in ``self.illegal`` (and gives reward −1).
+    """
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1, 1, (5,), np.float32)
+        self.action_space = spaces.Discrete(5)
+        self.mask = np.ones(5, bool)
+        self.illegal = 0
+        self.steps = 0
+        self.t = 0
+
+    def _new_mask(self) -> tuple[np.ndarray, dict[str, Any]]:
+        mask = self.np_random.random(5) < 0.4
+        if not mask.any():
+            mask[self.np_random.integers(5)] = True
+        self.mask = mask
+        # the observation shows the mask, so the policy *could* learn it (it does not need to)
+        return mask.astype(np.float32), {"action_mask": mask.copy()}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._new_mask()
+
+    def step(self, action):
+        self.steps += 1
+        self.t += 1
+        legal = bool(self.mask[int(action)])
+        self.illegal += not legal
+        obs, info = self._new_mask()
+        return obs, 1.0 if legal else -1.0, False, self.t >= 7, info
+
+
+class OneHotBanditEnv(gym.Env):
+    """One-step contextual bandit: obs = one-hot target in 4 classes, reward 1 iff action == target."""
+
+    def __init__(self, n: int = 4) -> None:
+        self.n = n
+        self.observation_space = spaces.Box(0, 1, (n,), np.float32)
+        self.action_space = spaces.Discrete(n)
+        self.target = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.eye(self.n, dtype=np.float32)[self.target]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.target = int(self.np_random.integers(self.n))
+        return self._obs(), {}
+
+    def step(self, action):
+        return self._obs(), float(int(action) == self.target), True, False, {}
+
+
+class ContinuousBanditEnv(gym.Env):
+    """One-step regression bandit: obs = target ∈ [-1, 1], reward = −(a − target)², a ∈ [-2, 2]."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1, 1, (1,), np.float32)
+        self.action_space = spaces.Box(-2, 2, (1,), np.float32)
+        self.target = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.target = float(self.np_random.uniform(-1, 1))
+        return np.array([self.target], np.float32), {}
+
+    def step(self, action):
+        a = float(np.asarray(action).reshape(-1)[0])
+        return np.array([self.target], np.float32), -((a - self.target) ** 2), True, False, {}
+
+
+IDS = {
+    "PpoxToyCounter-v0": (CounterEnv, 5),
+    "PpoxToyTerminating-v0": (TerminatingEnv, None),
+    "PpoxToyRecording-v0": (RecordingEnv, None),
+    "PpoxToyMasked-v0": (MaskedEnv, None),
+    "PpoxToyBandit-v0": (OneHotBanditEnv, None),
+    "PpoxToyContinuousBandit-v0": (ContinuousBanditEnv, None),
+}
+
+for _id, (_cls, _steps) in IDS.items():
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=_cls, max_episode_steps=_steps, disable_env_checker=True)
