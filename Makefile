@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.ppox-installed
 
-.PHONY: setup train test test-all lint bench clean
+.PHONY: setup train test test-all lint bench clean docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
+
+docs: $(STAMP)
+	$(PY) -c "from ppox.config import config_markdown; print(config_markdown(), end='')" > docs/config.md

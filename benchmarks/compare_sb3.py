@@ -167,7 +167,12 @@ def spawn(impl: str, suite: str, seed: int, steps: int) -> dict[str, Any]:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, suite, str(seed),
                str(steps), str(out)]
-        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                              stderr=subprocess.PIPE, text=True)
+        # Pass the worker's stderr on, minus MuJoCo's per-env deprecation warning and blank lines.
+        lines = proc.stderr.splitlines()
+        sys.stderr.writelines(f"{x}\n" for x in lines if x.strip() and "settotalmass" not in x)
+        proc.check_returncode()
         result = json.loads(out.read_text())
     return dict(impl=impl, suite=suite, env_id=SUITES[suite]["env_id"], seed=seed, **result)
 
@@ -202,10 +207,17 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def machine_info() -> dict[str, Any]:
     return dict(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"), platform=platform.platform(),
-        processor=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+        processor=cpu_model(), cpu_count=os.cpu_count(),
         load_avg_at_start=os.getloadavg(), python=platform.python_version(),
         **{name: version(name) for name in
            ("torch", "stable-baselines3", "gymnasium", "mujoco", "numpy", "ppox")},

@@ -91,9 +91,9 @@ class PPOConfig:
     adam_eps: float = 1e-5
     """Adam epsilon."""
     gamma: float = 0.98
-    """Discount factor γ."""
+    """Discount factor γ of the return."""
     lam: float = 0.8
-    """GAE λ."""
+    """GAE λ: 0 gives one-step TD errors, 1 Monte Carlo advantages."""
     clip_coef: float = 0.2
     """PPO clip ε."""
     dual_clip: float | None = None
@@ -304,3 +304,22 @@ def field_docs() -> dict[str, str]:
                 if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                     docs[node.target.id] = " ".join(str(nxt.value.value).split())
     return docs
+
+
+def config_markdown() -> str:
+    """The config reference page (``docs/config.md``), generated from the field docstrings."""
+    defaults = dataclasses.asdict(Config())
+    docs = field_docs()
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the field docstrings in `src/ppox/config.py` by `ppox.config.config_markdown()`",
+        "(`make docs` rewrites this file; a test keeps the two in sync).",
+        "Every field is a flag of `ppox train` (`--field-name VALUE`; booleans as `--flag` / `--no-flag`;",
+        "`none` for optional fields) and a keyword of `Config.replace(field_name=value)` in Python.",
+    ]
+    for section, kind in _sections().items():
+        lines += ["", f"## `{section}`: {(kind.__doc__ or '').strip()}", "", "| field | default | meaning |", "|---|---|---|"]
+        for f in dataclasses.fields(kind):
+            lines.append(f"| `{f.name}` | `{defaults[section][f.name]!r}` | {docs.get(f.name, '')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+"""Shared fixtures: the toy envs (registered on import) and a Collector factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+
+import toy_envs  # noqa: F401  (registers the PpoxToy* ids)
+from ppox.config import EnvConfig, PolicyConfig
+from ppox.envs.make import make_vec_env, probe_spaces
+from ppox.nn.actor_critic import ActorCritic
+from ppox.normalizers import ObsNormalizer, RewardScaler
+from ppox.rollout import Collector
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny MLPs on a shared 2-core machine: one intra-op thread is fastest and least noisy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def make_collector() -> Iterator[Callable[..., Collector]]:
+    """``make_collector(env_id, num_envs=2, num_steps=8, policy=PolicyConfig(), seed=0,
+    env_seeds=None, **env_cfg)`` → a reset Collector with identity normalizers on CPU.
+    The vector envs are closed after the test."""
+    made: list[Collector] = []
+
+    def factory(
+        env_id: str,
+        *,
+        num_envs: int = 2,
+        num_steps: int = 8,
+        policy: PolicyConfig | None = None,
+        seed: int = 0,
+        env_seeds: list[int] | None = None,
+        model: ActorCritic | None = None,
+        **env_kw,
+    ) -> Collector:
+        env_cfg = EnvConfig(env_id=env_id, num_envs=num_envs, **env_kw)
+        if model is None:
+            obs_space, act_space = probe_spaces(env_cfg)
+            torch.manual_seed(seed)
+            model = ActorCritic(obs_space, act_space, policy or PolicyConfig())
+        obs_norm = ObsNormalizer(model.obs_shape, enabled=False, clip=10.0)
+        scaler = RewardScaler(num_envs, enabled=False, gamma=0.99, clip=10.0)
+        envs = make_vec_env(env_cfg)
+        c = Collector(envs, model, obs_norm, scaler, num_steps, torch.device("cpu"), torch.Generator().manual_seed(seed))
+        made.append(c)
+        c.reset(env_seeds if env_seeds is not None else [1000 + i for i in range(num_envs)])
+        return c
+
+    yield factory
+    for c in made:
+        c.envs.close()
