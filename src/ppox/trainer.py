@@ -135,6 +135,8 @@ class Trainer:
         return self.finish()
 
     def iterate(self, logger: RunLogger) -> None:
+        """One iteration. ``wall_time_s`` counts collection, update, logging and checkpoints,
+        not evaluation (which is extra work a training run does not need)."""
         cfg, p = self.cfg, self.progress
         t0 = time.perf_counter()
         rollout = self.collector.collect()
@@ -142,14 +144,18 @@ class Trainer:
         metrics = self.learner.update(batch, progress=p.global_step / cfg.run.total_steps)
         p.iteration += 1
         p.global_step += cfg.batch_size
-        elapsed = time.perf_counter() - t0
-        p.wall_time_s += elapsed
-        row = self.row(metrics, cfg.batch_size / elapsed)
+        row = self.row(metrics, cfg.batch_size / (time.perf_counter() - t0))
+        eval_s = 0.0
         if self._eval_due():
+            t_eval = time.perf_counter()
             row.update(self.evaluate_now())
+            eval_s = time.perf_counter() - t_eval
         logger.log(row, self._histograms(rollout))
+        p.wall_time_s += time.perf_counter() - t0 - eval_s
         if p.iteration % cfg.run.checkpoint_every == 0 or p.global_step >= cfg.run.total_steps:
+            t_save = time.perf_counter()
             self.save()
+            p.wall_time_s += time.perf_counter() - t_save
 
     def advantages(self, r: Rollout) -> Batch:
         o = self.cfg.ppo

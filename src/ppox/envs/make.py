@@ -18,6 +18,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 from ppox.config import EnvConfig
 from ppox.envs.snapshot import Snapshot
+from ppox.envs.vector import LeanSyncVectorEnv
 from ppox.errors import EnvError
 
 
@@ -33,9 +34,9 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     except gym.error.Error as exc:  # NameNotFound, VersionNotFound, NamespaceNotFound, ...
         raise EnvError(_unknown_env_message(cfg.env_id, exc)) from None
     except ModuleNotFoundError as exc:
-        raise EnvError(
-            f"env_id={cfg.env_id!r} needs the module {exc.name!r}, which is not installed"
-        ) from None
+        # Gymnasium re-raises a bare ModuleNotFoundError (name None) for `module:Id` ids
+        module = exc.name or cfg.env_id.partition(":")[0]
+        raise EnvError(f"env_id={cfg.env_id!r} needs the module {module!r}, which cannot be imported ({exc})") from None
     except TypeError as exc:
         raise EnvError(f"env_kwargs={cfg.env_kwargs!r} do not fit env_id={cfg.env_id!r}: {exc}") from None
 
@@ -51,12 +52,20 @@ def _thunk(cfg: EnvConfig) -> Callable[[], gym.Env]:
 
 
 def make_vec_env(cfg: EnvConfig, num_envs: int | None = None) -> VectorEnv:
-    """``num_envs`` (default ``cfg.num_envs``) copies of the env, sync or async, SAME_STEP autoreset."""
+    """``num_envs`` (default ``cfg.num_envs``) copies of the env, SAME_STEP autoreset.
+
+    ``sync`` uses :class:`LeanSyncVectorEnv` for Box observations (Gymnasium's
+    ``SyncVectorEnv`` otherwise); ``async`` uses Gymnasium's ``AsyncVectorEnv``.
+    """
     n = cfg.num_envs if num_envs is None else num_envs
-    make_env(cfg).close()  # fail here, in this process, with a clear message
+    probe = make_env(cfg)  # fail here, in this process, with a clear message
+    box_obs = isinstance(probe.observation_space, gym.spaces.Box)
+    probe.close()
     fns = [_thunk(cfg) for _ in range(n)]
     if cfg.vectorization == "async":
         return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    if box_obs:
+        return LeanSyncVectorEnv(fns)
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
