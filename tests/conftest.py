@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import torch
-
 import toy_envs  # noqa: F401  (registers the PpoxToy* ids)
+
 from ppox.config import EnvConfig, PolicyConfig
 from ppox.envs.make import make_vec_env, probe_spaces
 from ppox.nn.actor_critic import ActorCritic

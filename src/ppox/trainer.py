@@ -39,7 +39,13 @@ from ppox.normalizers import RewardScaler
 from ppox.plotting import plot_runs
 from ppox.policy import Policy, build_model
 from ppox.rollout import Collector
-from ppox.seeding import collection_seeds, evaluation_seeds, rng_state, seed_everything, set_rng_state
+from ppox.seeding import (
+    collection_seeds,
+    evaluation_seeds,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from ppox.types import Batch, Rollout
 
 

@@ -1,0 +1,255 @@
+"""The PPO update (src/ppox/learner.py) and two tiny learning runs (src/ppox/trainer.py)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import ppox
+from ppox.config import Config, PolicyConfig
+from ppox.learner import Learner
+from ppox.nn.actor_critic import ActorCritic
+from ppox.trainer import Trainer
+from ppox.types import Batch
+
+OBS = spaces.Box(-1, 1, (4,), np.float32)
+CPU = torch.device("cpu")
+
+
+def flat(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x.reshape(-1, *x.shape[2:])
+
+
+def make_batch(space: spaces.Space, n: int, *, seed: int = 0, ret_scale: float = 1.0,
+               adv: torch.Tensor | None = None, policy: PolicyConfig | None = None) -> tuple[ActorCritic, Batch]:  # fmt: skip
+    """A model and a batch sampled from it: actions/logp/values as the collector would store."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = ActorCritic(OBS, space, policy or PolicyConfig(hidden_sizes=(16,)))
+    obs = torch.rand(n, 4, generator=g) * 2 - 1
+    with torch.no_grad():
+        dist, value = model(obs)
+        action, logp = dist.sample_log_prob(g)
+    if adv is None:
+        adv = torch.randn(n, generator=g)
+    ret = torch.randn(n, generator=g) * ret_scale
+    return model, Batch(obs, action, logp, value, adv, ret, None)
+
+
+def cfg_for(**kw) -> Config:
+    base = dict(num_steps=8, num_envs=1, num_epochs=1, num_minibatches=1, learning_rate=1e-3)
+    base.update(kw)
+    return Config().replace(**base).validate()
+
+
+def params_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+# --------------------------------------------------------------------------------------------
+# The stored log-probabilities are the policy's: ratio 1 before the first step
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env_id, exact",
+    [("PpoxToyRecording-v0", True), ("PpoxToyMasked-v0", True), ("CartPole-v1", True),
+     ("Pendulum-v1", False), ("PpoxToyContinuousBandit-v0", False)],
+)  # fmt: skip
+def test_fresh_rollout_has_log_ratio_zero(make_collector, env_id, exact):
+    c = make_collector(env_id, num_envs=4, num_steps=32, policy=PolicyConfig(policy_init_gain=1.0, init_log_std=-0.5))
+    r = c.collect()
+    with torch.no_grad():
+        dist, value = c.model(flat(r.obs), flat(r.mask))
+        log_ratio = dist.log_prob(flat(r.action)) - flat(r.logp)
+    assert torch.equal(value, flat(r.value))
+    if exact:  # categorical: logp is a gather from the same log_softmax
+        assert torch.all(log_ratio == 0)
+    else:
+        # Gaussian: the acting path computes the density from the noise (z = ε), log_prob
+        # recomputes z = (a − μ)/σ; they agree up to float32 rounding
+        assert log_ratio.abs().max() < 1e-5
+    # the learner's first minibatch sees ratio 1: no clipping, KL estimate ~0
+    cfg = cfg_for(num_steps=32, num_envs=4, num_minibatches=1, num_epochs=1)
+    n = r.reward.numel()
+    batch = Batch(flat(r.obs), flat(r.action), flat(r.logp), flat(r.value), torch.randn(n), torch.randn(n), flat(r.mask))
+    m = Learner(c.model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
+    assert m["clip_fraction"] == 0.0
+    assert m["approx_kl"] == 0.0 if exact else m["approx_kl"] < 1e-10
+
+
+# --------------------------------------------------------------------------------------------
+# Degenerate batches
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "box"])
+@pytest.mark.parametrize("norm_adv", ["minibatch", "batch", "off"])
+def test_single_sample_minibatch_is_finite(space, norm_adv):
+    cfg = cfg_for(num_steps=1, num_envs=1, num_minibatches=1, num_epochs=3, norm_adv=norm_adv, ent_coef=0.01)
+    assert cfg.minibatch_size == 1
+    model, batch = make_batch(space, 1)
+    before = params_of(model)
+    m = Learner(model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
+    for name, p in model.named_parameters():
+        assert torch.isfinite(p).all(), name
+    assert any(not torch.equal(before[k], p) for k, p in model.named_parameters())  # it did learn
+    for k, v in m.items():
+        if k == "explained_variance":
+            assert math.isnan(v)  # documented: undefined for a batch whose returns have no variance
+        else:
+            assert math.isfinite(v), k
+    assert m["updates"] == 3 and m["early_stop"] == 0
+
+
+@pytest.mark.parametrize("norm_adv", ["minibatch", "batch"])
+def test_all_equal_advantages_are_finite_and_leave_the_actor_alone(norm_adv):
+    """Normalized all-equal advantages are 0: no policy gradient (ent_coef 0), so Adam leaves
+    the actor's parameters exactly unchanged while the critic still learns."""
+    cfg = cfg_for(num_steps=16, num_envs=1, num_minibatches=4, num_epochs=2, norm_adv=norm_adv)
+    model, batch = make_batch(spaces.Discrete(3), 16, adv=torch.full((16,), 2.5))
+    before = params_of(model)
+    m = Learner(model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
+    assert all(math.isfinite(v) for v in m.values())
+    assert m["policy_loss"] == 0.0
+    for name, p in model.named_parameters():
+        assert torch.isfinite(p).all()
+        if name.startswith(("trunks.actor", "head.")):
+            assert torch.equal(p, before[name]), name
+    assert not torch.equal(model.value_out.weight, before["value_out.weight"])
+
+
+# --------------------------------------------------------------------------------------------
+# Target KL, gradient clipping
+# --------------------------------------------------------------------------------------------
+
+
+def test_tiny_target_kl_stops_early():
+    cfg = cfg_for(num_steps=64, num_envs=1, num_minibatches=4, num_epochs=5, target_kl=1e-9, learning_rate=1e-2)
+    model, batch = make_batch(spaces.Discrete(4), 64, policy=PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0))
+    m = Learner(model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
+    assert m["early_stop"] == 1.0
+    assert 1 <= m["updates"] < cfg.ppo.num_epochs * cfg.ppo.num_minibatches
+    # without a target every minibatch of every epoch runs
+    model, batch = make_batch(spaces.Discrete(4), 64, policy=PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0))
+    m = Learner(model, cfg.replace(target_kl=None), torch.Generator().manual_seed(0)).update(batch, progress=0.0)
+    assert m["early_stop"] == 0.0 and m["updates"] == 20
+
+
+def test_generous_target_kl_does_not_stop():
+    cfg = cfg_for(num_steps=64, num_envs=1, num_minibatches=4, num_epochs=2, target_kl=10.0)
+    model, batch = make_batch(spaces.Discrete(4), 64)
+    m = Learner(model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
+    assert m["early_stop"] == 0.0 and m["updates"] == 8
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    return math.sqrt(sum(float(p.grad.square().sum()) for p in model.parameters() if p.grad is not None))
+
+
+def test_grad_norm_is_logged_before_clipping_and_gradients_are_clipped():
+    # returns of order 1e4 make the value loss (and its gradient) huge
+    model, batch = make_batch(spaces.Discrete(3), 32, ret_scale=1e4)
+    twin = copy.deepcopy(model)
+    before = params_of(model)
+    lr = 1e-3
+    clipped = Learner(model, cfg_for(num_steps=32, max_grad_norm=0.5, learning_rate=lr, anneal_lr=False),
+                      torch.Generator().manual_seed(0)).update(batch, progress=0.0)  # fmt: skip
+    free = Learner(twin, cfg_for(num_steps=32, max_grad_norm=None, learning_rate=lr, anneal_lr=False),
+                   torch.Generator().manual_seed(0)).update(batch, progress=0.0)  # fmt: skip
+    assert clipped["updates"] == free["updates"] == 1
+    # logged norm: the pre-clip norm, the same as the unclipped run's, and far above the bound
+    assert clipped["grad_norm"] > 1000 * 0.5
+    assert clipped["grad_norm"] == pytest.approx(free["grad_norm"], rel=1e-6)
+    # what the optimizer stepped with was clipped to max_grad_norm; unclipped otherwise
+    assert _grad_norm(model) == pytest.approx(0.5, rel=1e-4)
+    assert _grad_norm(twin) == pytest.approx(free["grad_norm"], rel=1e-4)
+    # one Adam step moves no parameter by more than ~lr
+    for name, p in model.named_parameters():
+        assert (p.detach() - before[name]).abs().max() <= lr * 1.01, name
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules
+# --------------------------------------------------------------------------------------------
+
+
+def _learner(**kw) -> Learner:
+    model, _ = make_batch(spaces.Discrete(2), 8)
+    return Learner(model, cfg_for(**kw), torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 0.9, 1.0])
+def test_learning_rate_annealing_and_entropy_schedules(p):
+    ln = _learner(learning_rate=3e-3, anneal_lr=True, ent_coef=0.02, ent_coef_end=0.0, ent_schedule="linear")
+    c = ln.coefficients(p)
+    assert c["learning_rate"] == pytest.approx(3e-3 * (1 - p), abs=1e-15)
+    assert c["ent_coef"] == pytest.approx(0.02 * (1 - p), abs=1e-15)
+    const = _learner(learning_rate=3e-3, anneal_lr=False, ent_coef=0.02).coefficients(p)
+    assert const == {"learning_rate": 3e-3, "ent_coef": 0.02}
+    expo = _learner(ent_coef=0.02, ent_coef_end=0.002, ent_schedule="exponential").coefficients(p)
+    assert expo["ent_coef"] == pytest.approx(0.02 * 0.1**p)
+    # a schedule with no end value stays at ent_coef
+    assert _learner(ent_coef=0.02, ent_schedule="linear").coefficients(p)["ent_coef"] == pytest.approx(0.02)
+
+
+def test_update_applies_the_scheduled_learning_rate():
+    model, batch = make_batch(spaces.Discrete(3), 8)
+    ln = Learner(model, cfg_for(learning_rate=4e-3, anneal_lr=True, ent_coef=0.1, ent_coef_end=0.0,
+                                ent_schedule="linear"), torch.Generator().manual_seed(0))  # fmt: skip
+    m = ln.update(batch, progress=0.75)
+    assert ln.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert m["learning_rate"] == pytest.approx(1e-3) and m["ent_coef"] == pytest.approx(0.025)
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny learning runs
+# --------------------------------------------------------------------------------------------
+
+
+def test_learns_one_hot_contextual_bandit(tmp_path):
+    """obs = one-hot target among 4, reward 1 iff action == target, one step per episode."""
+    cfg = Config().replace(
+        env_id="PpoxToyBandit-v0", num_envs=4, num_steps=16, num_epochs=4, num_minibatches=2,
+        learning_rate=3e-3, total_steps=2048, hidden_sizes=(32,), gamma=0.9, seed=3,
+        eval_every=0, eval_episodes=40, tensorboard=False, progress=False,
+    )  # fmt: skip
+    summary = ppox.train(cfg, run_dir=tmp_path / "bandit")
+    assert summary["total_steps"] == 2048
+    assert summary["eval_return_mean"] > 0.9  # accuracy of the greedy policy on 40 episodes
+    assert summary["train_return_mean"] > 0.8  # accuracy of the sampling policy, last 100 episodes
+    policy = ppox.load_policy(tmp_path / "bandit")
+    with torch.no_grad():
+        probs = policy.model.dist(torch.eye(4)).probs
+    assert probs.diagonal().min() > 0.9
+    assert policy.predict(np.eye(4, dtype=np.float32)).tolist() == [0, 1, 2, 3]
+
+
+def test_learns_continuous_regression_bandit(tmp_path):
+    """obs = target ∈ [-1, 1], reward −(a − target)², Box(-2, 2); σ starts at 1 (reward ≈ −1.3)."""
+    cfg = Config().replace(
+        env_id="PpoxToyContinuousBandit-v0", num_envs=4, num_steps=32, num_epochs=8, num_minibatches=2,
+        learning_rate=3e-3, anneal_lr=False, total_steps=4096, hidden_sizes=(32,), gamma=0.9, seed=2,
+        tensorboard=False, progress=False,
+    )  # fmt: skip
+    tr = Trainer.create(cfg, tmp_path / "cont")
+    first = None
+    try:
+        for _ in range(cfg.num_iterations):
+            tr.learner.update(tr.advantages(tr.collector.collect()), progress=0.0)
+            if first is None:
+                first = float(np.mean(tr.collector.stats.returns))
+    finally:
+        tr.envs.close()
+    last = float(np.mean(tr.collector.stats.returns))  # the last 100 (stochastic) episodes
+    assert first < -0.5
+    assert last > -0.1, last
+    x = torch.linspace(-1, 1, 21).unsqueeze(1)
+    with torch.no_grad():
+        mean = tr.model.dist(x).mean
+    assert (mean - x).abs().max() < 0.2
