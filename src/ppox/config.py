@@ -268,10 +268,6 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
 ACTIVATIONS = ("tanh", "relu", "elu")
 
 
-def section_types() -> dict[str, type]:
-    return {f.name: f.type for f in dataclasses.fields(Config)}  # type: ignore[misc]
-
-
 def _sections() -> dict[str, type]:
     return {"env": EnvConfig, "policy": PolicyConfig, "ppo": PPOConfig, "run": RunConfig}
 

@@ -86,7 +86,3 @@ class ActorCritic(nn.Module):
 
     def dist(self, obs: Tensor, mask: Tensor | None = None) -> ActionDist:
         return self.head(run_mlp(self.trunks["actor"], self._flat(obs)), mask)
-
-    @torch.no_grad()
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())

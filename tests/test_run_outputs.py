@@ -1,0 +1,59 @@
+"""What a run leaves behind: TensorBoard scalars and histograms, normalizer statistics that
+travel with the policy, evaluation seeds disjoint from collection seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ppox
+from ppox.checkpoint import load_checkpoint
+from ppox.seeding import collection_seeds, evaluation_seeds
+from ppox.trainer import Trainer
+
+
+def _tb_tags(run_dir: Path) -> tuple[set[str], set[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"histograms": 0, "scalars": 0})
+    acc.Reload()
+    return set(acc.Tags()["scalars"]), set(acc.Tags()["histograms"])
+
+
+@pytest.mark.parametrize(("env_id", "hist"), [("CartPole-v1", "policy/action_probs"), ("Pendulum-v1", "policy/action_std")])
+def test_tensorboard_has_diagnostics_and_action_histograms(tmp_path: Path, env_id: str, hist: str) -> None:
+    cfg = ppox.Config().replace(env_id=env_id, total_steps=512, num_envs=2, num_steps=64, num_epochs=1,
+                                eval_every=256, eval_episodes=1, progress=False)  # fmt: skip
+    ppox.train(cfg, tmp_path / "run")
+    scalars, histograms = _tb_tags(tmp_path / "run")
+    for tag in ("loss/approx_kl", "loss/clip_fraction", "loss/explained_variance", "loss/entropy",
+                "loss/grad_norm", "loss/policy_loss", "loss/value_loss", "eval/return_mean", "time/steps_per_second"):  # fmt: skip
+        assert tag in scalars, tag
+    assert hist in histograms
+
+
+def test_observation_statistics_travel_with_the_policy(tmp_path: Path) -> None:
+    cfg = ppox.get_preset("pendulum").config().replace(
+        total_steps=1024, num_envs=2, num_steps=128, eval_every=0, eval_episodes=1, progress=False, tensorboard=False
+    )
+    trainer = Trainer.create(cfg, tmp_path / "run")
+    trainer.train()
+    saved = load_checkpoint(tmp_path / "run")["obs_norm"]
+    assert saved["count"] > 1000  # updated on every observation seen
+    policy = ppox.load_policy(tmp_path / "run")
+    np.testing.assert_array_equal(policy.obs_norm.moments.mean, np.asarray(saved["mean"]))
+    # predict applies the same normalization the trainer's policy used
+    obs = np.array([0.5, -0.5, 1.0], dtype=np.float32)
+    np.testing.assert_array_equal(policy.predict(obs), trainer.policy().predict(obs))
+
+
+def test_evaluation_seeds_are_fixed_and_disjoint_from_collection_seeds() -> None:
+    evals = evaluation_seeds(5, 100)
+    assert evals == list(range(5, 105))
+    for seed in range(50):
+        train = collection_seeds(seed, 64, range(5, 105))
+        assert len(set(train)) == 64 and not set(train) & set(evals)
+        assert train == collection_seeds(seed, 64, range(5, 105))  # deterministic
+    assert collection_seeds(1, 8, range(0)) != collection_seeds(2, 8, range(0))
