@@ -92,7 +92,7 @@ class Learner:
         for _epoch in range(o.num_epochs):
             perm = torch.randperm(size, generator=self.generator).to(batch.adv.device)
             for idx in perm.split(self.cfg.minibatch_size):
-                terms = self._minibatch(batch.index(idx), coef["ent_coef"])
+                terms = self._minibatch(batch.take(idx), coef["ent_coef"])
                 if terms is None:
                     stopped = True
                     break

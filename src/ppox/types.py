@@ -36,5 +36,5 @@ class Batch(NamedTuple):
     ret: Tensor
     mask: Tensor | None
 
-    def index(self, idx: Tensor) -> Batch:
-        return Batch(*(None if x is None else x[idx] for x in self))
+    def take(self, idx: Tensor) -> Batch:
+        return Batch(*(None if x is None else x[idx] for x in self))  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ class Moments(NamedTuple):
     mean: ``[*F]`` running mean; m2: ``[*F]`` sum of squared deviations from the mean.
     """
 
-    count: float
+    count: float  # type: ignore[assignment]  # shadows tuple.count on purpose: the paper name
     mean: Any
     m2: Any
 
