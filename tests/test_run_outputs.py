@@ -36,7 +36,8 @@ def test_tensorboard_has_diagnostics_and_action_histograms(tmp_path: Path, env_i
 
 def test_observation_statistics_travel_with_the_policy(tmp_path: Path) -> None:
     cfg = ppox.get_preset("pendulum").config().replace(
-        total_steps=1024, num_envs=2, num_steps=128, eval_every=0, eval_episodes=1, progress=False, tensorboard=False
+        total_steps=1024, num_envs=2, num_steps=128, eval_every=0, eval_episodes=1, progress=False, tensorboard=False,
+        normalize_obs=True,
     )
     trainer = Trainer.create(cfg, tmp_path / "run")
     trainer.train()

@@ -86,3 +86,7 @@ class ActorCritic(nn.Module):
 
     def dist(self, obs: Tensor, mask: Tensor | None = None) -> ActionDist:
         return self.head(run_mlp(self.trunks["actor"], self._flat(obs)), mask)
+
+    def n_params(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
