@@ -261,7 +261,11 @@ class Trainer:
             set_rng_state(state["rng"], {"sample": self.sample_gen, "shuffle": self.shuffle_gen})
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint in {self.run_dir} does not match its config: {exc}") from None
-        self.resumed_envs = self.collector.load_state_dict(state["collector"], self.train_seeds)
+        # envs that cannot be snapshotted restart from fresh seeds, not from the run's first ones
+        r = self.cfg.run
+        fresh = collection_seeds(r.seed + 7919 * self.progress.iteration, self.cfg.env.num_envs,
+                                 range(r.eval_seed, r.eval_seed + r.eval_episodes))
+        self.resumed_envs = self.collector.load_state_dict(state["collector"], fresh)
         if not self.resumed_envs:
             print(f"ppox: the environments of {self.cfg.env.env_id} cannot be snapshotted; resumed episodes restart from new resets")
 

@@ -3,8 +3,9 @@
 Most Gymnasium environments pickle with their whole state. MuJoCo environments pickle as their
 constructor arguments only (``EzPickle``), so their simulator state (``mj_getState`` with the
 full integration state, which includes the warm start) and their reset RNG are saved beside.
-Environments that cannot be pickled at all (Box2D's) return ``None``; the collector then
-restarts their episodes on resume and says so.
+Other environments that pickle as constructor arguments only (``EzPickle`` without MuJoCo,
+such as Box2D's) or cannot be pickled at all return ``None``: their simulator state would be
+lost, so the collector restarts their episodes on resume and says so.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import EzPickle
 
 
 def _mujoco_state(base: Any) -> dict[str, Any] | None:
@@ -30,8 +32,11 @@ def _mujoco_state(base: Any) -> dict[str, Any] | None:
 def get_state(env: gym.Env) -> bytes | None:
     """Serialize ``env`` (with its wrappers) so :func:`set_state` rebuilds it exactly."""
     base = env.unwrapped
+    mujoco_state = _mujoco_state(base)
+    if isinstance(base, EzPickle) and mujoco_state is None:
+        return None  # pickles as its constructor arguments: the episode in flight would be lost
     extra = {
-        "mujoco": _mujoco_state(base),
+        "mujoco": mujoco_state,
         "np_random": base.np_random.bit_generator.state if base._np_random is not None else None,
     }
     try:
