@@ -29,6 +29,7 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src/ppox
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ppox.config import Config, field_docs, field_sections
+from ppox.config import Config, _sections, field_docs, field_sections
 from ppox.errors import ConfigError, PpoxError
 from ppox.presets import DEFAULT_PRESET, PRESETS, get_preset
 
@@ -24,10 +24,9 @@ ALIASES = {"env_id": ["--env"], "total_steps": ["--total-steps"], "run_dir": ["-
 
 
 def _field_types() -> dict[str, Any]:
-    out = {}
-    for section in ("env", "policy", "ppo", "run"):
-        kind = {f.name: f for f in dataclasses.fields(Config)}[section].default_factory()  # type: ignore[misc]
-        hints = typing.get_type_hints(type(kind))
+    out: dict[str, Any] = {}
+    for kind in _sections().values():
+        hints = typing.get_type_hints(kind)
         out.update({f.name: hints[f.name] for f in dataclasses.fields(kind)})
     return out
 

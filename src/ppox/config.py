@@ -269,6 +269,7 @@ ACTIVATIONS = ("tanh", "relu", "elu")
 
 
 def _sections() -> dict[str, type]:
+    """Section name → its dataclass."""
     return {"env": EnvConfig, "policy": PolicyConfig, "ppo": PPOConfig, "run": RunConfig}
 
 

@@ -32,7 +32,7 @@ def evaluate(
     returns = np.zeros(len(seeds))
     running = np.ones(len(seeds), dtype=bool)
     try:
-        obs, info = envs.reset(seed=seeds)
+        obs, info = envs.reset(seed=list[int | None](seeds))
         while running.any():
             action = policy.predict(obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator)
             obs, reward, terminated, truncated, info = envs.step(action)
@@ -48,7 +48,8 @@ def record_gif(policy: Policy, env_cfg: EnvConfig, seed: int, path: Path, *, det
     import imageio.v2 as imageio
 
     env = make_env(env_cfg, render_mode="rgb_array")
-    frames, total = [], 0.0
+    frames: list = []
+    total = 0.0
     try:
         obs, info = env.reset(seed=seed)
         frames.append(env.render())

@@ -55,7 +55,7 @@ class RolloutBuffer:
         next_value = torch.where(self.done.bool(), self.final_value, nxt)
         mask = self.mask if self.has_mask else None
         parts = (self.obs, self.action, self.logp, self.value, next_value, self.reward, self.terminated, self.done, mask)
-        return Rollout(*(None if x is None else x.to(self.device, copy=True) for x in parts))
+        return Rollout(*(None if x is None else x.to(self.device, copy=True) for x in parts))  # type: ignore[arg-type]
 
 
 class EpisodeStats:
@@ -115,7 +115,7 @@ class Collector:
 
     def reset(self, seeds: list[int]) -> None:
         """Reset every env once with its own seed; autoreset continues their RNG afterwards."""
-        obs, info = self.envs.reset(seed=seeds)
+        obs, info = self.envs.reset(seed=seeds)  # type: ignore[arg-type]
         self._set_obs(obs, info)
 
     def _set_obs(self, raw_obs: np.ndarray, info: dict[str, Any]) -> None:
@@ -172,7 +172,7 @@ class Collector:
     # --- exact resume -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue collection exactly (env states included when possible)."""
-        env_states = self.envs.call("ppox_get_state")
+        env_states = self.envs.call("ppox_get_state")  # type: ignore[attr-defined]
         return {
             "raw_obs": torch.from_numpy(np.asarray(self.raw_obs)),
             "mask": None if self.mask is None else self.mask.cpu(),
@@ -204,9 +204,10 @@ def _set_states(envs: VectorEnv, blobs: list[bytes]) -> None:
             assert isinstance(env, Snapshot)
             env.ppox_set_state(blob)
         return
-    for pipe, blob in zip(envs.parent_pipes, blobs):  # AsyncVectorEnv
+    pipes = envs.parent_pipes  # type: ignore[attr-defined]  # AsyncVectorEnv
+    for pipe, blob in zip(pipes, blobs):
         pipe.send(("_call", ("ppox_set_state", (blob,), {})))
-    for pipe in envs.parent_pipes:
+    for pipe in pipes:
         result, ok = pipe.recv()
         if not ok:
             raise RuntimeError(f"restoring an async env failed: {result}")

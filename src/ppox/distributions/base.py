@@ -6,7 +6,7 @@ Shapes: ``B`` is the batch of states. ``action`` has the head's ``action_shape``
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -27,7 +27,7 @@ class ActionDist(Protocol):
 
     def entropy(self) -> Tensor: ...
 
-    def kl(self, other: ActionDist) -> Tensor:
+    def kl(self, other: Any) -> Tensor:
         """``KL(self ‖ other)`` per state, ``[B]``."""
         ...
 

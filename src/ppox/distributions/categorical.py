@@ -60,7 +60,7 @@ class MaskedCategorical:
             plogp = torch.where(self.mask, plogp, torch.zeros_like(plogp))
         return -plogp.sum(-1)
 
-    def kl(self, other: MaskedCategorical) -> Tensor:  # type: ignore[override]
+    def kl(self, other: MaskedCategorical) -> Tensor:
         terms = self.probs * (self.logp_all - other.logp_all)
         if self.mask is not None:
             terms = torch.where(self.mask, terms, torch.zeros_like(terms))

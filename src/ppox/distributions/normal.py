@@ -41,7 +41,7 @@ class DiagNormal:
     def entropy(self) -> Tensor:
         return (self.log_std + 0.5 + _LOG_SQRT_2PI).sum(-1)
 
-    def kl(self, other: DiagNormal) -> Tensor:  # type: ignore[override]
+    def kl(self, other: DiagNormal) -> Tensor:
         var_ratio = torch.exp(2 * (self.log_std - other.log_std))
         t = ((self.mean - other.mean) * torch.exp(-other.log_std)).square()
         return 0.5 * (var_ratio + t - 1).sum(-1) - (self.log_std - other.log_std).sum(-1)

@@ -18,10 +18,10 @@ _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 _FUNCTIONAL = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.ELU: F.elu}
 
 
-def run_mlp(trunk: nn.Sequential, x: Tensor) -> Tensor:
+def run_mlp(trunk: nn.Module, x: Tensor) -> Tensor:
     """``trunk(x)`` without ``Module.__call__`` per layer: for MLPs this small the per-call
     hook machinery costs more than the matmuls (shared research, performance §4.2)."""
-    for layer in trunk:
+    for layer in trunk.children():
         if isinstance(layer, nn.Linear):
             x = F.linear(x, layer.weight, layer.bias)
         else:
@@ -64,7 +64,8 @@ class ActorCritic(nn.Module):
         self.value_out = nn.Linear(width, 1)
         if cfg.ortho_init:
             init_actor_critic(
-                self, activation=cfg.activation, policy_gain=cfg.policy_init_gain, value_gain=cfg.value_init_gain
+                self.trunks, self.head.output_layers(), self.value_out,
+                activation=cfg.activation, policy_gain=cfg.policy_init_gain, value_gain=cfg.value_init_gain,
             )
 
     def _flat(self, obs: Tensor) -> Tensor:

@@ -7,6 +7,8 @@ uniform / zero-mean, and the value output gain 1 (Andrychowicz et al. 2021, arXi
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from torch import nn
 
 
@@ -15,12 +17,20 @@ def orthogonal_(layer: nn.Linear, gain: float) -> None:
     nn.init.zeros_(layer.bias)
 
 
-def init_actor_critic(model: nn.Module, *, activation: str, policy_gain: float, value_gain: float) -> None:
-    """Orthogonal init of every ``nn.Linear`` in ``model.trunks``, then of the output layers."""
-    gain = nn.init.calculate_gain("relu" if activation == "elu" else activation)
-    for module in model.trunks.modules():  # type: ignore[union-attr]
+def init_actor_critic(
+    trunks: nn.Module,
+    policy_outputs: list[nn.Linear],
+    value_out: nn.Linear,
+    *,
+    activation: str,
+    policy_gain: float,
+    value_gain: float,
+) -> None:
+    """Orthogonal init of every ``nn.Linear`` in ``trunks``, then of the output layers."""
+    gain = nn.init.calculate_gain(cast(Any, "relu" if activation == "elu" else activation))
+    for module in trunks.modules():
         if isinstance(module, nn.Linear):
             orthogonal_(module, gain)
-    for layer in model.head.output_layers():  # type: ignore[union-attr]
+    for layer in policy_outputs:
         orthogonal_(layer, policy_gain)
-    orthogonal_(model.value_out, value_gain)  # type: ignore[arg-type]
+    orthogonal_(value_out, value_gain)
