@@ -8,6 +8,7 @@ envs or the training RNGs (stochastic evaluation draws from its own generator).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ppox.config import EnvConfig
 from ppox.envs.make import make_env
+from ppox.errors import EnvError
 from ppox.policy import Policy
 from ppox.rollout import MASK_KEY
 
@@ -43,6 +45,17 @@ def evaluate(
     return returns
 
 
+def _render(env: Any, env_id: str) -> Any:
+    try:
+        return env.render()
+    except Exception as exc:  # missing display / OpenGL platform: say what to install or set
+        raise EnvError(
+            f"env_id={env_id!r} cannot render frames here ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+            "MuJoCo needs an OpenGL platform, e.g. MUJOCO_GL=egl (a GPU driver) or MUJOCO_GL=osmesa "
+            "(Debian package libosmesa6)"
+        ) from None
+
+
 def record_gif(policy: Policy, env_cfg: EnvConfig, seed: int, path: Path, *, deterministic: bool = True, fps: int = 30) -> float:
     """Render one episode from ``seed`` to an animated GIF; returns the episode's return."""
     import imageio.v2 as imageio
@@ -52,13 +65,13 @@ def record_gif(policy: Policy, env_cfg: EnvConfig, seed: int, path: Path, *, det
     total = 0.0
     try:
         obs, info = env.reset(seed=seed)
-        frames.append(env.render())
+        frames.append(_render(env, env_cfg.env_id))
         done = False
         while not done:
             action = policy.predict(obs, deterministic=deterministic, mask=info.get(MASK_KEY))
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
-            frames.append(env.render())
+            frames.append(_render(env, env_cfg.env_id))
             done = terminated or truncated
     finally:
         env.close()
