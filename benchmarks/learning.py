@@ -16,7 +16,7 @@ The results in benchmarks/results/learning came from (runs one after the other, 
 
     PYTHONPATH=/tmp/ppox-bench/src .venv/bin/python benchmarks/learning.py run \\
         --src /tmp/ppox-bench/src --presets hopper walker2d lunarlander halfcheetah \\
-        --seeds 1 2 3 --runs-dir /work/main/runs/bench --out-dir benchmarks/results/learning \\
+        --seeds 1 2 3 --runs-dir runs/bench --out-dir benchmarks/results/learning \\
         --no-launch-after 06:05 --kill-after 06:15
 
 Each run is exactly::

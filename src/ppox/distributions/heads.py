@@ -7,6 +7,7 @@ collector, the learner and the losses only use the :class:`ActionHead` contract.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ from ppox.distributions.normal import DiagNormal
 from ppox.errors import EnvError
 
 
-class ActionHead(nn.Module):
+class ActionHead(nn.Module, ABC):
     """Maps features ``[B, F]`` (and an optional mask) to an :class:`ActionDist`.
 
     Attributes:
@@ -35,8 +36,9 @@ class ActionHead(nn.Module):
     action_dtype: torch.dtype
     mask_shape: tuple[int, ...] | None = None
 
+    @abstractmethod
     def forward(self, features: Tensor, mask: Tensor | None = None) -> ActionDist:
-        raise NotImplementedError  # every registered head overrides this
+        """The distribution for a batch of features."""
 
     def output_layers(self) -> list[nn.Linear]:
         """Layers that get the small policy-output init gain."""
