@@ -167,6 +167,90 @@ class ContinuousBanditEnv(gym.Env):
         return np.array([self.target], np.float32), -((a - self.target) ** 2), True, False, {}
 
 
+class MultiDiscreteBanditEnv(gym.Env):
+    """One step: obs = one-hot targets for dimensions of sizes ``nvec``; reward = fraction of
+    dimensions whose action equals its target (MultiDiscrete, or MultiBinary with ``binary``)."""
+
+    def __init__(self, nvec: tuple[int, ...] = (3, 4), binary: bool = False) -> None:
+        self.nvec = np.array([2] * 4 if binary else nvec)
+        self.observation_space = spaces.Box(0, 1, (int(self.nvec.sum()),), np.float32)
+        self.action_space = spaces.MultiBinary(4) if binary else spaces.MultiDiscrete(self.nvec)
+        self.target = np.zeros(len(self.nvec), np.int64)
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([np.eye(n, dtype=np.float32)[t] for n, t in zip(self.nvec, self.target)])
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.target = self.np_random.integers(0, self.nvec)
+        return self._obs(), {}
+
+    def step(self, action):
+        return self._obs(), float(np.mean(np.asarray(action) == self.target)), True, False, {}
+
+
+HYBRID_PARAM_MASK = np.array([[True, False], [False, True], [False, False]])
+
+
+class HybridBanditEnv(gym.Env):
+    """One step, Tuple(Discrete(3), Box(-1, 1, (2,))) like gym-hybrid's Moving: obs = one-hot
+    target type and two target values c. Right type k gives 1 − |x_k − c_k| for k ∈ {0, 1} (each
+    type uses its own parameter) and 1 for k = 2 (no parameter); a wrong type gives 0. The
+    type→parameter mask is in ``info["action_mask"]["params"]``."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1, 1, (5,), np.float32)
+        self.action_space = spaces.Tuple((spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)))
+        self.k, self.c = 0, np.zeros(2)
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([np.eye(3)[self.k], self.c]).astype(np.float32)
+
+    def _info(self) -> dict[str, Any]:
+        return {"action_mask": {"type": np.ones(3, bool), "params": HYBRID_PARAM_MASK.copy()}}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.k = int(self.np_random.integers(3))
+        self.c = self.np_random.uniform(-0.8, 0.8, 2)
+        return self._obs(), self._info()
+
+    def step(self, action):
+        k, x = int(action[0]), np.asarray(action[1])
+        reward = 0.0 if k != self.k else (1.0 if k == 2 else 1.0 - abs(float(x[k]) - self.c[k]))
+        return self._obs(), reward, True, False, self._info()
+
+
+class NestedDictBanditEnv(gym.Env):
+    """One step, Dict(choice: Discrete(3), level: Box(-1, 1, (1,)), keys: MultiBinary(2)):
+    obs = one-hot target choice, target level, target keys; reward = mean of the three scores."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1, 1, (6,), np.float32)
+        self.action_space = spaces.Dict({
+            "choice": spaces.Discrete(3), "level": spaces.Box(-1, 1, (1,), np.float32), "keys": spaces.MultiBinary(2),
+        })  # fmt: skip
+        self.choice, self.level, self.keys = 0, 0.0, np.zeros(2, np.int64)
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([np.eye(3)[self.choice], [self.level], self.keys]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.choice = int(self.np_random.integers(3))
+        self.level = float(self.np_random.uniform(-0.8, 0.8))
+        self.keys = self.np_random.integers(0, 2, 2)
+        return self._obs(), {}
+
+    def step(self, action):
+        score = (
+            float(int(action["choice"]) == self.choice)
+            + 1.0 - abs(float(np.asarray(action["level"])[0]) - self.level)
+            + float(np.mean(np.asarray(action["keys"]) == self.keys))
+        )  # fmt: skip
+        return self._obs(), score / 3.0, True, False, {}
+
+
 IDS = {
     "PpoxToyCounter-v0": (CounterEnv, 5),
     "PpoxToyTerminating-v0": (TerminatingEnv, None),
@@ -174,6 +258,10 @@ IDS = {
     "PpoxToyMasked-v0": (MaskedEnv, None),
     "PpoxToyBandit-v0": (OneHotBanditEnv, None),
     "PpoxToyContinuousBandit-v0": (ContinuousBanditEnv, None),
+    "PpoxToyMultiDiscreteBandit-v0": (MultiDiscreteBanditEnv, None),
+    "PpoxToyMultiBinaryBandit-v0": (lambda: MultiDiscreteBanditEnv(binary=True), None),
+    "PpoxToyHybridBandit-v0": (HybridBanditEnv, None),
+    "PpoxToyNestedDictBandit-v0": (NestedDictBanditEnv, None),
 }
 
 for _id, (_cls, _steps) in IDS.items():

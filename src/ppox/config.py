@@ -72,6 +72,16 @@ class PolicyConfig:
     action_bound: str = "clip"
     """How Box actions reach the env: `clip` to the bounds, or `rescale` from [-1, 1] to the
     bounds. The unclipped sample is what is stored and trained on."""
+    multi_discrete: str = "factored"
+    """MultiDiscrete / MultiBinary head: `factored` (one categorical per dimension, log-probs
+    summed) or `flat` (one categorical over every combination; for comparison, small spaces)."""
+    hybrid_mode: str = "independent"
+    """Hybrid (Discrete type + Box parameters) head: `independent` (H-PPO), `autoregressive`
+    (parameters conditioned on the chosen type) or `type_given_params` (the type head also
+    reads the parameter head's mean)."""
+    hybrid_detach: bool = True
+    """With `type_given_params`: detach the parameter mean before the type head reads it, so
+    the type's loss does not train the parameter head (seed 000 Q14)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,9 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("sigma_mode", p.sigma_mode in ("independent", "fixed", "state"), "one of 'independent', 'fixed', 'state'"),
         ("temperature", p.temperature > 0, pos),
         ("action_bound", p.action_bound in ("clip", "rescale"), "one of 'clip', 'rescale'"),
+        ("multi_discrete", p.multi_discrete in ("factored", "flat"), "one of 'factored', 'flat'"),
+        ("hybrid_mode", p.hybrid_mode in ("independent", "autoregressive", "type_given_params"),
+         "one of 'independent', 'autoregressive', 'type_given_params'"),
         ("num_steps", o.num_steps >= 1, "must be ≥ 1"),
         ("num_epochs", o.num_epochs >= 1, "must be ≥ 1"),
         ("num_minibatches", o.num_minibatches >= 1, "must be ≥ 1"),

@@ -36,18 +36,33 @@ class Policy:
         deterministic: bool = True,
         mask: Any = None,
         generator: torch.Generator | None = None,
-    ) -> np.ndarray:
-        """One observation ``[*obs_shape]`` or a batch ``[B, *obs_shape]`` → env action(s)."""
+    ) -> Any:
+        """One observation ``[*obs_shape]`` or a batch ``[B, *obs_shape]`` → env action(s).
+
+        ``mask`` is what the env put in ``info["action_mask"]`` (for one env or the batch).
+        Actions come back as the env takes them: arrays, or a tuple / dict of arrays for
+        Tuple / Dict action spaces.
+        """
         x = np.asarray(obs, dtype=np.float32)
         single = x.ndim == len(self.model.obs_shape)
         if single:
             x = x[None]
         t = torch.from_numpy(self.obs_norm(x)).to(self.device)
-        m = None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).reshape(t.shape[0], -1)
+        head = self.model.head
+        m = None if mask is None or head.mask_shape is None else torch.from_numpy(head.read_mask(mask, t.shape[0])).to(self.device)
         dist = self.model.dist(t, m)
         action = dist.mode() if deterministic else dist.sample(generator)
-        out = self.model.head.to_env(action.cpu().numpy())
-        return out[0] if single else out
+        out = head.to_env(action.cpu().numpy())
+        return _first(out) if single else out
+
+
+def _first(action: Any) -> Any:
+    """The first env's action out of a batch (tuples and dicts part by part)."""
+    if isinstance(action, dict):
+        return {k: _first(v) for k, v in action.items()}
+    if isinstance(action, tuple):
+        return tuple(_first(v) for v in action)
+    return action[0]
 
 
 def build_model(cfg: Config, device: torch.device | str = "cpu") -> tuple[ActorCritic, ObsNormalizer]:

@@ -16,7 +16,6 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from ppox.distributions.categorical import check_mask
 from ppox.envs.snapshot import Snapshot
 from ppox.nn.actor_critic import ActorCritic
 from ppox.normalizers import ObsNormalizer, RewardScaler
@@ -131,9 +130,8 @@ class Collector:
     def _read_mask(self, info: dict[str, Any]) -> Tensor | None:
         if MASK_KEY not in info or self.buffer.mask is None:
             return None
-        mask = torch.as_tensor(np.asarray(info[MASK_KEY], dtype=bool), device=self.device)
-        check_mask(mask)
-        return mask
+        mask = self.model.head.read_mask(info[MASK_KEY], self.N)
+        return torch.from_numpy(mask).to(self.device)
 
     @torch.inference_mode()
     def collect(self) -> Rollout:

@@ -3,51 +3,27 @@
 ``make_head(space, in_features, cfg)`` looks the space's type up in a registry; new action
 spaces register a builder with :func:`register_head` and nothing else in ppox changes: the
 collector, the learner and the losses only use the :class:`ActionHead` contract.
+
+Registered here: ``Discrete`` (masked categorical with temperature), ``Box`` (diagonal
+Gaussian), ``MultiDiscrete`` and ``MultiBinary`` (``factored`` or ``flat``), and ``Dict`` /
+``Tuple`` (a hybrid head for one Discrete type plus one Box of parameters, otherwise the
+product of the parts' heads, nested to any depth).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from gymnasium import spaces
-from torch import Tensor, nn
 
 from ppox.config import PolicyConfig
-from ppox.distributions.base import ActionDist
-from ppox.distributions.categorical import MaskedCategorical, check_mask
-from ppox.distributions.normal import DiagNormal
+from ppox.distributions.base import ActionHead
+from ppox.distributions.categorical import CategoricalHead, check_mask
+from ppox.distributions.composite import CompositeHead, HybridHead, hybrid_parts
+from ppox.distributions.multi_categorical import JointCategoricalHead, MultiCategoricalHead
+from ppox.distributions.normal import LOG_STD_MAX, LOG_STD_MIN, GaussianHead
 from ppox.errors import EnvError
-
-
-class ActionHead(nn.Module, ABC):
-    """Maps features ``[B, F]`` (and an optional mask) to an :class:`ActionDist`.
-
-    Attributes:
-        action_shape: shape of one action as stored in the rollout (after the batch axes).
-        action_dtype: dtype of stored actions.
-        mask_shape: shape of one action mask, or None when the space has no mask.
-    """
-
-    action_shape: tuple[int, ...]
-    action_dtype: torch.dtype
-    mask_shape: tuple[int, ...] | None = None
-
-    @abstractmethod
-    def forward(self, features: Tensor, mask: Tensor | None = None) -> ActionDist:
-        """The distribution for a batch of features."""
-
-    def output_layers(self) -> list[nn.Linear]:
-        """Layers that get the small policy-output init gain."""
-        return []
-
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        """The env-facing copy of a batch of stored actions ``[N, *action_shape]``."""
-        return action
-
 
 HeadBuilder = Callable[[spaces.Space, int, PolicyConfig], ActionHead]
 _REGISTRY: dict[type[spaces.Space], HeadBuilder] = {}
@@ -77,90 +53,65 @@ def make_head(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> Actio
     )
 
 
-class CategoricalHead(ActionHead):
-    """Logits over ``n`` actions, divided by a sampling temperature, with optional masks."""
-
-    action_dtype = torch.int64
-
-    def __init__(self, in_features: int, n: int, start: int = 0, temperature: float = 1.0) -> None:
-        super().__init__()
-        self.logits = nn.Linear(in_features, n)
-        self.start = start
-        self.temperature = temperature
-        self.action_shape = ()
-        self.mask_shape = (n,)
-
-    def forward(self, features: Tensor, mask: Tensor | None = None) -> MaskedCategorical:
-        logits = F.linear(features, self.logits.weight, self.logits.bias)
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        return MaskedCategorical(logits, mask)
-
-    def output_layers(self) -> list[nn.Linear]:
-        return [self.logits]
-
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        return action + self.start if self.start else action
-
-
 @register_head(spaces.Discrete)
 def _discrete(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> ActionHead:
     assert isinstance(space, spaces.Discrete)
     return CategoricalHead(in_features, int(space.n), int(space.start), cfg.temperature)
 
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-
-
-class GaussianHead(ActionHead):
-    """Diagonal Gaussian over a Box; σ ``independent`` (learned), ``fixed`` or ``state``."""
-
-    action_dtype = torch.float32
-
-    def __init__(self, in_features: int, space: spaces.Box, cfg: PolicyConfig) -> None:
-        super().__init__()
-        self.action_shape = tuple(space.shape)
-        dim = space.shape[0]
-        self.mean = nn.Linear(in_features, dim)
-        self.sigma_mode = cfg.sigma_mode
-        init = torch.full((dim,), float(cfg.init_log_std))
-        if cfg.sigma_mode == "independent":
-            self.log_std = nn.Parameter(init)
-        elif cfg.sigma_mode == "fixed":
-            self.register_buffer("log_std", init)
-        else:
-            self.log_std_layer = nn.Linear(in_features, dim)
-            nn.init.zeros_(self.log_std_layer.weight)
-            nn.init.constant_(self.log_std_layer.bias, cfg.init_log_std)
-        self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
-        self.bound = cfg.action_bound
-        if self.bound == "rescale" and not (np.isfinite(self.low).all() and np.isfinite(self.high).all()):
-            raise EnvError(f"action_bound='rescale' needs finite Box bounds, got {space}")
-
-    def forward(self, features: Tensor, mask: Tensor | None = None) -> DiagNormal:
-        mean = F.linear(features, self.mean.weight, self.mean.bias)
-        if self.sigma_mode == "state":
-            log_std = F.linear(features, self.log_std_layer.weight, self.log_std_layer.bias).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        else:
-            log_std = self.log_std
-        return DiagNormal(mean, log_std)
-
-    def output_layers(self) -> list[nn.Linear]:
-        return [self.mean]
-
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        if self.bound == "rescale":
-            unit = np.clip(action, -1.0, 1.0)
-            return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
-        return np.clip(action, self.low, self.high)
-
-
 @register_head(spaces.Box)
 def _box(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> ActionHead:
     assert isinstance(space, spaces.Box)
-    if len(space.shape) != 1:
-        raise EnvError(f"Box action spaces must be one-dimensional, got shape {space.shape}")
     return GaussianHead(in_features, space, cfg)
 
 
-__all__ = ["ActionHead", "CategoricalHead", "GaussianHead", "check_mask", "make_head", "register_head"]
+def _multi(in_features: int, nvec: np.ndarray, start: np.ndarray, shape: tuple[int, ...], cfg: PolicyConfig) -> ActionHead:
+    cls = JointCategoricalHead if cfg.multi_discrete == "flat" else MultiCategoricalHead
+    return cls(in_features, nvec, start, shape, cfg.temperature)
+
+
+@register_head(spaces.MultiDiscrete)
+def _multi_discrete(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> ActionHead:
+    assert isinstance(space, spaces.MultiDiscrete)
+    return _multi(in_features, space.nvec.reshape(-1), space.start.reshape(-1), tuple(space.shape), cfg)
+
+
+@register_head(spaces.MultiBinary)
+def _multi_binary(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> ActionHead:
+    assert isinstance(space, spaces.MultiBinary)
+    d = int(np.prod(space.shape))
+    return _multi(in_features, np.full(d, 2), np.zeros(d, np.int64), tuple(space.shape), cfg)
+
+
+def _structured(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> ActionHead:
+    hybrid = hybrid_parts(space)
+    if hybrid is not None:
+        keys, parts, is_dict = hybrid
+        t = 0 if isinstance(parts[0], spaces.Discrete) else 1
+        type_space, param_space = parts[t], parts[1 - t]
+        assert isinstance(type_space, spaces.Discrete) and isinstance(param_space, spaces.Box)
+        return HybridHead(in_features, type_space, param_space, cfg, keys=keys, type_index=t, is_dict=is_dict)
+    if isinstance(space, spaces.Dict):
+        keys, children = list(space.spaces), list(space.spaces.values())
+    else:
+        assert isinstance(space, spaces.Tuple)
+        keys, children = [str(i) for i in range(len(space.spaces))], list(space.spaces)
+    if not children:
+        raise EnvError(f"action space {space} has no parts")
+    return CompositeHead(keys, [make_head(c, in_features, cfg) for c in children], isinstance(space, spaces.Dict))
+
+
+register_head(spaces.Dict)(_structured)
+register_head(spaces.Tuple)(_structured)
+
+
+__all__ = [
+    "LOG_STD_MAX",
+    "LOG_STD_MIN",
+    "ActionHead",
+    "CategoricalHead",
+    "GaussianHead",
+    "check_mask",
+    "make_head",
+    "register_head",
+]

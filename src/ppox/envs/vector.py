@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector.utils import batch_space, iterate
 
 MASK_KEY = "action_mask"
 
@@ -41,6 +41,8 @@ class LeanSyncVectorEnv(VectorEnv):
         self._reward = np.zeros(self.num_envs)
         self._terminated = np.zeros(self.num_envs, dtype=bool)
         self._truncated = np.zeros(self.num_envs, dtype=bool)
+        # arrays of actions index per env; Dict / Tuple actions are split with `iterate`
+        self._indexable = not isinstance(first.action_space, (gym.spaces.Dict, gym.spaces.Tuple))
 
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         seeds = seed if isinstance(seed, Sequence) else [None if seed is None else seed + i for i in range(self.num_envs)]
@@ -53,8 +55,9 @@ class LeanSyncVectorEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         info: dict[str, Any] = {}
         masks = []
+        per_env = actions if self._indexable else list(iterate(self.action_space, actions))
         for i, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, env_info = env.step(actions[i])
+            obs, reward, terminated, truncated, env_info = env.step(per_env[i])
             if terminated or truncated:
                 if "final_obs" not in info:
                     info["final_obs"] = np.full(self.num_envs, None, dtype=object)
@@ -84,4 +87,11 @@ def _mask_info(masks: list[Any]) -> dict[str, Any]:
         return {}
     if any(m is None for m in masks):
         raise ValueError(f"some envs put '{MASK_KEY}' in info and others do not")
-    return {MASK_KEY: np.stack([np.asarray(m, dtype=bool) for m in masks])}
+    return {MASK_KEY: _stack(masks)}
+
+
+def _stack(items: list[Any]) -> Any:
+    """Stack per-env masks: arrays into ``[N, ...]``, dicts key by key (structured actions)."""
+    if isinstance(items[0], dict):
+        return {k: _stack([m[k] for m in items]) for k in items[0]}
+    return np.stack([np.asarray(m, dtype=bool) for m in items])

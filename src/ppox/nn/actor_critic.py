@@ -66,6 +66,7 @@ class ActorCritic(nn.Module):
             init_actor_critic(
                 self.trunks, self.head.output_layers(), self.value_out,
                 activation=cfg.activation, policy_gain=cfg.policy_init_gain, value_gain=cfg.value_init_gain,
+                hidden=self.head.hidden_layers(),
             )
 
     def _flat(self, obs: Tensor) -> Tensor:

@@ -25,10 +25,12 @@ def init_actor_critic(
     activation: str,
     policy_gain: float,
     value_gain: float,
+    hidden: list[nn.Linear] | None = None,
 ) -> None:
-    """Orthogonal init of every ``nn.Linear`` in ``trunks``, then of the output layers."""
+    """Orthogonal init of every ``nn.Linear`` in ``trunks`` and of the ``hidden`` layers inside
+    the head with the activation's gain, then of the output layers."""
     gain = nn.init.calculate_gain(cast(Any, "relu" if activation == "elu" else activation))
-    for module in trunks.modules():
+    for module in [*trunks.modules(), *(hidden or [])]:
         if isinstance(module, nn.Linear):
             orthogonal_(module, gain)
     for layer in policy_outputs:
