@@ -11,6 +11,7 @@ from typing import Any
 from ppox.config import Config
 from ppox.errors import ConfigError
 from ppox.presets.classic import CLASSIC
+from ppox.presets.hybrid import HYBRID
 from ppox.presets.mujoco import MUJOCO
 
 
@@ -24,7 +25,7 @@ class Preset:
         return Config().replace(**self.overrides)
 
 
-PRESETS: dict[str, Preset] = {name: Preset(name, desc, ov) for name, (desc, ov) in {**CLASSIC, **MUJOCO}.items()}
+PRESETS: dict[str, Preset] = {name: Preset(name, desc, ov) for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID}.items()}
 DEFAULT_PRESET = "cartpole"
 
 
