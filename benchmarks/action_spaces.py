@@ -35,6 +35,7 @@ import json
 import multiprocessing as mp
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -190,7 +191,13 @@ def _machine() -> dict[str, Any]:
 
     import ppox
 
+    src = Path(ppox.__file__).resolve().parent
+
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", "-C", str(src), *cmd], capture_output=True, text=True).stdout.strip()
+
     return {"python": platform.python_version(), "torch": torch.__version__, "ppox": ppox.__version__,
+            "commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--", ".")),
             "cpu": platform.processor() or platform.machine(), "cores": mp.cpu_count()}  # fmt: skip
 
 

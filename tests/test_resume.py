@@ -33,7 +33,8 @@ def params(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir)["model"]
 
 
-def wait_for_rows(csv: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_rows(csv: Path, rows: int, proc: subprocess.Popen, timeout: float = 900) -> None:
+    """Wait until ``csv`` has more than ``rows`` lines (generous: CI machines can be slow and busy)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if csv.exists() and len(csv.read_text().splitlines()) > rows:
@@ -46,7 +47,7 @@ def wait_for_rows(csv: Path, rows: int, proc: subprocess.Popen, timeout: float =
 def test_kill_9_and_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
     p = ppox_cli("train", *FLAGS, "--run-dir", str(full))
-    assert p.wait(timeout=300) == 0, p.stdout.read().decode()
+    assert p.wait(timeout=900) == 0, p.stdout.read().decode()
 
     p = ppox_cli("train", *FLAGS, "--run-dir", str(cut))
     wait_for_rows(cut / "metrics.csv", 20, p)
@@ -56,7 +57,7 @@ def test_kill_9_and_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert 0 < stopped_at < 12288  # really interrupted mid-way
 
     p = ppox_cli("train", "--resume", str(cut))
-    assert p.wait(timeout=300) == 0, p.stdout.read().decode()
+    assert p.wait(timeout=900) == 0, p.stdout.read().decode()
 
     a, b = params(full), params(cut)
     assert a.keys() == b.keys()
