@@ -122,6 +122,15 @@ def git_dirty(path: Path | None) -> bool | None:
         return None
 
 
+def portable(path: Path) -> str:
+    """``path`` relative to the working directory when it lies under it (results files must
+    not name paths of the machine they were made on), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
@@ -322,7 +331,7 @@ def collect(preset: str, seed: int, runs_dir: Path, default_commit: str | None) 
     run_dir = runs_dir / name
     bench_path = runs_dir / f"{name}.bench.json"
     bench = json.loads(bench_path.read_text()) if bench_path.is_file() else {}
-    rec: dict[str, Any] = {"preset": preset, "seed": seed, "run_dir": str(run_dir)}
+    rec: dict[str, Any] = {"preset": preset, "seed": seed, "run_dir": portable(run_dir)}
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         rec["status"] = bench.get("status", "in progress" if run_dir.is_dir() else "not run")
@@ -487,7 +496,7 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Generated {res['generated_utc']} by `benchmarks/learning.py` from commit(s) "
         f"{', '.join(f'`{c[:10]}`' for c in res['commits']) or 'unknown'}; host with {res['cpus']} CPUs, "
-        "one run at a time, one torch thread per run.",
+        "one torch thread per run (how many ran side by side is in benchmarks/README.md).",
         "",
         "Criterion: the **median over seeds of the final evaluation return** (mean over the evaluation "
         "episodes of the deterministic policy, at the end of the preset's step budget) must reach the "
