@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,13 +98,44 @@ def test_python_api_loads_a_policy_and_predicts(trained: Path) -> None:
         (["--learning-rate", "-0.1"], ["learning_rate=-0.1", "must be > 0"]),
         (["--preset", "nope"], ["preset='nope'", "cartpole"]),
         (["--norm-adv", "sometimes"], ["norm_adv='sometimes'", "'minibatch'"]),
-        (["--env", "Blackjack-v1"], ["observation space", "not supported"]),
     ],
 )
 def test_bad_input_gives_one_clear_line(args: list[str], needles: list[str], tmp_path: Path) -> None:
     r = run("train", *TINY, "--run-dir", str(tmp_path / "r"), *args)
     assert_clean_error(r, *needles)
     assert not (tmp_path / "r").exists()  # nothing created for a run that could not start
+
+
+TEXT_OBS_MODULE = """
+import gymnasium as gym
+from gymnasium import spaces
+
+
+class TextObsEnv(gym.Env):
+    observation_space = spaces.Text(8)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return "hello", {}
+
+    def step(self, action):
+        return "hello", 0.0, True, False, {}
+
+
+gym.register("TextObs-v0", entry_point=TextObsEnv)
+"""
+
+
+def test_unsupported_observation_space_gives_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "textobs_env.py").write_text(TEXT_OBS_MODULE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run(
+        [sys.executable, "-m", "ppox", "train", *TINY, "--run-dir", str(tmp_path / "r"), "--env", "textobs_env:TextObs-v0"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert_clean_error(r, "observation space", "Text", "not supported")
+    assert not (tmp_path / "r").exists()
 
 
 class TextActionEnv(gym.Env):

@@ -267,3 +267,182 @@ IDS = {
 for _id, (_cls, _steps) in IDS.items():
     if _id not in gym.registry:
         gym.register(_id, entry_point=_cls, max_episode_steps=_steps, disable_env_checker=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Structured observations (tests/test_observations.py)
+# --------------------------------------------------------------------------------------------
+
+
+class NestedObsEnv(gym.Env):
+    """Every leaf kind in a nested Dict / Tuple observation; Discrete(3) actions.
+
+    ``pos`` is ``[offset + t, offset]`` (a random offset at reset, as in :class:`CounterEnv`), so
+    a final observation identifies its env and step; the other leaves are random. Reward:
+    1 when the action equals ``mode − 1``, plus ``lidar[0] / 10``; episodes terminate with
+    probability 0.05 per step (a ``TimeLimit`` of 6 truncates the others). With ``image`` an
+    HWC uint8 ``camera`` joins; with ``mask_in_obs`` the observation has an ``action_mask`` key
+    (a random legal set; illegal actions are counted in ``self.illegal``).
+    """
+
+    def __init__(self, image: bool = False, mask_in_obs: bool = False) -> None:
+        parts: dict[str, spaces.Space] = {
+            "pos": spaces.Box(-1e3, 1e3, (2,), np.float32),
+            "mode": spaces.Discrete(3, start=1),
+            "sensors": spaces.Dict({"lidar": spaces.Box(0.0, 5.0, (3,), np.float64), "bump": spaces.MultiBinary(2)}),
+            "grid": spaces.Tuple((spaces.MultiDiscrete([2, 3]), spaces.Box(-1, 1, (2, 2), np.float32))),
+        }  # fmt: skip
+        if image:
+            parts["camera"] = spaces.Box(0, 255, (6, 6, 3), np.uint8)
+        if mask_in_obs:
+            parts["action_mask"] = spaces.MultiBinary(3)
+        self.observation_space = spaces.Dict(parts)
+        self.action_space = spaces.Discrete(3)
+        self.image, self.mask_in_obs = image, mask_in_obs
+        self.offset, self.t, self.illegal = 0.0, 0, 0
+        self.obs: dict[str, Any] = {}
+
+    def _obs(self) -> dict[str, Any]:
+        r = self.np_random
+        obs: dict[str, Any] = {
+            "pos": np.array([self.offset + self.t, self.offset], np.float32),
+            "mode": int(r.integers(1, 4)),
+            "sensors": {"lidar": r.uniform(0, 5, 3), "bump": r.integers(0, 2, 2).astype(np.int8)},
+            "grid": (r.integers(0, [2, 3]), r.uniform(-1, 1, (2, 2)).astype(np.float32)),
+        }
+        if self.image:
+            obs["camera"] = r.integers(0, 256, (6, 6, 3)).astype(np.uint8)
+        if self.mask_in_obs:
+            mask = r.random(3) < 0.5
+            mask[r.integers(3)] = True
+            obs["action_mask"] = mask.astype(np.int8)
+        self.obs = obs
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.offset = float(self.np_random.integers(0, 50))
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        if self.mask_in_obs:
+            self.illegal += not bool(self.obs["action_mask"][int(action)])
+        reward = float(int(action) == self.obs["mode"] - 1) + float(self.obs["sensors"]["lidar"][0]) / 10
+        self.t += 1
+        return self._obs(), reward, bool(self.np_random.random() < 0.05), False, {}
+
+
+class TwoKeyBanditEnv(gym.Env):
+    """One step; obs = Dict(cue: Discrete(2), level: Box(-1, 1, (1,))), Discrete(4) actions.
+    The right action is ``2·cue + (level > 0)``: it needs both keys (reward 1, else 0)."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Dict({"cue": spaces.Discrete(2), "level": spaces.Box(-1, 1, (1,), np.float32)})
+        self.action_space = spaces.Discrete(4)
+        self.target = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        cue = int(self.np_random.integers(2))
+        level = float(self.np_random.uniform(0.2, 1.0) * self.np_random.choice([-1, 1]))
+        self.target = 2 * cue + int(level > 0)
+        return {"cue": cue, "level": np.array([level], np.float32)}, {}
+
+    def step(self, action):
+        obs = {"cue": self.target // 2, "level": np.array([0.5 if self.target % 2 else -0.5], np.float32)}
+        return obs, float(int(action) == self.target), True, False, {}
+
+
+class ImageBanditEnv(gym.Env):
+    """One step; a uint8 image with one bright 4×4 patch in the left or the right half, on
+    noise; Discrete(2): reward 1 for naming the side. ``layout`` is ``chw`` (3×12×12, a
+    top-level Box), ``hwc`` (12×12×3) or ``dict`` (HWC inside a Dict beside a Box)."""
+
+    def __init__(self, layout: str = "chw") -> None:
+        self.layout = layout
+        shape = (3, 12, 12) if layout == "chw" else (12, 12, 3)
+        image = spaces.Box(0, 255, shape, np.uint8)
+        self.observation_space = (
+            spaces.Dict({"image": image, "noise": spaces.Box(-1, 1, (2,), np.float32)}) if layout == "dict" else image
+        )  # fmt: skip
+        self.action_space = spaces.Discrete(2)
+        self.side = 0
+
+    def _obs(self) -> Any:
+        r = self.np_random
+        img = r.integers(0, 60, (12, 12, 3)).astype(np.uint8)
+        row, col = int(r.integers(0, 9)), int(r.integers(0, 3)) + 6 * self.side
+        img[row : row + 4, col : col + 4] = 255
+        if self.layout == "chw":
+            return np.ascontiguousarray(img.transpose(2, 0, 1))
+        if self.layout == "dict":
+            return {"image": img, "noise": r.uniform(-1, 1, 2).astype(np.float32)}
+        return img
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.side = int(self.np_random.integers(2))
+        return self._obs(), {}
+
+    def step(self, action):
+        return self._obs(), float(int(action) == self.side), True, False, {}
+
+
+class SetBanditEnv(gym.Env):
+    """One step; a variable-size set of 1–5 items padded to 5, as a graph/set observation is:
+    obs = Dict(set: Dict(items: Box(-5, 5, (5, 2)), valid: MultiBinary(5))). Padding rows hold
+    large junk values. Discrete(2): reward 1 for saying whether the valid items' first features
+    sum to more than 0 (the padding's would flip the answer half of the time)."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Dict({
+            "set": spaces.Dict({"items": spaces.Box(-5, 5, (5, 2), np.float32), "valid": spaces.MultiBinary(5)}),
+        })  # fmt: skip
+        self.action_space = spaces.Discrete(2)
+        self.answer = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        r = self.np_random
+        n = int(r.integers(1, 6))
+        items = r.uniform(-1, 1, (5, 2)).astype(np.float32)
+        items[n:] = r.uniform(-5, 5, (5 - n, 2))
+        valid = (np.arange(5) < n).astype(np.int8)
+        perm = r.permutation(5)
+        items, valid = items[perm], valid[perm]
+        self.answer = int(items[valid == 1, 0].sum() > 0)
+        return {"set": {"items": items, "valid": valid}}, {}
+
+    def step(self, action):
+        obs = {"set": {"items": np.zeros((5, 2), np.float32), "valid": np.ones(5, np.int8)}}
+        return obs, float(int(action) == self.answer), True, False, {}
+
+
+class NestedObsImageEnv(NestedObsEnv):
+    """:class:`NestedObsEnv` with the ``camera`` image (a class, so that it pickles for resume)."""
+
+    def __init__(self) -> None:
+        super().__init__(image=True)
+
+
+class NestedObsMaskEnv(NestedObsEnv):
+    """:class:`NestedObsEnv` with the ``action_mask`` observation key."""
+
+    def __init__(self) -> None:
+        super().__init__(mask_in_obs=True)
+
+
+OBS_IDS = {
+    "PpoxToyNestedObs-v0": (NestedObsEnv, 6),
+    "PpoxToyNestedObsImage-v0": (NestedObsImageEnv, 6),
+    "PpoxToyNestedObsMask-v0": (NestedObsMaskEnv, 6),
+    "PpoxToyTwoKeyBandit-v0": (TwoKeyBanditEnv, None),
+    "PpoxToyImageBandit-v0": (ImageBanditEnv, None),
+    "PpoxToySetBandit-v0": (SetBanditEnv, None),
+}
+IDS.update(OBS_IDS)
+
+for _id, (_cls, _steps) in OBS_IDS.items():
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=_cls, max_episode_steps=_steps, disable_env_checker=True)

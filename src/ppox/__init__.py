@@ -12,6 +12,7 @@ Public API::
 from ppox.config import Config, EnvConfig, PolicyConfig, PPOConfig, RunConfig
 from ppox.errors import CheckpointError, ConfigError, EnvError, PpoxError
 from ppox.evaluate import evaluate
+from ppox.nn.encoders import register_encoder
 from ppox.policy import Policy, load_policy
 from ppox.presets import PRESETS, get_preset
 from ppox.trainer import Trainer, train
@@ -34,5 +35,6 @@ __all__ = [
     "evaluate",
     "get_preset",
     "load_policy",
+    "register_encoder",
     "train",
 ]

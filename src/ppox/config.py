@@ -82,6 +82,12 @@ class PolicyConfig:
     hybrid_detach: bool = True
     """With `type_given_params`: detach the parameter mean before the type head reads it, so
     the type's loss does not train the parameter head (seed 000 Q14)."""
+    obs_encoders: dict[str, str] = field(default_factory=dict)
+    """Encoder per observation key path (`{"items": "deep_sets"}`; paths join Dict keys and Tuple
+    indices with `/`): a name given to `ppox.nn.register_encoder`, or `module:callable`. Other keys
+    get the default for their kind (docs/observations.md)."""
+    cnn_features: int = 512
+    """Output width of the CNN that encodes uint8 image observations."""
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,9 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("multi_discrete", p.multi_discrete in ("factored", "flat"), "one of 'factored', 'flat'"),
         ("hybrid_mode", p.hybrid_mode in ("independent", "autoregressive", "type_given_params"),
          "one of 'independent', 'autoregressive', 'type_given_params'"),
+        ("obs_encoders", all(isinstance(k, str) and isinstance(v, str) and v for k, v in p.obs_encoders.items()),
+         "a mapping of observation key path → encoder name or 'module:callable'"),
+        ("cnn_features", p.cnn_features >= 1, "must be ≥ 1"),
         ("num_steps", o.num_steps >= 1, "must be ≥ 1"),
         ("num_epochs", o.num_epochs >= 1, "must be ≥ 1"),
         ("num_minibatches", o.num_minibatches >= 1, "must be ≥ 1"),

@@ -14,6 +14,7 @@ from ppox.envs.make import probe_spaces
 from ppox.errors import CheckpointError
 from ppox.nn.actor_critic import ActorCritic
 from ppox.normalizers import ObsNormalizer
+from ppox.types import MASK_KEY, ObsArrays, obs_map
 
 
 class Policy:
@@ -37,23 +38,44 @@ class Policy:
         mask: Any = None,
         generator: torch.Generator | None = None,
     ) -> Any:
-        """One observation ``[*obs_shape]`` or a batch ``[B, *obs_shape]`` → env action(s).
+        """One observation or a batch of ``B`` → env action(s).
 
-        ``mask`` is what the env put in ``info["action_mask"]`` (for one env or the batch).
-        Actions come back as the env takes them: arrays, or a tuple / dict of arrays for
-        Tuple / Dict action spaces.
+        ``obs`` is ``[*obs_shape]`` or ``[B, *obs_shape]`` for a Box; for Dict / Tuple spaces it
+        is the env's nested observation (dicts / tuples of arrays), one, or a batch with a
+        leading ``B`` on every leaf (as a vector env returns it). ``mask`` is what the env put
+        in ``info["action_mask"]`` (for one env or the batch); a Dict observation with an
+        ``action_mask`` key carries its own, which is used instead. Actions come back as the
+        env takes them: arrays, or a tuple / dict of arrays for Tuple / Dict action spaces.
         """
-        x = np.asarray(obs, dtype=np.float32)
-        single = x.ndim == len(self.model.obs_shape)
-        if single:
-            x = x[None]
-        t = torch.from_numpy(self.obs_norm(x)).to(self.device)
+        layout = self.model.obs_layout
+        if layout.fast:
+            arr = np.asarray(obs, dtype=np.float32)
+            single = arr.ndim == len(self.model.obs_shape)
+            x: ObsArrays = arr[None] if single else arr
+        else:
+            single = layout.is_single(obs)
+            if single:
+                obs = _batch_of_one(obs)
+            x = layout.flatten(obs)
+            if layout.mask_in_obs:
+                mask = obs[MASK_KEY]
+        t = obs_map(lambda a: torch.from_numpy(a).to(self.device), self.obs_norm(x))
+        n = next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
         head = self.model.head
-        m = None if mask is None or head.mask_shape is None else torch.from_numpy(head.read_mask(mask, t.shape[0])).to(self.device)
+        m = None if mask is None or head.mask_shape is None else torch.from_numpy(head.read_mask(mask, n)).to(self.device)
         dist = self.model.dist(t, m)
         action = dist.mode() if deterministic else dist.sample(generator)
         out = head.to_env(action.cpu().numpy())
         return _first(out) if single else out
+
+
+def _batch_of_one(obs: Any) -> Any:
+    """A single nested observation with a batch axis of 1 added to every leaf."""
+    if isinstance(obs, dict):
+        return {k: _batch_of_one(v) for k, v in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(_batch_of_one(v) for v in obs)
+    return np.asarray(obs)[None]
 
 
 def _first(action: Any) -> Any:
@@ -66,9 +88,10 @@ def _first(action: Any) -> Any:
 
 
 def build_model(cfg: Config, device: torch.device | str = "cpu") -> tuple[ActorCritic, ObsNormalizer]:
+    """The network for ``cfg``'s env and its observation normalizer (per vector leaf)."""
     obs_space, action_space = probe_spaces(cfg.env)
     model = ActorCritic(obs_space, action_space, cfg.policy).to(device)
-    obs_norm = ObsNormalizer(model.obs_shape, enabled=cfg.env.normalize_obs, clip=cfg.env.obs_clip)
+    obs_norm = ObsNormalizer(model.obs_layout.norm_shape, enabled=cfg.env.normalize_obs, clip=cfg.env.obs_clip)
     return model, obs_norm
 
 
@@ -77,9 +100,9 @@ def policy_from_state(state: dict[str, Any], device: str = "cpu") -> Policy:
     model, obs_norm = build_model(cfg, device)
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as exc:
+        obs_norm.load_state_dict(state["obs_norm"])
+    except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"checkpoint weights do not fit the network its config describes: {exc}") from None
-    obs_norm.load_state_dict(state["obs_norm"])
     return Policy(model, obs_norm, cfg)
 
 

@@ -4,6 +4,11 @@ The collector drives a SAME_STEP-autoreset vector env: each step returns the nex
 (the reset one where an episode ended) and, for ended episodes, ``info["final_obs"]``. Truncated
 episodes bootstrap from ``V(final_obs)`` (SPEC §2.1); terminated ones do not bootstrap at all.
 The acting path runs under ``torch.inference_mode`` and writes into preallocated tensors.
+
+Observations are stored as the model reads them (:data:`ppox.types.Obs`): one tensor for a
+Box, a dict of leaf tensors for Dict / Tuple spaces, each leaf in its own dtype (images stay
+uint8). The action mask comes from ``info["action_mask"]``, or from the observation's
+``action_mask`` key when its space has one (SPEC §3.5).
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from torch import Tensor
 from ppox.envs.snapshot import Snapshot
 from ppox.nn.actor_critic import ActorCritic
 from ppox.normalizers import ObsNormalizer, RewardScaler
-from ppox.types import Rollout
+from ppox.types import MASK_KEY, Obs, ObsArrays, Rollout, obs_map
 
-MASK_KEY = "action_mask"
-"""Key in the env's ``info`` dict holding a boolean action mask (True = legal)."""
+__all__ = ["MASK_KEY", "Collector", "EpisodeStats", "RolloutBuffer"]
+
+
+def _zeros_like_obs(model: ActorCritic, T: int, N: int) -> Obs:
+    layout = model.obs_layout
+    if layout.fast:
+        return torch.zeros((T, N, *model.obs_shape))
+    leaves = {p: torch.from_numpy(np.zeros((T, N, *leaf.shape), dtype=leaf.dtype)) for p, leaf in layout.leaves.items()}
+    return leaves if layout.structured else leaves[""]
 
 
 class RolloutBuffer:
@@ -31,21 +43,24 @@ class RolloutBuffer:
     Per-step data arriving from the env as NumPy (observations, rewards, episode flags) is
     written through NumPy views of the same memory, so the acting loop makes no per-step
     torch tensors for it; :meth:`rollout` hands the whole batch to ``device`` in one transfer.
+    ``obs`` is ``[T, N, *obs_shape]`` float32 for a Box, or per leaf ``[T, N, *leaf_shape]`` in
+    the leaf's storage dtype (a dict for Dict / Tuple spaces).
     """
 
-    def __init__(self, T: int, N: int, obs_shape: tuple[int, ...], model: ActorCritic, device: torch.device) -> None:
+    def __init__(self, T: int, N: int, model: ActorCritic, device: torch.device) -> None:
         def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.zeros((T, N, *shape), dtype=dtype)
 
         head = model.head
         self.device = device
-        self.obs = z(*obs_shape)
+        self.obs = _zeros_like_obs(model, T, N)
         self.action = z(*head.action_shape, dtype=head.action_dtype)
         self.logp, self.value, self.final_value, self.reward = z(), z(), z(), z()
         self.terminated, self.done = z(), z()
         self.mask = z(*head.mask_shape, dtype=torch.bool) if head.mask_shape is not None else None
         self.has_mask = False
-        self.np_obs, self.np_reward = self.obs.numpy(), self.reward.numpy()
+        self.np_obs: ObsArrays = obs_map(Tensor.numpy, self.obs)
+        self.np_reward = self.reward.numpy()
         self.np_terminated, self.np_done = self.terminated.numpy(), self.done.numpy()
 
     def rollout(self, last_value: Tensor) -> Rollout:
@@ -53,8 +68,18 @@ class RolloutBuffer:
         nxt = torch.cat([self.value[1:], last_value.cpu().unsqueeze(0)])
         next_value = torch.where(self.done.bool(), self.final_value, nxt)
         mask = self.mask if self.has_mask else None
-        parts = (self.obs, self.action, self.logp, self.value, next_value, self.reward, self.terminated, self.done, mask)
-        return Rollout(*(None if x is None else x.to(self.device, copy=True) for x in parts))  # type: ignore[arg-type]
+        obs = obs_map(lambda x: x.to(self.device, copy=True), self.obs)
+        parts = (self.action, self.logp, self.value, next_value, self.reward, self.terminated, self.done, mask)
+        return Rollout(obs, *(None if x is None else x.to(self.device, copy=True) for x in parts))  # type: ignore[arg-type]
+
+    def store_obs(self, t: int, obs: ObsArrays) -> None:
+        """Write the (normalized) observations of step ``t``, ``[N, ...]`` or a dict of leaves."""
+        if isinstance(self.np_obs, dict):
+            assert isinstance(obs, dict)
+            for k, dst in self.np_obs.items():
+                dst[t] = obs[k]
+        else:
+            self.np_obs[t] = obs
 
 
 class EpisodeStats:
@@ -107,9 +132,10 @@ class Collector:
         self.envs, self.model, self.obs_norm, self.reward_scaler = envs, model, obs_norm, reward_scaler
         self.device, self.generator, self.T = device, generator, num_steps
         self.N = envs.num_envs
-        self.buffer = RolloutBuffer(num_steps, self.N, model.obs_shape, model, device)
+        self.layout = model.obs_layout
+        self.buffer = RolloutBuffer(num_steps, self.N, model, device)
         self.stats = EpisodeStats(self.N)
-        self.raw_obs: np.ndarray | None = None
+        self.raw_obs: ObsArrays | None = None  # as the env gave it (flattened to leaves), unnormalized
         self.mask: Tensor | None = None
 
     def reset(self, seeds: list[int]) -> None:
@@ -117,17 +143,23 @@ class Collector:
         obs, info = self.envs.reset(seed=seeds)  # type: ignore[arg-type]
         self._set_obs(obs, info)
 
-    def _set_obs(self, raw_obs: np.ndarray, info: dict[str, Any]) -> None:
+    def _set_obs(self, raw_obs: Any, info: dict[str, Any]) -> None:
+        masks = raw_obs if self.layout.mask_in_obs else info  # both hold it under MASK_KEY
+        if not self.layout.fast:
+            raw_obs = self.layout.flatten(raw_obs)
         self.obs_norm.update(raw_obs)
         self.raw_obs = raw_obs
         self.obs_np = self.obs_norm(raw_obs)
         self.obs = self._tensor(self.obs_np)
-        self.mask = self._read_mask(info)
+        self.mask = self._read_mask(masks)
 
-    def _tensor(self, x: np.ndarray) -> Tensor:
+    def _tensor(self, x: ObsArrays) -> Obs:
+        if isinstance(x, dict):
+            return {k: torch.from_numpy(v).to(self.device) for k, v in x.items()}
         return torch.from_numpy(x).to(self.device)
 
     def _read_mask(self, info: dict[str, Any]) -> Tensor | None:
+        """The mask under ``MASK_KEY`` in ``info`` (or in a Dict observation), flat ``[N, M]``."""
         if MASK_KEY not in info or self.buffer.mask is None:
             return None
         mask = self.model.head.read_mask(info[MASK_KEY], self.N)
@@ -142,7 +174,7 @@ class Collector:
         for t in range(self.T):
             dist, value = model(self.obs, self.mask)
             action, logp = dist.sample_log_prob(self.generator)
-            buf.np_obs[t] = self.obs_np
+            buf.store_obs(t, self.obs_np)
             buf.action[t] = action
             buf.logp[t] = logp
             buf.value[t] = value
@@ -163,7 +195,7 @@ class Collector:
         idx = np.flatnonzero(truncated)
         if idx.size == 0:
             return
-        final = np.stack([info["final_obs"][i] for i in idx])
+        final = self.layout.stack([info["final_obs"][i] for i in idx])
         values = self.model.value(self._tensor(self.obs_norm(final)))
         self.buffer.final_value[t, torch.from_numpy(idx)] = values.cpu()
 
@@ -171,8 +203,9 @@ class Collector:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue collection exactly (env states included when possible)."""
         env_states = self.envs.call("ppox_get_state")  # type: ignore[attr-defined]
+        assert self.raw_obs is not None, "reset() first"
         return {
-            "raw_obs": torch.from_numpy(np.asarray(self.raw_obs)),
+            "raw_obs": obs_map(lambda x: torch.from_numpy(np.asarray(x)), self.raw_obs),
             "mask": None if self.mask is None else self.mask.cpu(),
             "env_states": list(env_states),
             "stats": self.stats.state_dict(),
@@ -188,7 +221,7 @@ class Collector:
             self.stats.len[:] = 0
             return False
         _set_states(self.envs, blobs)
-        self.raw_obs = state["raw_obs"].numpy()
+        self.raw_obs = obs_map(Tensor.numpy, state["raw_obs"])
         self.obs_np = self.obs_norm(self.raw_obs)
         self.obs = self._tensor(self.obs_np)
         self.mask = None if state["mask"] is None else state["mask"].to(self.device)

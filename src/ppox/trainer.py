@@ -46,7 +46,7 @@ from ppox.seeding import (
     seed_everything,
     set_rng_state,
 )
-from ppox.types import Batch, Rollout
+from ppox.types import Batch, Rollout, obs_map
 
 
 @dataclass
@@ -170,7 +170,7 @@ class Trainer:
         def flat(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(-1, *x.shape[2:])
 
-        return Batch(flat(r.obs), flat(r.action), flat(r.logp), flat(r.value), flat(adv), flat(ret),
+        return Batch(obs_map(flat, r.obs), flat(r.action), flat(r.logp), flat(r.value), flat(adv), flat(ret),
                      None if r.mask is None else flat(r.mask))
 
     def row(self, metrics: dict[str, float], sps: float) -> dict[str, Any]:
@@ -210,7 +210,7 @@ class Trainer:
     def _histograms(self, r: Rollout) -> dict[str, torch.Tensor]:
         if not self.cfg.run.tensorboard:
             return {}
-        dist = self.model.dist(r.obs[-1], None if r.mask is None else r.mask[-1])
+        dist = self.model.dist(obs_map(lambda x: x[-1], r.obs), None if r.mask is None else r.mask[-1])
         return {k: v.flatten().cpu() for k, v in dist.histograms().items()}
 
     def finish(self) -> dict[str, Any]:

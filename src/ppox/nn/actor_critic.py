@@ -1,8 +1,14 @@
-"""MLP actor-critic with shared or separate trunks (SPEC §4)."""
+"""Actor-critic: observation encoder → MLP trunks (shared or separate) → head and value (SPEC §4).
+
+A single float Box observation goes straight into the trunks (the fast path, unchanged);
+any other observation space first passes through an :class:`~ppox.nn.encoders.ObsEncoder`
+(per-leaf encoders, SPEC §3.5), which the actor and the critic share.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
@@ -11,8 +17,9 @@ from torch import Tensor, nn
 from ppox.config import PolicyConfig
 from ppox.distributions.base import ActionDist
 from ppox.distributions.heads import make_head
-from ppox.errors import EnvError
+from ppox.nn.encoders import ObsEncoder, obs_features
 from ppox.nn.init import init_actor_critic
+from ppox.types import Obs, ObsLayout
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 _FUNCTIONAL = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.ELU: F.elu}
@@ -29,11 +36,9 @@ def run_mlp(trunk: nn.Module, x: Tensor) -> Tensor:
     return x
 
 
-def obs_encoder_dim(space: spaces.Space) -> int:
-    """Flat input width for an observation space (Box: product of the shape)."""
-    if isinstance(space, spaces.Box):
-        return int(np.prod(space.shape))
-    raise EnvError(f"observation space {space} is not supported; supported observation spaces: ['Box']")
+def obs_encoder_dim(space: spaces.Space, cfg: PolicyConfig | None = None) -> int:
+    """Width of the features the MLP trunks read (a float Box: the product of its shape)."""
+    return obs_features(space, cfg)
 
 
 def mlp(in_features: int, sizes: tuple[int, ...], activation: str) -> nn.Sequential:
@@ -45,16 +50,29 @@ def mlp(in_features: int, sizes: tuple[int, ...], activation: str) -> nn.Sequent
 
 
 class ActorCritic(nn.Module):
-    """``obs [B, *obs_shape] → (ActionDist, value [B])``.
+    """``obs [B, *obs_shape]`` (or a dict of leaves, :data:`ppox.types.Obs`) →
+    ``(ActionDist, value [B])``.
 
     With ``shared_trunk`` the actor and the critic read one MLP; otherwise each has its own
     (the default: a shared trunk couples the value loss scale to the policy's features).
+    The observation encoder, when there is one, is shared.
+
+    Attributes:
+        obs_layout: the :class:`~ppox.types.ObsLayout` of the observation space.
+        obs_shape: the shape of a single-leaf observation (``()`` for Dict / Tuple spaces).
+        encoder: the :class:`~ppox.nn.encoders.ObsEncoder`, or None on the fast path.
     """
 
     def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, cfg: PolicyConfig) -> None:
         super().__init__()
-        in_features = obs_encoder_dim(obs_space)
-        self.obs_shape = tuple(obs_space.shape or ())
+        self.obs_layout = ObsLayout(obs_space)
+        self.obs_shape = tuple(obs_space.shape or ()) if not self.obs_layout.structured else ()
+        self.encoder: ObsEncoder | None = None
+        if self.obs_layout.fast and not cfg.obs_encoders:
+            in_features = math.prod(self.obs_shape)
+        else:
+            self.encoder = ObsEncoder(self.obs_layout, cfg)
+            in_features = self.encoder.out_features
         width = cfg.hidden_sizes[-1]
         self.shared = cfg.shared_trunk
         actor = mlp(in_features, cfg.hidden_sizes, cfg.activation)
@@ -69,11 +87,15 @@ class ActorCritic(nn.Module):
                 hidden=self.head.hidden_layers(),
             )
 
-    def _flat(self, obs: Tensor) -> Tensor:
+    def encode(self, obs: Obs) -> Tensor:
+        """The trunks' input ``[B, F]``: the encoder's features, or the flat Box observation."""
+        if self.encoder is not None:
+            return self.encoder(obs)  # type: ignore[no-any-return]
+        assert isinstance(obs, Tensor)
         return obs.reshape(obs.shape[0], -1) if len(self.obs_shape) > 1 else obs
 
-    def forward(self, obs: Tensor, mask: Tensor | None = None) -> tuple[ActionDist, Tensor]:
-        x = self._flat(obs)
+    def forward(self, obs: Obs, mask: Tensor | None = None) -> tuple[ActionDist, Tensor]:
+        x = self.encode(obs)
         features = run_mlp(self.trunks["actor"], x)
         critic_features = features if self.shared else run_mlp(self.trunks["critic"], x)
         return self.head(features, mask), self._value_out(critic_features)
@@ -81,13 +103,12 @@ class ActorCritic(nn.Module):
     def _value_out(self, features: Tensor) -> Tensor:
         return F.linear(features, self.value_out.weight, self.value_out.bias).squeeze(-1)
 
-    def value(self, obs: Tensor) -> Tensor:
-        x = self._flat(obs)
+    def value(self, obs: Obs) -> Tensor:
         trunk = self.trunks["actor"] if self.shared else self.trunks["critic"]
-        return self._value_out(run_mlp(trunk, x))
+        return self._value_out(run_mlp(trunk, self.encode(obs)))
 
-    def dist(self, obs: Tensor, mask: Tensor | None = None) -> ActionDist:
-        return self.head(run_mlp(self.trunks["actor"], self._flat(obs)), mask)
+    def dist(self, obs: Obs, mask: Tensor | None = None) -> ActionDist:
+        return self.head(run_mlp(self.trunks["actor"], self.encode(obs)), mask)
 
     def n_params(self) -> int:
         """Number of trainable parameters."""
