@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# Install torch 2.13.0 first, on its own: with it in place, the project's range
 	# (torch<2.14) installs nothing more. Where a local CPU wheel is on pip's path it is used.
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[dev,bench]"
+	$(PIP) install --quiet -e ".[dev,bench,traffic]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -16,10 +16,14 @@ episode); picking uniformly among legal actions gets ≈ 11, uniformly among all
 the mask the policy only has to rank the actions; without it (the env keeps the mask out of
 ``info``) it must also learn from the observation which actions are legal.
 
-``multidiscrete``: ``multi_discrete=factored`` against ``flat`` on ``--env`` (default
-``ppox/Traffic-v0`` when SUMO is installed, else *MultiPayoff*, defined here: 4 dimensions of 6
-choices each paying a fixed value plus a bonus when dimension pairs agree; the flat head has
-6⁴ = 1296 logits).
+``multidiscrete``: ``multi_discrete=factored`` against ``flat``. By default on *MultiPayoff*,
+defined here: 4 dimensions of 6 choices each paying a fixed value plus a bonus when dimension
+pairs agree; the flat head has 6⁴ = 1296 logits. ``--preset traffic`` runs it on
+``ppox/Traffic-v0`` with that preset's config (needs ``ppox[traffic]``; use ``--jobs 1``: each
+run has its own env worker processes)::
+
+    .venv/bin/python benchmarks/action_spaces.py multidiscrete --preset traffic --jobs 1 \
+        --level -4000 --steps 150000 --out-dir benchmarks/results/traffic
 
 ``hybrid``: trains ``--preset`` (moving, sliding, hardmove) on each seed and evaluates the final
 policy on 100 fixed evaluation episodes, counting successes (``info["success"]``) next to a random
@@ -137,7 +141,10 @@ def _train(job: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
 
 def _run_all(jobs: list[tuple[str, dict[str, Any], str]], n_jobs: int) -> list[dict[str, Any]]:
     todo = [j for j in jobs if not (Path(j[2]) / "summary.json").is_file()]
-    if todo:
+    if todo and n_jobs == 1:  # in this process: runs may start env worker processes of their own
+        for job in todo:
+            _train(job)
+    elif todo:
         with mp.get_context("spawn").Pool(n_jobs) as pool:
             pool.map(_train, todo, chunksize=1)
     out = []
@@ -186,6 +193,22 @@ def _first_step_reaching(run_dir: str, key: str, level: float) -> float | None:
     return None
 
 
+def _command() -> str:
+    """The command line, with absolute paths cut to their part from ``runs/`` or ``benchmarks/``
+    on (results files must not name paths of the machine they were made on)."""
+
+    def portable(arg: str) -> str:
+        p = Path(arg)
+        if not p.is_absolute():
+            return arg
+        for marker in ("runs", "benchmarks"):
+            if marker in p.parts:
+                return str(Path(*p.parts[p.parts.index(marker) :]))
+        return p.name
+
+    return " ".join(portable(a) for a in sys.argv)
+
+
 def _machine() -> dict[str, Any]:
     import torch
 
@@ -221,7 +244,7 @@ def _compare(name: str, variants: dict[str, dict[str, Any]], seeds: list[int], a
         })  # fmt: skip
     _curves({label: [r["run_dir"] for r in results if r["label"] == label] for label in variants}, out_dir / "curves.png", title)
     payload = {"benchmark": name, "variants": variants, "results": rows, "machine": _machine(),
-               "wall_s": round(time.time() - t0, 1), "command": " ".join(sys.argv)}  # fmt: skip
+               "wall_s": round(time.time() - t0, 1), "command": _command()}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(payload, indent=2, default=str))
     lines = [f"# {title}", "", f"Command: `{payload['command']}`", "",
@@ -241,8 +264,17 @@ def cmd_mask(args: argparse.Namespace) -> None:
 
 
 def cmd_multidiscrete(args: argparse.Namespace) -> None:
-    env_id = args.env or "PpoxBench/MultiPayoff-v0"
-    base = {**MULTI_CFG, "env_id": env_id, "total_steps": args.steps or MULTI_CFG["total_steps"]}
+    if args.preset:
+        import ppox
+
+        base = dict(ppox.get_preset(args.preset).overrides)
+    else:
+        base = {**MULTI_CFG, "env_id": args.env or "PpoxBench/MultiPayoff-v0"}
+    if args.env:
+        base["env_id"] = args.env
+    if args.steps:
+        base["total_steps"] = args.steps
+    env_id = base["env_id"]
     variants = {"factored": {**base, "multi_discrete": "factored"}, "flat": {**base, "multi_discrete": "flat"}}
     _compare("multidiscrete", variants, args.seeds, args, level=args.level, title=f"{env_id}: factored vs flat multi-discrete head")
 
@@ -295,7 +327,7 @@ def cmd_hybrid(args: argparse.Namespace) -> None:
                "eval_seeds": f"{eval_seeds[0]}…{eval_seeds[-1]}", "runs": rows,
                "median_success_rate": statistics.median(x["success_rate"] for x in rows),
                "random_policy": {"success_rate": rand_rate, "mean_return": rand_ret},
-               "machine": _machine(), "wall_s": round(time.time() - t0, 1), "command": " ".join(sys.argv)}  # fmt: skip
+               "machine": _machine(), "wall_s": round(time.time() - t0, 1), "command": _command()}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{label}.json").write_text(json.dumps(payload, indent=2, default=str))
     lines = [f"# {env_id}: preset `{args.preset}`" + (f", hybrid_mode={args.hybrid_mode}" if args.hybrid_mode else ""), "",
@@ -320,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
         s.add_argument("--runs-dir", default="runs/bench-actions")
         s.add_argument("--out-dir", default=None)
     sub.choices["multidiscrete"].add_argument("--env", default=None)
+    sub.choices["multidiscrete"].add_argument(
+        "--preset", default=None, help="start from this preset's config (e.g. traffic) instead of MultiPayoff's"
+    )
     sub.choices["multidiscrete"].add_argument("--level", type=float, default=50.0, help="train-return level for steps-to-reach")
     h = sub.add_parser("hybrid")
     h.add_argument("--preset", default="moving")

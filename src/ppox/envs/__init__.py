@@ -1,6 +1,9 @@
 """Environment construction: Gymnasium ids to vectorized environments with fixed semantics."""
 
-from ppox.envs import hybrid  # noqa: F401  (registers ppox/Moving-v0, ppox/Sliding-v0, ppox/HardMove-v0)
+from ppox.envs import (
+    hybrid,  # noqa: F401  (registers ppox/Moving-v0, ppox/Sliding-v0, ppox/HardMove-v0)
+    traffic,  # noqa: F401  (registers ppox/Traffic-v0; SUMO is imported only when it is made)
+)
 from ppox.envs.make import make_env, make_vec_env, probe_spaces
 from ppox.envs.snapshot import Snapshot
 

@@ -13,6 +13,7 @@ from ppox.errors import ConfigError
 from ppox.presets.classic import CLASSIC
 from ppox.presets.hybrid import HYBRID
 from ppox.presets.mujoco import MUJOCO
+from ppox.presets.traffic import TRAFFIC
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Preset:
         return Config().replace(**self.overrides)
 
 
-PRESETS: dict[str, Preset] = {name: Preset(name, desc, ov) for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID}.items()}
+PRESETS: dict[str, Preset] = {name: Preset(name, desc, ov) for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID, **TRAFFIC}.items()}
 DEFAULT_PRESET = "cartpole"
 
 
