@@ -64,7 +64,7 @@ def run_ppox(suite: str, seed: int, steps: int) -> dict[str, Any]:
     cfg = ppox.Config().replace(
         **SUITES[suite], anneal_lr=True, adam_eps=1e-5, value_clip=None, norm_adv="minibatch",
         obs_clip=10.0, reward_clip=10.0, init_log_std=0.0, hidden_sizes=(64, 64),
-        activation="tanh", shared_trunk=False, ortho_init=True, total_steps=steps, seed=seed,
+        activation="tanh", shared_trunk=False, init="orthogonal", total_steps=steps, seed=seed,
         eval_every=0, eval_episodes=len(EVAL_SEEDS), eval_seed=EVAL_SEEDS[0], device="cpu",
         progress=False, tensorboard=False, threads=1,
     )
@@ -98,7 +98,7 @@ def sb3_model(suite: str, seed: int, steps: int) -> Any:
         return lr * min(1.0, max(0.0, remaining + shift))
 
     policy_kwargs = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh,
-                         ortho_init=True, log_std_init=0.0, optimizer_kwargs=dict(eps=1e-5))
+                         init="orthogonal", log_std_init=0.0, optimizer_kwargs=dict(eps=1e-5))
     model = PPO("MlpPolicy", env, learning_rate=lr_schedule, n_steps=h["num_steps"],
                 batch_size=batch // h["num_minibatches"], n_epochs=h["num_epochs"],
                 gamma=h["gamma"], gae_lambda=h["lam"], clip_range=h["clip_coef"],

@@ -446,7 +446,7 @@ def test_ortho_init_custom_gains_and_off():
     sv = torch.linalg.svdvals(m.head.logits.weight.detach())
     torch.testing.assert_close(sv, torch.full_like(sv, 0.5), atol=1e-5, rtol=0)
     torch.testing.assert_close(m.value_out.weight.norm().item(), 2.0, atol=1e-5, rtol=0)
-    off = ActorCritic(OBS, spaces.Discrete(3), PolicyConfig(hidden_sizes=(16,), ortho_init=False))
+    off = ActorCritic(OBS, spaces.Discrete(3), PolicyConfig(hidden_sizes=(16,), init="torch"))
     # PyTorch's default init: nonzero biases, non-orthogonal weights
     assert off.trunks["actor"][0].bias.abs().sum() > 0
     sv = torch.linalg.svdvals(off.head.logits.weight.detach())

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 import ppox
@@ -96,3 +97,40 @@ def test_in_process_resume_of_a_continuous_task_is_exact(tmp_path: Path) -> None
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert load_checkpoint(cut)["obs_norm"] == load_checkpoint(full)["obs_norm"]
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {"algo": "ppo-penalty", "kl_coef": 0.5, "kl_margin": 2.0, "recompute_adv": True},
+        {"algo": "reinforce", "baseline": "mean", "minibatch_order": "trajectories"},
+        {"grad_clip": "ignore", "max_grad_norm": 4.55, "advantage": "nstep", "minibatch_order": "fixed"},
+    ],
+    ids=["penalty", "reinforce", "ignore"],
+)
+def test_resume_is_exact_with_the_family_state(tmp_path: Path, switches: dict) -> None:
+    """β, the running-mean baseline and the skipped-update counter travel in the checkpoint."""
+    cfg = ppox.Config().replace(env_id="CartPole-v1", total_steps=8 * 64 * 4, num_envs=8, num_steps=64, num_epochs=2,
+                                num_minibatches=4, checkpoint_every=100, eval_every=0, eval_episodes=1, seed=3,
+                                tensorboard=False, progress=False, **switches)  # fmt: skip
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    ppox.train(cfg, full)
+    first = Trainer.create(cfg, cut)
+    logger = RunLogger(cut, tensorboard=False, progress=False, total_steps=cfg.run.total_steps, start_step=0)
+    for _ in range(2):
+        first.iterate(logger)
+    first.save()
+    logger.close()
+    first.envs.close()
+    Trainer.resume(cut).train()
+    a, b = load_checkpoint(full), load_checkpoint(cut)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["learner"] == b["learner"]
+    # the state really moved, so the equality above means something
+    if switches.get("algo") == "ppo-penalty":
+        assert a["learner"]["kl_coef"] != 0.5
+    if switches.get("baseline") == "mean":
+        assert a["learner"]["baseline_mean"] is not None
+    if switches.get("grad_clip") == "ignore":  # the grad norm hovers around 4.5 here: some steps skipped, some not
+        assert 0 < a["learner"]["skipped_total"] < 4 * 2 * 4

@@ -56,8 +56,10 @@ class PolicyConfig:
     """Hidden activation: `tanh`, `relu` or `elu`."""
     shared_trunk: bool = False
     """One trunk for actor and critic (True) or two separate trunks (False)."""
-    ortho_init: bool = True
-    """Orthogonal initialization with the activation's gain, biases zero (seed 001)."""
+    init: str = "orthogonal"
+    """Weight initialization (seed 001 "笨鸟先飞"): `orthogonal` (the activation's gain, zero
+    biases), `xavier` (Glorot-uniform with the same gains), `normal` (Gaussian, variance
+    gain²/fan_in) or `torch` (PyTorch's default for every layer, output gains ignored)."""
     policy_init_gain: float = 0.01
     """Init gain of the policy output layer; small so early actions are near uniform."""
     value_init_gain: float = 1.0
@@ -92,7 +94,11 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """Rollout, loss and optimizer settings."""
+    """Algorithm, rollout, loss and optimizer settings."""
+
+    algo: str = "ppo-clip"
+    """`ppo-clip`, `ppo-penalty` (adaptive KL penalty, SPEC 1.5) or `reinforce` (Monte Carlo
+    reward-to-go with a baseline, SPEC 1.1); all share the collector and the learner."""
 
     num_steps: int = 32
     """Steps collected per environment per iteration (batch = num_steps × num_envs)."""
@@ -110,6 +116,19 @@ class PPOConfig:
     """Discount factor γ of the return."""
     lam: float = 0.8
     """GAE λ: 0 gives one-step TD errors, 1 Monte Carlo advantages."""
+    advantage: str = "gae"
+    """Advantage estimator: `gae` (GAE(γ, λ)), `nstep` (n_step-step returns minus V) or `mc`
+    (Monte Carlo returns minus V, bootstrapped only where the rollout or a truncation cuts an
+    episode; the same as `gae` with λ = 1). Ignored by `reinforce`."""
+    n_step: int = 5
+    """Rewards summed before bootstrapping when advantage=`nstep` (DPPO's K)."""
+    recompute_adv: bool = False
+    """Recompute values and advantages with the latest critic (no gradient) at the start of every
+    epoch after the first (seed 001 "稳扎稳打"); value clipping then uses those values as V_old."""
+    minibatch_order: str = "transitions"
+    """How each epoch cuts minibatches: `transitions` (shuffle single steps), `trajectories`
+    (shuffle whole episode segments, keeping their steps in order) or `fixed` (env by env in
+    time order, the same every epoch)."""
     clip_coef: float = 0.2
     """PPO clip ε."""
     dual_clip: float | None = None
@@ -125,11 +144,37 @@ class PPOConfig:
     ent_schedule: str = "constant"
     """How the entropy weight moves from ent_coef to ent_coef_end: constant, linear, exponential."""
     max_grad_norm: float | None = 0.5
-    """Clip the gradient's total L2 norm to this (None: no clipping). The pre-clip norm is logged."""
+    """Gradient-norm threshold for grad_clip `norm` and `ignore` (None: no clipping). The
+    pre-clip norm is logged as `grad_norm`."""
+    grad_clip: str = "norm"
+    """`norm`: scale the gradient down to total norm ≤ max_grad_norm; `value`: clamp every
+    element to ±grad_clip_value; `ignore`: skip the optimizer step of a minibatch whose norm
+    exceeds max_grad_norm (counted as `skipped_updates`)."""
+    grad_norm_type: float = 2.0
+    """p of the total gradient norm (any p > 0; `inf` for the max-abs norm)."""
+    grad_clip_value: float = 1.0
+    """Element bound for grad_clip=`value`."""
     norm_adv: str = "minibatch"
     """Advantage normalization: `minibatch`, `batch` or `off`."""
     target_kl: float | None = None
     """Stop the epoch loop early when the approximate KL exceeds 1.5 × this (None: off)."""
+    kl_coef: float = 1.0
+    """ppo-penalty: initial KL weight β."""
+    kl_target: float = 0.01
+    """ppo-penalty: the KL the adaptive rule aims for."""
+    kl_tolerance: float = 1.5
+    """ppo-penalty: β grows when KL > kl_tolerance·kl_target, shrinks when KL < kl_target/kl_tolerance."""
+    kl_raise: float = 2.0
+    """ppo-penalty: factor β is multiplied by when the KL is too high."""
+    kl_lower: float = 2.0
+    """ppo-penalty: factor β is divided by when the KL is too low."""
+    kl_margin: float | None = None
+    """ppo-penalty: DPPO's hinge ξ·max(0, KL − kl_margin·kl_target)² per minibatch (None: off; DPPO uses 2)."""
+    kl_margin_coef: float = 1000.0
+    """ppo-penalty: ξ, the weight of the hinge (DPPO: 1000)."""
+    baseline: str = "critic"
+    """reinforce: the baseline b in (G_t − b)·∇log π: `critic` (a learned V(s), also used to
+    bootstrap cut episodes), `mean` (running mean of past returns) or `none`."""
 
 
 @dataclass(frozen=True)
@@ -213,10 +258,12 @@ class Config:
             if section not in kinds:
                 raise ConfigError(f"unknown config section {section!r}; allowed: {SECTIONS}")
             names = {f.name for f in dataclasses.fields(kinds[section])}
-            unknown = set(values) - names
+            unknown = set(values) - names - ({"ortho_init"} if section == "policy" else set())
             if unknown:
                 raise ConfigError(f"unknown field(s) {sorted(unknown)} in config section {section!r}")
             values = dict(values)
+            if section == "policy" and "ortho_init" in values:  # configs written before `init` existed
+                values.setdefault("init", "orthogonal" if values.pop("ortho_init") else "torch")
             if "hidden_sizes" in values:
                 values["hidden_sizes"] = tuple(values["hidden_sizes"])
             parts[section] = kinds[section](**values)
@@ -251,6 +298,7 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("reward_clip", e.reward_clip > 0, pos),
         ("hidden_sizes", len(p.hidden_sizes) > 0 and all(h >= 1 for h in p.hidden_sizes), "one or more widths ≥ 1"),
         ("activation", p.activation in ACTIVATIONS, f"one of {ACTIVATIONS}"),
+        ("init", p.init in INITS, f"one of {INITS}"),
         ("sigma_mode", p.sigma_mode in ("independent", "fixed", "state"), "one of 'independent', 'fixed', 'state'"),
         ("temperature", p.temperature > 0, pos),
         ("action_bound", p.action_bound in ("clip", "rescale"), "one of 'clip', 'rescale'"),
@@ -275,6 +323,22 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("ent_coef_end", o.ent_coef_end is None or o.ent_coef_end >= 0, "None or ≥ 0"),
         ("ent_schedule", o.ent_schedule in SCHEDULES, f"one of {SCHEDULES}"),
         ("max_grad_norm", opt_pos(o.max_grad_norm), "None or > 0"),
+        ("grad_clip", o.grad_clip in GRAD_CLIPS, f"one of {GRAD_CLIPS}"),
+        ("grad_clip", not (o.grad_clip == "ignore" and o.max_grad_norm is None), "'ignore' needs a max_grad_norm"),
+        ("grad_norm_type", o.grad_norm_type > 0, "must be > 0 (inf for the max norm)"),
+        ("grad_clip_value", o.grad_clip_value > 0, pos),
+        ("algo", o.algo in ALGOS, f"one of {ALGOS}"),
+        ("advantage", o.advantage in ADVANTAGES, f"one of {ADVANTAGES}"),
+        ("n_step", o.n_step >= 1, "must be ≥ 1"),
+        ("minibatch_order", o.minibatch_order in ORDERS, f"one of {ORDERS}"),
+        ("kl_coef", o.kl_coef >= 0, "must be ≥ 0"),
+        ("kl_target", o.kl_target > 0, pos),
+        ("kl_tolerance", o.kl_tolerance >= 1, "must be ≥ 1"),
+        ("kl_raise", o.kl_raise >= 1, "must be ≥ 1"),
+        ("kl_lower", o.kl_lower >= 1, "must be ≥ 1"),
+        ("kl_margin", opt_pos(o.kl_margin), "None or > 0"),
+        ("kl_margin_coef", o.kl_margin_coef >= 0, "must be ≥ 0"),
+        ("baseline", o.baseline in BASELINES, f"one of {BASELINES}"),
         ("norm_adv", o.norm_adv in ("minibatch", "batch", "off"), "one of 'minibatch', 'batch', 'off'"),
         ("target_kl", opt_pos(o.target_kl), "None or > 0"),
         ("total_steps", r.total_steps >= 1, "must be ≥ 1"),
@@ -288,6 +352,12 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
 
 
 ACTIVATIONS = ("tanh", "relu", "elu")
+INITS = ("orthogonal", "xavier", "normal", "torch")
+ALGOS = ("ppo-clip", "ppo-penalty", "reinforce")
+ADVANTAGES = ("gae", "nstep", "mc")
+ORDERS = ("transitions", "trajectories", "fixed")
+GRAD_CLIPS = ("norm", "value", "ignore")
+BASELINES = ("critic", "mean", "none")
 
 
 def _sections() -> dict[str, type]:

@@ -1,29 +1,55 @@
-"""The PPO update: epochs × shuffled minibatches over one batch (SPEC §1.2, §1.6, §2.5, §5).
+"""The update: advantages, then epochs × minibatches over one batch (SPEC §1, §2, §5).
+
+One learner serves the whole family (``algo``): PPO-Clip, PPO-Penalty with the adaptive KL
+coefficient (and DPPO's hinge), and REINFORCE with a baseline. They differ only in the policy
+loss term and in how returns are formed; collection, minibatching, gradient handling and
+diagnostics are shared.
+
+Per update (:meth:`Learner.update` on a :class:`~ppox.types.Rollout`):
+
+1. returns and advantages from the rollout (``advantage``: GAE, n-step or Monte Carlo; REINFORCE
+   uses the reward-to-go);
+2. for each epoch: optionally recompute values and advantages with the latest critic
+   (``recompute_adv``), cut the batch into minibatches in ``minibatch_order``, and take one
+   gradient step per minibatch, with the gradient clipped by norm, clamped by value, or the
+   step skipped (``grad_clip``);
+3. PPO-Penalty: adapt β from the KL between the old and the new policy on the whole batch.
 
 Diagnostics are accumulated as tensors and read back once per update, so the minibatch loop
-never waits on a host sync except for the optional target-KL check.
+never waits on a host sync except for the optional target-KL check and ``grad_clip="ignore"``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ppox.config import Config
+from ppox.core.advantages import gae, nstep_returns
 from ppox.core.losses import (
+    adaptive_kl_coef,
     clip_fraction,
     clipped_surrogate,
     explained_variance,
     kl_estimate,
+    kl_penalty,
     normalize_advantages,
+    reinforce_loss,
+    surrogate,
     value_loss,
 )
 from ppox.core.schedules import schedule_value
-from ppox.types import Batch
+from ppox.nn.actor_critic import ActorCritic
+from ppox.types import Batch, Obs, Rollout, obs_map
 
-_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")
+_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm", "skipped_updates")
+_CHUNK = 8192  # samples per critic forward pass when recomputing values
+BASELINE_DECAY = 0.9
+"""REINFORCE ``baseline="mean"``: b ← 0.9·b + 0.1·(mean return of the batch), after each update."""
 
 
 class FlatParams:
@@ -46,17 +72,28 @@ class FlatParams:
             p.grad = self.flat.grad[offset : offset + n].view_as(p)
             offset += n
 
-    def zero_grad(self) -> None:
-        self.flat.grad.zero_()  # type: ignore[union-attr]
+    @property
+    def grad(self) -> Tensor:
+        assert self.flat.grad is not None
+        return self.flat.grad
 
-    def clip_grad_norm(self, max_norm: float) -> Tensor:
-        """Scale the gradient to total L2 norm ≤ ``max_norm``; return the pre-clip norm."""
-        grad = self.flat.grad
-        assert grad is not None
-        norm = torch.linalg.vector_norm(grad)
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def grad_norm(self, p: float = 2.0) -> Tensor:
+        """The total p-norm of the gradient (``p = inf``: the largest absolute element)."""
+        return torch.linalg.vector_norm(self.grad, ord=p)
+
+    def clip_grad_norm(self, max_norm: float, p: float = 2.0) -> Tensor:
+        """Scale the gradient to total p-norm ≤ ``max_norm``; return the pre-clip norm."""
+        norm = self.grad_norm(p)
         if max_norm != math.inf:
-            grad.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
+            self.grad.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
         return norm
+
+    def clip_grad_value(self, bound: float) -> None:
+        """Clamp every gradient element to ``[-bound, bound]``."""
+        self.grad.clamp_(-bound, bound)
 
 
 def make_optimizer(flat: FlatParams, cfg: Config) -> torch.optim.Adam:
@@ -64,13 +101,48 @@ def make_optimizer(flat: FlatParams, cfg: Config) -> torch.optim.Adam:
     return torch.optim.Adam([flat.flat], lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps, fused=True)
 
 
-class Learner:
-    """Owns the optimizer and the minibatch RNG; ``update(batch, progress)`` returns metrics."""
+def flatten_rollout(r: Rollout, adv: Tensor, ret: Tensor, value: Tensor | None = None) -> Batch:
+    """``[T, N, ...]`` rollout plus ``[T, N]`` advantages and returns → a flat ``[T·N, ...]`` batch
+    (index ``t·N + n``); ``value`` replaces the rollout's values (after a recompute)."""
 
-    def __init__(self, model: nn.Module, cfg: Config, generator: torch.Generator) -> None:
+    def flat(x: Tensor) -> Tensor:
+        return x.reshape(-1, *x.shape[2:])
+
+    v = r.value if value is None else value
+    return Batch(obs_map(flat, r.obs), flat(r.action), flat(r.logp), flat(v), flat(adv), flat(ret),
+                 None if r.mask is None else flat(r.mask))  # fmt: skip
+
+
+@dataclass
+class Experience:
+    """One update's data: the flat batch, and the rollout it came from (None for a bare batch)."""
+
+    batch: Batch
+    rollout: Rollout | None
+    valid: Tensor | None  # [T·N] bool: samples that enter the loss (None: all)
+    segments: list[Tensor] | None = None  # episode segments as flat indices, for trajectory order
+
+
+class Learner:
+    """Owns the optimizer, the minibatch RNG and the family's adaptive state (β, the REINFORCE
+    running-mean baseline); ``update(rollout, progress)`` returns the update's metrics."""
+
+    def __init__(self, model: ActorCritic, cfg: Config, generator: torch.Generator) -> None:
         self.model, self.cfg, self.generator = model, cfg, generator
         self.flat = FlatParams([p for p in model.parameters() if p.requires_grad])
         self.optimizer = make_optimizer(self.flat, cfg)
+        self.kl_coef = cfg.ppo.kl_coef
+        self.baseline_mean: float | None = None
+        self.skipped_total = 0
+
+    # --- state beyond the optimizer (checkpointed) -----------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"kl_coef": self.kl_coef, "baseline_mean": self.baseline_mean, "skipped_total": self.skipped_total}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kl_coef = float(state["kl_coef"])
+        self.baseline_mean = state["baseline_mean"]
+        self.skipped_total = int(state["skipped_total"])
 
     def coefficients(self, progress: float) -> dict[str, float]:
         """Scheduled values at ``progress`` ∈ [0, 1]: learning rate and entropy weight."""
@@ -79,19 +151,85 @@ class Learner:
         end = o.ent_coef if o.ent_coef_end is None else o.ent_coef_end
         return {"learning_rate": lr, "ent_coef": schedule_value(o.ent_schedule, o.ent_coef, end, progress)}
 
-    def update(self, batch: Batch, progress: float) -> dict[str, float]:
+    # --- returns and advantages ------------------------------------------------------------------
+    @property
+    def uses_critic(self) -> bool:
+        o = self.cfg.ppo
+        return o.algo != "reinforce" or o.baseline == "critic"
+
+    def estimate(self, r: Rollout, values: Tensor, next_values: Tensor) -> tuple[Tensor, Tensor]:
+        """``(advantages, returns)`` ``[T, N]`` from the rollout's rewards and episode flags with
+        the given ``V(s_t)`` and ``V(s_{t+1})`` ``[T, N]``."""
+        o = self.cfg.ppo
+        if o.algo == "reinforce":
+            if o.baseline == "critic":  # reward-to-go, bootstrapped where the rollout cuts an episode
+                ret = gae(r.reward, values, next_values, r.terminated, r.done, gamma=o.gamma, lam=1.0)[1]
+                return ret - values, ret
+            zeros = torch.zeros_like(values)  # no critic: cut episodes are left out (see prepare)
+            ret = gae(r.reward, zeros, zeros, r.terminated, r.done, gamma=o.gamma, lam=1.0)[1]
+            b = 0.0
+            if o.baseline == "mean":
+                complete = ret[_complete(r.done)]
+                first = float(complete.mean()) if complete.numel() else 0.0
+                b = self.baseline_mean if self.baseline_mean is not None else first
+            return ret - b, ret
+        if o.advantage == "nstep":
+            ret = nstep_returns(r.reward, next_values, r.terminated, r.done, gamma=o.gamma, n=o.n_step)
+            return ret - values, ret
+        lam = 1.0 if o.advantage == "mc" else o.lam
+        return gae(r.reward, values, next_values, r.terminated, r.done, gamma=o.gamma, lam=lam)
+
+    @torch.no_grad()
+    def critic_values(self, r: Rollout) -> tuple[Tensor, Tensor]:
+        """``V(s_t)`` and ``V(s_{t+1})`` ``[T, N]`` from the current critic: the stored
+        observations, the one after the last step, and the final observations of truncated
+        steps (terminated steps get 0; they are never bootstrapped)."""
+        if r.last_obs is None:
+            raise ValueError("recomputing values needs a rollout from the collector (last_obs is missing)")
+        T, N = r.reward.shape
+        flat: Obs = obs_map(lambda x: x.reshape(T * N, *x.shape[2:]), r.obs)
+        value = self.model.value
+        parts = [value(obs_map(lambda x: x[i : i + _CHUNK], flat)) for i in range(0, T * N, _CHUNK)]  # noqa: B023
+        v = torch.cat(parts).reshape(T, N)
+        nxt = torch.cat([v[1:], value(r.last_obs).unsqueeze(0)])
+        next_v = torch.where(r.done.bool(), torch.zeros_like(nxt), nxt)
+        if r.final_index is not None and r.final_obs is not None:
+            next_v.view(-1)[r.final_index] = value(r.final_obs)
+        return v, next_v
+
+    def prepare(self, r: Rollout) -> Experience:
+        """Advantages and the flat batch for one rollout (what the first epoch trains on)."""
+        adv, ret = self.estimate(r, r.value, r.next_value)
+        valid = None
+        if not self.uses_critic:  # REINFORCE without a critic: drop each env's unfinished tail
+            valid = _complete(r.done).reshape(-1)
+        segments = _segments(r.done) if self.cfg.ppo.minibatch_order == "trajectories" else None
+        return Experience(flatten_rollout(r, adv, ret), r, valid, segments)
+
+    # --- the update ------------------------------------------------------------------------------
+    def update(self, data: Rollout | Batch, progress: float) -> dict[str, float]:
+        """Train on one rollout (or on a ready-made flat batch, for ``transitions`` order without
+        recompute); returns the update's mean losses and diagnostics."""
         o = self.cfg.ppo
         coef = self.coefficients(progress)
         for group in self.optimizer.param_groups:
             group["lr"] = coef["learning_rate"]
-        if o.norm_adv == "batch":
-            batch = batch._replace(adv=normalize_advantages(batch.adv))
+        if isinstance(data, Rollout):
+            exp = self.prepare(data)
+        else:
+            if o.recompute_adv or o.minibatch_order != "transitions":
+                raise ValueError("recompute_adv and minibatch_order other than 'transitions' need a Rollout")
+            exp = Experience(data, None, None)
+        kl_coef = self.kl_coef
         totals = torch.zeros(len(_TERMS))
         n_updates, stopped = 0, False
-        size = batch.adv.shape[0]
-        for _epoch in range(o.num_epochs):
-            perm = torch.randperm(size, generator=self.generator).to(batch.adv.device)
-            for idx in perm.split(self.cfg.minibatch_size):
+        batch = self._normalized(exp.batch, exp.valid)
+        for epoch in range(o.num_epochs):
+            if epoch > 0 and o.recompute_adv and exp.rollout is not None and self.uses_critic:
+                v, nv = self.critic_values(exp.rollout)
+                adv, ret = self.estimate(exp.rollout, v, nv)
+                batch = self._normalized(flatten_rollout(exp.rollout, adv, ret, v), exp.valid)
+            for idx in self._minibatches(exp):
                 terms = self._minibatch(batch.take(idx), coef["ent_coef"])
                 if terms is None:
                     stopped = True
@@ -102,30 +240,127 @@ class Learner:
                 break
         means = (totals / max(n_updates, 1)).tolist()
         out = dict(zip(_TERMS, means))
+        out["skipped_updates"] = totals[-1].item()
+        self.skipped_total += int(out["skipped_updates"])
         out.update(coef)
-        out["explained_variance"] = float(explained_variance(batch.value, batch.ret))
+        keep = slice(None) if exp.valid is None else exp.valid
+        out["explained_variance"] = float(explained_variance(exp.batch.value[keep], exp.batch.ret[keep]))
         out["updates"] = float(n_updates)
         out["early_stop"] = float(stopped)
+        if o.algo == "ppo-penalty":
+            kl = self._batch_kl(exp.batch)
+            self.kl_coef = adaptive_kl_coef(kl_coef, kl, target=o.kl_target, tolerance=o.kl_tolerance,
+                                            factor=o.kl_raise, lower_factor=o.kl_lower)  # fmt: skip
+            out["kl_coef"], out["kl_after_update"] = kl_coef, kl
+        if o.algo == "reinforce" and o.baseline == "mean":
+            m = float(exp.batch.ret[keep].mean()) if exp.batch.ret[keep].numel() else self.baseline_mean or 0.0
+            self.baseline_mean = m if self.baseline_mean is None else BASELINE_DECAY * self.baseline_mean + (1 - BASELINE_DECAY) * m
+            out["baseline"] = self.baseline_mean
         return out
+
+    def _normalized(self, batch: Batch, valid: Tensor | None) -> Batch:
+        """``norm_adv="batch"``: advantages standardized with the statistics of the samples
+        that enter the loss."""
+        if self.cfg.ppo.norm_adv != "batch":
+            return batch
+        if valid is None:
+            return batch._replace(adv=normalize_advantages(batch.adv))
+        adv = batch.adv.clone()
+        adv[valid] = normalize_advantages(batch.adv[valid])
+        return batch._replace(adv=adv)
+
+    def _minibatches(self, exp: Experience) -> list[Tensor]:
+        """One epoch's minibatch indices into the flat batch, in ``minibatch_order``."""
+        o = self.cfg.ppo
+        size = exp.batch.adv.shape[0]
+        if o.minibatch_order == "transitions":
+            order = torch.randperm(size, generator=self.generator)
+        elif o.minibatch_order == "fixed":
+            assert exp.rollout is not None
+            T, N = exp.rollout.reward.shape
+            order = torch.arange(size).reshape(T, N).t().reshape(-1)  # env by env, in time order
+        else:
+            assert exp.segments is not None
+            perm = torch.randperm(len(exp.segments), generator=self.generator).tolist()
+            order = torch.cat([exp.segments[i] for i in perm])
+        order = order.to(exp.batch.adv.device)
+        if exp.valid is not None:
+            order = order[exp.valid[order]]
+        n = order.shape[0]
+        if n == 0:
+            return []
+        mb = math.ceil(n / o.num_minibatches)
+        return list(order.split(mb))
 
     def _minibatch(self, mb: Batch, ent_coef: float) -> Tensor | None:
         """One gradient step; None (and no step) when the target-KL check stops the epoch loop."""
         o = self.cfg.ppo
         dist, value = self.model(mb.obs, mb.mask)
-        log_ratio = dist.log_prob(mb.action) - mb.logp
+        logp = dist.log_prob(mb.action)
+        log_ratio = logp - mb.logp
         approx_kl = kl_estimate(log_ratio.detach()).mean()
         if o.target_kl is not None and approx_kl.item() > 1.5 * o.target_kl:
             return None
         adv = normalize_advantages(mb.adv) if o.norm_adv == "minibatch" else mb.adv
-        pg = clipped_surrogate(adv, log_ratio, clip_coef=o.clip_coef, dual_clip=o.dual_clip).mean()
-        vl = value_loss(value, mb.value, mb.ret, clip=o.value_clip).mean()
+        if o.algo == "ppo-clip":
+            pg = clipped_surrogate(adv, log_ratio, clip_coef=o.clip_coef, dual_clip=o.dual_clip).mean()
+        elif o.algo == "ppo-penalty":
+            kl = kl_estimate(log_ratio)
+            margin = None if o.kl_margin is None else o.kl_margin * o.kl_target
+            pen = kl_penalty(kl, kl.mean(), coef=self.kl_coef, margin=margin, margin_coef=o.kl_margin_coef)
+            pg = (surrogate(adv, log_ratio) + pen).mean()
+        else:
+            pg = reinforce_loss(adv, logp).mean()
+        vl = value_loss(value, mb.value, mb.ret, clip=o.value_clip).mean() if self.uses_critic else value.sum() * 0.0
         entropy = dist.entropy().mean()
         loss = pg + o.vf_coef * vl - ent_coef * entropy
         self.flat.zero_grad()
         loss.backward()
-        grad_norm = self.flat.clip_grad_norm(math.inf if o.max_grad_norm is None else o.max_grad_norm)
-        self.optimizer.step()
+        skipped = torch.zeros(())
+        if o.grad_clip == "norm":
+            grad_norm = self.flat.clip_grad_norm(math.inf if o.max_grad_norm is None else o.max_grad_norm, o.grad_norm_type)
+        else:
+            grad_norm = self.flat.grad_norm(o.grad_norm_type)
+            if o.grad_clip == "value":
+                self.flat.clip_grad_value(o.grad_clip_value)
+        assert o.max_grad_norm is not None or o.grad_clip != "ignore"
+        if o.grad_clip == "ignore" and grad_norm.item() > o.max_grad_norm:  # type: ignore[operator]
+            skipped = torch.ones(())
+        else:
+            self.optimizer.step()
         with torch.no_grad():
             return torch.stack(
-                [pg, vl, entropy, approx_kl, clip_fraction(log_ratio, o.clip_coef), grad_norm]
+                [pg, vl, entropy, approx_kl, clip_fraction(log_ratio, o.clip_coef), grad_norm, skipped]
             ).detach().cpu()
+
+    @torch.no_grad()
+    def _batch_kl(self, batch: Batch) -> float:
+        """Mean KL(π_old ‖ π_new) over the whole batch (k3 estimator), after the update."""
+        size = batch.adv.shape[0]
+        total = 0.0
+        for i in range(0, size, _CHUNK):
+            mb = batch.take(torch.arange(i, min(i + _CHUNK, size), device=batch.adv.device))
+            dist = self.model.dist(mb.obs, mb.mask)
+            total += float(kl_estimate(dist.log_prob(mb.action) - mb.logp).sum())
+        return total / max(size, 1)
+
+
+def _complete(done: Tensor) -> Tensor:
+    """``[T, N]`` bool: the step belongs to an episode that ends inside the rollout (some step at
+    or after it, in the same env, is an episode end)."""
+    return done.bool().flip(0).cummax(0).values.flip(0)
+
+
+def _segments(done: Tensor) -> list[Tensor]:
+    """Episode segments of a ``[T, N]`` rollout as flat index tensors (``t·N + n``), env by env:
+    each env's steps split after every episode end (the first and last segments may be parts of
+    episodes that began before or end after the rollout)."""
+    T, N = done.shape
+    ends = done.bool().cpu()
+    out: list[Tensor] = []
+    for n in range(N):
+        start = 0
+        for t in torch.nonzero(ends[:, n]).flatten().tolist() + ([] if ends[T - 1, n] else [T - 1]):
+            out.append(torch.arange(start, t + 1) * N + n)
+            start = t + 1
+    return out

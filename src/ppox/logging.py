@@ -18,9 +18,12 @@ COLUMNS = (
     "iteration", "global_step", "wall_time_s", "steps_per_second",
     "train_return_mean", "train_length_mean", "episodes",
     "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
-    "explained_variance", "learning_rate", "ent_coef", "updates", "early_stop",
+    "explained_variance", "learning_rate", "ent_coef", "updates", "skipped_updates", "early_stop",
+    "kl_coef", "kl_after_update", "baseline",
     "eval_return_mean", "eval_return_std",
 )  # fmt: skip
+"""``kl_coef`` / ``kl_after_update`` are filled by ``algo=ppo-penalty``, ``baseline`` by
+``algo=reinforce`` with ``baseline=mean``; empty otherwise."""
 
 
 def truncate_csv(path: Path, max_step: int) -> None:

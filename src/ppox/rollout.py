@@ -63,14 +63,33 @@ class RolloutBuffer:
         self.np_reward = self.reward.numpy()
         self.np_terminated, self.np_done = self.terminated.numpy(), self.done.numpy()
 
-    def rollout(self, last_value: Tensor) -> Rollout:
-        """Assemble the rollout on the device; ``last_value`` is ``V(obs_T)`` ``[N]``."""
+    def rollout(self, last_value: Tensor, last_obs: Obs, finals: list[tuple[Tensor, Obs]]) -> Rollout:
+        """Assemble the rollout on the device; ``last_value`` is ``V(obs_T)`` ``[N]`` and
+        ``last_obs`` that observation; ``finals`` the ``(flat index [k], final obs [k, ...])`` of
+        the truncated steps (so a critic can recompute every bootstrap value)."""
         nxt = torch.cat([self.value[1:], last_value.cpu().unsqueeze(0)])
         next_value = torch.where(self.done.bool(), self.final_value, nxt)
         mask = self.mask if self.has_mask else None
-        obs = obs_map(lambda x: x.to(self.device, copy=True), self.obs)
-        parts = (self.action, self.logp, self.value, next_value, self.reward, self.terminated, self.done, mask)
-        return Rollout(obs, *(None if x is None else x.to(self.device, copy=True) for x in parts))  # type: ignore[arg-type]
+
+        def dev(x: Tensor) -> Tensor:
+            return x.to(self.device, copy=True)
+
+        obs = obs_map(dev, self.obs)
+        final_obs: Obs | None = None
+        final_index: Tensor | None = None
+        if finals:
+            final_index = torch.cat([i for i, _ in finals]).to(self.device)
+            firsts = [o for _, o in finals]
+            if isinstance(firsts[0], dict):
+                final_obs = {k: torch.cat([o[k] for o in firsts]).to(self.device) for k in firsts[0]}  # type: ignore[index]
+            else:
+                final_obs = torch.cat(firsts).to(self.device)  # type: ignore[arg-type]
+        return Rollout(
+            obs=obs, action=dev(self.action), logp=dev(self.logp), value=dev(self.value), next_value=dev(next_value),
+            reward=dev(self.reward), terminated=dev(self.terminated), done=dev(self.done),
+            mask=None if mask is None else dev(mask),
+            last_obs=obs_map(dev, last_obs), final_obs=final_obs, final_index=final_index,
+        )  # fmt: skip
 
     def store_obs(self, t: int, obs: ObsArrays) -> None:
         """Write the (normalized) observations of step ``t``, ``[N, ...]`` or a dict of leaves."""
@@ -171,6 +190,7 @@ class Collector:
         buf, model, head = self.buffer, self.model, self.model.head
         buf.final_value.zero_()
         buf.has_mask = self.mask is not None
+        self._finals: list[tuple[Tensor, Obs]] = []
         for t in range(self.T):
             dist, value = model(self.obs, self.mask)
             action, logp = dist.sample_log_prob(self.generator)
@@ -189,15 +209,17 @@ class Collector:
             if truncated.any():
                 self._bootstrap_truncated(t, truncated & ~terminated, info)
             self._set_obs(raw_obs, info)
-        return buf.rollout(model.value(self.obs))
+        return buf.rollout(model.value(self.obs), self.obs, self._finals)
 
     def _bootstrap_truncated(self, t: int, truncated: np.ndarray, info: dict[str, Any]) -> None:
         idx = np.flatnonzero(truncated)
         if idx.size == 0:
             return
         final = self.layout.stack([info["final_obs"][i] for i in idx])
-        values = self.model.value(self._tensor(self.obs_norm(final)))
+        final_t = self._tensor(self.obs_norm(final))
+        values = self.model.value(final_t)
         self.buffer.final_value[t, torch.from_numpy(idx)] = values.cpu()
+        self._finals.append((torch.from_numpy(t * self.N + idx), obs_map(lambda x: x.cpu().clone(), final_t)))
 
     # --- exact resume -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import torch
 
 from ppox import checkpoint as ckpt
 from ppox.config import Config
-from ppox.core.advantages import gae
 from ppox.distributed import is_main
 from ppox.envs.make import make_vec_env
 from ppox.errors import CheckpointError, ConfigError
@@ -146,8 +145,7 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         t0 = time.perf_counter()
         rollout = self.collector.collect()
-        batch = self.advantages(rollout)
-        metrics = self.learner.update(batch, progress=p.global_step / cfg.run.total_steps)
+        metrics = self.learner.update(rollout, progress=p.global_step / cfg.run.total_steps)
         p.iteration += 1
         p.global_step += cfg.batch_size
         row = self.row(metrics, cfg.batch_size / (time.perf_counter() - t0))
@@ -164,14 +162,8 @@ class Trainer:
             p.wall_time_s += time.perf_counter() - t_save
 
     def advantages(self, r: Rollout) -> Batch:
-        o = self.cfg.ppo
-        adv, ret = gae(r.reward, r.value, r.next_value, r.terminated, r.done, gamma=o.gamma, lam=o.lam)
-
-        def flat(x: torch.Tensor) -> torch.Tensor:
-            return x.reshape(-1, *x.shape[2:])
-
-        return Batch(obs_map(flat, r.obs), flat(r.action), flat(r.logp), flat(r.value), flat(adv), flat(ret),
-                     None if r.mask is None else flat(r.mask))
+        """The flat batch the first epoch of an update trains on (advantages per the config)."""
+        return self.learner.prepare(r).batch
 
     def row(self, metrics: dict[str, float], sps: float) -> dict[str, Any]:
         p, stats = self.progress, self.collector.stats
@@ -245,6 +237,7 @@ class Trainer:
                          "next_eval_step": p.next_eval_step, "evals": p.evals},
             "model": self.model.state_dict(),
             "optimizer": self.learner.optimizer.state_dict(),
+            "learner": self.learner.state_dict(),
             "obs_norm": self.obs_norm.state_dict(),
             "reward_scaler": self.collector.reward_scaler.state_dict(),
             "collector": self.collector.state_dict(),
@@ -255,6 +248,8 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.learner.optimizer.load_state_dict(state["optimizer"])
+            if "learner" in state:  # checkpoints before the PPO family carry no learner state
+                self.learner.load_state_dict(state["learner"])
             self.obs_norm.load_state_dict(state["obs_norm"])
             self.collector.reward_scaler.load_state_dict(state["reward_scaler"])
             self.progress = Progress(**state["progress"])

@@ -54,6 +54,10 @@ class Rollout(NamedTuple):
     terminated: Tensor  # [T, N] float, 1 where the episode reached a terminal state
     done: Tensor  # [T, N] float, 1 where the episode ended (terminated or truncated)
     mask: Tensor | None  # [T, N, *M] action masks, or None
+    # what a critic needs to recompute next_value (recompute_adv):
+    last_obs: Obs | None = None  # [N, ...] the observation after the last step, normalized
+    final_obs: Obs | None = None  # [K, ...] final observations of the K truncated steps, normalized
+    final_index: Tensor | None = None  # [K] their flat index t·N + n (int64)
 
 
 class Batch(NamedTuple):

@@ -1,13 +1,16 @@
 """Pure math: tensors in, tensors out. No modules, no config objects, no mutation of inputs."""
 
-from ppox.core.advantages import discounted_returns, gae
+from ppox.core.advantages import discounted_returns, gae, nstep_returns
 from ppox.core.losses import (
     adaptive_kl_coef,
     clip_fraction,
     clipped_surrogate,
     explained_variance,
     kl_estimate,
+    kl_penalty,
     normalize_advantages,
+    reinforce_loss,
+    surrogate,
     value_loss,
 )
 from ppox.core.normalize import Moments, merge_moments, moments_of, normalize
@@ -22,10 +25,14 @@ __all__ = [
     "explained_variance",
     "gae",
     "kl_estimate",
+    "kl_penalty",
     "merge_moments",
     "moments_of",
     "normalize",
     "normalize_advantages",
+    "nstep_returns",
+    "reinforce_loss",
     "schedule_value",
+    "surrogate",
     "value_loss",
 ]

@@ -89,3 +89,52 @@ def discounted_returns(
         running = r[t] + gamma * not_done[t] * running
         out[t] = running
     return torch.from_numpy(out).to(device=rewards.device, dtype=rewards.dtype)
+
+
+def nstep_returns(
+    rewards: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    done: Tensor,
+    *,
+    gamma: float,
+    n: int,
+) -> Tensor:
+    """K-step (n-step) returns (SPEC §2.2; DPPO, Heess et al. 2017).
+
+    ``R_t = r_t + γ r_{t+1} + … + γ^{k−1} r_{t+k−1} + γ^k V(s_{t+k})`` with ``k ≤ n`` steps, where
+    the sum stops early at an episode end (``done``: a terminated end adds no bootstrap, a
+    truncated one bootstraps from its final observation's value) or at the end of the rollout
+    (bootstrap from ``V(s_T)``). ``n = 1`` gives the one-step TD target; ``n ≥ T`` gives the
+    Monte Carlo return within the rollout, bootstrapped where it is cut.
+
+    Args:
+        rewards: ``[T, N]``.
+        next_values: ``[T, N]`` ``V(s_{t+1})`` of the true next observation (as for :func:`gae`).
+        terminated: ``[T, N]`` no bootstrap from ``next_values[t]``.
+        done: ``[T, N]`` the episode ended at ``t``; the sum never crosses it.
+        gamma: discount factor.
+        n: the largest number of rewards summed, ``n ≥ 1``.
+
+    Returns:
+        ``[T, N]`` returns (the critic's targets; advantages are ``returns − values``).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1 (got {n})")
+    r, nv = _host(rewards), _host(next_values)
+    not_term, not_done = 1.0 - _host(terminated), 1.0 - _host(done)
+    T = r.shape[0]
+    out = np.empty_like(r)
+    for t in range(T):
+        acc = np.zeros_like(r[0])
+        disc = np.ones_like(r[0])  # γ^l while the episode is still running, 0 after it ended
+        for j in range(t, min(t + n, T)):
+            acc += disc * r[j]
+            last = (j == t + n - 1) or (j == T - 1)
+            # bootstrap where this step closes the window: at an episode end (unless terminated),
+            # at the n-th step, or at the rollout's last step
+            close = np.maximum(1.0 - not_done[j], float(last))
+            acc += disc * close * gamma * not_term[j] * nv[j]
+            disc = disc * gamma * (1.0 - close)
+        out[t] = acc
+    return torch.from_numpy(out).to(device=rewards.device, dtype=rewards.dtype)

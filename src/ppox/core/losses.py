@@ -38,6 +38,18 @@ def clipped_surrogate(
     return -objective
 
 
+def surrogate(adv: Tensor, log_ratio: Tensor) -> Tensor:
+    """The unclipped importance-sampled policy loss of PPO-Penalty, ``−ρ·A`` ``[B]``."""
+    return -log_ratio.exp() * adv
+
+
+def reinforce_loss(adv: Tensor, logp: Tensor) -> Tensor:
+    """REINFORCE (Williams 1992; seed 004): ``−(G_t − b)·log π(a_t|s_t)`` ``[B]``, where ``adv``
+    holds ``G_t − b`` (reward-to-go minus the baseline, no gradient) and ``logp`` is the current
+    policy's log-probability of the taken action (with gradient)."""
+    return -adv.detach() * logp
+
+
 def value_loss(
     values: Tensor,
     old_values: Tensor,
@@ -93,17 +105,47 @@ def adaptive_kl_coef(
     target: float,
     tolerance: float = 1.5,
     factor: float = 2.0,
+    lower_factor: float | None = None,
 ) -> float:
     """The adaptive KL-penalty rule of PPO-Penalty (Schulman et al. 2017, §4; seeds 003, 004).
 
     If the measured ``kl > tolerance·target`` the coefficient β is multiplied by ``factor``; if
-    ``kl < target / tolerance`` it is divided by ``factor``; otherwise it is unchanged.
+    ``kl < target / tolerance`` it is divided by ``lower_factor`` (default: ``factor``);
+    otherwise it is unchanged.
     """
     if kl > tolerance * target:
         return coef * factor
     if kl < target / tolerance:
-        return coef / factor
+        return coef / (factor if lower_factor is None else lower_factor)
     return coef
+
+
+def kl_penalty(
+    kl: Tensor,
+    mean_kl: Tensor,
+    *,
+    coef: float,
+    margin: float | None = None,
+    margin_coef: float = 0.0,
+) -> Tensor:
+    """PPO-Penalty's KL term, per sample, with DPPO's hinge beyond a margin (SPEC §1.5).
+
+    Args:
+        kl: ``[B]`` per-sample KL estimates (e.g. :func:`kl_estimate` ``k3``, which is ≥ 0 and
+            differentiable).
+        mean_kl: ``[]`` the minibatch's mean KL, which the hinge reads.
+        coef: β.
+        margin: the KL above which the hinge switches on (DPPO: ``2·KL_target``), or None.
+        margin_coef: ξ, the hinge's weight (DPPO: 1000).
+
+    Returns:
+        ``[B]`` ``β·kl + ξ·max(0, mean_kl − margin)²``; the hinge is a per-minibatch quantity, so
+        its value is added to every sample (its mean over the minibatch is the hinge itself).
+    """
+    out = coef * kl
+    if margin is not None:
+        out = out + margin_coef * torch.relu(mean_kl - margin).square()
+    return out
 
 
 def normalize_advantages(adv: Tensor, eps: float = 1e-8) -> Tensor:

@@ -80,12 +80,11 @@ class ActorCritic(nn.Module):
         self.trunks = nn.ModuleDict({"actor": actor} if self.shared else {"actor": actor, "critic": critic})
         self.head = make_head(action_space, width, cfg)
         self.value_out = nn.Linear(width, 1)
-        if cfg.ortho_init:
-            init_actor_critic(
-                self.trunks, self.head.output_layers(), self.value_out,
-                activation=cfg.activation, policy_gain=cfg.policy_init_gain, value_gain=cfg.value_init_gain,
-                hidden=self.head.hidden_layers(),
-            )
+        init_actor_critic(
+            self.trunks, self.head.output_layers(), self.value_out,
+            activation=cfg.activation, policy_gain=cfg.policy_init_gain, value_gain=cfg.value_init_gain,
+            hidden=self.head.hidden_layers(), scheme=cfg.init,
+        )
 
     def encode(self, obs: Obs) -> Tensor:
         """The trunks' input ``[B, F]``: the encoder's features, or the flat Box observation."""

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ppox.config import PolicyConfig
 from ppox.errors import ConfigError
+from ppox.nn.init import init_layers
 from ppox.types import ObsLayout, channels_first
 
 EncoderBuilder = Callable[[spaces.Space, PolicyConfig], nn.Module]
@@ -148,14 +149,6 @@ class ImageEncoder(nn.Module):
         return torch.relu(self.linear(y.flatten(1)))
 
 
-def _orthogonal(module: nn.Module, gain: float) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.orthogonal_(m.weight, gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
 @register_encoder("flatten")
 def _flatten(space: spaces.Space, cfg: PolicyConfig) -> nn.Module:
     return Flatten(tuple(space.shape or ()))
@@ -176,8 +169,8 @@ def _cnn(space: spaces.Space, cfg: PolicyConfig) -> nn.Module:
     if len(shape) not in (2, 3):
         raise ConfigError(f"the cnn encoder takes HW, HWC or CHW Box spaces, not {space}")
     enc = ImageEncoder(shape, cfg.cnn_features)
-    if cfg.ortho_init:  # √2 for the ReLU layers, as in the Atari PPO setups (CleanRL ppo_atari)
-        _orthogonal(enc, math.sqrt(2))
+    if cfg.init != "torch":  # √2 for the ReLU layers, as in the Atari PPO setups (CleanRL ppo_atari)
+        init_layers(enc, cfg.init, math.sqrt(2))
     return enc
 
 

@@ -21,7 +21,7 @@ _HALFCHEETAH: dict[str, Any] = {
     **_BASE, "env_id": "HalfCheetah-v5", "num_steps": 512, "num_epochs": 20, "num_minibatches": 8,
     "learning_rate": 2.0633e-5, "anneal_lr": False, "gamma": 0.98, "lam": 0.92, "clip_coef": 0.1,
     "ent_coef": 4.01762e-4, "vf_coef": 0.58096, "max_grad_norm": 0.8, "init_log_std": -2.0,
-    "ortho_init": False, "activation": "relu", "hidden_sizes": (256, 256),
+    "init": "torch", "activation": "relu", "hidden_sizes": (256, 256),
 }  # fmt: skip
 
 # Walker2d: the standard setup above reached only ~1300 at 1M steps (seed 1), and the RL Zoo's
