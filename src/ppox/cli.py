@@ -1,4 +1,4 @@
-"""The ``ppox`` command: train, eval, plot, presets.
+"""The ``ppox`` command: train, eval, plot, presets, ablate, report.
 
 Every config field is a flag of ``ppox train`` (``--learning-rate 3e-4``, ``--no-anneal-lr``),
 with its docstring as the help text. Bad input ends with one line naming the problem.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shlex
 import sys
 import types
 import typing
@@ -42,6 +44,17 @@ def _parser_for(tp: Any, name: str) -> Any:
     if typing.get_origin(tp) is dict or tp is dict:
         return _json_dict(name)
     return tp
+
+
+def parse_field_value(name: str, text: str) -> Any:
+    """A config field's value from text as its flag parses it; booleans as true/false (1/0, yes/no)."""
+    tp = _field_types()[name]
+    if tp is bool:
+        words = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+        if text.lower() not in words:
+            raise ValueError("expected true or false")
+        return words[text.lower()]
+    return _parser_for(tp, name)(text)
 
 
 def _json_dict(name: str) -> Any:
@@ -89,7 +102,32 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plot the learning curves of one or more runs into one PNG")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", type=Path, default=Path("curves.png"))
+    a = sub.add_parser("ablate", help="train a base config and named variants on several seeds, then report")
+    a.add_argument("--preset", default=None, help=f"base preset (default: {DEFAULT_PRESET}); config flags below change the base")
+    a.add_argument("--variant", action="append", default=[], metavar='"NAME: FIELD=VALUE[, FIELD=VALUE...]"',
+                   help="a variant: config changes on top of the base (repeatable); the base runs as variant 'base'")
+    a.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="seeds of every variant (default: 1 2 3 4 5)")
+    a.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at a time, one torch thread each (default: CPUs)")
+    a.add_argument("--out", type=Path, required=True, help="ablation directory (run the same command again to resume)")
+    add_report_flags(a)
+    add_config_flags(a)
+    r = sub.add_parser("report", help="report on an ablation directory or on runs named <variant>-s<seed>")
+    r.add_argument("run_dirs", nargs="+", type=Path)
+    r.add_argument("--out", type=Path, default=None, help="where report.md goes (default: the ablation directory)")
+    add_report_flags(r)
     return p
+
+
+def add_report_flags(p: argparse.ArgumentParser) -> None:
+    from ppox.report import ReportOptions
+
+    d, g = ReportOptions(), p.add_argument_group("report options (docs/metrics.md)")
+    g.add_argument("--rollout-episodes", type=int, default=d.episodes, help=f"episodes per final policy for the across-rollout metrics; 0 skips them (default: {d.episodes})")
+    g.add_argument("--metric-window", type=int, default=d.window, help=f"within-run dispersion window, in first differences (default: {d.window})")
+    g.add_argument("--cvar-alpha", type=float, default=d.alpha, help=f"CVaR level of the risk metrics (default: {d.alpha})")
+    g.add_argument("--smooth-width", type=int, default=d.smooth, help=f"moving-average width (odd) before the across-run IQR (default: {d.smooth})")
+    g.add_argument("--metric-curve", choices=("auto", "eval", "train"), default=d.curve, help="curve of the within/across-run metrics (default: auto = eval when every run has ≥ 3 evaluations)")
+    g.add_argument("--bootstrap-reps", type=int, default=d.reps, help=f"bootstrap resamples (default: {d.reps})")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -147,6 +185,52 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_options(args: argparse.Namespace) -> Any:
+    from ppox.report import ReportOptions
+
+    o = ReportOptions(episodes=args.rollout_episodes, window=args.metric_window, alpha=args.cvar_alpha,
+                      smooth=args.smooth_width, curve=args.metric_curve, reps=args.bootstrap_reps)
+    for name, ok in (("--rollout-episodes", o.episodes >= 0), ("--metric-window", o.window >= 2), ("--cvar-alpha", 0 < o.alpha <= 1),
+                     ("--smooth-width", o.smooth >= 1 and o.smooth % 2 == 1), ("--bootstrap-reps", o.reps >= 1)):
+        if not ok:
+            raise ConfigError(f"{name} is out of range (see `ppox report --help`)")
+    return o
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from ppox.ablate import parse_variant, plan, run_jobs, write_manifest
+    from ppox.report import collect, write_report
+
+    opts = _report_options(args)
+    overrides = {k: v for k, v in vars(args).items() if k in field_sections() and v is not None}
+    for name in ("seed", "run_dir"):
+        if name in overrides:
+            raise ConfigError(f"--{name.replace('_', '-')} is set per run by ppox ablate (use --seeds / --out)")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs} must be ≥ 1")
+    preset = args.preset or DEFAULT_PRESET
+    base = get_preset(preset).config().replace(**{"threads": 1, **overrides})
+    variants = [parse_variant(v) for v in args.variant]
+    jobs = plan(base, variants, args.seeds, args.out)
+    write_manifest(args.out, jobs, preset=preset, overrides=overrides, variants=variants,
+                   command=shlex.join(["ppox", *args.argv]))
+    failed = run_jobs(jobs, args.out, max_jobs=args.jobs)
+    report = write_report(collect([args.out]), args.out, opts)
+    print(f"ppox: wrote {report}" + (f"; {len(failed)} run(s) failed: {', '.join(failed)} (run the command again to retry)" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ppox.report import collect, write_report
+
+    is_ablation = len(args.run_dirs) == 1 and (args.run_dirs[0] / "ablation.json").is_file()
+    out = args.out or (args.run_dirs[0] if is_ablation else None)
+    if out is None:
+        raise ConfigError("--out DIR is needed when the report is not on one ablation directory")
+    print(f"ppox: wrote {write_report(collect(args.run_dirs), out, _report_options(args))}")
+    return 0
+
+
 def cmd_presets(_: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name, preset in sorted(PRESETS.items()):
@@ -156,7 +240,9 @@ def cmd_presets(_: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "presets": cmd_presets}
+    args.argv = sys.argv[1:] if argv is None else argv  # recorded in ablation.json
+    commands = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "presets": cmd_presets,
+                "ablate": cmd_ablate, "report": cmd_report}
     try:
         return commands[args.command](args)
     except PpoxError as exc:

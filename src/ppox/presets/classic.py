@@ -30,4 +30,20 @@ CLASSIC: dict[str, tuple[str, dict[str, Any]]] = {
             "ent_coef": 0.0, "init_log_std": 0.0, "total_steps": 100_000, "eval_every": 10_000,
         },
     ),
+    # The rest of the family on CartPole (benchmarks/family/). PPO-Penalty needs nothing but the
+    # switch. REINFORCE takes one gradient step per batch of whole episodes: 8 envs × 512 steps
+    # (an episode lasts at most 500), a learned critic as the baseline, advantages standardized
+    # per batch, γ 0.99 (credit over long episodes) and a larger learning rate.
+    "cartpole-penalty": (
+        "CartPole-v1 with PPO-Penalty (adaptive KL β)",
+        {"env_id": "CartPole-v1", "algo": "ppo-penalty"},
+    ),
+    "cartpole-reinforce": (
+        "CartPole-v1 with REINFORCE (reward-to-go, critic baseline): 300k steps",
+        {
+            "env_id": "CartPole-v1", "algo": "reinforce", "baseline": "critic", "num_envs": 8, "num_steps": 512,
+            "num_epochs": 1, "num_minibatches": 1, "learning_rate": 3e-3, "norm_adv": "batch", "gamma": 0.99,
+            "total_steps": 300_000, "eval_every": 25_000,
+        },
+    ),
 }  # fmt: skip

@@ -1,0 +1,187 @@
+"""Ablations: a base config and named variants, each trained on several seeds (SPEC §7).
+
+``ppox ablate --variant "ent: ent_coef=0.01" --seeds 1 2 3 --out abl`` lays out::
+
+    abl/ablation.json                 base overrides, variants, seeds, the command
+    abl/configs/<variant>.json        the resolved config of each variant (base included)
+    abl/runs/<variant>-s<seed>/       one ppox run directory per (variant, seed)
+    abl/logs/<variant>-s<seed>.log    that run's output
+    abl/report.md, report.json, curves.png   (ppox.report)
+
+Every run is its own ``python -m ppox train`` subprocess (not a multiprocessing pool, so a run may
+start its own env worker processes), at most ``jobs`` at a time, each with one torch thread.
+Running the same command again skips finished runs (they have ``summary.json``), resumes killed
+ones from their checkpoint, and restarts those killed before their first checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ppox.config import Config, field_sections
+from ppox.errors import ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+# split "a=1, hidden_sizes=64,64, b=2" at the commas that start a new `field=`
+ITEM = re.compile(r",\s*(?=[A-Za-z_][A-Za-z0-9_-]*\s*=)")
+PER_RUN = ("seed", "run_dir", "progress")  # set by ablate for every run
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named set of config changes on top of the base config."""
+
+    name: str
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (variant, seed) run."""
+
+    variant: str
+    seed: int
+    config: Config
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}-s{self.seed}"
+
+
+def parse_variant(text: str) -> Variant:
+    """``"NAME: field=value[, field=value...]"`` → :class:`Variant`; values are parsed as the
+    ``ppox train`` flags parse them (booleans as true/false). Raises :class:`ConfigError` naming the
+    variant and the field."""
+    from ppox.cli import parse_field_value
+
+    name, colon, body = (s.strip() for s in text.partition(":"))
+    if not colon or not NAME.match(name):
+        raise ConfigError(f"--variant {text!r}: expected 'NAME: field=value[, field=value...]' with a NAME of "
+                          "letters, digits, '_', '.', '+', '-'")
+    if name == "base":
+        raise ConfigError("--variant: the name 'base' is reserved for the base config")
+    overrides: dict[str, Any] = {}
+    for item in ITEM.split(body) if body else []:
+        key, eq, value = (s.strip() for s in item.partition("="))
+        key = key.replace("-", "_")
+        if not eq or not key:
+            raise ConfigError(f"variant {name!r}: {item.strip()!r} is not field=value")
+        if key not in field_sections():
+            raise ConfigError(f"variant {name!r}: unknown config field {key!r} (see `ppox train --help`)")
+        if key in PER_RUN or key in overrides:
+            raise ConfigError(f"variant {name!r}: field {key!r} is " + ("set per run by ppox ablate" if key in PER_RUN else "given twice"))
+        try:
+            overrides[key] = parse_field_value(key, value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            raise ConfigError(f"variant {name!r}: {key}={value!r} is not a valid value ({exc})") from None
+    if not overrides:
+        raise ConfigError(f"variant {name!r} changes no field")
+    return Variant(name, overrides)
+
+
+def plan(base: Config, variants: list[Variant], seeds: list[int], out: Path) -> list[Job]:
+    """Every (variant, seed) run, base first. Validates every variant's config, and that runs already
+    in ``out`` were trained with the same config, before anything starts."""
+    names = ["base"] + [v.name for v in variants]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"variant names must be unique (got {', '.join(names)})")
+    if not seeds or len(set(seeds)) < len(seeds):
+        raise ConfigError(f"--seeds must be distinct and at least one (got {seeds})")
+    jobs = []
+    for v in [Variant("base", {}), *variants]:
+        try:
+            cfg = base.replace(**v.overrides).validate()
+        except ConfigError as exc:
+            raise ConfigError(f"variant {v.name!r}: {exc}") from None
+        for s in seeds:
+            run_dir = out / "runs" / f"{v.name}-s{s}"
+            job = Job(v.name, s, cfg.replace(seed=s, run_dir=str(run_dir), progress=False), run_dir)
+            _check_existing(job)
+            jobs.append(job)
+    return jobs
+
+
+def _flat(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in PER_RUN}
+
+
+def _check_existing(job: Job) -> None:
+    path = job.run_dir / "config.json"
+    if not path.is_file():
+        return
+    have = _flat({k: v for s in json.loads(path.read_text()).values() for k, v in s.items()})
+    want = _flat({k: v for s in job.config.to_dict().values() for k, v in s.items()})
+    # fields the run did not record (added to ppox since) are taken to be unchanged
+    diff = [f"{k}: {have[k]!r} → {want[k]!r}" for k in sorted(set(have) & set(want)) if have[k] != want[k]]
+    if diff:
+        raise ConfigError(f"{job.run_dir} was trained with another config ({'; '.join(diff)}); use another --out")
+
+
+def write_manifest(out: Path, jobs: list[Job], *, preset: str, overrides: dict[str, Any], variants: list[Variant], command: str) -> None:
+    """``ablation.json`` and ``configs/<variant>.json`` (what ``ppox report`` and the runs read)."""
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    for job in {j.variant: j for j in jobs}.values():
+        cfg = job.config.replace(seed=jobs[0].config.run.seed, run_dir=None)
+        (out / "configs" / f"{job.variant}.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    manifest = {"preset": preset, "overrides": overrides, "variants": {v.name: v.overrides for v in variants},
+                "seeds": sorted({j.seed for j in jobs}), "command": command}
+    (out / "ablation.json").write_text(json.dumps(manifest, indent=2))
+
+
+def command(job: Job, out: Path) -> list[str] | None:
+    """The ``ppox train`` command that finishes ``job``, or None when it is already finished."""
+    ppox = [sys.executable, "-m", "ppox", "train"]
+    if (job.run_dir / "summary.json").is_file():
+        return None
+    if (job.run_dir / "checkpoint.pt").is_file():
+        return [*ppox, "--resume", str(job.run_dir)]
+    if job.run_dir.exists():  # killed before its first checkpoint: nothing to resume from
+        shutil.rmtree(job.run_dir)
+    return [*ppox, "--config", str(out / "configs" / f"{job.variant}.json"), "--seed", str(job.seed),
+            "--run-dir", str(job.run_dir), "--no-progress"]
+
+
+def run_jobs(jobs: list[Job], out: Path, *, max_jobs: int, echo: Callable[[str], None] = print) -> list[str]:
+    """Run the unfinished jobs, ``max_jobs`` at a time; returns the names of the runs that failed."""
+    todo = [(j, cmd) for j in jobs if (cmd := command(j, out)) is not None]
+    echo(f"ppox: {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run, {max_jobs} at a time")
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    running: dict[subprocess.Popen[bytes], tuple[Job, float, Any]] = {}
+    failed: list[str] = []
+    done = 0
+    try:
+        while todo or running:
+            while todo and len(running) < max_jobs:
+                job, cmd = todo.pop(0)
+                log = (out / "logs" / f"{job.name}.log").open("ab")
+                log.write(f"$ {' '.join(cmd)}\n".encode())
+                log.flush()
+                running[subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)] = (job, time.time(), log)
+            time.sleep(0.1)
+            for proc in [p for p in running if p.poll() is not None]:
+                job, t0, log = running.pop(proc)
+                log.close()
+                done += 1
+                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; see {log.name})"
+                if proc.returncode:
+                    failed.append(job.name)
+                echo(f"ppox: [{done}/{done + len(todo) + len(running)}] {job.name} {status} in {time.time() - t0:.0f} s")
+    finally:
+        for proc, (_, _, log) in running.items():  # interrupted: stop our own children, keep checkpoints
+            proc.terminate()
+            proc.wait()
+            log.close()
+    return failed

@@ -1,0 +1,166 @@
+"""``ppox ablate`` / ``ppox report`` (src/ppox/ablate.py, src/ppox/report.py): variant parsing, the
+report on hand-made runs, and one tiny end-to-end ablation on CartPole with resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ppox.ablate import Job, Variant, command, parse_variant, plan
+from ppox.cli import main
+from ppox.config import Config
+from ppox.errors import ConfigError
+from ppox.report import ReportOptions, collect, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# --- variants -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "name", "overrides"),
+    [
+        ("ent: ent_coef=0.01", "ent", {"ent_coef": 0.01}),
+        ("e4-batch: num_epochs=4, norm_adv=batch", "e4-batch", {"num_epochs": 4, "norm_adv": "batch"}),
+        ("wide: hidden_sizes=128,128, num-epochs=4", "wide", {"hidden_sizes": (128, 128), "num_epochs": 4}),
+        ("flat:anneal_lr=false,target_kl=none", "flat", {"anneal_lr": False, "target_kl": None}),
+        ('kw: env_kwargs={"a": 1, "b": 2}', "kw", {"env_kwargs": {"a": 1, "b": 2}}),
+    ],
+)
+def test_parse_variant(text, name, overrides):
+    assert parse_variant(text) == Variant(name, overrides)
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("ent_coef=0.01", ["expected 'NAME: field=value"]),
+        ("bad name: ent_coef=0.01", ["expected 'NAME"]),
+        ("base: ent_coef=0.01", ["'base' is reserved"]),
+        ("x: foo=1", ["variant 'x'", "unknown config field 'foo'"]),
+        ("x: num_epochs=four", ["variant 'x'", "num_epochs='four'"]),
+        ("x: anneal_lr=maybe", ["variant 'x'", "anneal_lr='maybe'", "true or false"]),
+        ("x: ent_coef", ["variant 'x'", "'ent_coef' is not field=value"]),
+        ("x: seed=3", ["variant 'x'", "'seed'", "per run"]),
+        ("x: ent_coef=0.1, ent_coef=0.2", ["'ent_coef' is given twice"]),
+        ("x:", ["variant 'x' changes no field"]),
+    ],
+)
+def test_bad_variants_are_named(text, needles):
+    with pytest.raises(ConfigError) as info:
+        parse_variant(text)
+    for n in needles:
+        assert n in str(info.value)
+
+
+def test_plan_validates_every_variant_and_names_the_runs(tmp_path):
+    base = Config().replace(total_steps=512)
+    jobs = plan(base, [parse_variant("e4: num_epochs=4")], [1, 2], tmp_path)
+    assert [j.name for j in jobs] == ["base-s1", "base-s2", "e4-s1", "e4-s2"]
+    assert jobs[3].config.ppo.num_epochs == 4 and jobs[3].config.run.seed == 2
+    assert jobs[3].run_dir == tmp_path / "runs" / "e4-s2"
+    with pytest.raises(ConfigError, match="variant 'mb': num_minibatches=1000"):
+        plan(base, [parse_variant("mb: num_minibatches=1000")], [1], tmp_path)
+    with pytest.raises(ConfigError, match="unique"):
+        plan(base, [Variant("a", {"ent_coef": 0.1}), Variant("a", {"ent_coef": 0.2})], [1], tmp_path)
+
+
+def test_bad_variant_stops_the_cli_before_anything_starts(tmp_path, capsys):
+    out = tmp_path / "abl"
+    assert main(["ablate", "--out", str(out), "--variant", "x: num_epochs=4", "--variant", "y: nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "variant 'y'" in err and "'nope'" in err
+    assert not out.exists()
+
+
+def test_command_skips_finished_resumes_killed_and_restarts_unstarted(tmp_path):
+    job = Job("base", 1, Config(), tmp_path / "runs" / "base-s1")
+    job.run_dir.mkdir(parents=True)
+    (job.run_dir / "metrics.csv").write_text("")
+    cmd = command(job, tmp_path)  # killed before its first checkpoint: start again from scratch
+    assert cmd is not None and "--config" in cmd and "--resume" not in cmd and not job.run_dir.exists()
+    job.run_dir.mkdir()
+    (job.run_dir / "checkpoint.pt").write_bytes(b"")
+    cmd = command(job, tmp_path)
+    assert cmd is not None and cmd[-2:] == ["--resume", str(job.run_dir)]
+    (job.run_dir / "summary.json").write_text("{}")
+    assert command(job, tmp_path) is None
+
+
+# --- the report on hand-made runs (no training) ---------------------------------------------------
+def fake_run(path: Path, evals: list[float], *, ent_coef: float = 0.0, seed: int = 1) -> None:
+    """A run directory with an evaluation every 100 steps and no checkpoint."""
+    path.mkdir(parents=True)
+    cfg = Config().replace(ent_coef=ent_coef, seed=seed).to_dict()
+    (path / "config.json").write_text(json.dumps(cfg))
+    rows = ["iteration,global_step,train_return_mean,eval_return_mean"]
+    rows += [f"{i + 1},{100 * (i + 1)},{v / 2},{v}" for i, v in enumerate(evals)]
+    (path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    (path / "summary.json").write_text(json.dumps({"eval_return_mean": evals[-1], "total_steps": 100 * len(evals)}))
+
+
+def test_report_on_runs_groups_by_name_and_computes_the_metrics(tmp_path):
+    fake_run(tmp_path / "base-s1", [0, 10, 20, 15, 30, 40])
+    fake_run(tmp_path / "base-s2", [0, 10, 20, 30, 40, 50], seed=2)
+    fake_run(tmp_path / "ent-s1", [0, 5, 5, 5, 5, 5], ent_coef=0.01)
+    fake_run(tmp_path / "ent-s2-20250101-120000", [0, 5, 5, 5, 5, 7], ent_coef=0.01, seed=2)
+    (tmp_path / "ent-s3").mkdir()  # unfinished: skipped and listed
+    study = collect(sorted(tmp_path.iterdir()))
+    assert {g: len(r) for g, r in study.groups.items()} == {"base": 2, "ent": 2}
+    assert study.overrides == {"base": {}, "ent": {"ent_coef": 0.01}}
+    report = write_report(study, tmp_path / "rep", ReportOptions(episodes=0, window=3, reps=200))
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    base = data["groups"]["base"]
+    # finals 40 and 50 → median = IQM = mean = 45
+    assert base["final"]["median"]["value"] == 45.0
+    # base-s1 drawdown peaks at 20 - 15 = 5; base-s2 never drops → long-term risk 2.5 ± 2.5
+    assert base["within_run"]["long_term_risk"] == {"mean": 2.5, "std": 2.5, "n": 2}
+    # base-s1 Δ = [10, 10, -5, 15, 10]: worst = -5; base-s2: all 10 → short-term risk 2.5 ± 7.5
+    assert base["within_run"]["short_term_risk"] == {"mean": 2.5, "std": 7.5, "n": 2}
+    assert data["groups"]["ent"]["across_runs"]["risk"] == 5.0  # worst final of [5, 7]
+    assert data["curve"] == "eval" and data["window"] == 3
+    text = report.read_text()
+    assert "| base | 2 | 45 [40, 50]" in text and "| ent | 2 | `ent_coef=0.01` |" in text
+    assert "ent-s3" in text and "Across rollouts" not in text
+    assert (tmp_path / "rep" / "curves.png").read_bytes()[:8] == PNG
+
+
+# --- end to end -----------------------------------------------------------------------------------
+TINY = ["--total-steps", "1024", "--eval-every", "256", "--eval-episodes", "2", "--no-tensorboard"]
+
+
+def test_ablation_end_to_end_with_resume_and_report(tmp_path):
+    out = tmp_path / "abl"
+    args = ["ablate", *TINY, "--variant", "e4: num_epochs=4, ent_coef=0.01", "--seeds", "1", "2",
+            "--jobs", "2", "--out", str(out), "--rollout-episodes", "2", "--bootstrap-reps", "200"]
+    assert main(args) == 0
+    runs = ["base-s1", "base-s2", "e4-s1", "e4-s2"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs
+    manifest = json.loads((out / "ablation.json").read_text())
+    assert manifest["variants"] == {"e4": {"num_epochs": 4, "ent_coef": 0.01}} and manifest["seeds"] == [1, 2]
+    assert manifest["overrides"]["total_steps"] == 1024 and manifest["command"].startswith("ppox ablate")
+    assert json.loads((out / "runs" / "e4-s2" / "config.json").read_text())["ppo"]["num_epochs"] == 4
+    text = (out / "report.md").read_text()
+    for row in ("| base | 2 |", "| e4 | 2 |", "Metric curve: **eval**", "Across rollouts"):
+        assert row in text
+    assert (out / "curves.png").read_bytes()[:8] == PNG
+    assert json.loads((out / "runs" / "base-s1" / "rollouts.json").read_text())["episodes"] == 2
+
+    # resume: only the run without summary.json runs again, from its checkpoint
+    finished = {r: (out / "runs" / r / "summary.json").stat().st_mtime_ns for r in runs}
+    (out / "runs" / "e4-s1" / "summary.json").unlink()
+    assert main(args) == 0
+    assert "--resume" in (out / "logs" / "e4-s1.log").read_text()
+    assert "--resume" not in (out / "logs" / "base-s1.log").read_text()
+    for r in ("base-s1", "base-s2", "e4-s2"):
+        assert (out / "runs" / r / "summary.json").stat().st_mtime_ns == finished[r]
+    assert (out / "runs" / "e4-s1" / "summary.json").is_file()
+
+    # the same report from the run directories, grouped by name
+    rep = tmp_path / "rep"
+    assert main(["report", *(str(out / "runs" / r) for r in runs), "--out", str(rep), "--rollout-episodes", "2",
+                 "--bootstrap-reps", "200"]) == 0
+    text = (rep / "report.md").read_text()
+    assert "| base | 2 | (base config) |" in text and "| e4 | 2 | `num_epochs=4`, `ent_coef=0.01` |" in text
+    assert (rep / "curves.png").read_bytes()[:8] == PNG
