@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ppox.ablate import Job, Variant, command, parse_variant, plan
@@ -164,3 +165,12 @@ def test_ablation_end_to_end_with_resume_and_report(tmp_path):
     text = (rep / "report.md").read_text()
     assert "| base | 2 | (base config) |" in text and "| e4 | 2 | `num_epochs=4`, `ent_coef=0.01` |" in text
     assert (rep / "curves.png").read_bytes()[:8] == PNG
+
+
+def test_learning_speed_is_the_time_average_of_the_curve():
+    from ppox.report import _time_average
+
+    # trapezoids: (0+10)/2·10 + (10+10)/2·30 = 50 + 300 = 350 over 40 steps = 8.75
+    assert _time_average(np.array([0.0, 10.0, 40.0]), np.array([0.0, 10.0, 10.0])) == pytest.approx(8.75)
+    with pytest.raises(ValueError, match="two points"):
+        _time_average(np.array([1.0]), np.array([1.0]))

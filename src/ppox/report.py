@@ -175,6 +175,9 @@ def group_numbers(runs: list[Run], curve: str, window: int, opts: ReportOptions)
         },
     }
     aligned = _safe(metrics.align_curves, [r.curves[curve] for r in runs])
+    areas = [_safe(_time_average, *r.curves["train"]) for r in runs]
+    if all(x is not None for x in areas):
+        out["area"] = {k: e._asdict() for k, e in metrics.aggregate(areas, reps=opts.reps, level=opts.level, seed=opts.seed).items()}
     out["across_runs"] = {
         "dispersion": None if aligned is None else _safe(metrics.dispersion_across_runs, aligned[1], width=opts.smooth),
         "risk": metrics.risk_across_runs([r.final for r in runs], a),
@@ -187,6 +190,15 @@ def group_numbers(runs: list[Run], curve: str, window: int, opts: ReportOptions)
             "risk": _spread([metrics.cvar(x, a) for x in rets]),
         }
     return out
+
+
+def _time_average(steps: Array, values: Array) -> float:
+    """Mean of a curve over its step span (trapezoids): the area under the learning curve divided
+    by its length, a learning-speed score that still separates runs whose final returns tie."""
+    if steps.size < 2:
+        raise ValueError("a curve needs at least two points")
+    area = np.sum((values[1:] + values[:-1]) / 2 * np.diff(steps))
+    return float(area / (steps[-1] - steps[0]))
 
 
 def write_report(study: Study, out: Path, opts: ReportOptions | None = None) -> Path:
@@ -244,6 +256,12 @@ def render_markdown(study: Study, numbers: dict[str, Any], curve: str, window: i
     for g, n in numbers.items():
         f = n["final"]
         lines.append(f"| {g} | {len(n['runs'])} | {_ci(f['median'])} | {_ci(f['iqm'])} | {_ci(f['mean'])} |")
+    if all("area" in n for n in numbers.values()):
+        lines += ["", "Learning speed: the training-return curve averaged over the run (area under the curve over "
+                  "its length; it separates variants whose final returns tie at the task's ceiling). IQM and "
+                  f"mean over the seeds with {ci} bootstrap intervals.", "",
+                  "| variant | IQM | mean |", "|---|---|---|"]
+        lines += [f"| {g} | {_ci(n['area']['iqm'])} | {_ci(n['area']['mean'])} |" for g, n in numbers.items()]
     lines += ["", "## Reliability", "",
               f"Higher return is better. ↑ = higher is better, ↓ = lower is better. CVaR level α = {a}; with "
               f"fewer than 1/α samples the CVaR is the single worst one. Metric curve: **{curve}** "
