@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default=None, help=f"start from a tuned preset (default: {DEFAULT_PRESET}; see `ppox presets`)")
     t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR exactly where its checkpoint left it")
     t.add_argument("--config", metavar="JSON", default=None, help="start from a config.json of an earlier run")
+    t.add_argument("--auto-resume", action="store_true",
+                   help="continue the run in --run-dir if it holds a checkpoint of this config, else start it there "
+                        "(the command to give torchrun --max-restarts; docs/distributed.md)")
+    t.add_argument("--dist-backend", default=None, metavar="NAME",
+                   help="torch.distributed backend under torchrun: auto (gloo; NCCL for CUDA tensors), gloo or nccl "
+                        "(default: $PPOX_DIST_BACKEND or auto)")
     add_config_flags(t)
     sub.add_parser("presets", help="list the presets")
     e = sub.add_parser("eval", help="evaluate a run's policy on its evaluation seeds")
@@ -143,19 +149,30 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ppox import distributed
     from ppox.trainer import Trainer
 
+    distributed.init(backend=args.dist_backend)  # joins torchrun's process group; nothing in a single process
     if args.resume:
         extra = {k for k, v in vars(args).items() if k in field_sections() and v is not None} - {"total_steps"}
         if extra or args.preset or args.config:
             raise ConfigError(f"--resume continues a run with its own config; only --total-steps may change (got {sorted(extra)})")
+        if args.auto_resume:
+            raise ConfigError("--resume RUN_DIR and --auto-resume exclude each other (--auto-resume takes --run-dir and the config)")
         trainer = Trainer.resume(args.resume, total_steps=args.total_steps)
+    elif args.auto_resume:
+        trainer = Trainer.create_or_resume(config_from_args(args))
     else:
         trainer = Trainer.create(config_from_args(args))
-    print(f"ppox: training {trainer.cfg.env.env_id} → {trainer.run_dir}")
+    main = distributed.is_main()  # only rank 0 talks
+    if main:
+        workers = f" on {trainer.world} workers" if trainer.world > 1 else ""
+        print(f"ppox: training {trainer.cfg.env.env_id}{workers} → {trainer.run_dir}")
     s = trainer.train()
-    print(f"ppox: {s['total_steps']:,} steps in {s['wall_time_s']:.1f} s ({s['steps_per_second']:,.0f} steps/s); "
-          f"eval return {s['eval_return_mean']:.2f} ± {s['eval_return_std']:.2f} on seeds {s['eval_seeds'][0]}…{s['eval_seeds'][-1]}")
+    if main:
+        print(f"ppox: {s['total_steps']:,} steps in {s['wall_time_s']:.1f} s ({s['steps_per_second']:,.0f} steps/s); "
+              f"eval return {s['eval_return_mean']:.2f} ± {s['eval_return_std']:.2f} on seeds {s['eval_seeds'][0]}…{s['eval_seeds'][-1]}")
+    distributed.shutdown()
     return 0
 
 

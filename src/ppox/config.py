@@ -33,7 +33,12 @@ class EnvConfig:
     num_envs: int = 8
     """Number of parallel environments collecting experience."""
     vectorization: str = "sync"
-    """`sync` (all envs in this process) or `async` (one subprocess per env)."""
+    """`sync` (all envs in this process) or `async` (one subprocess per env). With EnvPool:
+    one worker thread (`sync`) or one per env up to the CPU count (`async`)."""
+    env_backend: str = "gymnasium"
+    """`gymnasium`, `envpool` (C++ batched envs for the ids listed in docs/envpool.md; `pip install
+    envpool`; no exact resume of in-flight episodes) or `auto` (EnvPool when it is installed and
+    supports the id, else Gymnasium)."""
     max_episode_steps: int | None = None
     """Override the environment's time limit (None keeps the registered one)."""
     normalize_obs: bool = False
@@ -156,6 +161,10 @@ class PPOConfig:
     """Element bound for grad_clip=`value`."""
     norm_adv: str = "minibatch"
     """Advantage normalization: `minibatch`, `batch` or `off`."""
+    norm_adv_scope: str = "global"
+    """With several workers (docs/distributed.md): normalize advantages with the mean and std of
+    all workers' samples together (`global`, by all-reduce; seed 000 A5) or of each worker's own
+    (`per_worker`, as the DPPO paper's workers do; seed 000 Q7). No effect in one process."""
     target_kl: float | None = None
     """Stop the epoch loop early when the approximate KL exceeds 1.5 × this (None: off)."""
     kl_coef: float = 1.0
@@ -168,6 +177,10 @@ class PPOConfig:
     """ppo-penalty: factor β is multiplied by when the KL is too high."""
     kl_lower: float = 2.0
     """ppo-penalty: factor β is divided by when the KL is too low."""
+    kl_coef_scope: str = "global"
+    """ppo-penalty with several workers: adapt β from the KL over all workers' batches (`global`,
+    one β everywhere) or from each worker's own batch (`per_worker`, DPPO's per-worker
+    adaptation; β then differs by worker and checkpoints keep worker 0's). No effect in one process."""
     kl_margin: float | None = None
     """ppo-penalty: DPPO's hinge ξ·max(0, KL − kl_margin·kl_target)² per minibatch (None: off; DPPO uses 2)."""
     kl_margin_coef: float = 1000.0
@@ -200,7 +213,13 @@ class RunConfig:
     device: str = "cpu"
     """`cpu`, `cuda`, `cuda:N` or `auto` (a GPU when one is present)."""
     threads: int = 1
-    """torch intra-op threads; 1 is fastest for small MLPs on CPU (0: leave torch's default)."""
+    """torch intra-op threads (per worker under torchrun); 1 is fastest for small MLPs on CPU (0:
+    leave torch's default)."""
+    batch_scope: str = "global"
+    """With W workers under torchrun (docs/distributed.md): `global` makes num_envs, the batch
+    (num_steps × num_envs) and its minibatches count all workers together, each worker running
+    num_envs / W envs, so a run learns the same way on any number of workers; `per_worker` gives
+    every worker num_envs envs and a W times larger batch. total_steps counts all workers' steps."""
     deterministic: bool = False
     """Ask torch for deterministic algorithms (slower on GPU; CPU runs are reproducible anyway)."""
     tensorboard: bool = True
@@ -223,8 +242,35 @@ class Config:
 
     @property
     def batch_size(self) -> int:
-        """Transitions per iteration."""
+        """Transitions per iteration (per worker with ``batch_scope="per_worker"``)."""
         return self.ppo.num_steps * self.env.num_envs
+
+    def worker_envs(self, world: int) -> int:
+        """Environments each of ``world`` workers runs (``batch_scope``)."""
+        if world == 1 or self.run.batch_scope == "per_worker":
+            return self.env.num_envs
+        return self.env.num_envs // world
+
+    def global_batch_size(self, world: int) -> int:
+        """Transitions per iteration over all ``world`` workers."""
+        return self.ppo.num_steps * self.worker_envs(world) * world
+
+    def validate_world(self, world: int) -> Config:
+        """Raise :class:`ConfigError` when the run cannot be split over ``world`` workers (each
+        worker's minibatch is its equal share of the global minibatch); return self."""
+        n, k = self.env.num_envs, self.ppo.num_minibatches
+        if self.run.batch_scope == "global" and n % world:
+            raise ConfigError(
+                f"num_envs={n} cannot be shared by {world} workers with batch_scope='global' (each runs "
+                f"num_envs / {world}); use a multiple of {world}, or batch_scope='per_worker'"
+            )
+        local = self.ppo.num_steps * self.worker_envs(world)
+        if local % k:
+            raise ConfigError(
+                f"num_minibatches={k} must divide each of the {world} workers' batches of "
+                f"num_steps × {self.worker_envs(world)} envs = {local}"
+            )
+        return self
 
     @property
     def minibatch_size(self) -> int:
@@ -293,6 +339,7 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("env_id", bool(e.env_id), "a non-empty Gymnasium id"),
         ("num_envs", e.num_envs >= 1, "must be ≥ 1"),
         ("vectorization", e.vectorization in ("sync", "async"), "one of 'sync', 'async'"),
+        ("env_backend", e.env_backend in ENV_BACKENDS, f"one of {ENV_BACKENDS}"),
         ("max_episode_steps", e.max_episode_steps is None or e.max_episode_steps >= 1, "None or ≥ 1"),
         ("obs_clip", e.obs_clip > 0, pos),
         ("reward_clip", e.reward_clip > 0, pos),
@@ -340,6 +387,9 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("kl_margin_coef", o.kl_margin_coef >= 0, "must be ≥ 0"),
         ("baseline", o.baseline in BASELINES, f"one of {BASELINES}"),
         ("norm_adv", o.norm_adv in ("minibatch", "batch", "off"), "one of 'minibatch', 'batch', 'off'"),
+        ("norm_adv_scope", o.norm_adv_scope in SCOPES, f"one of {SCOPES}"),
+        ("kl_coef_scope", o.kl_coef_scope in SCOPES, f"one of {SCOPES}"),
+        ("batch_scope", r.batch_scope in SCOPES, f"one of {SCOPES}"),
         ("target_kl", opt_pos(o.target_kl), "None or > 0"),
         ("total_steps", r.total_steps >= 1, "must be ≥ 1"),
         ("eval_every", r.eval_every >= 0, "must be ≥ 0"),
@@ -351,6 +401,7 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
     ]
 
 
+ENV_BACKENDS = ("gymnasium", "envpool", "auto")
 ACTIVATIONS = ("tanh", "relu", "elu")
 INITS = ("orthogonal", "xavier", "normal", "torch")
 ALGOS = ("ppo-clip", "ppo-penalty", "reinforce")
@@ -358,6 +409,7 @@ ADVANTAGES = ("gae", "nstep", "mc")
 ORDERS = ("transitions", "trajectories", "fixed")
 GRAD_CLIPS = ("norm", "value", "ignore")
 BASELINES = ("critic", "mean", "none")
+SCOPES = ("global", "per_worker")
 
 
 def _sections() -> dict[str, type]:

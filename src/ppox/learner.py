@@ -17,17 +17,26 @@ Per update (:meth:`Learner.update` on a :class:`~ppox.types.Rollout`):
 
 Diagnostics are accumulated as tensors and read back once per update, so the minibatch loop
 never waits on a host sync except for the optional target-KL check and ``grad_clip="ignore"``.
+
+With several workers (``ppox.distributed``, issue 5) each worker trains on its own batch and
+every epoch has the same number of minibatches on every worker, each worker's minibatch being
+its share of the global one. After each backward pass the flat gradient is averaged over the
+workers (one all-reduce) and only then clipped or skipped, so all take the same step; advantage
+statistics (``norm_adv_scope``), the target-KL decision, the KL that adapts β
+(``kl_coef_scope``) and REINFORCE's mean baseline are computed over all workers.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ppox import distributed
 from ppox.config import Config
 from ppox.core.advantages import gae, nstep_returns
 from ppox.core.losses import (
@@ -134,6 +143,18 @@ class Learner:
         self.kl_coef = cfg.ppo.kl_coef
         self.baseline_mean: float | None = None
         self.skipped_total = 0
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self._global_adv = self.world > 1 and cfg.ppo.norm_adv_scope == "global"
+        self._unequal = False  # workers hold different numbers of samples in this update
+
+    def broadcast_params(self) -> None:
+        """Give every worker rank 0's parameters and buffers (at start and after a resume)."""
+        if self.world == 1:
+            return
+        distributed.broadcast_(self.flat.flat.data)
+        in_flat = {id(p) for p in self.flat.params}
+        for t in [p.data for p in self.model.parameters() if id(p) not in in_flat] + list(self.model.buffers()):
+            distributed.broadcast_(t)
 
     # --- state beyond the optimizer (checkpointed) -----------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -169,9 +190,8 @@ class Learner:
             ret = gae(r.reward, zeros, zeros, r.terminated, r.done, gamma=o.gamma, lam=1.0)[1]
             b = 0.0
             if o.baseline == "mean":
-                complete = ret[_complete(r.done)]
-                first = float(complete.mean()) if complete.numel() else 0.0
-                b = self.baseline_mean if self.baseline_mean is not None else first
+                first = self._mean_over_workers(ret[_complete(r.done)])
+                b = self.baseline_mean if self.baseline_mean is not None else first or 0.0
             return ret - b, ret
         if o.advantage == "nstep":
             ret = nstep_returns(r.reward, next_values, r.terminated, r.done, gamma=o.gamma, n=o.n_step)
@@ -220,6 +240,7 @@ class Learner:
             if o.recompute_adv or o.minibatch_order != "transitions":
                 raise ValueError("recompute_adv and minibatch_order other than 'transitions' need a Rollout")
             exp = Experience(data, None, None)
+        self._unequal = self.world > 1 and exp.valid is not None
         kl_coef = self.kl_coef
         totals = torch.zeros(len(_TERMS))
         n_updates, stopped = 0, False
@@ -229,8 +250,10 @@ class Learner:
                 v, nv = self.critic_values(exp.rollout)
                 adv, ret = self.estimate(exp.rollout, v, nv)
                 batch = self._normalized(flatten_rollout(exp.rollout, adv, ret, v), exp.valid)
-            for idx in self._minibatches(exp):
-                terms = self._minibatch(batch.take(idx), coef["ent_coef"])
+            minibatches = self._minibatches(exp)
+            epoch_batch = self._minibatch_normalized(batch, minibatches)
+            for idx in minibatches:
+                terms = self._minibatch(epoch_batch.take(idx), coef["ent_coef"])
                 if terms is None:
                     stopped = True
                     break
@@ -238,6 +261,7 @@ class Learner:
                 n_updates += 1
             if stopped:
                 break
+        distributed.all_reduce_mean_(totals)  # the diagnostics of all workers (grad_norm, skips: the same on each)
         means = (totals / max(n_updates, 1)).tolist()
         out = dict(zip(_TERMS, means))
         out["skipped_updates"] = totals[-1].item()
@@ -253,7 +277,8 @@ class Learner:
                                             factor=o.kl_raise, lower_factor=o.kl_lower)  # fmt: skip
             out["kl_coef"], out["kl_after_update"] = kl_coef, kl
         if o.algo == "reinforce" and o.baseline == "mean":
-            m = float(exp.batch.ret[keep].mean()) if exp.batch.ret[keep].numel() else self.baseline_mean or 0.0
+            m = self._mean_over_workers(exp.batch.ret[keep])
+            m = (self.baseline_mean or 0.0) if m is None else m
             self.baseline_mean = m if self.baseline_mean is None else BASELINE_DECAY * self.baseline_mean + (1 - BASELINE_DECAY) * m
             out["baseline"] = self.baseline_mean
         return out
@@ -264,10 +289,44 @@ class Learner:
         if self.cfg.ppo.norm_adv != "batch":
             return batch
         if valid is None:
-            return batch._replace(adv=normalize_advantages(batch.adv))
+            return batch._replace(adv=self._standardize(batch.adv))
         adv = batch.adv.clone()
-        adv[valid] = normalize_advantages(batch.adv[valid])
+        adv[valid] = self._standardize(batch.adv[valid])
         return batch._replace(adv=adv)
+
+    def _standardize(self, adv: Tensor) -> Tensor:
+        """Advantage normalization; with several workers over all of them unless
+        ``norm_adv_scope="per_worker"`` (seed 000 Q5–Q7)."""
+        return distributed.normalize_advantages(adv) if self._global_adv else normalize_advantages(adv)
+
+    def _minibatch_normalized(self, batch: Batch, minibatches: list[Tensor]) -> Batch:
+        """``norm_adv="minibatch"`` across workers: every global minibatch's advantages
+        standardized with the statistics of all workers' shares of it, for the whole epoch in one
+        collective (the minibatch step then leaves them as they are)."""
+        if not (self._global_adv and self.cfg.ppo.norm_adv == "minibatch"):
+            return batch
+        adv = batch.adv.clone()
+        for idx, normed in zip(minibatches, distributed.normalize_advantages_chunks([batch.adv[i] for i in minibatches])):
+            adv[idx] = normed
+        return batch._replace(adv=adv)
+
+    def _mean_over_workers(self, x: Tensor) -> float | None:
+        """The mean of ``x`` over every worker's elements (None when there are none)."""
+        if self.world == 1:
+            return float(x.mean()) if x.numel() else None
+        total, count = distributed.all_reduce_sums(float(x.sum()), float(x.numel()))
+        return total / count if count else None
+
+    def _reducer(self, n: int) -> Callable[[Tensor], Tensor]:
+        """How per-sample terms become the minibatch loss: their mean. Across workers holding
+        different numbers of samples (REINFORCE without a critic keeps complete episodes only),
+        each worker's sum × W / (the global minibatch's size), so that the average of the
+        workers' gradients is the gradient of the mean over the global minibatch."""
+        if not self._unequal:
+            return torch.mean
+        (total,) = distributed.all_reduce_sums(float(n))
+        scale = self.world / max(total, 1.0)
+        return lambda x: x.sum() * scale
 
     def _minibatches(self, exp: Experience) -> list[Tensor]:
         """One epoch's minibatch indices into the flat batch, in ``minibatch_order``."""
@@ -287,6 +346,10 @@ class Learner:
         if exp.valid is not None:
             order = order[exp.valid[order]]
         n = order.shape[0]
+        if self._unequal:  # the same number of chunks everywhere, none empty on every worker at once
+            counts = distributed.all_reduce_sums(*(float(n) if r == self.rank else 0.0 for r in range(self.world)))
+            k = min(o.num_minibatches, int(max(counts)))
+            return list(order.tensor_split(k)) if k else []
         if n == 0:
             return []
         mb = math.ceil(n / o.num_minibatches)
@@ -295,27 +358,29 @@ class Learner:
     def _minibatch(self, mb: Batch, ent_coef: float) -> Tensor | None:
         """One gradient step; None (and no step) when the target-KL check stops the epoch loop."""
         o = self.cfg.ppo
+        mean = self._reducer(mb.adv.shape[0])
         dist, value = self.model(mb.obs, mb.mask)
         logp = dist.log_prob(mb.action)
         log_ratio = logp - mb.logp
-        approx_kl = kl_estimate(log_ratio.detach()).mean()
-        if o.target_kl is not None and approx_kl.item() > 1.5 * o.target_kl:
+        approx_kl = mean(kl_estimate(log_ratio.detach()))
+        if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:
             return None
-        adv = normalize_advantages(mb.adv) if o.norm_adv == "minibatch" else mb.adv
+        adv = normalize_advantages(mb.adv) if o.norm_adv == "minibatch" and not self._global_adv else mb.adv
         if o.algo == "ppo-clip":
-            pg = clipped_surrogate(adv, log_ratio, clip_coef=o.clip_coef, dual_clip=o.dual_clip).mean()
-        elif o.algo == "ppo-penalty":
+            pg = mean(clipped_surrogate(adv, log_ratio, clip_coef=o.clip_coef, dual_clip=o.dual_clip))
+        elif o.algo == "ppo-penalty":  # DPPO's hinge reads each worker's own minibatch KL, as DPPO's workers do
             kl = kl_estimate(log_ratio)
             margin = None if o.kl_margin is None else o.kl_margin * o.kl_target
             pen = kl_penalty(kl, kl.mean(), coef=self.kl_coef, margin=margin, margin_coef=o.kl_margin_coef)
-            pg = (surrogate(adv, log_ratio) + pen).mean()
+            pg = mean(surrogate(adv, log_ratio) + pen)
         else:
-            pg = reinforce_loss(adv, logp).mean()
-        vl = value_loss(value, mb.value, mb.ret, clip=o.value_clip).mean() if self.uses_critic else value.sum() * 0.0
-        entropy = dist.entropy().mean()
+            pg = mean(reinforce_loss(adv, logp))
+        vl = mean(value_loss(value, mb.value, mb.ret, clip=o.value_clip)) if self.uses_critic else value.sum() * 0.0
+        entropy = mean(dist.entropy())
         loss = pg + o.vf_coef * vl - ent_coef * entropy
         self.flat.zero_grad()
         loss.backward()
+        distributed.all_reduce_mean_(self.flat.grad)  # the global minibatch's gradient; clipped below, alike everywhere
         skipped = torch.zeros(())
         if o.grad_clip == "norm":
             grad_norm = self.flat.clip_grad_norm(math.inf if o.max_grad_norm is None else o.max_grad_norm, o.grad_norm_type)
@@ -329,9 +394,14 @@ class Learner:
         else:
             self.optimizer.step()
         with torch.no_grad():
-            return torch.stack(
-                [pg, vl, entropy, approx_kl, clip_fraction(log_ratio, o.clip_coef), grad_norm, skipped]
-            ).detach().cpu()
+            clipped = clip_fraction(log_ratio, o.clip_coef) if mb.adv.numel() else torch.zeros((), device=pg.device)
+            return torch.stack([pg, vl, entropy, approx_kl, clipped, grad_norm, skipped]).detach().cpu()
+
+    def _over_workers(self, x: Tensor) -> float:
+        """A per-worker mean as a number, averaged over the workers (the decision everyone takes)."""
+        if self.world == 1:
+            return x.item()
+        return distributed.all_reduce_sums(x.item())[0] / self.world
 
     @torch.no_grad()
     def _batch_kl(self, batch: Batch) -> float:
@@ -342,7 +412,10 @@ class Learner:
             mb = batch.take(torch.arange(i, min(i + _CHUNK, size), device=batch.adv.device))
             dist = self.model.dist(mb.obs, mb.mask)
             total += float(kl_estimate(dist.log_prob(mb.action) - mb.logp).sum())
-        return total / max(size, 1)
+        count = float(size)
+        if self.world > 1 and self.cfg.ppo.kl_coef_scope == "global":
+            total, count = distributed.all_reduce_sums(total, count)  # one β on every worker
+        return total / max(count, 1.0)
 
 
 def _complete(done: Tensor) -> Tensor:

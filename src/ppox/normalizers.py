@@ -3,6 +3,12 @@
 They run at the env boundary in the collector (one NumPy op per step for all envs, instead of
 one wrapper per env) and their statistics are part of the policy: they are saved in every
 checkpoint and used unchanged by evaluation and ``predict``.
+
+With several workers (``ppox.distributed``) each worker updates its statistics every step, as
+in one process, and also keeps the moments of the data it saw since the last :meth:`sync`
+apart; after each collection ``sync`` merges every worker's new data into the statistics they
+all held before it (DPPO: "after data collection the local changes are merged"), so all workers
+end the iteration with the same statistics: those of all their data together.
 """
 
 from __future__ import annotations
@@ -12,9 +18,39 @@ from typing import Any
 import numpy as np
 
 from ppox.core.normalize import Moments, merge_moments, moments_of, normalize
+from ppox.distributed import merge_across_ranks
 
 
-class ObsNormalizer:
+class _Shared:
+    """The statistics-merging part of both normalizers: ``moments`` (what normalizes now),
+    ``base`` (the statistics all workers agreed on at the last sync) and ``fresh`` (the moments
+    of this worker's data since then). ``fresh`` is kept only after :meth:`share`."""
+
+    moments: Moments
+
+    def _init_shared(self, shape: tuple[int, ...]) -> None:
+        self.shared = False
+        self._shape = shape
+        self._base, self._fresh = self.moments, self._zero()
+
+    def _zero(self) -> Moments:
+        return Moments(0.0, np.zeros(self._shape), np.zeros(self._shape))
+
+    def _add(self, batch: Moments) -> None:
+        self.moments = merge_moments(self.moments, batch)
+        if self.shared:
+            self._fresh = merge_moments(self._fresh, batch)
+
+    def _set(self, moments: Moments) -> None:
+        self.moments = self._base = moments
+        self._fresh = self._zero()
+
+    def _sync(self) -> None:
+        if self.shared:
+            self._set(merge_moments(self._base, merge_across_ranks(self._fresh)))
+
+
+class ObsNormalizer(_Shared):
     """Running mean/std of observations; identity when disabled (SPEC §3.5, §5.3).
 
     ``shape`` says what is normalized: ``[*obs_shape]`` for a plain array observation (a
@@ -31,6 +67,21 @@ class ObsNormalizer:
         if isinstance(shape, dict):
             self.leaves = {k: ObsNormalizer(s, enabled=enabled, clip=clip) for k, s in shape.items()}
         self.moments = Moments(0.0, np.zeros(shape), np.zeros(shape)) if isinstance(shape, tuple) else Moments(0.0, 0.0, 0.0)
+        self._init_shared(shape if isinstance(shape, tuple) else ())
+
+    def share(self) -> None:
+        """Prepare for :meth:`sync` (multi-worker training): keep this worker's new data apart."""
+        for norm in (self.leaves or {}).values():
+            norm.share()
+        self._set(self.moments)
+        self.shared = self.leaves is None and self.enabled and not self.passthrough
+
+    def sync(self) -> None:
+        """Merge every worker's data since the last sync into the statistics (a collective: every
+        worker calls it at the same point; nothing happens unless :meth:`share` was called)."""
+        for norm in (self.leaves or {}).values():  # the same order on every worker
+            norm.sync()
+        self._sync()
 
     def update(self, obs: Any) -> None:
         """Add a batch ``[B, *obs_shape]`` (or a dict of leaf batches) to the statistics."""
@@ -38,7 +89,7 @@ class ObsNormalizer:
             for k, norm in self.leaves.items():
                 norm.update(obs[k])
         elif self.enabled and not self.passthrough:
-            self.moments = merge_moments(self.moments, moments_of(obs.astype(np.float64)))
+            self._add(moments_of(obs.astype(np.float64)))
 
     def __call__(self, obs: Any) -> Any:
         """Normalized float32 copy of ``obs`` (leaves not tracked are returned as they are)."""
@@ -64,10 +115,10 @@ class ObsNormalizer:
             for k, n in self.leaves.items():
                 n.load_state_dict(state["leaves"][k])
         elif not self.passthrough:
-            self.moments = Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"]))
+            self._set(Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"])))
 
 
-class RewardScaler:
+class RewardScaler(_Shared):
     """Divides rewards by the running std of each env's discounted return (no centering).
 
     ``ret ← γ·ret + r`` per env (reset at episode ends); the std is over all returns seen.
@@ -77,12 +128,22 @@ class RewardScaler:
         self.enabled, self.gamma, self.clip = enabled, gamma, clip
         self.ret = np.zeros(num_envs)
         self.moments = Moments(0.0, np.zeros(()), np.zeros(()))
+        self._init_shared(())
+
+    def share(self) -> None:
+        """Prepare for :meth:`sync` (multi-worker training): keep this worker's new returns apart."""
+        self._set(self.moments)
+        self.shared = self.enabled
+
+    def sync(self) -> None:
+        """Merge every worker's returns since the last sync into the statistics (a collective)."""
+        self._sync()
 
     def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return reward.astype(np.float32, copy=False)
         self.ret = self.ret * self.gamma + reward
-        self.moments = merge_moments(self.moments, moments_of(self.ret))
+        self._add(moments_of(self.ret))
         self.ret = np.where(done, 0.0, self.ret)
         scaled = reward / np.sqrt(self.moments.var + 1e-8)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
@@ -92,5 +153,5 @@ class RewardScaler:
         return {"count": m.count, "mean": float(m.mean), "m2": float(m.m2), "ret": self.ret.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.moments = Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"]))
+        self._set(Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"])))
         self.ret = np.asarray(state["ret"], dtype=np.float64)

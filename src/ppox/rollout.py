@@ -172,6 +172,13 @@ class Collector:
         self.obs = self._tensor(self.obs_np)
         self.mask = self._read_mask(masks)
 
+    def refresh_obs(self) -> None:
+        """Normalize the current observation again, after the statistics changed outside
+        collection (the workers' merge), so the next step reads it as a resumed run would."""
+        assert self.raw_obs is not None, "reset() first"
+        self.obs_np = self.obs_norm(self.raw_obs)
+        self.obs = self._tensor(self.obs_np)
+
     def _tensor(self, x: ObsArrays) -> Obs:
         if isinstance(x, dict):
             return {k: torch.from_numpy(v).to(self.device) for k, v in x.items()}
@@ -237,7 +244,9 @@ class Collector:
         """Restore; returns False when the envs could not be restored and were reset instead."""
         self.stats.load_state_dict(state["stats"])
         blobs = state["env_states"]
-        if any(b is None for b in blobs):
+        # states that were not saved, or envs that cannot take them (a run resumed on another
+        # backend, e.g. env_backend="auto" where EnvPool was installed in between)
+        if any(b is None for b in blobs) or not (hasattr(self.envs, "envs") or hasattr(self.envs, "parent_pipes")):
             self.reset(fallback_seeds)
             self.stats.ret[:] = 0.0
             self.stats.len[:] = 0

@@ -16,16 +16,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def collection_seeds(seed: int, n: int, avoid: range) -> list[int]:
+def collection_seeds(seed: int, n: int, avoid: range, *, rank: int = 0, world: int = 1) -> list[int]:
     """``n`` well-spread env seeds derived from ``seed``, none of them in ``avoid``
-    (the evaluation seeds), so training never replays an evaluation episode's start."""
+    (the evaluation seeds), so training never replays an evaluation episode's start.
+
+    With ``world`` workers, worker ``rank`` gets the ``rank``-th block of ``n`` out of
+    ``n·world`` distinct seeds: the workers' envs never share a seed, worker 0 of a world of 1 gets
+    what a single process gets, and a global env count split over more workers keeps the same
+    set of seeds (issue 5)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     out: list[int] = []
-    while len(out) < n:
+    seen: set[int] = set()
+    while len(out) < n * world:
         s = int(rng.integers(0, 2**31 - 1))
-        if s not in avoid and s not in out:
+        if s not in avoid and s not in seen:
             out.append(s)
-    return out
+            seen.add(s)
+    return out[rank * n : (rank + 1) * n]
+
+
+def worker_seed(seed: int, rank: int) -> int:
+    """The seed of worker ``rank``'s own generator (action sampling): ``seed`` itself on worker 0,
+    so a single-process run is unchanged, and distinct well-spread values on the others."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank, 0xD1]).generate_state(1)[0])
 
 
 def evaluation_seeds(first: int, episodes: int) -> list[int]:

@@ -11,7 +11,13 @@ A run lives in one directory::
 
 ``Trainer.resume(run_dir)`` restores policy, optimizer, normalizers, counters, env states and
 every RNG state, so on CPU a run killed at any point and resumed ends with the same parameters
-as one that was never interrupted.
+as one that was never interrupted. ``Trainer.create_or_resume`` does whichever applies, for
+launchers that restart a run with the same command (``torchrun --max-restarts``).
+
+Under torchrun (docs/distributed.md) every worker runs this loop on its own envs; rank 0 alone
+decides about the run directory, logs, evaluates and writes checkpoints, and the checkpoint is
+rank 0's state (identical parameters, optimizer and merged normalizers on every rank), so a
+run can resume on any number of workers.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 
 from ppox import checkpoint as ckpt
+from ppox import distributed
 from ppox.config import Config
 from ppox.distributed import is_main
 from ppox.envs.make import make_vec_env
@@ -38,12 +44,14 @@ from ppox.normalizers import RewardScaler
 from ppox.plotting import plot_runs
 from ppox.policy import Policy, build_model
 from ppox.rollout import Collector
+from ppox.rundir import new_run_dir, resumable
 from ppox.seeding import (
     collection_seeds,
     evaluation_seeds,
     rng_state,
     seed_everything,
     set_rng_state,
+    worker_seed,
 )
 from ppox.types import Batch, Rollout, obs_map
 
@@ -59,17 +67,26 @@ class Progress:
     evals: list[dict[str, Any]] = field(default_factory=list)
 
 
-def default_run_dir(cfg: Config) -> Path:
-    name = cfg.env.env_id.replace("/", "_").replace(":", "_")
-    return Path("runs") / f"{name}-s{cfg.run.seed}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
 def resolve_device(name: str) -> torch.device:
+    """The device for ``name``; ``cuda`` / ``auto`` under torchrun is this worker's GPU (LOCAL_RANK,
+    round robin when workers outnumber GPUs; several workers per GPU need ``--dist-backend gloo``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but no CUDA device is available; use 'cpu' or 'auto'")
+    if name == "cuda" and distributed.launched_world_size() > 1:
+        return torch.device("cuda", distributed.local_rank() % torch.cuda.device_count())
     return torch.device(name)
+
+
+class _NoLogger:
+    """What ranks other than 0 log to: nothing (only rank 0 writes into the run directory)."""
+
+    def log(self, row: dict[str, Any], histograms: dict[str, torch.Tensor] | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Trainer:
@@ -82,55 +99,103 @@ class Trainer:
             torch.set_num_threads(cfg.run.threads)
         if cfg.run.deterministic:
             torch.use_deterministic_algorithms(True)
-        seed_everything(cfg.run.seed)
         self.device = resolve_device(cfg.run.device)
+        distributed.init()  # a no-op without torchrun, or when the caller joined a group already
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        cfg.validate_world(self.world)
+        self.num_envs = cfg.worker_envs(self.world)  # this worker's envs
+        self.global_batch = cfg.global_batch_size(self.world)
+        seed_everything(cfg.run.seed)  # the same on every rank: identical initial weights (broadcast anyway)
         self.model, self.obs_norm = build_model(cfg, self.device)
-        self.sample_gen = torch.Generator().manual_seed(cfg.run.seed)
+        # action sampling differs by worker; minibatch shuffling is the same generator on every
+        # worker (each shuffles its own batch), so rank 0's checkpointed state serves them all
+        seed = worker_seed(cfg.run.seed, self.rank)
+        self.sample_gen = torch.Generator().manual_seed(seed)
         self.shuffle_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
         if self.device.type != "cpu":  # sampling happens on the device
-            self.sample_gen = torch.Generator(self.device).manual_seed(cfg.run.seed)
+            self.sample_gen = torch.Generator(self.device).manual_seed(seed)
         self.learner = Learner(self.model, cfg, self.shuffle_gen)
-        self.envs = make_vec_env(cfg.env)
-        scaler = RewardScaler(cfg.env.num_envs, enabled=cfg.env.scale_reward, gamma=cfg.ppo.gamma, clip=cfg.env.reward_clip)
+        self.learner.broadcast_params()
+        self.envs = make_vec_env(cfg.env, num_envs=self.num_envs)
+        scaler = RewardScaler(self.num_envs, enabled=cfg.env.scale_reward, gamma=cfg.ppo.gamma, clip=cfg.env.reward_clip)
+        if self.world > 1:
+            self.obs_norm.share()
+            scaler.share()
         self.collector = Collector(self.envs, self.model, self.obs_norm, scaler, cfg.ppo.num_steps, self.device, self.sample_gen)
         r = cfg.run
         self.eval_seeds = evaluation_seeds(r.eval_seed, r.eval_episodes)
-        self.train_seeds = collection_seeds(r.seed, cfg.env.num_envs, range(r.eval_seed, r.eval_seed + r.eval_episodes))
+        self.train_seeds = self._collection_seeds(r.seed)
         self.progress = Progress(next_eval_step=r.eval_every)
         self.resumed_envs = True
+
+    def _collection_seeds(self, seed: int) -> list[int]:
+        """This worker's env seeds: distinct across workers, never an evaluation seed."""
+        r = self.cfg.run
+        return collection_seeds(seed, self.num_envs, range(r.eval_seed, r.eval_seed + r.eval_episodes),
+                                rank=self.rank, world=self.world)  # fmt: skip
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
         """A new run in an empty (or new) directory; never overwrites an existing run."""
         cfg = cfg.validate()
-        path = Path(run_dir or cfg.run.run_dir or default_run_dir(cfg))
-        if path.exists() and any(path.iterdir()):
-            raise ConfigError(f"run_dir={str(path)!r} already holds files; resume it with --resume {path} or choose another --run-dir")
-        trainer = cls(cfg, path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        trainer.collector.reset(trainer.train_seeds)
-        return trainer
+        distributed.init()
+        path = distributed.main_decides(lambda: new_run_dir(cfg, run_dir))  # rank 0 holds the directory
+        return cls._start(cfg, path)
 
     @classmethod
     def resume(cls, run_dir: str | Path, total_steps: int | None = None) -> Trainer:
         """Continue the run in ``run_dir`` from its checkpoint (optionally with a new budget)."""
         path = Path(run_dir)
-        state = ckpt.load_checkpoint(path, map_location="cpu")
+        distributed.init()
+        # rank 0 reads the checkpoint and sends it to the others: no shared filesystem needed
+        state = distributed.main_decides(lambda: ckpt.load_checkpoint(path, map_location="cpu"))
+        return cls._continue(path, state, total_steps)
+
+    @classmethod
+    def create_or_resume(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
+        """Resume the run in ``run_dir`` if it holds a checkpoint of ``cfg`` (``total_steps`` may
+        differ), else start ``cfg`` there: one command that a restarting launcher
+        (``torchrun --max-restarts``) can repeat (``ppox train --auto-resume``). A directory
+        holding another run is refused; see :func:`ppox.rundir.resumable`."""
+        cfg = cfg.validate()
+        where = run_dir or cfg.run.run_dir
+        if where is None:
+            raise ConfigError("--auto-resume needs the run directory to use (--run-dir DIR)")
+        path = Path(where)
+        distributed.init()
+        state = distributed.main_decides(lambda: resumable(cfg, path))
+        if state is None:
+            return cls._start(cfg, path)
+        return cls._continue(path, state, cfg.run.total_steps)
+
+    @classmethod
+    def _start(cls, cfg: Config, path: Path) -> Trainer:
+        trainer = cls(cfg, path)
+        if is_main():
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        trainer.collector.reset(trainer.train_seeds)
+        return trainer
+
+    @classmethod
+    def _continue(cls, path: Path, state: dict[str, Any], total_steps: int | None) -> Trainer:
         cfg = Config.from_dict(state["config"])
         if total_steps is not None:
             cfg = cfg.replace(total_steps=total_steps)
         trainer = cls(cfg, path)
         trainer.load_state_dict(state)
-        truncate_csv(path / "metrics.csv", trainer.progress.global_step)
+        if is_main():
+            truncate_csv(path / "metrics.csv", trainer.progress.global_step)
         return trainer
 
     # --- the loop -----------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         cfg, p = self.cfg, self.progress
-        logger = RunLogger(self.run_dir, tensorboard=cfg.run.tensorboard and is_main(), progress=cfg.run.progress,
-                           total_steps=cfg.run.total_steps, start_step=p.global_step)
+        logger: RunLogger | _NoLogger = _NoLogger()
+        if is_main():
+            logger = RunLogger(self.run_dir, tensorboard=cfg.run.tensorboard, progress=cfg.run.progress,
+                               total_steps=cfg.run.total_steps, start_step=p.global_step)
         try:
             while p.global_step < cfg.run.total_steps:
                 self.iterate(logger)
@@ -139,18 +204,19 @@ class Trainer:
             self.envs.close()
         return self.finish()
 
-    def iterate(self, logger: RunLogger) -> None:
+    def iterate(self, logger: RunLogger | _NoLogger) -> None:
         """One iteration. ``wall_time_s`` counts collection, update, logging and checkpoints,
         not evaluation (which is extra work a training run does not need)."""
         cfg, p = self.cfg, self.progress
         t0 = time.perf_counter()
         rollout = self.collector.collect()
+        self.merge_statistics()
         metrics = self.learner.update(rollout, progress=p.global_step / cfg.run.total_steps)
         p.iteration += 1
-        p.global_step += cfg.batch_size
-        row = self.row(metrics, cfg.batch_size / (time.perf_counter() - t0))
+        p.global_step += self.global_batch
+        row = self.row(metrics, self.global_batch / (time.perf_counter() - t0))
         eval_s = 0.0
-        if self._eval_due():
+        if self._eval_due() and is_main():  # the others wait for rank 0 in their next collective
             t_eval = time.perf_counter()
             row.update(self.evaluate_now())
             eval_s = time.perf_counter() - t_eval
@@ -160,6 +226,15 @@ class Trainer:
             t_save = time.perf_counter()
             self.save()
             p.wall_time_s += time.perf_counter() - t_save
+
+    def merge_statistics(self) -> None:
+        """After each collection the workers merge their normalizer statistics (DPPO; SPEC §6),
+        so all normalize alike from here on; nothing to do in one process."""
+        if self.world == 1:
+            return
+        self.obs_norm.sync()
+        self.collector.reward_scaler.sync()
+        self.collector.refresh_obs()
 
     def advantages(self, r: Rollout) -> Batch:
         """The flat batch the first epoch of an update trains on (advantages per the config)."""
@@ -200,7 +275,7 @@ class Trainer:
 
     @torch.no_grad()
     def _histograms(self, r: Rollout) -> dict[str, torch.Tensor]:
-        if not self.cfg.run.tensorboard:
+        if not self.cfg.run.tensorboard or not is_main():
             return {}
         dist = self.model.dist(obs_map(lambda x: x[-1], r.obs), None if r.mask is None else r.mask[-1])
         return {k: v.flatten().cpu() for k, v in dist.histograms().items()}
@@ -223,10 +298,17 @@ class Trainer:
             "steps_per_second": p.global_step / max(p.wall_time_s, 1e-9),
             "train_return_mean": float(np.mean(self.collector.stats.returns)) if self.collector.stats.returns else None,
             "resumed_env_state_exactly": self.resumed_envs,
+            **self._workers(),
         }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        plot_runs([self.run_dir], self.run_dir / "curve.png", title=f"ppox {self.cfg.env.env_id} seed {self.cfg.run.seed}")
+        if is_main():
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            plot_runs([self.run_dir], self.run_dir / "curve.png", title=f"ppox {self.cfg.env.env_id} seed {self.cfg.run.seed}")
         return summary
+
+    def _workers(self) -> dict[str, Any]:
+        """How the run was split (recorded in summary.json and the checkpoint)."""
+        return {"world_size": self.world, "envs_per_worker": self.num_envs, "batch_scope": self.cfg.run.batch_scope,
+                "global_batch": self.global_batch, "dist_backend": distributed.backend()}  # fmt: skip
 
     # --- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -242,6 +324,7 @@ class Trainer:
             "reward_scaler": self.collector.reward_scaler.state_dict(),
             "collector": self.collector.state_dict(),
             "rng": rng_state({"sample": self.sample_gen, "shuffle": self.shuffle_gen}),
+            "workers": self._workers(),  # for the record: a checkpoint resumes on any number of workers
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -251,18 +334,33 @@ class Trainer:
             if "learner" in state:  # checkpoints before the PPO family carry no learner state
                 self.learner.load_state_dict(state["learner"])
             self.obs_norm.load_state_dict(state["obs_norm"])
-            self.collector.reward_scaler.load_state_dict(state["reward_scaler"])
+            own_envs = self.rank == 0 and len(state["collector"]["env_states"]) == self.num_envs
+            scaler = state["reward_scaler"] if own_envs else {**state["reward_scaler"], "ret": [0.0] * self.num_envs}
+            self.collector.reward_scaler.load_state_dict(scaler)
             self.progress = Progress(**state["progress"])
             set_rng_state(state["rng"], {"sample": self.sample_gen, "shuffle": self.shuffle_gen})
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint in {self.run_dir} does not match its config: {exc}") from None
-        # envs that cannot be snapshotted restart from fresh seeds, not from the run's first ones
-        r = self.cfg.run
-        fresh = collection_seeds(r.seed + 7919 * self.progress.iteration, self.cfg.env.num_envs,
-                                 range(r.eval_seed, r.eval_seed + r.eval_episodes))
-        self.resumed_envs = self.collector.load_state_dict(state["collector"], fresh)
-        if not self.resumed_envs:
-            print(f"ppox: the environments of {self.cfg.env.env_id} cannot be snapshotted; resumed episodes restart from new resets")
+        self.learner.broadcast_params()  # every rank loaded the same state; make sure of it
+        # envs that cannot be snapshotted restart from fresh seeds, not from the run's first ones;
+        # so do the envs of workers other than 0, and all of them on another number of envs per
+        # worker (the checkpoint holds worker 0's envs only)
+        fresh_seed = self.cfg.run.seed + 7919 * self.progress.iteration
+        fresh = self._collection_seeds(fresh_seed)
+        if self.rank > 0:
+            self.sample_gen.manual_seed(worker_seed(fresh_seed, self.rank))
+        if own_envs:
+            restored = self.collector.load_state_dict(state["collector"], fresh)
+            if not restored:
+                print(f"ppox: the environments of {self.cfg.env.env_id} cannot be snapshotted; resumed episodes restart from new resets")
+        else:
+            self.collector.reset(fresh)
+            restored = False
+        self.resumed_envs = restored and self.world == 1
+        if is_main() and (self.world > 1 or not own_envs):
+            print(f"ppox: resuming on {self.world} worker(s) × {self.num_envs} envs (the checkpoint holds worker 0's "
+                  f"{len(state['collector']['env_states'])}); " + ("worker 0 continues its episodes, the others start new ones"
+                  if restored else "every env starts a new episode"))  # fmt: skip
 
     def save(self) -> None:
         if is_main():

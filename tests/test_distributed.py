@@ -1,0 +1,488 @@
+"""Distributed PPO (issue 5): two CPU workers on gloo against one process on the concatenated data.
+
+``pair`` spawns one pair of workers for the whole module (``torch.multiprocessing.spawn``, a
+file rendezvous); each runs every collective check below on its share of data that both
+generate from fixed seeds, and saves what it saw. The tests then redo the computation in this
+process on the concatenated data. The pair is not marked, so the default suite (and CI) runs
+the multi-process path; it takes a few seconds. The ``torchrun`` runs — training on two workers
+and resuming on one, a worker killed under ``--max-restarts``, a restarted group meeting in the
+store of the dead one — are marked ``distributed`` (``pytest -m distributed``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from gymnasium import spaces
+
+import ppox
+from ppox import distributed
+from ppox.checkpoint import load_checkpoint, save_checkpoint
+from ppox.config import Config, PolicyConfig
+from ppox.core import moments_of, normalize_advantages
+from ppox.errors import ConfigError
+from ppox.learner import Learner
+from ppox.logging import read_csv
+from ppox.nn.actor_critic import ActorCritic
+from ppox.normalizers import ObsNormalizer, RewardScaler
+from ppox.rundir import resumable
+from ppox.seeding import collection_seeds, worker_seed
+from ppox.types import Batch, Rollout
+
+WORLD = 2
+OBS = spaces.Box(-1, 1, (4,), np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# data both workers (and this process) generate from fixed seeds
+# --------------------------------------------------------------------------------------------
+
+
+def cfg_for(n: int, **kw: Any) -> Config:
+    base: dict[str, Any] = dict(num_steps=n, num_envs=1, num_epochs=1, num_minibatches=1, learning_rate=1e-3, max_grad_norm=None)
+    return Config().replace(**{**base, **kw}).validate()
+
+
+def model() -> ActorCritic:
+    torch.manual_seed(0)
+    return ActorCritic(OBS, spaces.Discrete(3), PolicyConfig(hidden_sizes=(8,)))
+
+
+def full_batch(n: int, seed: int = 1, noise: float = 0.3) -> Batch:
+    """``n`` samples from the model with log-probabilities perturbed by ``noise`` (so ratios
+    leave the clip range) and advantages far from standardized."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.rand(n, 4, generator=g) * 2 - 1
+    with torch.no_grad():
+        dist, value = model()(obs)
+        action, logp = dist.sample_log_prob(g)
+    logp = logp + noise * torch.randn(n, generator=g)
+    adv = 3.0 + 5.0 * torch.randn(n, generator=g)
+    return Batch(obs, action, logp, value, adv, torch.randn(n, generator=g), None)
+
+
+def share(b: Batch, rank: int) -> Batch:
+    n = b.adv.shape[0] // WORLD
+    return b.take(torch.arange(rank * n, (rank + 1) * n))
+
+
+def rollout(T: int, done_at: list[tuple[int, int]], n_envs: int, seed: int) -> Rollout:
+    """A REINFORCE rollout ``[T, n_envs]`` with episode ends at ``(t, env)``."""
+    g = torch.Generator().manual_seed(seed)
+    done = torch.zeros(T, n_envs)
+    for t, e in done_at:
+        done[t, e] = 1.0
+    z = torch.zeros(T, n_envs)
+    obs = torch.rand(T, n_envs, 4, generator=g) * 2 - 1
+    action = torch.randint(0, 3, (T, n_envs), generator=g)
+    reward = torch.randn(T, n_envs, generator=g)
+    return Rollout(obs, action, z, z, z, reward, done, done, None, last_obs=torch.zeros(n_envs, 4))
+
+
+def cat_envs(a: Rollout, b: Rollout) -> Rollout:
+    """Two rollouts side by side, as one process with both workers' envs would have collected."""
+    return Rollout(*(None if x is None else torch.cat([x, y], dim=1 if x.dim() > 1 else 0) for x, y in zip(a, b)))  # type: ignore[arg-type]
+
+
+ROLLOUTS = {  # complete-episode samples: rank 0 holds 2 + 5, rank 1 holds 3 (unequal shares)
+    0: (6, [(1, 0), (4, 1)]),
+    1: (6, [(2, 0)]),
+}
+OBS_CHUNKS = {0: [4, 7], 1: [5]}  # rows per normalizer update, per rank (first round)
+ADV_SIZES = {0: 5, 1: 9}
+
+
+def obs_data(rank: int, round_: int) -> list[np.ndarray]:
+    rng = np.random.default_rng([rank, round_])
+    sizes = OBS_CHUNKS[rank] if round_ == 0 else [3 + rank]
+    return [rng.normal(100.0 * (rank + 1), 1.0 + rank, size=(k, 3)) for k in sizes]
+
+
+def reward_data(rank: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([rank, 7])
+    return rng.normal(1.0, 2.0, size=(6 + 3 * rank, 2)), rng.random((6 + 3 * rank, 2)) < 0.2
+
+
+def adv_data(rank: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng([rank, 3]).normal(10.0 + 10 * rank, 4.0 + 2 * rank, ADV_SIZES[rank])).float()
+
+
+# --------------------------------------------------------------------------------------------
+# what each worker runs
+# --------------------------------------------------------------------------------------------
+
+
+def check_one_step(rank: int) -> dict[str, Any]:
+    learner = Learner(model(), cfg_for(16), torch.Generator().manual_seed(0))
+    learner.update(share(full_batch(2 * 16), rank), progress=0.0)
+    return {"grad": learner.flat.grad.clone(), "params": learner.flat.flat.detach().clone()}
+
+
+def check_many_steps(rank: int, **kw: Any) -> dict[str, Any]:
+    cfg = cfg_for(32, **{"num_epochs": 4, "num_minibatches": 4, "learning_rate": 0.02, "max_grad_norm": 0.5, **kw})
+    learner = Learner(model(), cfg, torch.Generator().manual_seed(0))
+    metrics = learner.update(share(full_batch(2 * 32, noise=0.0), rank), progress=0.0)
+    return {"params": learner.flat.flat.detach().clone(), "metrics": metrics, "kl_coef": learner.kl_coef}
+
+
+def check_reinforce(rank: int, minibatches: int = 1, done_at: list[tuple[int, int]] | None = None) -> dict[str, Any]:
+    T, done = ROLLOUTS[rank]
+    cfg = cfg_for(T, algo="reinforce", baseline="mean", norm_adv="batch", num_minibatches=minibatches, num_envs=2)
+    learner = Learner(model(), cfg, torch.Generator().manual_seed(0))
+    r = rollout(T, done if done_at is None else done_at, 2, seed=10 + rank)
+    metrics = learner.update(r, progress=0.0)
+    return {"grad": learner.flat.grad.clone(), "params": learner.flat.flat.detach().clone(), "metrics": metrics,
+            "baseline": learner.baseline_mean}  # fmt: skip
+
+
+def check_statistics(rank: int) -> dict[str, Any]:
+    norm = ObsNormalizer((3,), enabled=True, clip=1e9)
+    norm.share()
+    synced = []
+    for round_ in (0, 1):
+        for chunk in obs_data(rank, round_):
+            norm.update(chunk)
+        norm.sync()
+        synced.append(norm.state_dict())
+    scaler = RewardScaler(2, enabled=True, gamma=0.9, clip=1e9)
+    scaler.share()
+    for r, d in zip(*reward_data(rank)):
+        scaler(r, d)
+    scaler.sync()
+    example = distributed.merge_across_ranks(moments_of(np.array([1.0, 2, 3, 4]) if rank == 0 else np.array([10.0, 20])))
+    return {
+        "obs": synced,
+        "reward": scaler.state_dict(),
+        "example": [example.count, float(example.mean), float(example.var)],
+        "adv": distributed.normalize_advantages(adv_data(rank)),
+        "adv_tiny": distributed.normalize_advantages(torch.tensor([5.0]) if rank == 0 else torch.zeros(0)),
+    }
+
+
+CHECKS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "one_step": check_one_step,
+    "clip_target_kl": lambda r: check_many_steps(r, target_kl=0.002),
+    "penalty_global": lambda r: check_many_steps(r, algo="ppo-penalty", kl_coef=0.5),
+    "penalty_per_worker": lambda r: check_many_steps(r, algo="ppo-penalty", kl_coef=0.5, kl_coef_scope="per_worker"),
+    "adv_per_worker": lambda r: check_many_steps(r, norm_adv_scope="per_worker"),
+    "grad_ignore": lambda r: check_many_steps(r, grad_clip="ignore", max_grad_norm=0.6),
+    "reinforce": check_reinforce,
+    "reinforce_no_episode_on_rank_1": lambda r: check_reinforce(r, 4, None if r == 0 else []),
+    "statistics": check_statistics,
+}
+
+
+def _worker(rank: int, tmp: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=WORLD)
+    try:
+        torch.save({name: check(rank) for name, check in CHECKS.items()}, Path(tmp) / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """What each of two gloo workers saw in every check (index = rank)."""
+    tmp = tmp_path_factory.mktemp("pair")
+    mp.spawn(_worker, args=(str(tmp),), nprocs=WORLD, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+# --------------------------------------------------------------------------------------------
+# gradients and parameters
+# --------------------------------------------------------------------------------------------
+
+
+def test_gradient_is_the_single_process_gradient_of_the_concatenated_batch(pair) -> None:
+    one = Learner(model(), cfg_for(2 * 16), torch.Generator().manual_seed(0))
+    one.update(full_batch(2 * 16), progress=0.0)
+    for rank in range(WORLD):
+        torch.testing.assert_close(pair[rank]["one_step"]["grad"], one.flat.grad, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(pair[rank]["one_step"]["params"], one.flat.flat.detach(), rtol=1e-5, atol=1e-7)
+    assert torch.equal(pair[0]["one_step"]["params"], pair[1]["one_step"]["params"])  # bit-identical replicas
+    assert not torch.equal(pair[0]["one_step"]["params"], model_params())  # and the step did move them
+
+
+def model_params() -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model().parameters()])
+
+
+@pytest.mark.parametrize("check", ["clip_target_kl", "penalty_global", "penalty_per_worker", "adv_per_worker", "grad_ignore"])
+def test_replicas_stay_identical_over_epochs_and_minibatches(pair, check: str) -> None:
+    a, b = pair[0][check], pair[1][check]
+    assert torch.equal(a["params"], b["params"])
+    assert a["metrics"]["updates"] == b["metrics"]["updates"] > 0
+    assert a["metrics"]["early_stop"] == b["metrics"]["early_stop"]
+    assert a["metrics"]["skipped_updates"] == b["metrics"]["skipped_updates"]
+
+
+def test_target_kl_stops_every_worker_at_the_same_minibatch(pair) -> None:
+    m = pair[0]["clip_target_kl"]["metrics"]
+    assert m["early_stop"] == 1.0 and 0 < m["updates"] < 16  # it really stopped mid-way, on both (above)
+
+
+def test_grad_clip_ignore_skips_on_every_worker_alike(pair) -> None:
+    skipped = pair[0]["grad_ignore"]["metrics"]["skipped_updates"]
+    assert 0 < skipped < 16  # some steps skipped, some taken; the same ones on both workers (above)
+
+
+def test_kl_coefficient_is_global_unless_per_worker(pair) -> None:
+    g0, g1 = pair[0]["penalty_global"], pair[1]["penalty_global"]
+    assert g0["metrics"]["kl_after_update"] == g1["metrics"]["kl_after_update"]
+    assert g0["kl_coef"] == g1["kl_coef"] != 0.5
+    p0, p1 = pair[0]["penalty_per_worker"]["metrics"], pair[1]["penalty_per_worker"]["metrics"]
+    assert p0["kl_after_update"] != p1["kl_after_update"]  # each worker measured its own batch
+
+
+def test_reinforce_with_unequal_shares_matches_the_concatenated_rollout(pair) -> None:
+    """REINFORCE without a critic trains on complete episodes only: 7 samples on rank 0, 3 on
+    rank 1. The averaged gradient is still that of the mean over all 10 (and the mean baseline
+    and the batch normalization use all 10)."""
+    T = 6
+    both = cat_envs(rollout(T, ROLLOUTS[0][1], 2, seed=10), rollout(T, ROLLOUTS[1][1], 2, seed=11))
+    cfg = cfg_for(T, algo="reinforce", baseline="mean", norm_adv="batch", num_envs=4)
+    one = Learner(model(), cfg, torch.Generator().manual_seed(0))
+    one.update(both, progress=0.0)
+    for rank in range(WORLD):
+        torch.testing.assert_close(pair[rank]["reinforce"]["grad"], one.flat.grad, rtol=1e-5, atol=1e-7)
+        assert pair[rank]["reinforce"]["baseline"] == pytest.approx(one.baseline_mean, rel=1e-6)
+    assert torch.equal(pair[0]["reinforce"]["params"], pair[1]["reinforce"]["params"])
+
+
+def test_a_worker_without_samples_still_joins_every_step(pair) -> None:
+    a, b = pair[0]["reinforce_no_episode_on_rank_1"], pair[1]["reinforce_no_episode_on_rank_1"]
+    assert torch.equal(a["params"], b["params"])
+    assert a["metrics"]["updates"] == b["metrics"]["updates"] == 4
+    assert np.isfinite(a["metrics"]["policy_loss"]) and torch.isfinite(a["params"]).all()
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------------
+
+
+def test_merged_normalizer_statistics_are_those_of_the_concatenated_data(pair) -> None:
+    for round_ in (0, 1):
+        data = np.concatenate([c for r in range(WORLD) for k in range(round_ + 1) for c in obs_data(r, k)])
+        want = moments_of(data)
+        got = [pair[r]["statistics"]["obs"][round_] for r in range(WORLD)]
+        assert got[0] == got[1]  # bit-identical on both workers
+        assert got[0]["count"] == want.count
+        np.testing.assert_allclose(got[0]["mean"], want.mean, rtol=1e-12)
+        np.testing.assert_allclose(got[0]["m2"], want.m2, rtol=1e-9)
+
+
+def test_merged_reward_statistics_are_those_of_every_workers_returns(pair) -> None:
+    returns = []
+    for rank in range(WORLD):
+        ret = np.zeros(2)
+        for r, d in zip(*reward_data(rank)):
+            ret = ret * 0.9 + r
+            returns.append(ret.copy())
+            ret = np.where(d, 0.0, ret)
+    want = moments_of(np.concatenate(returns))
+    got = pair[0]["statistics"]["reward"]
+    assert got["count"] == want.count and pair[1]["statistics"]["reward"]["m2"] == got["m2"]
+    assert got["mean"] == pytest.approx(float(want.mean), rel=1e-12)
+    assert got["m2"] == pytest.approx(float(want.m2), rel=1e-9)
+
+
+def test_unequal_shards_merge_exactly_by_hand(pair) -> None:
+    """Research notes §2.5: [1, 2, 3, 4] and [10, 20] → n 6, mean 6.6667, var 43.8889 (the
+    equal-weight mean of means would give 8.75)."""
+    for rank in range(WORLD):
+        count, mean, var = pair[rank]["statistics"]["example"]
+        assert count == 6 and mean == pytest.approx(20 / 3) and var == pytest.approx(43.888889)
+
+
+def test_global_advantage_normalization_is_that_of_the_concatenated_advantages(pair) -> None:
+    got = torch.cat([pair[r]["statistics"]["adv"] for r in range(WORLD)])
+    want = normalize_advantages(torch.cat([adv_data(r) for r in range(WORLD)]))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert abs(float(pair[0]["statistics"]["adv"].mean())) > 0.05  # each share alone is not standardized
+    # one sample over all workers: left as it is, no NaN
+    assert pair[0]["statistics"]["adv_tiny"].tolist() == [5.0] and pair[1]["statistics"]["adv_tiny"].numel() == 0
+
+
+# --------------------------------------------------------------------------------------------
+# no processes: seeds, batch semantics, the run directory
+# --------------------------------------------------------------------------------------------
+
+
+def test_collection_seeds_are_distinct_across_workers_and_keep_the_single_process_ones() -> None:
+    avoid = range(1_000_000, 1_000_010)
+    single = collection_seeds(7, 8, avoid)
+    assert collection_seeds(7, 8, avoid, rank=0, world=1) == single
+    halves = [collection_seeds(7, 4, avoid, rank=r, world=2) for r in range(2)]
+    assert halves[0] + halves[1] == single  # a global env count split over workers: the same seeds
+    per_worker = [collection_seeds(7, 8, avoid, rank=r, world=3) for r in range(3)]
+    flat = [s for block in per_worker for s in block]
+    assert len(set(flat)) == 24 and not set(flat) & set(avoid)
+    assert worker_seed(7, 0) == 7 and len({worker_seed(7, r) for r in range(4)}) == 4
+
+
+def test_batch_semantics_per_world_size() -> None:
+    cfg = Config().replace(num_envs=8, num_steps=64, num_minibatches=4)
+    assert (cfg.worker_envs(2), cfg.global_batch_size(2)) == (4, 512)  # global: the same batch as one process
+    per = cfg.replace(batch_scope="per_worker")
+    assert (per.worker_envs(2), per.global_batch_size(2)) == (8, 1024)
+    with pytest.raises(ConfigError, match="num_envs=8 cannot be shared by 3 workers with batch_scope='global'"):
+        cfg.validate_world(3)
+    with pytest.raises(ConfigError, match="num_minibatches=4 must divide each of the 8 workers' batches"):
+        cfg.replace(num_steps=2).validate_world(8)
+    with pytest.raises(ConfigError, match="^batch_scope='x' is not allowed"):
+        cfg.replace(batch_scope="x").validate()
+
+
+def test_auto_resume_decides_from_the_run_directory(tmp_path: Path) -> None:
+    cfg = Config().replace(num_envs=2, run_dir=str(tmp_path / "run"))
+    run = tmp_path / "run"
+    assert resumable(cfg, run) is None  # nothing there: start
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (run / "metrics.csv").write_text("iteration,global_step\n1,64\n")
+    (run / "tb").mkdir()
+    assert resumable(cfg, run) is None  # died before its first checkpoint: start again, logs cleared
+    assert not any(run.iterdir())
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    with pytest.raises(ConfigError, match=r"holds a run with another config \(num_envs: 2 → 4\)"):
+        resumable(cfg.replace(num_envs=4), run)
+    save_checkpoint({"config": cfg.to_dict(), "progress": {"global_step": 64}}, run / "checkpoint.pt")
+    (run / ".checkpoint.pt.abc.tmp").write_bytes(b"torn")
+    state = resumable(cfg.replace(total_steps=10**6), run)  # a new budget is allowed
+    assert state is not None and state["progress"]["global_step"] == 64
+    assert not (run / ".checkpoint.pt.abc.tmp").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds files but no ppox run"):
+        resumable(cfg, other)
+
+
+# --------------------------------------------------------------------------------------------
+# torchrun
+# --------------------------------------------------------------------------------------------
+
+FLAGS = [
+    "--total-steps", "8192", "--num-envs", "4", "--num-steps", "64", "--num-epochs", "2", "--num-minibatches", "4",
+    "--checkpoint-every", "1", "--eval-every", "4096", "--eval-episodes", "2", "--normalize-obs", "--scale-reward",
+    "--seed", "3", "--no-tensorboard", "--no-progress",
+]  # fmt: skip
+
+
+def torchrun(*args: str, workers: int = WORLD, restarts: int = 0) -> subprocess.Popen:
+    cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", str(workers),
+           "--max-restarts", str(restarts), "--monitor-interval", "0.2", "-m", "ppox", "train", *args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(p: subprocess.Popen, timeout: float = 900) -> str:
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        raise
+    text = out.decode()
+    assert p.returncode == 0, text
+    return text
+
+
+def steps_of(run: Path) -> list[int]:
+    return [int(r["global_step"]) for r in read_csv(run / "metrics.csv")]
+
+
+@pytest.mark.distributed
+def test_torchrun_two_workers_then_resume_on_one(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    out = finish(torchrun(*FLAGS, "--run-dir", str(run)))
+    assert "on 2 workers" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["world_size"], summary["envs_per_worker"], summary["global_batch"]) == (2, 2, 256)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "curve.png", "metrics.csv", "summary.json"]
+    assert steps_of(run) == list(range(256, 8192 + 1, 256))
+    # the checkpoint is the world's, not a worker's: it continues in a single process
+    p = subprocess.run([sys.executable, "-m", "ppox", "train", "--resume", str(run), "--total-steps", "10240"],
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads((run / "summary.json").read_text())["world_size"] == 1
+    assert steps_of(run) == list(range(256, 10240 + 1, 256))
+
+
+def worker_pids(launcher: int) -> dict[int, int]:
+    """RANK → pid of torchrun's worker processes (children of the launcher; Linux /proc)."""
+    out: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = dict(kv.split("=", 1) for kv in (proc / "environ").read_text().split("\0") if "=" in kv)
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == launcher and "RANK" in env:
+            out[int(env["RANK"])] = int(proc.name)
+    return out
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def test_a_killed_worker_restarts_the_group_and_training_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    p = torchrun(*FLAGS, "--total-steps", "16384", "--run-dir", str(run), "--auto-resume", restarts=1)
+    deadline = time.time() + 900
+    while not ((run / "checkpoint.pt").exists() and len(steps_of(run)) >= 8):
+        assert p.poll() is None and time.time() < deadline, p.stdout.read().decode() if p.stdout else ""
+        time.sleep(0.05)
+    killed_at = load_checkpoint(run)["progress"]["global_step"]
+    os.kill(worker_pids(p.pid)[1], signal.SIGKILL)
+    out = finish(p)
+    assert killed_at < 16384, "the run ended before the kill"
+    assert "resuming on 2 worker(s)" in out  # the restarted group found the checkpoint
+    final = load_checkpoint(run)
+    assert final["progress"]["global_step"] == 16384 and final["workers"]["world_size"] == 2
+    assert steps_of(run) == list(range(256, 16384 + 1, 256))  # cut back to the checkpoint, then continued
+    policy = ppox.load_policy(run)
+    assert policy.predict(np.zeros(4, np.float32)) in (0, 1)
+    assert json.loads((run / "summary.json").read_text())["total_steps"] == 16384
+
+
+RESTART_SCRIPT = """
+import os, sys, time, torch
+from ppox import distributed
+attempt, rank = os.environ["TORCHELASTIC_RESTART_COUNT"], int(os.environ["RANK"])
+if attempt == "1" and rank == 1:
+    time.sleep(4)  # the restarted rank 0 looks for its peer long before this one is up
+distributed.init()
+t = torch.ones(1)
+distributed.all_reduce_sum_(t)
+print(f"attempt {attempt} rank {rank} sum {t.item():.0f}", flush=True)
+if attempt == "0" and rank == 1:
+    sys.exit(3)  # a worker dies: torchrun restarts the group
+"""
+
+
+@pytest.mark.distributed
+def test_a_restarted_group_does_not_meet_its_dead_workers(tmp_path: Path) -> None:
+    """torchrun keeps its store across restarts; with torch's own init the new rank 0 can read
+    the dead rank 1's address and fail ("Connection refused"). ppox gives each attempt its keys."""
+    script = tmp_path / "restart.py"
+    script.write_text(RESTART_SCRIPT)
+    cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", "2",
+           "--max-restarts", "1", "--monitor-interval", "0.2", str(script)]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "attempt 1 rank 0 sum 2" in p.stdout and "attempt 1 rank 1 sum 2" in p.stdout
