@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.ppox-installed
+EXTRAS := $(VENV)/.ppox-extras-installed
 
 .PHONY: setup train test test-all lint bench clean docs
 
@@ -13,18 +14,24 @@ $(STAMP): pyproject.toml
 	# Install torch 2.13.0 first, on its own: with it in place, the project's range
 	# (torch<2.14) installs nothing more. Where a local CPU wheel is on pip's path it is used.
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[dev,bench,traffic]"
+	$(PIP) install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
+
+# The optional backends (SUMO for ppox/Traffic-v0, EnvPool) are large (~1 GB with their assets):
+# `make train` does without them, `make test` installs them so their tests run instead of skipping.
+$(EXTRAS): $(STAMP)
+	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool]"
+	touch $(EXTRAS)
 
 setup: $(STAMP)
 
 train: $(STAMP)
 	$(VENV)/bin/ppox train $(ARGS)
 
-test: $(STAMP)
+test: $(EXTRAS)
 	$(PY) -m pytest -q $(ARGS)
 
-test-all: $(STAMP)
+test-all: $(EXTRAS)
 	$(PY) -m pytest -q -m "" $(ARGS)
 
 lint: $(STAMP)

@@ -17,6 +17,7 @@ import gymnasium as gym
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from ppox.config import EnvConfig
+from ppox.envs.envpool_backend import EnvPoolVectorEnv, resolve_backend
 from ppox.envs.snapshot import Snapshot
 from ppox.envs.vector import LeanSyncVectorEnv
 from ppox.errors import EnvError
@@ -54,13 +55,18 @@ def _thunk(cfg: EnvConfig) -> Callable[[], gym.Env]:
 def make_vec_env(cfg: EnvConfig, num_envs: int | None = None) -> VectorEnv:
     """``num_envs`` (default ``cfg.num_envs``) copies of the env, SAME_STEP autoreset.
 
-    ``sync`` uses :class:`LeanSyncVectorEnv` for Box observations (Gymnasium's
+    ``cfg.env_backend`` picks Gymnasium or EnvPool (:mod:`ppox.envs.envpool_backend`). On
+    Gymnasium, ``sync`` uses :class:`LeanSyncVectorEnv` for Box observations (Gymnasium's
     ``SyncVectorEnv`` otherwise); ``async`` uses Gymnasium's ``AsyncVectorEnv``.
     """
     n = cfg.num_envs if num_envs is None else num_envs
+    backend = resolve_backend(cfg)
     probe = make_env(cfg)  # fail here, in this process, with a clear message
     box_obs = isinstance(probe.observation_space, gym.spaces.Box)
     probe.close()
+    if backend == "envpool":
+        limit = probe.spec.max_episode_steps if probe.spec is not None else None
+        return EnvPoolVectorEnv(cfg, n, probe.observation_space, probe.action_space, limit)
     fns = [_thunk(cfg) for _ in range(n)]
     if cfg.vectorization == "async":
         return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
