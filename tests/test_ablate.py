@@ -174,3 +174,12 @@ def test_learning_speed_is_the_time_average_of_the_curve():
     assert _time_average(np.array([0.0, 10.0, 40.0]), np.array([0.0, 10.0, 10.0])) == pytest.approx(8.75)
     with pytest.raises(ValueError, match="two points"):
         _time_average(np.array([1.0]), np.array([1.0]))
+
+
+def test_manifest_records_the_source_commit():
+    import re
+
+    from ppox.ablate import source_commit
+
+    c = source_commit()
+    assert c is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", c)

@@ -136,8 +136,22 @@ def write_manifest(out: Path, jobs: list[Job], *, preset: str, overrides: dict[s
         cfg = job.config.replace(seed=jobs[0].config.run.seed, run_dir=None)
         (out / "configs" / f"{job.variant}.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     manifest = {"preset": preset, "overrides": overrides, "variants": {v.name: v.overrides for v in variants},
-                "seeds": sorted({j.seed for j in jobs}), "command": command}
+                "seeds": sorted({j.seed for j in jobs}), "command": command, "commit": source_commit()}
     (out / "ablation.json").write_text(json.dumps(manifest, indent=2))
+
+
+def source_commit() -> str | None:
+    """The git commit ppox runs from (with ``+dirty`` for uncommitted changes), or None when it
+    is not a git checkout (an installed package)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def command(job: Job, out: Path) -> list[str] | None:

@@ -82,6 +82,7 @@ class Study:
     groups: dict[str, list[Run]]
     overrides: dict[str, dict[str, Any]]
     command: str | None = None
+    commit: str | None = None
     skipped: list[str] = field(default_factory=list)
 
 
@@ -94,6 +95,7 @@ def collect(paths: list[Path]) -> Study:
         study = _group(dirs)
         study.overrides = {v: o for v, o in variants.items() if v in study.groups}
         study.command = meta.get("command")
+        study.commit = meta.get("commit")
         return study
     return _group(paths)
 
@@ -208,7 +210,7 @@ def write_report(study: Study, out: Path, opts: ReportOptions | None = None) -> 
     numbers = {g: group_numbers(runs, curve, window, opts) for g, runs in study.groups.items()}
     out.mkdir(parents=True, exist_ok=True)
     plot_groups(study, out / "curves.png", opts)
-    meta = {"options": asdict(opts), "curve": curve, "window": window, "command": study.command,
+    meta = {"options": asdict(opts), "curve": curve, "window": window, "command": study.command, "commit": study.commit,
             "overrides": study.overrides, "skipped": study.skipped}
     (out / "report.json").write_text(json.dumps({**meta, "groups": numbers}, indent=2, default=str))
     (out / "report.md").write_text(render_markdown(study, numbers, curve, window, opts))
@@ -241,7 +243,7 @@ def render_markdown(study: Study, numbers: dict[str, Any], curve: str, window: i
              f"{len(study.groups)} variant(s), {len(runs)} finished run(s) on {', '.join(envs)}; "
              f"{'/'.join(f'{s:,}' for s in steps)} environment steps per run."]
     if study.command:
-        lines += ["", f"Command: `{study.command}`"]
+        lines += ["", f"Command: `{study.command}`" + (f" (ppox at commit `{study.commit[:12]}`)" if study.commit else "")]
     if study.skipped:
         lines += ["", f"Skipped (not finished, no summary.json): {', '.join(study.skipped)}"]
     lines += ["", "The first variant is the reference; every other one lists the config fields it changes.", "",
