@@ -140,6 +140,13 @@ def _train(job: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
 
 
 def _run_all(jobs: list[tuple[str, dict[str, Any], str]], n_jobs: int) -> list[dict[str, Any]]:
+    for _, overrides, run_dir in jobs:  # a finished run is reused only if it is the same experiment
+        cfg_file = Path(run_dir) / "config.json"
+        if cfg_file.is_file():
+            done = {k: v for section in json.loads(cfg_file.read_text()).values() for k, v in section.items()}
+            diff = {k for k, v in overrides.items() if k in done and done[k] != (list(v) if isinstance(v, tuple) else v)}
+            if diff:
+                sys.exit(f"{run_dir} holds a run with other settings ({', '.join(sorted(diff))}); use another --runs-dir")
     todo = [j for j in jobs if not (Path(j[2]) / "summary.json").is_file()]
     if todo and n_jobs == 1:  # in this process: runs may start env worker processes of their own
         for job in todo:
@@ -226,7 +233,7 @@ def _machine() -> dict[str, Any]:
 
 def _compare(name: str, variants: dict[str, dict[str, Any]], seeds: list[int], args: argparse.Namespace, level: float, title: str) -> None:
     out_dir = Path(args.out_dir or REPO / "benchmarks" / "results" / name)
-    runs_dir = Path(args.runs_dir) / name
+    runs_dir = Path(args.runs_dir) / getattr(args, "runs_name", name)
     jobs = [(label, {**ov, "seed": s}, str(runs_dir / f"{label}-s{s}")) for label, ov in variants.items() for s in seeds]
     t0 = time.time()
     results = _run_all(jobs, args.jobs)
@@ -275,6 +282,7 @@ def cmd_multidiscrete(args: argparse.Namespace) -> None:
     if args.steps:
         base["total_steps"] = args.steps
     env_id = base["env_id"]
+    args.runs_name = "multidiscrete" + (f"-{args.preset}" if args.preset else "")
     variants = {"factored": {**base, "multi_discrete": "factored"}, "flat": {**base, "multi_discrete": "flat"}}
     _compare("multidiscrete", variants, args.seeds, args, level=args.level, title=f"{env_id}: factored vs flat multi-discrete head")
 
@@ -304,6 +312,7 @@ def cmd_hybrid(args: argparse.Namespace) -> None:
     if args.steps:
         base["total_steps"] = args.steps
     env_id = base["env_id"]
+    args.runs_name = "multidiscrete" + (f"-{args.preset}" if args.preset else "")
     label = args.preset + (f"-{args.hybrid_mode}" if args.hybrid_mode else "")
     if args.hybrid_mode:
         base["hybrid_mode"] = args.hybrid_mode
