@@ -98,7 +98,7 @@ def sb3_model(suite: str, seed: int, steps: int) -> Any:
         return lr * min(1.0, max(0.0, remaining + shift))
 
     policy_kwargs = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh,
-                         init="orthogonal", log_std_init=0.0, optimizer_kwargs=dict(eps=1e-5))
+                         ortho_init=True, log_std_init=0.0, optimizer_kwargs=dict(eps=1e-5))
     model = PPO("MlpPolicy", env, learning_rate=lr_schedule, n_steps=h["num_steps"],
                 batch_size=batch // h["num_minibatches"], n_epochs=h["num_epochs"],
                 gamma=h["gamma"], gae_lambda=h["lam"], clip_range=h["clip_coef"],
