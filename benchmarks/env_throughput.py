@@ -168,6 +168,15 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _portable(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (results files must not name
+    paths of the machine they were made on), else its name."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return path.name
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {
         "command": shlex.join(["python", "benchmarks/env_throughput.py", *(sys.argv[1:] if argv is None else argv)]),
         "commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--", "src", "benchmarks")),
-        "machine": machine_info(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": machine_info(), "args": {k: _portable(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "note": args.note,
     }  # fmt: skip
     np.random.seed(0)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
 import toy_envs  # noqa: F401  (registers the PpoxToy* ids)
 
-from ppox.config import EnvConfig, PolicyConfig
+from ppox.config import Config, EnvConfig, PolicyConfig
 from ppox.envs.make import make_vec_env, probe_spaces
+from ppox.logging import RunLogger
 from ppox.nn.actor_critic import ActorCritic
 from ppox.normalizers import ObsNormalizer, RewardScaler
 from ppox.rollout import Collector
+from ppox.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +61,23 @@ def make_collector() -> Iterator[Callable[..., Collector]]:
     yield factory
     for c in made:
         c.envs.close()
+
+
+@pytest.fixture
+def interrupted_run() -> Callable[..., None]:
+    """``interrupted_run(cfg, run_dir, iterations, lost=0)``: start ``cfg`` in ``run_dir``, train
+    ``iterations`` iterations and checkpoint, then ``lost`` more iterations the checkpoint does
+    not hold, and stop as a killed process would; ``Trainer.resume(run_dir)`` continues it."""
+
+    def run(cfg: Config, run_dir: Path, iterations: int, lost: int = 0) -> None:
+        trainer = Trainer.create(cfg, run_dir)
+        logger = RunLogger(run_dir, tensorboard=False, progress=False, total_steps=cfg.run.total_steps, start_step=0)
+        for _ in range(iterations):
+            trainer.iterate(logger)
+        trainer.save()
+        for _ in range(lost):
+            trainer.iterate(logger)
+        logger.close()
+        trainer.envs.close()
+
+    return run

@@ -191,3 +191,15 @@ def test_discounted_returns_two_columns():
     out = discounted_returns(rewards, done, gamma=G, bootstrap=boot)
     assert out[:, 0].tolist() == pytest.approx([12.61, 12.9, 11.0], abs=1e-12)
     assert out[:, 1].tolist() == pytest.approx([3.7, 3.0, 2.0], abs=1e-12)
+
+
+def test_next_values_by_hand():
+    from ppox.core.advantages import next_values
+
+    values = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])  # [T=3, N=2]
+    done = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])  # env 1 ends at t=0, env 0 at t=1
+    last = torch.tensor([4.0, 40.0])
+    # env 0 was truncated at t=1 (flat index 1·2 + 0 = 2) with V(final obs) = 9; env 1 terminated
+    out = next_values(values, last, done, torch.tensor([2]), torch.tensor([9.0]))
+    torch.testing.assert_close(out, torch.tensor([[2.0, 0.0], [9.0, 30.0], [4.0, 40.0]]))
+    assert torch.equal(values, torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]]))  # inputs untouched

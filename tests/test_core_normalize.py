@@ -128,3 +128,14 @@ def test_normalize_torch_features():
     out = normalize(x, m, eps=0.0)
     assert out.tolist()[0] == pytest.approx([1.0, -2.0])
     assert normalize(x, m, clip=1.5, eps=0.0).tolist()[0] == pytest.approx([1.0, -1.5])
+
+
+def test_merge_moments_with_a_count_per_row():
+    x, y = np.array([[1.0], [3.0]]), np.array([[5.0]])
+    a, b = moments_of(x), moments_of(y)
+    # two rows: row 0 merges [1, 3] with [5]; row 1 merges two empty statistics
+    rows = merge_moments(Moments(np.array([a.count, 0.0]), np.array([a.mean[0], 0.0]), np.array([a.m2[0], 0.0])),
+                         Moments(np.array([b.count, 0.0]), np.array([b.mean[0], 0.0]), np.array([b.m2[0], 0.0])))  # fmt: skip
+    np.testing.assert_allclose(rows.count, [3.0, 0.0])
+    np.testing.assert_allclose(rows.mean, [3.0, 0.0])  # mean of 1, 3, 5
+    np.testing.assert_allclose(rows.m2, [8.0, 0.0])  # 4 + 0 + 4

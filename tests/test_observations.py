@@ -25,7 +25,6 @@ from ppox.config import Config, EnvConfig, PolicyConfig
 from ppox.envs.make import make_vec_env, probe_spaces
 from ppox.errors import ConfigError, EnvError
 from ppox.learner import flatten_rollout
-from ppox.logging import RunLogger
 from ppox.nn import ActorCritic, ImageEncoder, ObsEncoder, OneHot, register_encoder
 from ppox.nn.encoders import NATURE_LAYERS, SMALL_LAYERS, Flatten
 from ppox.normalizers import ObsNormalizer, RewardScaler
@@ -330,7 +329,7 @@ def test_gymnasium_blackjack_tuple_of_discretes_trains(tmp_path):
 
 
 @pytest.mark.parametrize("env_id", ["PpoxToyNestedObsImage-v0", "PpoxToyNestedObsMask-v0"])
-def test_in_process_resume_with_dict_observations_is_exact(env_id, tmp_path):
+def test_in_process_resume_with_dict_observations_is_exact(env_id, tmp_path, interrupted_run):
     cfg = Config().replace(
         env_id=env_id, total_steps=4 * 16 * 6, num_envs=4, num_steps=16, num_minibatches=4, num_epochs=2,
         hidden_sizes=(16,), cnn_features=16, normalize_obs=True, scale_reward=True, eval_every=128,
@@ -338,15 +337,7 @@ def test_in_process_resume_with_dict_observations_is_exact(env_id, tmp_path):
     )  # fmt: skip
     full, cut = tmp_path / "full", tmp_path / "cut"
     ppox.train(cfg, full)
-
-    first = Trainer.create(cfg, cut)
-    logger = RunLogger(cut, tensorboard=False, progress=False, total_steps=cfg.run.total_steps, start_step=0)
-    for _ in range(3):
-        first.iterate(logger)
-    first.save()
-    first.iterate(logger)  # work after the checkpoint that is lost
-    logger.close()
-    first.envs.close()
+    interrupted_run(cfg, cut, 3, lost=1)  # one iteration after the checkpoint is lost
 
     resumed = Trainer.resume(cut)
     assert resumed.resumed_envs

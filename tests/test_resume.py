@@ -15,7 +15,7 @@ import torch
 
 import ppox
 from ppox.checkpoint import load_checkpoint
-from ppox.logging import RunLogger, read_csv
+from ppox.logging import read_csv
 from ppox.trainer import Trainer
 
 FLAGS = [
@@ -78,20 +78,12 @@ def _cfg(tmp: Path, name: str) -> tuple[ppox.Config, Path]:
     return cfg, tmp / name
 
 
-def test_in_process_resume_of_a_continuous_task_is_exact(tmp_path: Path) -> None:
+def test_in_process_resume_of_a_continuous_task_is_exact(tmp_path: Path, interrupted_run) -> None:
     cfg, full = _cfg(tmp_path, "full")
     ppox.train(cfg, full)
 
     _, cut = _cfg(tmp_path, "cut")
-    first = Trainer.create(cfg, cut)
-    logger = RunLogger(cut, tensorboard=False, progress=False, total_steps=cfg.run.total_steps, start_step=0)
-    for _ in range(3):
-        first.iterate(logger)
-    first.save()
-    first.iterate(logger)  # work after the checkpoint that is lost
-    logger.close()
-    first.envs.close()
-
+    interrupted_run(cfg, cut, 3, lost=1)  # one iteration after the checkpoint is lost
     Trainer.resume(cut).train()
     a, b = params(full), params(cut)
     for k in a:
@@ -108,20 +100,14 @@ def test_in_process_resume_of_a_continuous_task_is_exact(tmp_path: Path) -> None
     ],
     ids=["penalty", "reinforce", "ignore"],
 )
-def test_resume_is_exact_with_the_family_state(tmp_path: Path, switches: dict) -> None:
+def test_resume_is_exact_with_the_family_state(tmp_path: Path, switches: dict, interrupted_run) -> None:
     """β, the running-mean baseline and the skipped-update counter travel in the checkpoint."""
     cfg = ppox.Config().replace(env_id="CartPole-v1", total_steps=8 * 64 * 4, num_envs=8, num_steps=64, num_epochs=2,
                                 num_minibatches=4, checkpoint_every=100, eval_every=0, eval_episodes=1, seed=3,
                                 tensorboard=False, progress=False, **switches)  # fmt: skip
     full, cut = tmp_path / "full", tmp_path / "cut"
     ppox.train(cfg, full)
-    first = Trainer.create(cfg, cut)
-    logger = RunLogger(cut, tensorboard=False, progress=False, total_steps=cfg.run.total_steps, start_step=0)
-    for _ in range(2):
-        first.iterate(logger)
-    first.save()
-    logger.close()
-    first.envs.close()
+    interrupted_run(cfg, cut, 2)
     Trainer.resume(cut).train()
     a, b = load_checkpoint(full), load_checkpoint(cut)
     for k in a["model"]:

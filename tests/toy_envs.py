@@ -28,7 +28,7 @@ class CounterEnv(gym.Env):
         self.offset = 0.0
         self.t = 0
 
-    def _obs(self) -> np.ndarray:
+    def _obs(self) -> Any:
         if self.constant_obs:
             return np.zeros(2, np.float32)
         return np.array([self.offset + self.t, self.offset], np.float32)
@@ -274,8 +274,9 @@ for _id, (_cls, _steps) in IDS.items():
 # --------------------------------------------------------------------------------------------
 
 
-class NestedObsEnv(gym.Env):
-    """Every leaf kind in a nested Dict / Tuple observation; Discrete(3) actions.
+class NestedObsEnv(CounterEnv):
+    """Every leaf kind in a nested Dict / Tuple observation; Discrete(3) actions (``reset`` is
+    :class:`CounterEnv`'s).
 
     ``pos`` is ``[offset + t, offset]`` (a random offset at reset, as in :class:`CounterEnv`), so
     a final observation identifies its env and step; the other leaves are random. Reward:
@@ -318,12 +319,6 @@ class NestedObsEnv(gym.Env):
             obs["action_mask"] = mask.astype(np.int8)
         self.obs = obs
         return obs
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self.offset = float(self.np_random.integers(0, 50))
-        self.t = 0
-        return self._obs(), {}
 
     def step(self, action):
         if self.mask_in_obs:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ppox.core.losses import normalize_advantages as _normalize_local
-from ppox.core.normalize import Moments
+from ppox.core.normalize import Moments, merge_moments
 from ppox.errors import ConfigError
 
 BACKEND_ENV = "PPOX_DIST_BACKEND"
@@ -226,16 +226,10 @@ def _gather_fold(rows: Tensor) -> Tensor:
     local = _comm(rows.detach().to("cpu", torch.float64).contiguous())
     parts = [torch.empty_like(local) for _ in range(world_size())]
     torch.distributed.all_gather(parts, local)
-    n, mean, m2 = parts[0].cpu().unbind(-1)
+    acc = Moments(*parts[0].cpu().unbind(-1))
     for part in parts[1:]:
-        nb, mean_b, m2_b = part.cpu().unbind(-1)
-        total = n + nb
-        w = nb / total.clamp(min=1.0)  # exactly 1 where this rank brings the first samples
-        delta = mean_b - mean
-        mean = mean + delta * w
-        m2 = m2 + m2_b + delta.square() * n * w
-        n = total
-    return torch.stack([n, mean, m2], dim=-1)
+        acc = merge_moments(acc, Moments(*part.cpu().unbind(-1)))
+    return torch.stack([acc.count, acc.mean, acc.m2], dim=-1)
 
 
 def merge_across_ranks(m: Moments) -> Moments:

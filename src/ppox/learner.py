@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from ppox import distributed
 from ppox.config import Config
-from ppox.core.advantages import gae, nstep_returns
+from ppox.core.advantages import gae, next_values, nstep_returns
 from ppox.core.losses import (
     adaptive_kl_coef,
     clip_fraction,
@@ -211,11 +211,8 @@ class Learner:
         value = self.model.value
         parts = [value(obs_map(lambda x: x[i : i + _CHUNK], flat)) for i in range(0, T * N, _CHUNK)]  # noqa: B023
         v = torch.cat(parts).reshape(T, N)
-        nxt = torch.cat([v[1:], value(r.last_obs).unsqueeze(0)])
-        next_v = torch.where(r.done.bool(), torch.zeros_like(nxt), nxt)
-        if r.final_index is not None and r.final_obs is not None:
-            next_v.view(-1)[r.final_index] = value(r.final_obs)
-        return v, next_v
+        finals = None if r.final_obs is None else value(r.final_obs)
+        return v, next_values(v, value(r.last_obs), r.done, r.final_index, finals)
 
     def prepare(self, r: Rollout) -> Experience:
         """Advantages and the flat batch for one rollout (what the first epoch trains on)."""

@@ -21,10 +21,11 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
+from ppox.core.advantages import next_values
 from ppox.envs.snapshot import Snapshot
 from ppox.nn.actor_critic import ActorCritic
 from ppox.normalizers import ObsNormalizer, RewardScaler
-from ppox.types import MASK_KEY, Obs, ObsArrays, Rollout, obs_map
+from ppox.types import MASK_KEY, Obs, ObsArrays, Rollout, cat_obs, obs_map
 
 __all__ = ["MASK_KEY", "Collector", "EpisodeStats", "RolloutBuffer"]
 
@@ -55,7 +56,7 @@ class RolloutBuffer:
         self.device = device
         self.obs = _zeros_like_obs(model, T, N)
         self.action = z(*head.action_shape, dtype=head.action_dtype)
-        self.logp, self.value, self.final_value, self.reward = z(), z(), z(), z()
+        self.logp, self.value, self.reward = z(), z(), z()
         self.terminated, self.done = z(), z()
         self.mask = z(*head.mask_shape, dtype=torch.bool) if head.mask_shape is not None else None
         self.has_mask = False
@@ -63,30 +64,26 @@ class RolloutBuffer:
         self.np_reward = self.reward.numpy()
         self.np_terminated, self.np_done = self.terminated.numpy(), self.done.numpy()
 
-    def rollout(self, last_value: Tensor, last_obs: Obs, finals: list[tuple[Tensor, Obs]]) -> Rollout:
+    def rollout(self, last_value: Tensor, last_obs: Obs, finals: list[tuple[Tensor, Obs, Tensor]]) -> Rollout:
         """Assemble the rollout on the device; ``last_value`` is ``V(obs_T)`` ``[N]`` and
-        ``last_obs`` that observation; ``finals`` the ``(flat index [k], final obs [k, ...])`` of
-        the truncated steps (so a critic can recompute every bootstrap value)."""
-        nxt = torch.cat([self.value[1:], last_value.cpu().unsqueeze(0)])
-        next_value = torch.where(self.done.bool(), self.final_value, nxt)
-        mask = self.mask if self.has_mask else None
+        ``last_obs`` that observation; ``finals`` the ``(flat index [k], final obs [k, ...],
+        V(final obs) [k])`` of the truncated steps, kept so a critic can recompute every
+        bootstrap value."""
 
         def dev(x: Tensor) -> Tensor:
             return x.to(self.device, copy=True)
 
-        obs = obs_map(dev, self.obs)
-        final_obs: Obs | None = None
-        final_index: Tensor | None = None
+        final_index = final_obs = final_values = None
         if finals:
-            final_index = torch.cat([i for i, _ in finals]).to(self.device)
-            firsts = [o for _, o in finals]
-            if isinstance(firsts[0], dict):
-                final_obs = {k: torch.cat([o[k] for o in firsts]).to(self.device) for k in firsts[0]}  # type: ignore[index]
-            else:
-                final_obs = torch.cat(firsts).to(self.device)  # type: ignore[arg-type]
+            final_index = torch.cat([i for i, _, _ in finals]).to(self.device)
+            final_values = torch.cat([v for _, _, v in finals]).to(self.device)
+            final_obs = obs_map(lambda x: x.to(self.device), cat_obs([o for _, o, _ in finals]))
+        value, done = dev(self.value), dev(self.done)
+        mask = self.mask if self.has_mask else None
         return Rollout(
-            obs=obs, action=dev(self.action), logp=dev(self.logp), value=dev(self.value), next_value=dev(next_value),
-            reward=dev(self.reward), terminated=dev(self.terminated), done=dev(self.done),
+            obs=obs_map(dev, self.obs), action=dev(self.action), logp=dev(self.logp), value=value,
+            next_value=next_values(value, last_value.to(self.device), done, final_index, final_values),
+            reward=dev(self.reward), terminated=dev(self.terminated), done=done,
             mask=None if mask is None else dev(mask),
             last_obs=obs_map(dev, last_obs), final_obs=final_obs, final_index=final_index,
         )  # fmt: skip
@@ -180,9 +177,7 @@ class Collector:
         self.obs = self._tensor(self.obs_np)
 
     def _tensor(self, x: ObsArrays) -> Obs:
-        if isinstance(x, dict):
-            return {k: torch.from_numpy(v).to(self.device) for k, v in x.items()}
-        return torch.from_numpy(x).to(self.device)
+        return obs_map(lambda v: torch.from_numpy(v).to(self.device), x)
 
     def _read_mask(self, info: dict[str, Any]) -> Tensor | None:
         """The mask under ``MASK_KEY`` in ``info`` (or in a Dict observation), flat ``[N, M]``."""
@@ -195,9 +190,8 @@ class Collector:
     def collect(self) -> Rollout:
         """Run ``T`` vector steps; return the filled rollout (a copy on the device)."""
         buf, model, head = self.buffer, self.model, self.model.head
-        buf.final_value.zero_()
         buf.has_mask = self.mask is not None
-        self._finals: list[tuple[Tensor, Obs]] = []
+        self._finals: list[tuple[Tensor, Obs, Tensor]] = []
         for t in range(self.T):
             dist, value = model(self.obs, self.mask)
             action, logp = dist.sample_log_prob(self.generator)
@@ -223,10 +217,8 @@ class Collector:
         if idx.size == 0:
             return
         final = self.layout.stack([info["final_obs"][i] for i in idx])
-        final_t = self._tensor(self.obs_norm(final))
-        values = self.model.value(final_t)
-        self.buffer.final_value[t, torch.from_numpy(idx)] = values.cpu()
-        self._finals.append((torch.from_numpy(t * self.N + idx), obs_map(lambda x: x.cpu().clone(), final_t)))
+        final_t = self._tensor(self.obs_norm(final))  # fresh tensors: kept as they are
+        self._finals.append((torch.from_numpy(t * self.N + idx), final_t, self.model.value(final_t)))
 
     # --- exact resume -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -253,8 +245,7 @@ class Collector:
             return False
         _set_states(self.envs, blobs)
         self.raw_obs = obs_map(Tensor.numpy, state["raw_obs"])
-        self.obs_np = self.obs_norm(self.raw_obs)
-        self.obs = self._tensor(self.obs_np)
+        self.refresh_obs()
         self.mask = None if state["mask"] is None else state["mask"].to(self.device)
         return True
 

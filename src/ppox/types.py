@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from torch import Tensor
 
@@ -40,6 +41,14 @@ def obs_map(fn: Callable[[_X], _Y], obs: _X | dict[str, _X]) -> _Y | dict[str, _
     if isinstance(obs, dict):
         return {k: fn(v) for k, v in obs.items()}
     return fn(obs)
+
+
+def cat_obs(parts: list[Obs]) -> Obs:
+    """Observation batches joined along the batch axis (leaf by leaf for dict observations)."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: torch.cat([p[k] for p in parts]) for k in first}  # type: ignore[index]
+    return torch.cat(parts)  # type: ignore[arg-type]
 
 
 class Rollout(NamedTuple):

@@ -1,6 +1,6 @@
 """Pure math: tensors in, tensors out. No modules, no config objects, no mutation of inputs."""
 
-from ppox.core.advantages import discounted_returns, gae, nstep_returns
+from ppox.core.advantages import discounted_returns, gae, next_values, nstep_returns
 from ppox.core.losses import (
     adaptive_kl_coef,
     clip_fraction,
@@ -30,6 +30,7 @@ __all__ = [
     "moments_of",
     "normalize",
     "normalize_advantages",
+    "next_values",
     "nstep_returns",
     "reinforce_loss",
     "schedule_value",

@@ -18,6 +18,34 @@ def _host(x: Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float64).numpy()
 
 
+def next_values(
+    values: Tensor,
+    last_value: Tensor,
+    done: Tensor,
+    final_index: Tensor | None = None,
+    final_values: Tensor | None = None,
+) -> Tensor:
+    """``V(s_{t+1})`` ``[T, N]`` of the true next observation, as :func:`gae` takes it.
+
+    Args:
+        values: ``[T, N]`` ``V(s_t)``.
+        last_value: ``[N]`` value of the observation after the rollout's last step.
+        done: ``[T, N]`` episode ends.
+        final_index: ``[K]`` flat indices ``t·N + n`` of the truncated steps, or None.
+        final_values: ``[K]`` values of those steps' final observations.
+
+    Returns:
+        ``values[t + 1]`` inside an episode, ``last_value`` at the last step, the final
+        observation's value at a truncation and 0 at any other episode end (a terminated step
+        is never bootstrapped).
+    """
+    nxt = torch.cat([values[1:], last_value.unsqueeze(0)])
+    out = torch.where(done.bool(), torch.zeros_like(nxt), nxt)
+    if final_index is not None and final_values is not None:
+        out.view(-1)[final_index] = final_values.to(out.dtype)
+    return out
+
+
 def gae(
     rewards: Tensor,
     values: Tensor,

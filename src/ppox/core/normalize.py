@@ -15,11 +15,12 @@ from typing import Any, NamedTuple
 class Moments(NamedTuple):
     """Running statistics of a stream of vectors with feature shape ``[*F]``.
 
-    count: number of samples seen (a float, so merging huge counts stays exact enough);
+    count: number of samples seen (a float, so merging huge counts stays exact enough; an array
+    of counts when each row of ``mean`` / ``m2`` is a statistic of its own, see ``merge_moments``);
     mean: ``[*F]`` running mean; m2: ``[*F]`` sum of squared deviations from the mean.
     """
 
-    count: float  # type: ignore[assignment]  # shadows tuple.count on purpose: the paper name
+    count: Any  # type: ignore[assignment]  # shadows tuple.count on purpose: the paper name
     mean: Any
     m2: Any
 
@@ -42,13 +43,15 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
     ``n = n_a + n_b``, ``δ = μ_b − μ_a``, ``μ = μ_a + δ·n_b/n``,
     ``M2 = M2_a + M2_b + δ²·n_a·n_b/n``.
+
+    Counts may also be arrays (one per row of a batch of statistics); where both counts are 0
+    the result is ``a``'s moments with count 0.
     """
     n = a.count + b.count
-    if n == 0:
-        return a
+    safe = n + (n == 0)  # n, or 1 where n is 0 (for scalar and array counts alike)
     delta = b.mean - a.mean
-    mean = a.mean + delta * (b.count / n)
-    m2 = a.m2 + b.m2 + delta**2 * (a.count * b.count / n)
+    mean = a.mean + delta * (b.count / safe)
+    m2 = a.m2 + b.m2 + delta**2 * (a.count * b.count / safe)
     return Moments(n, mean, m2)
 
 
