@@ -28,6 +28,7 @@ A clean-room implementation from a description of the originals; what differs, a
 
 from __future__ import annotations
 
+import abc
 import itertools
 import math
 from collections.abc import Sequence
@@ -73,7 +74,7 @@ def _up32(value: float) -> np.float32:
     return v if float(v) >= value else np.nextafter(v, np.float32(np.inf))
 
 
-class _FieldEnv(gym.Env[Obs, tuple[Any, ...]]):
+class _FieldEnv(gym.Env[Obs, tuple[Any, ...]], abc.ABC):
     """Shared field, target, reward, episode end, observation and rendering."""
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -104,9 +105,9 @@ class _FieldEnv(gym.Env[Obs, tuple[Any, ...]]):
         self.current_step = 0
 
     # -- subclass hooks -------------------------------------------------------------------
+    @abc.abstractmethod
     def _apply(self, kind: int, params: NDArray[np.float64]) -> None:
         """Apply action type ``kind`` with (unclipped) ``params``, including the move."""
-        raise NotImplementedError
 
     def _succeeded(self, distance: float) -> bool:
         return distance < self.target_radius
