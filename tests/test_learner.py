@@ -12,7 +12,7 @@ from gymnasium import spaces
 
 import ppox
 from ppox.config import Config, PolicyConfig
-from ppox.learner import Learner
+from ppox.learner import FlatAdam, Learner
 from ppox.nn.actor_critic import ActorCritic
 from ppox.trainer import Trainer
 from ppox.types import Batch
@@ -56,18 +56,25 @@ def params_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("act_backend", ["torch", "auto"])
 @pytest.mark.parametrize(
     "env_id, exact",
     [("PpoxToyRecording-v0", True), ("PpoxToyMasked-v0", True), ("CartPole-v1", True),
      ("Pendulum-v1", False), ("PpoxToyContinuousBandit-v0", False)],
 )  # fmt: skip
-def test_fresh_rollout_has_log_ratio_zero(make_collector, env_id, exact):
-    c = make_collector(env_id, num_envs=4, num_steps=32, policy=PolicyConfig(policy_init_gain=1.0, init_log_std=-0.5))
+def test_fresh_rollout_has_log_ratio_zero(make_collector, env_id, exact, act_backend):
+    c = make_collector(env_id, num_envs=4, num_steps=32, policy=PolicyConfig(policy_init_gain=1.0, init_log_std=-0.5),
+                       act_backend=act_backend)  # fmt: skip
+    assert (c.lean is not None) == (act_backend == "auto")  # every env here has an MLP policy
     r = c.collect()
     with torch.no_grad():
         dist, value = c.model(flat(r.obs), flat(r.mask))
         log_ratio = dist.log_prob(flat(r.action)) - flat(r.logp)
-    assert torch.equal(value, flat(r.value))
+    exact = exact and act_backend == "torch"
+    if act_backend == "torch":
+        assert torch.equal(value, flat(r.value))
+    else:  # the NumPy acting path (ppox.nn.lean) agrees to float32 rounding
+        torch.testing.assert_close(value, flat(r.value), rtol=1e-5, atol=1e-5)
     if exact:  # categorical: logp is a gather from the same log_softmax
         assert torch.all(log_ratio == 0)
     else:
@@ -253,3 +260,31 @@ def test_learns_continuous_regression_bandit(tmp_path):
     with torch.no_grad():
         mean = tr.model.dist(x).mean
     assert (mean - x).abs().max() < 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# The optimizer
+# --------------------------------------------------------------------------------------------
+
+
+def test_flat_adam_takes_torch_adams_steps_and_state_dict():
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(50))
+    ref = torch.nn.Parameter(ours.detach().clone())
+    opt = FlatAdam(ours, lr=3e-3, eps=1e-5)
+    ref_opt = torch.optim.Adam([ref], lr=3e-3, eps=1e-5, foreach=False)
+    for k in range(6):
+        g = torch.randn(50) * (k + 1)
+        ours.grad, ref.grad = g.clone(), g.clone()
+        for o in (opt, ref_opt):  # the learner anneals the rate by writing the group's lr
+            o.param_groups[0]["lr"] = 3e-3 * (1 - k / 6)
+        opt.step()
+        ref_opt.step()
+        torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-6, atol=1e-7)
+    # checkpoints move between the two
+    again = FlatAdam(torch.nn.Parameter(ref.detach().clone()), lr=1.0, eps=1.0)
+    again.load_state_dict(ref_opt.state_dict())
+    assert again.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]
+    s = next(iter(again.state.values()))
+    assert float(s["step"]) == 6 and torch.equal(s["exp_avg_sq"], next(iter(ref_opt.state.values()))["exp_avg_sq"])
+    assert set(opt.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}

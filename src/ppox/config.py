@@ -212,6 +212,11 @@ class RunConfig:
     """Where the run is written (default: runs/<env>-s<seed>-<time>)."""
     device: str = "cpu"
     """`cpu`, `cuda`, `cuda:N` or `auto` (a GPU when one is present)."""
+    act_backend: str = "auto"
+    """How collection runs the policy: `auto` acts in NumPy when the policy is a plain MLP on
+    the CPU reading a Box observation, with a Discrete or Box action (about 3× cheaper per step
+    than torch at a few envs; docs/performance.md), and in torch otherwise; `torch` always uses
+    torch. Training is torch either way."""
     threads: int = 1
     """torch intra-op threads (per worker under torchrun); 1 is fastest for small MLPs on CPU (0:
     leave torch's default)."""
@@ -397,11 +402,13 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("eval_seed", r.eval_seed >= 0, "must be ≥ 0"),
         ("checkpoint_every", r.checkpoint_every >= 1, "must be ≥ 1"),
         ("threads", r.threads >= 0, "must be ≥ 0"),
+        ("act_backend", r.act_backend in ACT_BACKENDS, f"one of {ACT_BACKENDS}"),
         ("device", r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"), "cpu, cuda, cuda:N or auto"),
     ]
 
 
 ENV_BACKENDS = ("gymnasium", "envpool", "auto")
+ACT_BACKENDS = ("auto", "torch")
 ACTIVATIONS = ("tanh", "relu", "elu")
 INITS = ("orthogonal", "xavier", "normal", "torch")
 ALGOS = ("ppo-clip", "ppo-penalty", "reinforce")

@@ -105,9 +105,45 @@ class FlatParams:
         self.grad.clamp_(-bound, bound)
 
 
-def make_optimizer(flat: FlatParams, cfg: Config) -> torch.optim.Adam:
-    """Adam (fused kernel) over the flat parameter buffer."""
-    return torch.optim.Adam([flat.flat], lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps, fused=True)
+class FlatAdam(torch.optim.Adam):
+    """Adam over one flat parameter buffer, stepped with seven in-place kernels.
+
+    ``torch.optim.Adam.step`` spends about 60 µs per call on bookkeeping (grouping tensors by
+    device and dtype, hooks, capturable checks) before a kernel that takes 6 µs on a network of
+    10k parameters; PPO steps it once per minibatch. The arithmetic here is Adam's own (Kingma &
+    Ba 2015, Algorithm 1, with ε added after the bias-corrected square root as torch does), and
+    the state (``step``, ``exp_avg``, ``exp_avg_sq``) and ``state_dict`` are torch's, so
+    checkpoints load either way. Only plain Adam is served: one parameter, no weight decay,
+    AMSGrad or maximize.
+    """
+
+    def __init__(self, param: nn.Parameter, lr: float, eps: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
+        super().__init__([param], lr=lr, eps=eps, betas=betas, foreach=False)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+        assert closure is None, "FlatAdam takes no closure"
+        group = self.param_groups[0]
+        (p,) = group["params"]
+        grad = p.grad
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        step = float(state["step"])
+        beta1, beta2 = group["betas"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(grad, 1 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = v.sqrt().div_(math.sqrt(1 - beta2**step)).add_(group["eps"])
+        p.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**step))
+
+
+def make_optimizer(flat: FlatParams, cfg: Config) -> FlatAdam:
+    """Adam over the flat parameter buffer (:class:`FlatAdam`)."""
+    return FlatAdam(flat.flat, lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps)
 
 
 def flatten_rollout(r: Rollout, adv: Tensor, ret: Tensor, value: Tensor | None = None) -> Batch:

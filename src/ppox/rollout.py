@@ -24,6 +24,7 @@ from torch import Tensor
 from ppox.core.advantages import next_values
 from ppox.envs.snapshot import Snapshot
 from ppox.nn.actor_critic import ActorCritic
+from ppox.nn.lean import LeanActor
 from ppox.normalizers import ObsNormalizer, RewardScaler
 from ppox.types import MASK_KEY, Obs, ObsArrays, Rollout, cat_obs, obs_map
 
@@ -62,6 +63,7 @@ class RolloutBuffer:
         self.has_mask = False
         self.np_obs: ObsArrays = obs_map(Tensor.numpy, self.obs)
         self.np_reward = self.reward.numpy()
+        self.np_action, self.np_logp, self.np_value = self.action.numpy(), self.logp.numpy(), self.value.numpy()
         self.np_terminated, self.np_done = self.terminated.numpy(), self.done.numpy()
 
     def rollout(self, last_value: Tensor, last_obs: Obs, finals: list[tuple[Tensor, Obs, Tensor]]) -> Rollout:
@@ -144,6 +146,7 @@ class Collector:
         num_steps: int,
         device: torch.device,
         generator: torch.Generator,
+        act_backend: str = "auto",
     ) -> None:
         self.envs, self.model, self.obs_norm, self.reward_scaler = envs, model, obs_norm, reward_scaler
         self.device, self.generator, self.T = device, generator, num_steps
@@ -153,6 +156,8 @@ class Collector:
         self.stats = EpisodeStats(self.N)
         self.raw_obs: ObsArrays | None = None  # as the env gave it (flattened to leaves), unnormalized
         self.mask: Tensor | None = None
+        use_lean = act_backend == "auto" and device.type == "cpu" and LeanActor.supports(model)
+        self.lean = LeanActor(model) if use_lean else None
 
     def reset(self, seeds: list[int]) -> None:
         """Reset every env once with its own seed; autoreset continues their RNG afterwards."""
@@ -189,19 +194,26 @@ class Collector:
     @torch.inference_mode()
     def collect(self) -> Rollout:
         """Run ``T`` vector steps; return the filled rollout (a copy on the device)."""
-        buf, model, head = self.buffer, self.model, self.model.head
+        buf, model, head, lean = self.buffer, self.model, self.model.head, self.lean
         buf.has_mask = self.mask is not None
         self._finals: list[tuple[Tensor, Obs, Tensor]] = []
+        if lean is not None:
+            lean.refresh()
+            noise = lean.noise(self.T, self.N, self.generator)
         for t in range(self.T):
-            dist, value = model(self.obs, self.mask)
-            action, logp = dist.sample_log_prob(self.generator)
-            buf.store_obs(t, self.obs_np)
-            buf.action[t] = action
-            buf.logp[t] = logp
-            buf.value[t] = value
             if self.mask is not None and buf.mask is not None:
                 buf.mask[t] = self.mask
-            raw_obs, reward, terminated, truncated, info = self.envs.step(head.to_env(action.cpu().numpy()))
+            buf.store_obs(t, self.obs_np)
+            if lean is not None:
+                mask = None if self.mask is None else self.mask.numpy()
+                action_np, buf.np_logp[t], buf.np_value[t] = lean.act(self.obs_np, noise[t], mask)  # type: ignore[arg-type]
+                buf.np_action[t] = action_np
+            else:
+                dist, value = model(self.obs, self.mask)
+                action, logp = dist.sample_log_prob(self.generator)
+                buf.action[t], buf.logp[t], buf.value[t] = action, logp, value
+                action_np = action.cpu().numpy()
+            raw_obs, reward, terminated, truncated, info = self.envs.step(head.to_env(action_np))
             done = terminated | truncated
             self.stats.step(reward, done)
             buf.np_reward[t] = self.reward_scaler(reward, done)

@@ -121,7 +121,8 @@ class Trainer:
         if self.world > 1:
             self.obs_norm.share()
             scaler.share()
-        self.collector = Collector(self.envs, self.model, self.obs_norm, scaler, cfg.ppo.num_steps, self.device, self.sample_gen)
+        self.collector = Collector(self.envs, self.model, self.obs_norm, scaler, cfg.ppo.num_steps, self.device, self.sample_gen,
+                                   cfg.run.act_backend)  # fmt: skip
         r = cfg.run
         self.eval_seeds = evaluation_seeds(r.eval_seed, r.eval_episodes)
         self.train_seeds = self._collection_seeds(r.seed)

@@ -1,0 +1,165 @@
+"""The acting forward pass in NumPy, for the small MLP policies PPO is mostly run with.
+
+During collection the policy runs on a handful of observations per step. At that size each
+torch call costs a few microseconds of dispatch whatever it computes, and a step of an
+actor-critic with a distribution object is some 20 calls (about 55 µs on a 2-core CPU); the
+same arithmetic in NumPy costs about a third of that, which is a large part of a CartPole
+step (shared research, performance §4). :class:`LeanActor` copies the weights out once per
+rollout and acts with them; the learner keeps training the torch model.
+
+It serves a float Box observation read directly by the MLP trunks (no encoder) and a
+Discrete (``CategoricalHead``, masks and temperature included) or Box (``GaussianHead``, any σ
+mode) action space on the CPU; :func:`LeanActor.supports` says whether a model qualifies, and
+the collector falls back to torch otherwise (``run.act_backend``).
+
+Randomness comes from the run's sampling generator, drawn for the whole rollout at once
+(uniforms for a categorical, standard normals for a Gaussian), so a checkpoint's generator
+state still resumes the run exactly. Results agree with the torch path to float32 rounding
+(a test checks it); the actions drawn differ, since the two paths consume the generator
+differently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ppox.distributions.categorical import CategoricalHead
+from ppox.distributions.normal import LOG_STD_MAX, LOG_STD_MIN, GaussianHead
+from ppox.nn.actor_critic import ActorCritic
+
+__all__ = ["LeanActor"]
+
+_LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
+
+
+def _elu(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+_ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0, out=x), nn.ELU: _elu}
+
+
+class _Layers:
+    """An MLP as ``[(Wᵀ, b, activation or None), ...]`` NumPy arrays, re-read by :meth:`refresh`."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.modules = modules
+        self.layers: list[tuple[np.ndarray, np.ndarray, object]] = []
+
+    def refresh(self) -> None:
+        self.layers = []
+        for m in self.modules:
+            if isinstance(m, nn.Linear):
+                w = m.weight.detach().numpy().T.copy()
+                self.layers.append((w, m.bias.detach().numpy().copy(), None))
+            else:
+                w, b, _ = self.layers[-1]
+                self.layers[-1] = (w, b, _ACTIVATIONS[type(m)])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for w, b, act in self.layers:
+            x = x @ w
+            x += b
+            if act is not None:
+                x = act(x)  # type: ignore[operator]
+        return x
+
+
+class LeanActor:
+    """``act(obs, noise, mask)`` → ``(action, log_prob, value)`` as NumPy arrays, the same
+    numbers the torch model gives for the same draw.
+
+    Args:
+        model: an :class:`ActorCritic` for which :meth:`supports` is True.
+    """
+
+    def __init__(self, model: ActorCritic) -> None:
+        if not self.supports(model):
+            raise ValueError("LeanActor needs an MLP actor-critic on CPU with a Box observation and a Discrete or Box action")
+        self.model = model
+        head = model.head
+        assert isinstance(head, (CategoricalHead, GaussianHead))
+        self.categorical = isinstance(head, CategoricalHead)
+        actor = list(model.trunks["actor"].children())
+        critic = list(model.trunks["critic"].children()) if not model.shared else actor
+        self.actor, self.critic = _Layers(actor), _Layers(critic)
+        self.shared = model.shared
+        out: nn.Module = head.logits if isinstance(head, CategoricalHead) else head.mean
+        self.out, self.value_out = _Layers([out]), _Layers([model.value_out])
+        self.temperature = head.temperature if isinstance(head, CategoricalHead) else 1.0
+        self.sigma_mode = None if isinstance(head, CategoricalHead) else head.sigma_mode
+        state_sigma: nn.Module | None = getattr(head, "log_std_layer", None) if self.sigma_mode == "state" else None
+        self.log_std_layer = None if state_sigma is None else _Layers([state_sigma])
+        self.log_std: np.ndarray | None = None
+        self.dim = 0 if isinstance(head, CategoricalHead) else head.action_shape[0]
+
+    @staticmethod
+    def supports(model: ActorCritic) -> bool:
+        """True for an MLP policy on CPU reading a Box observation directly, with a Discrete
+        or Box action head."""
+        if model.encoder is not None or not isinstance(model.head, (CategoricalHead, GaussianHead)):
+            return False
+        if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
+            return False
+        allowed = (nn.Linear, *_ACTIVATIONS)
+        return all(isinstance(m, allowed) for trunk in model.trunks.values() for m in trunk.children())
+
+    def refresh(self) -> None:
+        """Copy the model's current weights (call after every update, before acting)."""
+        for layers in (self.actor, self.critic, self.out, self.value_out, self.log_std_layer):
+            if layers is not None:
+                layers.refresh()
+        if self.sigma_mode in ("independent", "fixed"):
+            head = self.model.head
+            assert isinstance(head, GaussianHead)
+            self.log_std = head.log_std.detach().numpy().copy()
+
+    def noise(self, steps: int, num_envs: int, generator: torch.Generator) -> np.ndarray:
+        """The randomness of a rollout: ``[T, N]`` uniforms in [0, 1) (float64) for a
+        categorical, ``[T, N, d]`` standard normals (float32) for a Gaussian."""
+        if self.categorical:
+            return torch.rand((steps, num_envs), generator=generator, dtype=torch.float64).numpy()
+        return torch.randn((steps, num_envs, self.dim), generator=generator).numpy()
+
+    def act(self, obs: np.ndarray, noise: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One step for ``B`` observations ``[B, F]`` (float32) with this step's ``noise``
+        (a row of :meth:`noise`) and an optional bool mask ``[B, n]``."""
+        h = self.actor(obs)
+        c = h if self.shared else self.critic(obs)
+        value = self.value_out(c)[:, 0]
+        out = self.out(h)
+        if self.categorical:
+            action, logp = self._categorical(out, noise, mask)
+        else:
+            action, logp = self._gaussian(out, h, noise)
+        return action, logp, value
+
+    def _categorical(self, logits: np.ndarray, u: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.temperature != 1.0:
+            logits = logits / np.float32(self.temperature)
+        if mask is not None:
+            logits = np.where(mask, logits, np.finfo(np.float32).min)
+        with np.errstate(over="ignore"):  # masked logits minus the max: -inf, probability 0
+            shifted = logits - logits.max(-1, keepdims=True)
+        logp_all = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        cdf = np.exp(logp_all.astype(np.float64)).cumsum(-1)
+        # inverse CDF: the first action whose cumulative probability exceeds u·total; actions
+        # with probability 0 (masked) add nothing to the CDF and are never chosen
+        action = np.minimum((cdf <= (u * cdf[:, -1])[:, None]).sum(-1), cdf.shape[-1] - 1)
+        rows = np.arange(len(action))
+        if mask is not None and not mask[rows, action].all():  # u·total rounded up to the total
+            bad = ~mask[rows, action]
+            action[bad] = mask.shape[-1] - 1 - np.argmax(mask[bad][:, ::-1], -1)  # the last legal action
+        return action, logp_all[rows, action]
+
+    def _gaussian(self, mean: np.ndarray, h: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.log_std_layer is not None:
+            log_std = np.clip(self.log_std_layer(h), LOG_STD_MIN, LOG_STD_MAX)
+        else:
+            assert self.log_std is not None, "refresh() first"
+            log_std = np.broadcast_to(self.log_std, mean.shape)
+        action = mean + noise * np.exp(log_std)
+        logp = (-0.5 * np.square(noise) - log_std - np.float32(_LOG_SQRT_2PI)).sum(-1)
+        return action.astype(np.float32, copy=False), logp.astype(np.float32, copy=False)
