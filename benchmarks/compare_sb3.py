@@ -160,6 +160,31 @@ def run_sb3(suite: str, seed: int, steps: int) -> dict[str, Any]:
                 torch_threads=torch.get_num_threads())
 
 
+# --- the ceiling --------------------------------------------------------------------------------
+def run_env(suite: str, seed: int, steps: int) -> dict[str, Any]:
+    """The same vector env ppox trains on, stepped with random actions drawn beforehand: the
+    steps/s that training could reach if acting and learning cost nothing."""
+    import numpy as np
+
+    from ppox.config import EnvConfig
+    from ppox.envs.make import make_vec_env
+
+    h = SUITES[suite]
+    envs = make_vec_env(EnvConfig(env_id=h["env_id"], num_envs=h["num_envs"]))
+    n = h["num_envs"]
+    envs.reset(seed=[seed * 100 + i for i in range(n)])
+    envs.action_space.seed(seed)
+    actions = [envs.action_space.sample() for _ in range(steps // n)]
+    t0 = time.perf_counter()
+    for a in actions:
+        envs.step(a)
+    wall = time.perf_counter() - t0
+    envs.close()
+    return dict(steps=len(actions) * n, sps=len(actions) * n / wall, wall_s=wall, sps_whole=None,
+                wall_whole_s=None, train_return=None, eval_return=None, eval_return_std=None,
+                torch_threads=None, numpy=np.__version__)
+
+
 # --- orchestration ------------------------------------------------------------------------------
 def spawn(impl: str, suite: str, seed: int, steps: int) -> dict[str, Any]:
     """One run in a fresh interpreter; its result comes back through a temporary JSON file."""
@@ -178,14 +203,15 @@ def spawn(impl: str, suite: str, seed: int, steps: int) -> dict[str, Any]:
 
 
 def run_all(suites: list[str], seeds: list[int], steps: int) -> list[dict[str, Any]]:
-    rows, total = [], len(suites) * len(seeds) * len(IMPLS)
+    rows, total = [], len(suites) * len(seeds) * (len(IMPLS) + 1)
     for suite in suites:
         for i, seed in enumerate(seeds):
-            for impl in IMPLS if i % 2 == 0 else IMPLS[::-1]:
+            for impl in (*(IMPLS if i % 2 == 0 else IMPLS[::-1]), "env"):
                 row = spawn(impl, suite, seed, steps)
                 rows.append(row)
+                evaluated = "" if row["eval_return"] is None else f", eval {row['eval_return']:.1f}"
                 print(f"[{len(rows)}/{total}] {impl:4} {suite} seed {seed}: {row['steps']} steps, "
-                      f"{row['sps']:.0f} SPS, eval {row['eval_return']:.1f}", file=sys.stderr)
+                      f"{row['sps']:.0f} SPS{evaluated}", file=sys.stderr)
     return rows
 
 
@@ -203,6 +229,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for key in ("sps", "sps_whole", "train_return", "eval_return"):
                 s[f"{impl}_{key}"] = median([r[key] for r in mine])
         s["sps_ratio_ppox_over_sb3"] = s["ppox_sps"] / s["sb3_sps"]
+        ceiling = median([r["sps"] for r in rows if r["suite"] == suite and r["impl"] == "env"])
+        s["env_sps"] = ceiling
+        for impl in IMPLS:  # the fraction of the env-only throughput that training reaches
+            s[f"{impl}_env_fraction"] = s[f"{impl}_sps"] / ceiling if ceiling else None
         out[suite] = s
     return out
 
@@ -230,6 +260,10 @@ def fmt(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.0f}%"
+
+
 def run_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| impl | suite | seed | steps | SPS | ppox SPS whole train() | wall s (loop/learn) "
              "| train return (last 100 ep) | eval return (10 seeds) |",
@@ -244,13 +278,14 @@ def run_table(rows: list[dict[str, Any]]) -> list[str]:
 def summary_table(summary: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| suite | ppox SPS (training loop) | ppox SPS (whole train() incl. final eval/plots) "
              "| SB3 SPS (learn()) | ratio ppox/SB3 | ppox train return | SB3 train return "
-             "| ppox eval return | SB3 eval return |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ppox eval return | SB3 eval return | env only SPS (ceiling) | ppox / ceiling | SB3 / ceiling |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for suite, s in summary.items():
         lines.append(f"| {suite} | {fmt(s['ppox_sps'], 0)} | {fmt(s['ppox_sps_whole'], 0)} "
                      f"| {fmt(s['sb3_sps'], 0)} | {fmt(s['sps_ratio_ppox_over_sb3'], 2)}× "
                      f"| {fmt(s['ppox_train_return'])} | {fmt(s['sb3_train_return'])} "
-                     f"| {fmt(s['ppox_eval_return'])} | {fmt(s['sb3_eval_return'])} |")
+                     f"| {fmt(s['ppox_eval_return'])} | {fmt(s['sb3_eval_return'])} "
+                     f"| {fmt(s.get('env_sps'), 0)} | {pct(s.get('ppox_env_fraction'))} | {pct(s.get('sb3_env_fraction'))} |")
     return lines
 
 
@@ -265,7 +300,9 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"ppox {m['ppox']} · torch threads 1 and OMP_NUM_THREADS=1 in both", "",
         f"Medians over seeds {a['seeds']}, {a['steps']} steps per run. The ratio is ppox "
         "training-loop SPS over SB3 learn() SPS. Returns are raw (unnormalized): training = mean "
-        "of the last 100 episodes, eval = deterministic, one episode per seed 1000000..1000009.",
+        "of the last 100 episodes, eval = deterministic, one episode per seed 1000000..1000009. "
+        "The ceiling is the same vector env ppox trains on, stepped with random actions drawn "
+        "beforehand (impl `env` in the per-run table).",
         "", *summary_table(result["summary"]), "", "Per run:", "", *run_table(result["runs"]),
         "", "SB3 settings aligned with ppox:", "", *(f"- {x}" for x in result["alignment"]), "",
     ])
@@ -283,7 +320,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def worker(impl: str, suite: str, seed: str, steps: str, result: str) -> None:
-    run = run_ppox if impl == "ppox" else run_sb3
+    run = {"ppox": run_ppox, "sb3": run_sb3, "env": run_env}[impl]
     Path(result).write_text(json.dumps(run(suite, int(seed), int(steps))))
 
 

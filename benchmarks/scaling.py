@@ -1,14 +1,21 @@
 """Scaling benchmark (issue 5): steps/s of 1 and 2 workers at the same global batch, and whether
 their learning curves match.
 
-HalfCheetah-v5 with the ``halfcheetah`` preset, at a global batch of 8 envs × 256 steps = 2048
-cut into 32 minibatches of 64 for 20 epochs (the preset's minibatch size and update-to-data
-ratio; 8 envs rather than the preset's 1 so that there are envs to share out).
-``batch_scope=global`` (the default) keeps that batch whatever the number of workers:
+HalfCheetah-v5 with the ``halfcheetah`` preset's network and losses (256×256 ReLU MLPs), in one
+of two setups (``--setup``):
+
+- ``large`` (default): a global batch of 32 envs × 256 steps = 8192 in 4 minibatches of 2048
+  for 10 epochs, the shape data-parallel PPO is run in;
+- ``preset``: 8 envs × 256 steps = 2048 in 32 minibatches of 64 for 20 epochs (the preset's
+  minibatch size and update-to-data ratio), 640 optimizer steps per batch. Each step has a fixed
+  cost (about 1.2 ms: kernel launches, the optimizer over 140k parameters, the exchange) that
+  every worker pays in full, so this setup cannot scale on any number of workers.
+
+``batch_scope=global`` (the default) keeps the batch whatever the number of workers:
 
 - 1 worker: ``python -m ppox train ...`` (the single-process run; no torchrun, no process group);
-- W workers: ``torchrun --standalone --nproc-per-node W -m ppox train ...`` (8 / W envs each,
-  minibatches of 64 / W per worker, one gradient all-reduce per minibatch).
+- W workers: ``torchrun --standalone --nproc-per-node W -m ppox train ...`` (1 / W of the envs
+  and of each minibatch per worker, one gradient all-reduce per minibatch).
 
 What cannot scale: every worker takes the full optimizer step and pays the per-step costs of a
 minibatch (Python, kernel launches, the all-reduce), and collection pays one policy forward per
@@ -31,7 +38,7 @@ A quick check that everything works (a couple of minutes; the numbers mean nothi
 continue after an interruption); an unfinished directory is moved aside. The results
 (``results.json``, ``results.md``, ``curves.png``: the evaluation curve of each worker count,
 mean over seeds, with every seed's curve faint behind it) go to ``--out-dir``
-(default ``benchmarks/results/scaling``). ``--report-only`` rewrites them from existing runs.
+(default ``benchmarks/results/scaling-<setup>``). ``--report-only`` rewrites them from existing runs.
 """
 
 from __future__ import annotations
@@ -50,10 +57,16 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG = [
-    "--preset", "halfcheetah", "--num-envs", "8", "--num-steps", "256", "--num-minibatches", "32",
-    "--threads", "1", "--no-tensorboard", "--no-progress",
-]  # fmt: skip
+COMMON = ["--preset", "halfcheetah", "--threads", "1", "--no-tensorboard", "--no-progress"]
+SETUPS = {
+    # the preset's update (minibatch 64, 20 epochs): 640 optimizer steps per batch, each with a
+    # fixed cost no worker count shares
+    "preset": ([*COMMON, "--num-envs", "8", "--num-steps", "256", "--num-minibatches", "32"],
+               "global batch 2048 (8 envs × 256 steps), minibatch 64, 20 epochs"),
+    # a data-parallel setup: the same network and env, a larger batch in 40 larger minibatches
+    "large": ([*COMMON, "--num-envs", "32", "--num-steps", "256", "--num-minibatches", "4", "--num-epochs", "10"],
+              "global batch 8192 (32 envs × 256 steps), minibatch 2048, 10 epochs"),
+}  # fmt: skip
 TARGET_SPEEDUP = 1.6  # issue 5: 2 workers vs the single process
 
 
@@ -62,7 +75,7 @@ def run_name(workers: int, seed: int) -> str:
 
 
 def command(workers: int, seed: int, run_dir: Path, args: argparse.Namespace) -> list[str]:
-    train = ["-m", "ppox", "train", *CONFIG, "--seed", str(seed), "--total-steps", str(args.steps),
+    train = ["-m", "ppox", "train", *SETUPS[args.setup][0], "--seed", str(seed), "--total-steps", str(args.steps),
              "--eval-every", str(args.eval_every), "--run-dir", str(run_dir), *args.extra]  # fmt: skip
     if workers == 1:
         return [sys.executable, *train]
@@ -154,15 +167,16 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = {"generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit,
             "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "steps": args.steps, "config": CONFIG, "extra": args.extra, "target_speedup": TARGET_SPEEDUP}  # fmt: skip
+            "steps": args.steps, "setup": args.setup, "config": SETUPS[args.setup][0], "extra": args.extra, "target_speedup": TARGET_SPEEDUP}  # fmt: skip
     (args.out_dir / "results.json").write_text(json.dumps({**meta, **results}, indent=2))
     if results["runs"]:
         plot(results, args.out_dir / "curves.png")
     lines = [
         "# Scaling: 1 process vs W workers at the same global batch (issue 5)", "",
         f"Generated {meta['generated']} by `benchmarks/scaling.py` from commit `{commit}` on a host with "
-        f"{meta['cpus']} CPUs; {args.steps:,} steps per run. HalfCheetah-v5, `ppox train {' '.join(CONFIG)}` "
-        "(global batch 2048, minibatch 64, 20 epochs); 1 worker = a plain process, W workers = "
+        f"{meta['cpus']} CPUs; {args.steps:,} steps per run. HalfCheetah-v5, setup `{args.setup}`: "
+        f"`ppox train {' '.join([*SETUPS[args.setup][0], *args.extra])}` "
+        f"({SETUPS[args.setup][1]}); 1 worker = a plain process, W workers = "
         "`torchrun --standalone --nproc-per-node W`. SPS = training-loop steps/s (evaluation excluded).", "",
         "| workers | seeds | median SPS | speedup vs 1 process | median final eval |", "|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
@@ -181,16 +195,19 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--setup", choices=list(SETUPS), default="large", help="the training setup (see SETUPS)")
     p.add_argument("--steps", type=int, default=300_000, help="environment steps per run, all workers together")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (1 = a plain process)")
     p.add_argument("--eval-every", type=int, default=25_000)
-    p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "scaling")
-    p.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results" / "scaling")
+    p.add_argument("--runs-dir", type=Path, help="default: runs/scaling-<setup>")
+    p.add_argument("--out-dir", type=Path, help="default: benchmarks/results/scaling-<setup>")
     p.add_argument("--report-only", action="store_true", help="only rewrite the results from finished runs")
     p.add_argument("--fresh", action="store_true", help="delete --runs-dir first")
     p.add_argument("extra", nargs="*", help="more `ppox train` flags after --, e.g. -- --eval-episodes 5")
     args = p.parse_args()
+    args.runs_dir = args.runs_dir or REPO / "runs" / f"scaling-{args.setup}"
+    args.out_dir = args.out_dir or REPO / "benchmarks" / "results" / f"scaling-{args.setup}"
     if args.fresh and not args.report_only:
         shutil.rmtree(args.runs_dir, ignore_errors=True)
     if not args.report_only:

@@ -171,8 +171,24 @@ def check_statistics(rank: int) -> dict[str, Any]:
     }
 
 
+def with_allreduce(mode: str, check: Callable[[int], dict[str, Any]]) -> Callable[[int], dict[str, Any]]:
+    """``check`` with the gradient exchange forced to ``mode`` (PPOX_ALLREDUCE)."""
+
+    def run(rank: int) -> dict[str, Any]:
+        os.environ[distributed.ALLREDUCE_ENV] = mode
+        try:
+            return {**check(rank), "one_machine": distributed._one_machine(), "shared": len(distributed._SHARED)}
+        finally:
+            del os.environ[distributed.ALLREDUCE_ENV]
+
+    return run
+
+
 CHECKS: dict[str, Callable[[int], dict[str, Any]]] = {
-    "one_step": check_one_step,
+    "one_step": check_one_step,  # default route: shared memory (both workers on this machine)
+    "one_step_doubling": with_allreduce("doubling", check_one_step),
+    "one_step_collective": with_allreduce("collective", check_one_step),
+    "one_step_shared": with_allreduce("shared", check_one_step),
     "clip_target_kl": lambda r: check_many_steps(r, target_kl=0.002),
     "penalty_global": lambda r: check_many_steps(r, algo="ppo-penalty", kl_coef=0.5),
     "penalty_per_worker": lambda r: check_many_steps(r, algo="ppo-penalty", kl_coef=0.5, kl_coef_scope="per_worker"),
@@ -206,14 +222,21 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def test_gradient_is_the_single_process_gradient_of_the_concatenated_batch(pair) -> None:
+@pytest.mark.parametrize("route", ["one_step", "one_step_shared", "one_step_doubling", "one_step_collective"])
+def test_gradient_is_the_single_process_gradient_of_the_concatenated_batch(pair, route: str) -> None:
     one = Learner(model(), cfg_for(2 * 16), torch.Generator().manual_seed(0))
     one.update(full_batch(2 * 16), progress=0.0)
     for rank in range(WORLD):
-        torch.testing.assert_close(pair[rank]["one_step"]["grad"], one.flat.grad, rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(pair[rank]["one_step"]["params"], one.flat.flat.detach(), rtol=1e-5, atol=1e-7)
-    assert torch.equal(pair[0]["one_step"]["params"], pair[1]["one_step"]["params"])  # bit-identical replicas
-    assert not torch.equal(pair[0]["one_step"]["params"], model_params())  # and the step did move them
+        torch.testing.assert_close(pair[rank][route]["grad"], one.flat.grad, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(pair[rank][route]["params"], one.flat.flat.detach(), rtol=1e-5, atol=1e-7)
+    assert torch.equal(pair[0][route]["params"], pair[1][route]["params"])  # bit-identical replicas
+    assert not torch.equal(pair[0][route]["params"], model_params())  # and the step did move them
+
+
+def test_workers_on_one_machine_exchange_through_shared_memory(pair) -> None:
+    assert pair[0]["one_step_shared"]["one_machine"] and pair[0]["one_step_shared"]["shared"] >= 1
+    leftovers = [p for p in Path("/dev/shm" if Path("/dev/shm").is_dir() else "/tmp").glob("ppox-allreduce-*")]
+    assert not leftovers, leftovers  # each segment's name is gone once mapped
 
 
 def model_params() -> torch.Tensor:

@@ -267,7 +267,10 @@ def test_learns_continuous_regression_bandit(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_flat_adam_takes_torch_adams_steps_and_state_dict():
+@pytest.mark.parametrize("fused", [True, False])
+def test_flat_adam_takes_torch_adams_steps_and_state_dict(fused, monkeypatch):
+    if not fused:  # the fallback for torch builds without the fused kernel
+        monkeypatch.setattr(ppox.learner, "_FUSED_ADAM", None)
     torch.manual_seed(0)
     ours = torch.nn.Parameter(torch.randn(50))
     ref = torch.nn.Parameter(ours.detach().clone())
