@@ -4,7 +4,7 @@ hyperparameters, each as its users would run it.
 "Solved" is the first evaluation with a mean return ≥ 475 (10 deterministic episodes, one per
 seed 1000000..1000009, each on a fresh env, the same protocol for both). Both are evaluated
 every ``--eval-every`` environment steps; the clock counts training only (evaluation time is
-taken out for both), from the first collected step. Each run is a fresh subprocess with one
+taken out for both), from the first collected step, and both stop once solved. Each run is a fresh subprocess with one
 torch thread and OMP_NUM_THREADS=1; for each seed the two run back to back, alternating which
 goes first. Run it on a quiet machine::
 
@@ -41,8 +41,9 @@ RL_ZOO = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, 
 
 
 def run_ppox(preset: str, seed: int, steps: int, eval_every: int) -> dict[str, Any]:
-    import ppox
+    from ppox.logging import RunLogger
     from ppox.presets import get_preset
+    from ppox.trainer import Trainer
 
     cfg = get_preset(preset).config().replace(
         total_steps=steps, seed=seed, eval_every=eval_every, eval_episodes=len(EVAL_SEEDS),
@@ -50,11 +51,16 @@ def run_ppox(preset: str, seed: int, steps: int, eval_every: int) -> dict[str, A
     )
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        s = ppox.train(cfg, run_dir=run_dir)
+        trainer = Trainer.create(cfg, run_dir)  # the loop of ppox.train, stopped once solved as SB3's is
+        logger = RunLogger(run_dir, tensorboard=False, progress=False, total_steps=steps, start_step=0)
+        p = trainer.progress
+        while p.global_step < steps and not (p.evals and p.evals[-1]["eval_return_mean"] >= THRESHOLD):
+            trainer.iterate(logger)
+        logger.close()
         with (run_dir / "metrics.csv").open() as f:
             rows = [r for r in csv.DictReader(f) if r.get("eval_return_mean")]
     evals = [(int(r["global_step"]), float(r["wall_time_s"]), float(r["eval_return_mean"])) for r in rows]
-    return dict(evals=evals, steps=s["total_steps"], sps=s["steps_per_second"], config=cfg.to_dict())
+    return dict(evals=evals, steps=p.global_step, sps=p.global_step / p.wall_time_s, config=cfg.to_dict())
 
 
 def run_sb3(seed: int, steps: int, eval_every: int) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from ppox.core.losses import (
 )
 from ppox.core.schedules import schedule_value
 from ppox.nn.actor_critic import ActorCritic
+from ppox.nn.fused import FusedClipStep
 from ppox.types import Batch, Obs, Rollout, obs_map
 
 _TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm", "skipped_updates")
@@ -191,6 +192,8 @@ class Learner:
         self.world, self.rank = distributed.world_size(), distributed.rank()
         self._global_adv = self.world > 1 and cfg.ppo.norm_adv_scope == "global"
         self._unequal = False  # workers hold different numbers of samples in this update
+        fused = cfg.run.update_backend == "auto" and FusedClipStep.supports(model, cfg.ppo)
+        self.fused = FusedClipStep(model) if fused else None
 
     def broadcast_params(self) -> None:
         """Give every worker rank 0's parameters and buffers (at start and after a resume)."""
@@ -401,13 +404,31 @@ class Learner:
         """One gradient step; None (and no step) when the target-KL check stops the epoch loop."""
         o = self.cfg.ppo
         mean = self._reducer(mb.adv.shape[0])
-        dist, value = self.model(mb.obs, mb.mask)
-        logp = dist.log_prob(mb.action)
-        log_ratio = logp - mb.logp
+        if self.fused is not None:
+            assert isinstance(mb.obs, Tensor)
+            f = self.fused.forward(mb.obs, mb.action, mb.mask)
+            log_ratio = f.logp - mb.logp
+        else:
+            dist, value = self.model(mb.obs, mb.mask)
+            logp = dist.log_prob(mb.action)
+            log_ratio = logp - mb.logp
         approx_kl = mean(kl_estimate(log_ratio.detach()))
         if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:
             return None
         adv = normalize_advantages(mb.adv) if o.norm_adv == "minibatch" and not self._global_adv else mb.adv
+        if self.fused is not None:
+            self.flat.zero_grad()
+            pg, vl, entropy = self.fused.backward(f, log_ratio, adv, mb.value, mb.ret, clip_coef=o.clip_coef,
+                                                  dual_clip=o.dual_clip, value_clip=o.value_clip, vf_coef=o.vf_coef,
+                                                  ent_coef=ent_coef)  # fmt: skip
+        else:
+            pg, vl, entropy = self._autograd_step(mb, dist, value, logp, log_ratio, adv, mean, ent_coef)
+        return self._step(log_ratio, pg, vl, entropy, approx_kl, mb.adv.numel())
+
+    def _autograd_step(self, mb: Batch, dist: Any, value: Tensor, logp: Tensor, log_ratio: Tensor, adv: Tensor,
+                       mean: Callable[[Tensor], Tensor], ent_coef: float) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        """The loss of the minibatch and its gradient by autograd; returns the loss terms."""
+        o = self.cfg.ppo
         if o.algo == "ppo-clip":
             pg = mean(clipped_surrogate(adv, log_ratio, clip_coef=o.clip_coef, dual_clip=o.dual_clip))
         elif o.algo == "ppo-penalty":  # DPPO's hinge reads each worker's own minibatch KL, as DPPO's workers do
@@ -422,6 +443,11 @@ class Learner:
         loss = pg + o.vf_coef * vl - ent_coef * entropy
         self.flat.zero_grad()
         loss.backward()
+        return pg, vl, entropy
+
+    def _step(self, log_ratio: Tensor, pg: Tensor, vl: Tensor, entropy: Tensor, approx_kl: Tensor, n: int) -> Tensor:
+        """Average the gradient over the workers, clip it, step; return the minibatch's terms."""
+        o = self.cfg.ppo
         distributed.all_reduce_mean_(self.flat.grad)  # the global minibatch's gradient; clipped below, alike everywhere
         skipped = torch.zeros(())
         if o.grad_clip == "norm":
@@ -436,7 +462,7 @@ class Learner:
         else:
             self.optimizer.step()
         with torch.no_grad():
-            clipped = clip_fraction(log_ratio, o.clip_coef) if mb.adv.numel() else torch.zeros((), device=pg.device)
+            clipped = clip_fraction(log_ratio, o.clip_coef) if n else torch.zeros((), device=pg.device)
             return torch.stack([pg, vl, entropy, approx_kl, clipped, grad_norm, skipped]).detach().cpu()
 
     def _over_workers(self, x: Tensor) -> float:
