@@ -30,8 +30,8 @@ def _one_torch_thread() -> Iterator[None]:
 @pytest.fixture
 def make_collector() -> Iterator[Callable[..., Collector]]:
     """``make_collector(env_id, num_envs=2, num_steps=8, policy=PolicyConfig(), seed=0,
-    env_seeds=None, act_backend="auto", **env_cfg)`` → a reset Collector with identity
-    normalizers on CPU. The vector envs are closed after the test."""
+    env_seeds=None, act_backend="auto", device_storage=None, **env_cfg)`` → a reset Collector with
+    identity normalizers on CPU. The vector envs are closed after the test."""
     made: list[Collector] = []
 
     def factory(
@@ -44,6 +44,7 @@ def make_collector() -> Iterator[Callable[..., Collector]]:
         env_seeds: list[int] | None = None,
         model: ActorCritic | None = None,
         act_backend: str = "auto",
+        device_storage: bool | None = None,
         **env_kw,
     ) -> Collector:
         env_cfg = EnvConfig(env_id=env_id, num_envs=num_envs, **env_kw)
@@ -51,11 +52,11 @@ def make_collector() -> Iterator[Callable[..., Collector]]:
             obs_space, act_space = probe_spaces(env_cfg)
             torch.manual_seed(seed)
             model = ActorCritic(obs_space, act_space, policy or PolicyConfig())
-        obs_norm = ObsNormalizer(model.obs_shape, enabled=False, clip=10.0)
+        obs_norm = ObsNormalizer(model.obs_layout.norm_shape, enabled=False, clip=10.0)
         scaler = RewardScaler(num_envs, enabled=False, gamma=0.99, clip=10.0)
         envs = make_vec_env(env_cfg)
         c = Collector(envs, model, obs_norm, scaler, num_steps, torch.device("cpu"), torch.Generator().manual_seed(seed),
-                      act_backend)  # fmt: skip
+                      act_backend, device_storage)  # fmt: skip
         made.append(c)
         c.reset(env_seeds if env_seeds is not None else [1000 + i for i in range(num_envs)])
         return c

@@ -206,7 +206,7 @@ def _worker(rank: int, tmp: str) -> None:
     try:
         torch.save({name: check(rank) for name, check in CHECKS.items()}, Path(tmp) / f"rank{rank}.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        distributed.shutdown()
 
 
 @pytest.fixture(scope="module")

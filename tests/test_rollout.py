@@ -262,3 +262,20 @@ def test_buffer_is_reused_but_rollout_is_a_copy(make_collector):
     c.collect()
     assert torch.equal(r1.obs, saved)
 
+
+
+@pytest.mark.parametrize("env_id", ["PpoxToyMasked-v0", "Pendulum-v1", "PpoxToyNestedObs-v0"])
+def test_device_side_storage_holds_the_same_rollout(make_collector, env_id):
+    """The layout a GPU run uses (policy-side tensors on the device, one observation up and one
+    action down per step), exercised on the CPU: the same rollout as host storage."""
+    rollouts = []
+    for device_storage in (False, True):
+        c = make_collector(env_id, num_envs=3, num_steps=20, act_backend="torch", device_storage=device_storage)
+        assert c.buffer.on_device is device_storage and c.lean is None
+        rollouts.append([c.collect(), c.collect()])
+    for a, b in zip(*rollouts):
+        for name, x, y in zip(a._fields, a, b):
+            if isinstance(x, dict):
+                assert all(torch.equal(x[k], y[k]) for k in x), name
+            elif x is not None:
+                assert torch.equal(x, y), name

@@ -111,8 +111,11 @@ def _attempt_store(timeout: timedelta) -> dict[str, Any]:
 
 
 def shutdown() -> None:
-    """Leave the process group (if any); the end of a ``ppox train`` process."""
+    """Leave the process group (if any); the end of a ``ppox train`` process. Every rank first
+    waits for the others at a barrier: a rank that tears its connections down while a peer still
+    exchanges with it can make gloo abort the process."""
     if torch.distributed.is_initialized():
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     _SHARED.clear()
     _ONE_MACHINE.clear()

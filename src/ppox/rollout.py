@@ -30,41 +30,50 @@ from ppox.types import MASK_KEY, Obs, ObsArrays, Rollout, cat_obs, obs_map
 
 __all__ = ["MASK_KEY", "Collector", "EpisodeStats", "RolloutBuffer"]
 
+_HOST = torch.device("cpu")
 
-def _zeros_like_obs(model: ActorCritic, T: int, N: int) -> Obs:
+
+def _zeros_like_obs(model: ActorCritic, T: int, N: int, device: torch.device) -> Obs:
     layout = model.obs_layout
     if layout.fast:
-        return torch.zeros((T, N, *model.obs_shape))
-    leaves = {p: torch.from_numpy(np.zeros((T, N, *leaf.shape), dtype=leaf.dtype)) for p, leaf in layout.leaves.items()}
+        return torch.zeros((T, N, *model.obs_shape), device=device)
+    leaves = {p: torch.from_numpy(np.zeros((T, N, *leaf.shape), dtype=leaf.dtype)).to(device) for p, leaf in layout.leaves.items()}
     return leaves if layout.structured else leaves[""]
 
 
 class RolloutBuffer:
-    """Preallocated ``[T, N, ...]`` storage for one iteration, kept on the host.
+    """Preallocated ``[T, N, ...]`` storage for one iteration.
 
-    Per-step data arriving from the env as NumPy (observations, rewards, episode flags) is
-    written through NumPy views of the same memory, so the acting loop makes no per-step
-    torch tensors for it; :meth:`rollout` hands the whole batch to ``device`` in one transfer.
-    ``obs`` is ``[T, N, *obs_shape]`` float32 for a Box, or per leaf ``[T, N, *leaf_shape]`` in
-    the leaf's storage dtype (a dict for Dict / Tuple spaces).
+    What the env gives as NumPy (rewards, episode flags) is kept on the host and written
+    through NumPy views of the same memory, so the acting loop makes no per-step torch tensors
+    for it; :meth:`rollout` hands the whole batch to ``device`` in one transfer. What the policy
+    reads and writes (observations, actions, log-probabilities, values, masks) is kept where the
+    policy runs: on the host for a CPU run (written through NumPy views as well), on the device
+    otherwise (``device_storage``), so that a GPU step moves only the observation up and the
+    action down. ``obs`` is ``[T, N, *obs_shape]`` float32 for a Box, or per leaf
+    ``[T, N, *leaf_shape]`` in the leaf's storage dtype (a dict for Dict / Tuple spaces).
     """
 
-    def __init__(self, T: int, N: int, model: ActorCritic, device: torch.device) -> None:
-        def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
-            return torch.zeros((T, N, *shape), dtype=dtype)
+    def __init__(self, T: int, N: int, model: ActorCritic, device: torch.device, device_storage: bool | None = None) -> None:
+        self.device = device
+        self.on_device = device.type != "cpu" if device_storage is None else device_storage
+        policy_side = device if self.on_device else _HOST
+
+        def z(*shape: int, dtype: torch.dtype = torch.float32, where: torch.device = _HOST) -> Tensor:
+            return torch.zeros((T, N, *shape), dtype=dtype, device=where)
 
         head = model.head
-        self.device = device
-        self.obs = _zeros_like_obs(model, T, N)
-        self.action = z(*head.action_shape, dtype=head.action_dtype)
-        self.logp, self.value, self.reward = z(), z(), z()
-        self.terminated, self.done = z(), z()
-        self.mask = z(*head.mask_shape, dtype=torch.bool) if head.mask_shape is not None else None
+        self.obs = _zeros_like_obs(model, T, N, policy_side)
+        self.action = z(*head.action_shape, dtype=head.action_dtype, where=policy_side)
+        self.logp, self.value = z(where=policy_side), z(where=policy_side)
+        self.reward, self.terminated, self.done = z(), z(), z()
+        self.mask = z(*head.mask_shape, dtype=torch.bool, where=policy_side) if head.mask_shape is not None else None
         self.has_mask = False
-        self.np_obs: ObsArrays = obs_map(Tensor.numpy, self.obs)
         self.np_reward = self.reward.numpy()
-        self.np_action, self.np_logp, self.np_value = self.action.numpy(), self.logp.numpy(), self.value.numpy()
         self.np_terminated, self.np_done = self.terminated.numpy(), self.done.numpy()
+        if not self.on_device:
+            self.np_obs: ObsArrays = obs_map(Tensor.numpy, self.obs)
+            self.np_action, self.np_logp, self.np_value = self.action.numpy(), self.logp.numpy(), self.value.numpy()
 
     def rollout(self, last_value: Tensor, last_obs: Obs, finals: list[tuple[Tensor, Obs, Tensor]]) -> Rollout:
         """Assemble the rollout on the device; ``last_value`` is ``V(obs_T)`` ``[N]`` and
@@ -90,12 +99,22 @@ class RolloutBuffer:
             last_obs=obs_map(dev, last_obs), final_obs=final_obs, final_index=final_index,
         )  # fmt: skip
 
-    def store_obs(self, t: int, obs: ObsArrays) -> None:
-        """Write the (normalized) observations of step ``t``, ``[N, ...]`` or a dict of leaves."""
+    def store_obs(self, t: int, obs: ObsArrays, obs_t: Obs) -> None:
+        """Write the (normalized) observations of step ``t``, ``[N, ...]`` or a dict of leaves:
+        ``obs`` as NumPy, ``obs_t`` the same as tensors where the policy runs (used on a device)."""
+        if self.on_device:
+            if isinstance(self.obs, dict):
+                assert isinstance(obs_t, dict)
+                for k, leaf in self.obs.items():
+                    leaf[t] = obs_t[k]
+            else:
+                assert isinstance(obs_t, Tensor)
+                self.obs[t] = obs_t
+            return
         if isinstance(self.np_obs, dict):
             assert isinstance(obs, dict)
-            for k, dst in self.np_obs.items():
-                dst[t] = obs[k]
+            for k, arr in self.np_obs.items():
+                arr[t] = obs[k]
         else:
             self.np_obs[t] = obs
 
@@ -147,16 +166,17 @@ class Collector:
         device: torch.device,
         generator: torch.Generator,
         act_backend: str = "auto",
+        device_storage: bool | None = None,
     ) -> None:
         self.envs, self.model, self.obs_norm, self.reward_scaler = envs, model, obs_norm, reward_scaler
         self.device, self.generator, self.T = device, generator, num_steps
         self.N = envs.num_envs
         self.layout = model.obs_layout
-        self.buffer = RolloutBuffer(num_steps, self.N, model, device)
+        self.buffer = RolloutBuffer(num_steps, self.N, model, device, device_storage)
         self.stats = EpisodeStats(self.N)
         self.raw_obs: ObsArrays | None = None  # as the env gave it (flattened to leaves), unnormalized
         self.mask: Tensor | None = None
-        use_lean = act_backend == "auto" and device.type == "cpu" and LeanActor.supports(model)
+        use_lean = act_backend == "auto" and not self.buffer.on_device and LeanActor.supports(model)
         self.lean = LeanActor(model) if use_lean else None
 
     def reset(self, seeds: list[int]) -> None:
@@ -203,7 +223,7 @@ class Collector:
         for t in range(self.T):
             if self.mask is not None and buf.mask is not None:
                 buf.mask[t] = self.mask
-            buf.store_obs(t, self.obs_np)
+            buf.store_obs(t, self.obs_np, self.obs)
             if lean is not None:
                 mask = None if self.mask is None else self.mask.numpy()
                 action_np, buf.np_logp[t], buf.np_value[t] = lean.act(self.obs_np, noise[t], mask)  # type: ignore[arg-type]

@@ -40,21 +40,23 @@ _LOG_SQRT_2PI = 0.9189385332046727  # 0.5 · log(2π)
 _KINDS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
 
 
-def _activate(z: Tensor, kind: str) -> Tensor:
-    """The activation of ``z``, in place."""
+def _layer_out(layer: nn.Linear, x: Tensor, kind: str | None) -> Tensor:
+    """``act(x Wᵀ + b)``; tanh as ``2σ(2z) − 1``, the doubling folded into the matmul."""
     if kind == "tanh":
-        return torch.sigmoid_(z.mul_(2.0)).mul_(2.0).sub_(1.0)
+        z = torch.addmm(layer.bias, x, layer.weight.t(), beta=2.0, alpha=2.0)
+        return torch.sigmoid_(z).mul_(2.0).sub_(1.0)
+    z = torch.addmm(layer.bias, x, layer.weight.t())
     if kind == "relu":
         return torch.relu_(z)
-    return nn.functional.elu_(z)
+    return z if kind is None else nn.functional.elu_(z)
 
 
 def _through(g: Tensor, y: Tensor, kind: str) -> Tensor:
     """``g · act'(z)`` from the activation's output ``y``."""
     if kind == "tanh":
-        return g * (1.0 - y * y)
+        return torch.ops.aten.tanh_backward(g, y)  # type: ignore[no-any-return]
     if kind == "relu":
-        return g * (y > 0)
+        return torch.ops.aten.threshold_backward(g, y, 0.0)  # type: ignore[no-any-return]
     return torch.where(y > 0, g, g * (y + 1.0))
 
 
@@ -243,8 +245,7 @@ def _layers(trunk: nn.Module) -> list[_Layer]:
 def _run(layers: list[_Layer], x: Tensor) -> list[Tensor]:
     hs = [x]
     for layer in layers:
-        z = torch.addmm(layer.linear.bias, hs[-1], layer.linear.weight.t())
-        hs.append(z if layer.kind is None else _activate(z, layer.kind))
+        hs.append(_layer_out(layer.linear, hs[-1], layer.kind))
     return hs
 
 
