@@ -137,7 +137,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
+def plot(results: dict[str, Any], path: Path, subtitle: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,8 +154,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         mean = [np.mean([dict(r["curve"])[s] for r in runs]) for s in steps]
         label = "1 process" if w == 1 else f"{w} workers (torchrun)"
         ax.plot(steps, mean, color=color, lw=2, marker="o", ms=3, label=f"{label}, {len(runs)} seed(s)")
-    ax.set(title="HalfCheetah-v5, global batch 2048: evaluation return", xlabel="environment steps (all workers)",
-           ylabel="return (deterministic policy, 10 seeds)")  # fmt: skip
+    ax.set(title=f"HalfCheetah-v5, {subtitle}: evaluation return", xlabel="environment steps (all workers)",
+           ylabel="return (deterministic policy, mean over evaluation episodes)")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(path, dpi=110)
@@ -170,7 +170,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             "steps": args.steps, "setup": args.setup, "config": SETUPS[args.setup][0], "extra": args.extra, "target_speedup": TARGET_SPEEDUP}  # fmt: skip
     (args.out_dir / "results.json").write_text(json.dumps({**meta, **results}, indent=2))
     if results["runs"]:
-        plot(results, args.out_dir / "curves.png")
+        plot(results, args.out_dir / "curves.png", SETUPS[args.setup][1].split(" (")[0])
     lines = [
         "# Scaling: 1 process vs W workers at the same global batch (issue 5)", "",
         f"Generated {meta['generated']} by `benchmarks/scaling.py` from commit `{commit}` on a host with "
