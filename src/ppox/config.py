@@ -219,9 +219,10 @@ class RunConfig:
     torch. Training is torch either way."""
     update_backend: str = "auto"
     """How PPO-Clip computes each minibatch's gradient: `auto` writes it out by hand
-    (ppox.nn.fused; about 3× cheaper per minibatch at 64–256 samples) when the policy is one
-    `act_backend=auto` acts with, except a state-dependent σ; `autograd` always uses autograd.
-    PPO-Penalty and REINFORCE use autograd."""
+    (ppox.nn.fused; a 64-wide MLP's minibatch step at 256 samples takes about half the time,
+    a 256-wide one's at 64 samples about 80%) when the policy is one `act_backend=auto` acts
+    with, except a state-dependent σ; `autograd` always uses autograd. PPO-Penalty and
+    REINFORCE use autograd."""
     threads: int = 1
     """torch intra-op threads (per worker under torchrun); 1 is fastest for small MLPs on CPU (0:
     leave torch's default)."""

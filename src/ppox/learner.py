@@ -17,6 +17,9 @@ Per update (:meth:`Learner.update` on a :class:`~ppox.types.Rollout`):
 
 Diagnostics are accumulated as tensors and read back once per update, so the minibatch loop
 never waits on a host sync except for the optional target-KL check and ``grad_clip="ignore"``.
+For PPO-Clip on an MLP policy the minibatch gradient is written out by hand
+(:class:`ppox.nn.fused.FusedClipStep`, ``run.update_backend``), otherwise autograd computes it;
+everything after the gradient (the workers' average, clipping, the Adam step) is shared.
 
 With several workers (``ppox.distributed``, issue 5) each worker trains on its own batch and
 every epoch has the same number of minibatches on every worker, each worker's minibatch being
