@@ -77,7 +77,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     for name, section in field_sections().items():
         flags = [f"--{name.replace('_', '-')}"] + [a for a in ALIASES.get(name, []) if a != f"--{name.replace('_', '-')}"]
         default = defaults[section][name]
-        help_ = f"{docs.get(name, '')} (default: {default})"
+        help_ = f"{docs.get(name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
         if types_[name] is bool:
             groups[section].add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
