@@ -5,6 +5,7 @@ checked step by step against Gymnasium's dynamics, and agreement with the Gymnas
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable
@@ -400,3 +401,24 @@ def test_a_resumed_envpool_run_restarts_its_episodes_and_says_so(tmp_path, capsy
     assert isinstance(resumed.envs, EnvPoolVectorEnv)
     summary = resumed.train()
     assert summary["total_steps"] == 384 and summary["resumed_env_state_exactly"] is False
+
+
+@pytest.mark.parametrize("env_id, expected", [("CartPole-v1", "envpool"), ("FrozenLake-v1", "gymnasium")])
+def test_a_run_records_the_backend_auto_picked_and_resumes_on_it(tmp_path, env_id, expected) -> None:
+    if expected == "envpool" and not envpool_installed():
+        pytest.skip("envpool is not installed")
+    from ppox.trainer import Trainer
+
+    cfg = Config().replace(env_id=env_id, env_backend="auto", num_envs=2, num_steps=16, total_steps=64,
+                           eval_every=0, eval_episodes=1, progress=False, tensorboard=False)  # fmt: skip
+    trainer = Trainer.create(cfg, tmp_path / "run")
+    assert trainer.cfg.env.env_backend == expected
+    trainer.train()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["env"]["env_backend"] == expected
+    resumed = Trainer.resume(tmp_path / "run")
+    assert resumed.cfg.env.env_backend == expected
+    resumed.envs.close()
+    # the same command again (torchrun --max-restarts, --auto-resume) still finds its own run
+    again = Trainer.create_or_resume(cfg.replace(total_steps=96), tmp_path / "run")
+    assert again.progress.global_step == 64 and again.cfg.env.env_backend == expected
+    again.envs.close()

@@ -38,7 +38,8 @@ class EnvConfig:
     env_backend: str = "gymnasium"
     """`gymnasium`, `envpool` (C++ batched envs for the ids listed in docs/envpool.md; `pip install
     envpool`; no exact resume of in-flight episodes) or `auto` (EnvPool when it is installed and
-    supports the id, else Gymnasium)."""
+    supports the id, else Gymnasium; the run's config.json and checkpoint record the one it got,
+    and a resume uses that one)."""
     max_episode_steps: int | None = None
     """Override the environment's time limit (None keeps the registered one)."""
     normalize_obs: bool = False

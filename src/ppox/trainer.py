@@ -35,6 +35,7 @@ from ppox import checkpoint as ckpt
 from ppox import distributed
 from ppox.config import Config
 from ppox.distributed import is_main
+from ppox.envs.envpool_backend import resolve_backend
 from ppox.envs.make import make_vec_env
 from ppox.errors import CheckpointError, ConfigError
 from ppox.evaluate import evaluate
@@ -67,6 +68,16 @@ class Progress:
     evals: list[dict[str, Any]] = field(default_factory=list)
 
 
+def with_resolved_backend(cfg: Config) -> Config:
+    """``cfg`` with ``env_backend="auto"`` replaced by the backend it picks on this install
+    (``ppox.envs.envpool_backend.resolve_backend``), so that config.json and the checkpoint
+    record what the run collected with, and a resume collects with the same (or says clearly
+    why it cannot, e.g. EnvPool missing where the run is resumed)."""
+    if cfg.env.env_backend != "auto":
+        return cfg
+    return cfg.replace(env_backend=resolve_backend(cfg.env))
+
+
 def resolve_device(name: str) -> torch.device:
     """The device for ``name``; ``cuda`` / ``auto`` under torchrun is this worker's GPU (LOCAL_RANK,
     round robin when workers outnumber GPUs; several workers per GPU need ``--dist-backend gloo``)."""
@@ -93,7 +104,7 @@ class Trainer:
     """Builds every component from a :class:`Config` and runs the loop."""
 
     def __init__(self, cfg: Config, run_dir: Path) -> None:
-        self.cfg = cfg.validate()
+        self.cfg = cfg = with_resolved_backend(cfg.validate())
         self.run_dir = run_dir
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
@@ -139,7 +150,7 @@ class Trainer:
     @classmethod
     def create(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
         """A new run in an empty (or new) directory; never overwrites an existing run."""
-        cfg = cfg.validate()
+        cfg = with_resolved_backend(cfg.validate())
         distributed.init()
         path = distributed.main_decides(lambda: new_run_dir(cfg, run_dir))  # rank 0 holds the directory
         return cls._start(cfg, path)
@@ -159,7 +170,7 @@ class Trainer:
         differ), else start ``cfg`` there: one command that a restarting launcher
         (``torchrun --max-restarts``) can repeat (``ppox train --auto-resume``). A directory
         holding another run is refused; see :func:`ppox.rundir.resumable`."""
-        cfg = cfg.validate()
+        cfg = with_resolved_backend(cfg.validate())
         where = run_dir or cfg.run.run_dir
         if where is None:
             raise ConfigError("--auto-resume needs the run directory to use (--run-dir DIR)")
@@ -175,7 +186,7 @@ class Trainer:
         trainer = cls(cfg, path)
         if is_main():
             path.mkdir(parents=True, exist_ok=True)
-            (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            (path / "config.json").write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
         trainer.collector.reset(trainer.train_seeds)
         return trainer
 
