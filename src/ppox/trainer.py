@@ -150,7 +150,7 @@ class Trainer:
     @classmethod
     def create(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
         """A new run in an empty (or new) directory; never overwrites an existing run."""
-        cfg = with_resolved_backend(cfg.validate())
+        cfg = cfg.validate()
         distributed.init()
         path = distributed.main_decides(lambda: new_run_dir(cfg, run_dir))  # rank 0 holds the directory
         return cls._start(cfg, path)

@@ -18,19 +18,20 @@ from ppox.config import PolicyConfig
 from ppox.distributions.base import ActionHead
 from ppox.errors import EnvError
 
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+"""``log √(2π)``, the constant of a normal log-density."""
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 def normal_log_density(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     """Elementwise ``log N(x; mean, exp(log_std)²)`` (no sum)."""
     z = (x - mean) * torch.exp(-log_std)
-    return -0.5 * z.square() - log_std - _LOG_SQRT_2PI
+    return -0.5 * z.square() - log_std - LOG_SQRT_2PI
 
 
 def normal_entropy(log_std: Tensor) -> Tensor:
     """Elementwise entropy of ``N(·, exp(log_std)²)``."""
-    return log_std + 0.5 + _LOG_SQRT_2PI
+    return log_std + 0.5 + LOG_SQRT_2PI
 
 
 def normal_kl(mean_p: Tensor, log_std_p: Tensor, mean_q: Tensor, log_std_q: Tensor) -> Tensor:
@@ -55,7 +56,7 @@ class DiagNormal:
         noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
         action = self.mean + noise * self.log_std.exp()
         # z = noise exactly, so the density needs no division
-        return action, (-0.5 * noise.square() - self.log_std - _LOG_SQRT_2PI).sum(-1)
+        return action, (-0.5 * noise.square() - self.log_std - LOG_SQRT_2PI).sum(-1)
 
     def mode(self) -> Tensor:
         return self.mean

@@ -30,13 +30,13 @@ import torch
 from torch import Tensor, nn
 
 from ppox.config import PPOConfig
-from ppox.distributions.categorical import CategoricalHead
-from ppox.distributions.normal import GaussianHead
+from ppox.distributions.categorical import CategoricalHead, MaskedCategorical
+from ppox.distributions.normal import LOG_SQRT_2PI, GaussianHead, normal_entropy
 from ppox.nn.actor_critic import ActorCritic
+from ppox.nn.lean import plain_mlp_policy
 
 __all__ = ["FusedClipStep", "FusedPass"]
 
-_LOG_SQRT_2PI = 0.9189385332046727  # 0.5 · log(2π)
 _KINDS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
 
 
@@ -114,14 +114,7 @@ class FusedClipStep:
         if cfg is not None and cfg.algo != "ppo-clip":
             return False
         head = model.head
-        if model.encoder is not None or not isinstance(head, (CategoricalHead, GaussianHead)):
-            return False
-        if isinstance(head, GaussianHead) and head.sigma_mode == "state":
-            return False
-        if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
-            return False
-        allowed = (nn.Linear, *_KINDS)
-        return all(isinstance(m, allowed) for trunk in model.trunks.values() for m in trunk.children())
+        return plain_mlp_policy(model) and not (isinstance(head, GaussianHead) and head.sigma_mode == "state")
 
     # --- forward ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -135,21 +128,15 @@ class FusedClipStep:
         if self.categorical:
             if self.temperature != 1.0:
                 out = out.mul_(1.0 / self.temperature)
-            if mask is not None:
-                out = out.masked_fill_(~mask, torch.finfo(out.dtype).min)
-            logp_all = out.log_softmax(-1)
-            probs = logp_all.exp()
-            plogp = probs * logp_all
-            if mask is not None:  # 0 · (−inf) where masked
-                plogp = torch.where(mask, plogp, 0.0)
+            dist = MaskedCategorical(out, mask)
             taken = action.long().unsqueeze(1)
-            logp = logp_all.gather(1, taken).squeeze(1)
-            return FusedPass(logp, actor, critic, value, logp_all, probs, mask, taken, entropy=-plogp.sum(-1))
+            logp = dist.logp_all.gather(1, taken).squeeze(1)
+            return FusedPass(logp, actor, critic, value, dist.logp_all, dist.probs, mask, taken, entropy=dist.entropy())
         assert self.log_std is not None
         inv_std = torch.exp(-self.log_std)
         z = (action - out).mul_(inv_std)
-        logp = (-0.5 * z.square() - self.log_std).sum(-1).sub_(_LOG_SQRT_2PI * z.shape[1])
-        entropy = (self.log_std + (0.5 + _LOG_SQRT_2PI)).sum().expand(z.shape[0])
+        logp = (-0.5 * z.square() - self.log_std).sum(-1).sub_(LOG_SQRT_2PI * z.shape[1])
+        entropy = normal_entropy(self.log_std).sum().expand(z.shape[0])
         return FusedPass(logp, actor, critic, value, entropy=entropy, z=z, inv_std=inv_std)
 
     # --- loss terms and gradient -----------------------------------------------------------------

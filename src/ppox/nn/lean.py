@@ -26,12 +26,10 @@ import torch
 from torch import nn
 
 from ppox.distributions.categorical import CategoricalHead
-from ppox.distributions.normal import LOG_STD_MAX, LOG_STD_MIN, GaussianHead
+from ppox.distributions.normal import LOG_SQRT_2PI, LOG_STD_MAX, LOG_STD_MIN, GaussianHead
 from ppox.nn.actor_critic import ActorCritic
 
-__all__ = ["LeanActor"]
-
-_LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
+__all__ = ["LeanActor", "plain_mlp_policy"]
 
 
 def _elu(x: np.ndarray) -> np.ndarray:
@@ -39,6 +37,19 @@ def _elu(x: np.ndarray) -> np.ndarray:
 
 
 _ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0, out=x), nn.ELU: _elu}
+
+
+def plain_mlp_policy(model: ActorCritic) -> bool:
+    """Whether ``model`` is what the NumPy acting path and the hand-written gradient
+    (:mod:`ppox.nn.fused`) serve: float32 parameters on the CPU, MLP trunks of Linear layers and
+    tanh / ReLU / ELU reading a Box observation directly (no encoder), and a Discrete or Box
+    head."""
+    if model.encoder is not None or not isinstance(model.head, (CategoricalHead, GaussianHead)):
+        return False
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
+        return False
+    allowed = (nn.Linear, *_ACTIVATIONS)
+    return all(isinstance(m, allowed) for trunk in model.trunks.values() for m in trunk.children())
 
 
 class _Layers:
@@ -119,13 +130,8 @@ class LeanActor:
     @staticmethod
     def supports(model: ActorCritic) -> bool:
         """True for an MLP policy on CPU reading a Box observation directly, with a Discrete
-        or Box action head."""
-        if model.encoder is not None or not isinstance(model.head, (CategoricalHead, GaussianHead)):
-            return False
-        if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
-            return False
-        allowed = (nn.Linear, *_ACTIVATIONS)
-        return all(isinstance(m, allowed) for trunk in model.trunks.values() for m in trunk.children())
+        or Box action head (:func:`plain_mlp_policy`)."""
+        return plain_mlp_policy(model)
 
     def refresh(self) -> None:
         """Copy the model's current weights (call after every update, before acting)."""
@@ -192,5 +198,5 @@ class LeanActor:
             assert self.log_std is not None, "refresh() first"
             log_std = np.broadcast_to(self.log_std, mean.shape)
         action = mean + noise * np.exp(log_std)
-        logp = (-0.5 * np.square(noise) - log_std - np.float32(_LOG_SQRT_2PI)).sum(-1)
+        logp = (-0.5 * np.square(noise) - log_std - np.float32(LOG_SQRT_2PI)).sum(-1)
         return action.astype(np.float32, copy=False), logp.astype(np.float32, copy=False)
