@@ -174,9 +174,9 @@ def spy_minibatches(learner: Learner) -> list[tuple]:
     seen: list[tuple] = []
     original = learner._minibatch
 
-    def spy(mb, ent_coef):
+    def spy(mb, ent_coef, adv_ready):
         seen.append((mb, copy.deepcopy(learner.model.state_dict())))
-        return original(mb, ent_coef)
+        return original(mb, ent_coef, adv_ready)
 
     learner._minibatch = spy  # type: ignore[method-assign]
     return seen
@@ -277,7 +277,7 @@ def grad_of(model: ActorCritic, r: Rollout, cfg: Config) -> torch.Tensor:
     """The unclipped flat gradient of the first minibatch's loss (a twin learner, lr 0)."""
     twin = copy.deepcopy(model)
     ln = Learner(twin, cfg.replace(grad_clip="norm", max_grad_norm=None), torch.Generator().manual_seed(0))
-    ln.optimizer.step = lambda *a, **k: None  # type: ignore[method-assign]
+    ln.optimizer.apply = lambda: None  # type: ignore[method-assign]
     ln.update(r, progress=0.0)
     return ln.flat.grad.clone()
 

@@ -8,8 +8,14 @@ import torch
 from gymnasium import spaces
 
 from ppox.config import Config, PolicyConfig
-from ppox.core.losses import clipped_surrogate, normalize_advantages, value_loss
-from ppox.learner import FlatParams, Learner
+from ppox.core.losses import (
+    clip_fraction,
+    clipped_surrogate,
+    kl_estimate,
+    normalize_advantages,
+    value_loss,
+)
+from ppox.learner import Experience, FlatParams, Learner
 from ppox.nn.actor_critic import ActorCritic
 from ppox.nn.fused import FusedClipStep
 from ppox.types import Batch
@@ -65,9 +71,10 @@ def test_fused_gradient_is_autograds(name, space, policy, obs_shape, masked, los
     mb = batch_for(model, obs_shape, masked)
     adv = normalize_advantages(mb.adv)
     fused = FusedClipStep(model)
-    f = fused.forward(mb.obs, mb.action, mb.mask)
+    fb = fused.batch(mb, adv)
+    f = fused.forward(fb)
     flat.zero_grad()
-    terms = fused.backward(f, f.logp - mb.logp, adv, mb.value, mb.ret, **loss)
+    *terms, clipped = fused.backward(f, fb, **loss)
     ours = flat.grad.clone()
 
     flat.zero_grad()
@@ -78,25 +85,52 @@ def test_fused_gradient_is_autograds(name, space, policy, obs_shape, masked, los
     entropy = dist.entropy().mean()
     (pg + loss["vf_coef"] * vl - loss["ent_coef"] * entropy).backward()
 
-    torch.testing.assert_close(f.logp, dist.log_prob(mb.action).detach(), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.stack(terms), torch.stack([pg, vl, entropy]).detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(f.log_ratio), log_ratio.detach(), rtol=1e-5, atol=1e-5)
+    assert f.approx_kl() == pytest.approx(kl_estimate(log_ratio).mean().item(), rel=1e-4, abs=1e-7)
+    torch.testing.assert_close(torch.tensor(terms), torch.stack([pg, vl, entropy]).detach(), rtol=1e-5, atol=1e-5)
+    assert clipped == pytest.approx(clip_fraction(log_ratio, loss["clip_coef"]).item())
+    assert 0.0 < clipped < 1.0  # the batch puts ratios on both sides of the clip range
     torch.testing.assert_close(ours, flat.grad, rtol=1e-4, atol=2e-6)
     assert ours.abs().sum() > 0
 
 
-def test_a_learner_trains_the_same_with_either_backend():
-    cfg = Config().replace(num_steps=64, num_envs=1, num_epochs=3, num_minibatches=4, learning_rate=1e-2,
+@pytest.mark.parametrize("space", [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), np.float32)], ids=["discrete", "box"])
+@pytest.mark.parametrize("num_minibatches", [4, 1], ids=["4-minibatches", "whole-batch"])
+def test_a_learner_trains_the_same_with_either_backend(space, num_minibatches):
+    cfg = Config().replace(num_steps=B, num_envs=1, num_epochs=3, num_minibatches=num_minibatches, learning_rate=1e-2,
                            ent_coef=0.01, value_clip=0.2).validate()  # fmt: skip
     out = {}
     for backend in ("auto", "autograd"):
-        model = model_for(spaces.Discrete(3), hidden_sizes=(16, 16))
+        model = model_for(space, hidden_sizes=(16, 16))
         learner = Learner(model, cfg.replace(update_backend=backend), torch.Generator().manual_seed(0))
         assert (learner.fused is not None) == (backend == "auto")
         metrics = learner.update(batch_for(model, (6,)), progress=0.0)
+        assert metrics["updates"] == 3 * num_minibatches
         out[backend] = (learner.flat.flat.detach().clone(), metrics)
     torch.testing.assert_close(out["auto"][0], out["autograd"][0], rtol=1e-4, atol=1e-5)
     for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm"):
         assert out["auto"][1][k] == pytest.approx(out["autograd"][1][k], rel=1e-3, abs=1e-6), k
+
+
+@pytest.mark.parametrize("backend", ["auto", "autograd"])
+@pytest.mark.parametrize("norm_adv", ["minibatch", "batch", "off"])
+def test_the_whole_batch_shortcut_trains_as_an_indexed_minibatch(backend, norm_adv):
+    """One minibatch of the whole batch skips the shuffle and the copy by index (and, for the
+    fused step, converts the batch once per update): the same steps as the general path."""
+    cfg = Config().replace(num_steps=B, num_envs=1, num_epochs=4, num_minibatches=1, learning_rate=1e-2,
+                           norm_adv=norm_adv, update_backend=backend).validate()  # fmt: skip
+    out = []
+    for shortcut in (True, False):
+        model = model_for(spaces.Discrete(3), hidden_sizes=(16,))
+        learner = Learner(model, cfg, torch.Generator().manual_seed(0))
+        batch = batch_for(model, (6,))
+        assert learner._minibatches(Experience(batch, None, None)) == [None]
+        if not shortcut:
+            learner._minibatches = lambda exp: [torch.arange(B)]  # type: ignore[method-assign]
+        m = learner.update(batch, progress=0.0)
+        out.append((learner.flat.flat.detach().clone(), m))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-5, atol=1e-6)
+    assert out[0][1]["policy_loss"] == pytest.approx(out[1][1]["policy_loss"], rel=1e-4, abs=1e-7)
 
 
 def test_what_the_fused_step_does_not_serve_goes_through_autograd():

@@ -75,13 +75,15 @@ def test_fresh_rollout_has_log_ratio_zero(make_collector, env_id, exact, act_bac
         assert torch.equal(value, flat(r.value))
     else:  # the NumPy acting path (ppox.nn.lean) agrees to float32 rounding
         torch.testing.assert_close(value, flat(r.value), rtol=1e-5, atol=1e-5)
-    if exact:  # categorical: logp is a gather from the same log_softmax
-        assert torch.all(log_ratio == 0)
+    if exact:
+        # categorical: logp is a gather from the same log_softmax, equal up to a few ulps
+        # (the CPU's vectorized log_softmax may round differently at 4 rows than at 128)
+        assert log_ratio.abs().max() <= 1e-6
     else:
         # Gaussian: the acting path computes the density from the noise (z = ε), log_prob
         # recomputes z = (a − μ)/σ; they agree up to float32 rounding
         assert log_ratio.abs().max() < 1e-5
-    # the learner's first minibatch sees ratio 1: no clipping, KL estimate ~0 (exactly 0 when
+    # the learner's first minibatch sees ratio 1: no clipping, KL estimate ~0 (a few ulps when
     # torch both acts and trains; the NumPy acting path and the fused gradient agree to rounding)
     update_backend = "autograd" if act_backend == "torch" else "auto"
     cfg = cfg_for(num_steps=32, num_envs=4, num_minibatches=1, num_epochs=1, update_backend=update_backend)
@@ -89,7 +91,7 @@ def test_fresh_rollout_has_log_ratio_zero(make_collector, env_id, exact, act_bac
     batch = Batch(flat(r.obs), flat(r.action), flat(r.logp), flat(r.value), torch.randn(n), torch.randn(n), flat(r.mask))
     m = Learner(c.model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
     assert m["clip_fraction"] == 0.0
-    assert m["approx_kl"] == 0.0 if exact else m["approx_kl"] < 1e-10
+    assert m["approx_kl"] < (1e-12 if exact else 1e-10)
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -56,7 +57,7 @@ from ppox.core.losses import (
 )
 from ppox.core.schedules import schedule_value
 from ppox.nn.actor_critic import ActorCritic
-from ppox.nn.fused import FusedClipStep
+from ppox.nn.fused import FusedBatch, FusedClipStep
 from ppox.types import Batch, Obs, Rollout, obs_map
 
 _TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm", "skipped_updates")
@@ -84,6 +85,7 @@ class FlatParams:
             p.data = self.flat.data[offset : offset + n].view_as(p)
             p.grad = self.flat.grad[offset : offset + n].view_as(p)
             offset += n
+        self._grad_np = self.flat.grad.numpy() if self.flat.device.type == "cpu" else None
 
     @property
     def grad(self) -> Tensor:
@@ -97,12 +99,19 @@ class FlatParams:
         """The total p-norm of the gradient (``p = inf``: the largest absolute element)."""
         return torch.linalg.vector_norm(self.grad, ord=p)
 
-    def clip_grad_norm(self, max_norm: float, p: float = 2.0) -> Tensor:
-        """Scale the gradient to total p-norm ≤ ``max_norm``; return the pre-clip norm."""
-        norm = self.grad_norm(p)
+    def clip_grad_norm(self, max_norm: float, p: float = 2.0) -> Tensor | float:
+        """Scale the gradient to total p-norm ≤ ``max_norm``; return the pre-clip norm (a float
+        on the CPU, where reading it costs nothing; a tensor elsewhere, to avoid a host sync)."""
+        if self._grad_np is not None:  # the CPU: the 2-norm as one BLAS dot, a quarter of torch's norm kernel
+            norm = math.sqrt(float(np.dot(self._grad_np, self._grad_np))) if p == 2.0 else float(self.grad_norm(p))
+            scale = max_norm / (norm + 1e-6)
+            if scale < 1.0:
+                self.grad.mul_(scale)
+            return norm
+        t = self.grad_norm(p)
         if max_norm != math.inf:
-            self.grad.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
-        return norm
+            self.grad.mul_((max_norm / (t + 1e-6)).clamp(max=1.0))
+        return t
 
     def clip_grad_value(self, bound: float) -> None:
         """Clamp every gradient element to ``[-bound, bound]``."""
@@ -131,6 +140,12 @@ class FlatAdam(torch.optim.Adam):
 
     def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
         assert closure is None, "FlatAdam takes no closure"
+        self.apply()
+
+    def apply(self) -> None:
+        """The step itself, without the profiling and hook wrapper torch puts around every
+        optimizer's ``step`` (about 10 µs a call; the learner steps once per minibatch and
+        registers no hooks)."""
         group = self.param_groups[0]
         (param,) = group["params"]
         state = self.state[param]
@@ -181,6 +196,11 @@ class Experience:
     segments: list[Tensor] | None = None  # episode segments as flat indices, for trajectory order
 
 
+def _whole(minibatches: list[Tensor | None]) -> bool:
+    """Whether an epoch's minibatches are the single whole-batch one (``[None]``)."""
+    return len(minibatches) == 1 and minibatches[0] is None
+
+
 class Learner:
     """Owns the optimizer, the minibatch RNG and the family's adaptive state (β, the REINFORCE
     running-mean baseline); ``update(rollout, progress)`` returns the update's metrics."""
@@ -197,6 +217,7 @@ class Learner:
         self._unequal = False  # workers hold different numbers of samples in this update
         fused = cfg.run.update_backend == "auto" and FusedClipStep.supports(model, cfg.ppo)
         self.fused = FusedClipStep(model) if fused else None
+        self._fused_batch: tuple[Batch, FusedBatch] | None = None  # the last minibatch the fused step converted
 
     def broadcast_params(self) -> None:
         """Give every worker rank 0's parameters and buffers (at start and after a resume)."""
@@ -290,25 +311,7 @@ class Learner:
             exp = Experience(data, None, None)
         self._unequal = self.world > 1 and exp.valid is not None
         kl_coef = self.kl_coef
-        totals = torch.zeros(len(_TERMS))
-        n_updates, stopped = 0, False
-        batch = self._normalized(exp.batch, exp.valid)
-        for epoch in range(o.num_epochs):
-            if epoch > 0 and o.recompute_adv and exp.rollout is not None and self.uses_critic:
-                v, nv = self.critic_values(exp.rollout)
-                adv, ret = self.estimate(exp.rollout, v, nv)
-                batch = self._normalized(flatten_rollout(exp.rollout, adv, ret, v), exp.valid)
-            minibatches = self._minibatches(exp)
-            epoch_batch = self._minibatch_normalized(batch, minibatches)
-            for idx in minibatches:
-                terms = self._minibatch(epoch_batch.take(idx), coef["ent_coef"])
-                if terms is None:
-                    stopped = True
-                    break
-                totals += terms
-                n_updates += 1
-            if stopped:
-                break
+        totals, n_updates, stopped = self._epochs(exp, coef["ent_coef"])
         distributed.all_reduce_mean_(totals)  # the diagnostics of all workers (grad_norm, skips: the same on each)
         means = (totals / max(n_updates, 1)).tolist()
         out = dict(zip(_TERMS, means))
@@ -331,6 +334,40 @@ class Learner:
             out["baseline"] = self.baseline_mean
         return out
 
+    def _epochs(self, exp: Experience, ent_coef: float) -> tuple[Tensor, int, bool]:
+        """The epochs of minibatch steps; returns the summed minibatch terms (``_TERMS``), the
+        number of steps and whether the target-KL check stopped them early."""
+        o = self.cfg.ppo
+        if self.fused is not None:
+            self.fused.refresh()
+        totals = torch.zeros(len(_TERMS))
+        host = [0.0] * len(_TERMS)  # the hand-written gradient's terms, summed as floats
+        n_updates = 0
+        batch = self._normalized(exp.batch, exp.valid)
+        prepared: tuple[Batch, Batch, bool] | None = None  # (batch, as the epoch trains on it, advantages ready)
+        for epoch in range(o.num_epochs):
+            if epoch > 0 and o.recompute_adv and exp.rollout is not None and self.uses_critic:
+                v, nv = self.critic_values(exp.rollout)
+                adv, ret = self.estimate(exp.rollout, v, nv)
+                batch = self._normalized(flatten_rollout(exp.rollout, adv, ret, v), exp.valid)
+            minibatches = self._minibatches(exp)
+            whole = _whole(minibatches)
+            if not (whole and prepared is not None and prepared[0] is batch):  # the whole batch: once
+                prepared = (batch, *self._minibatch_normalized(batch, minibatches))
+            _, epoch_batch, ready = prepared
+            for idx in minibatches:
+                terms = self._minibatch(epoch_batch if idx is None else epoch_batch.take(idx), ent_coef, ready)
+                if terms is None:
+                    self._fused_batch = None
+                    return totals + torch.tensor(host), n_updates, True
+                if isinstance(terms, Tensor):
+                    totals += terms
+                else:
+                    host = [a + b for a, b in zip(host, terms)]
+                n_updates += 1
+        self._fused_batch = None  # not kept between updates
+        return totals + torch.tensor(host), n_updates, False
+
     def _normalized(self, batch: Batch, valid: Tensor | None) -> Batch:
         """``norm_adv="batch"``: advantages standardized with the statistics of the samples
         that enter the loss."""
@@ -347,16 +384,26 @@ class Learner:
         ``norm_adv_scope="per_worker"`` (seed 000 Q5–Q7)."""
         return distributed.normalize_advantages(adv) if self._global_adv else normalize_advantages(adv)
 
-    def _minibatch_normalized(self, batch: Batch, minibatches: list[Tensor]) -> Batch:
-        """``norm_adv="minibatch"`` across workers: every global minibatch's advantages
-        standardized with the statistics of all workers' shares of it, for the whole epoch in one
-        collective (the minibatch step then leaves them as they are)."""
-        if not (self._global_adv and self.cfg.ppo.norm_adv == "minibatch"):
-            return batch
+    def _minibatch_normalized(self, batch: Batch, minibatches: list[Tensor | None]) -> tuple[Batch, bool]:
+        """``norm_adv="minibatch"`` ahead of the minibatch steps where it can be: across workers,
+        every global minibatch's advantages standardized with the statistics of all workers'
+        shares of it, for the whole epoch in one collective; in one process, a single minibatch
+        of the whole batch standardized once (not once per epoch). Returns the batch and whether
+        its advantages are ready (the minibatch step then leaves them as they are)."""
+        whole = _whole(minibatches)
+        if whole:  # trained on as it is, not through a copy by index
+            batch = batch.trainable()
+        if self.cfg.ppo.norm_adv != "minibatch":
+            return batch, True
+        if whole:
+            return batch._replace(adv=self._standardize(batch.adv)), True
+        if not self._global_adv:
+            return batch, False
         adv = batch.adv.clone()
-        for idx, normed in zip(minibatches, distributed.normalize_advantages_chunks([batch.adv[i] for i in minibatches])):
+        chunks = [batch.adv[i] for i in minibatches if i is not None]
+        for idx, normed in zip(minibatches, distributed.normalize_advantages_chunks(chunks)):
             adv[idx] = normed
-        return batch._replace(adv=adv)
+        return batch._replace(adv=adv), True
 
     def _mean_over_workers(self, x: Tensor) -> float | None:
         """The mean of ``x`` over every worker's elements (None when there are none)."""
@@ -376,10 +423,15 @@ class Learner:
         scale = self.world / max(total, 1.0)
         return lambda x: x.sum() * scale
 
-    def _minibatches(self, exp: Experience) -> list[Tensor]:
-        """One epoch's minibatch indices into the flat batch, in ``minibatch_order``."""
+    def _minibatches(self, exp: Experience) -> list[Tensor | None]:
+        """One epoch's minibatch indices into the flat batch, in ``minibatch_order``; ``[None]``
+        for one minibatch of the whole batch in ``transitions`` order (the RL Zoo's CartPole
+        setting), which needs neither a shuffle nor a copy: the gradient of a mean does not
+        depend on the order of its terms."""
         o = self.cfg.ppo
         size = exp.batch.adv.shape[0]
+        if o.num_minibatches == 1 and o.minibatch_order == "transitions" and exp.valid is None and size:
+            return [None]
         if o.minibatch_order == "transitions":
             order = torch.randperm(size, generator=self.generator)
         elif o.minibatch_order == "fixed":
@@ -403,30 +455,47 @@ class Learner:
         mb = math.ceil(n / o.num_minibatches)
         return list(order.split(mb))
 
-    def _minibatch(self, mb: Batch, ent_coef: float) -> Tensor | None:
-        """One gradient step; None (and no step) when the target-KL check stops the epoch loop."""
+    def _minibatch(self, mb: Batch, ent_coef: float, adv_ready: bool) -> Tensor | list[float] | None:
+        """One gradient step; None (and no step) when the target-KL check stops the epoch loop.
+        ``adv_ready``: the minibatch's advantages are already normalized as configured."""
+        if self.fused is not None:
+            return self._fused_minibatch(mb, ent_coef, adv_ready)
         o = self.cfg.ppo
         mean = self._reducer(mb.adv.shape[0])
-        if self.fused is not None:
-            assert isinstance(mb.obs, Tensor)
-            f = self.fused.forward(mb.obs, mb.action, mb.mask)
-            log_ratio = f.logp - mb.logp
-        else:
-            dist, value = self.model(mb.obs, mb.mask)
-            logp = dist.log_prob(mb.action)
-            log_ratio = logp - mb.logp
+        dist, value = self.model(mb.obs, mb.mask)
+        logp = dist.log_prob(mb.action)
+        log_ratio = logp - mb.logp
         approx_kl = mean(kl_estimate(log_ratio.detach()))
         if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:
             return None
-        adv = normalize_advantages(mb.adv) if o.norm_adv == "minibatch" and not self._global_adv else mb.adv
-        if self.fused is not None:
-            self.flat.zero_grad()
-            pg, vl, entropy = self.fused.backward(f, log_ratio, adv, mb.value, mb.ret, clip_coef=o.clip_coef,
-                                                  dual_clip=o.dual_clip, value_clip=o.value_clip, vf_coef=o.vf_coef,
-                                                  ent_coef=ent_coef)  # fmt: skip
+        adv = mb.adv if adv_ready else normalize_advantages(mb.adv)
+        pg, vl, entropy = self._autograd_step(mb, dist, value, logp, log_ratio, adv, mean, ent_coef)
+        grad_norm, skipped = self._apply_gradient()
+        with torch.no_grad():
+            clipped = clip_fraction(log_ratio, o.clip_coef) if mb.adv.numel() else torch.zeros((), device=pg.device)
+            norm = torch.as_tensor(grad_norm, dtype=pg.dtype, device=pg.device)
+            terms = [pg, vl, entropy, approx_kl, clipped, norm, norm.new_tensor(float(skipped))]
+            return torch.stack(terms).detach().cpu()
+
+    def _fused_minibatch(self, mb: Batch, ent_coef: float, adv_ready: bool) -> list[float] | None:
+        """:meth:`_minibatch` through the hand-written gradient (``self.fused``, NumPy on the CPU)."""
+        o = self.cfg.ppo
+        assert self.fused is not None and not self._unequal
+        if self._fused_batch is not None and self._fused_batch[0] is mb:  # the whole batch, every epoch
+            fb = self._fused_batch[1]
         else:
-            pg, vl, entropy = self._autograd_step(mb, dist, value, logp, log_ratio, adv, mean, ent_coef)
-        return self._step(log_ratio, pg, vl, entropy, approx_kl, mb.adv.numel())
+            fb = self.fused.batch(mb, None if adv_ready else normalize_advantages(mb.adv))
+            self._fused_batch = (mb, fb)
+        f = self.fused.forward(fb)
+        approx_kl = f.approx_kl()
+        if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:
+            return None
+        self.flat.zero_grad()
+        pg, vl, entropy, clipped = self.fused.backward(f, fb, clip_coef=o.clip_coef, dual_clip=o.dual_clip,
+                                                       value_clip=o.value_clip, vf_coef=o.vf_coef,
+                                                       ent_coef=ent_coef)  # fmt: skip
+        grad_norm, skipped = self._apply_gradient()
+        return [pg, vl, entropy, approx_kl, clipped, float(grad_norm), float(skipped)]
 
     def _autograd_step(self, mb: Batch, dist: Any, value: Tensor, logp: Tensor, log_ratio: Tensor, adv: Tensor,
                        mean: Callable[[Tensor], Tensor], ent_coef: float) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
@@ -448,11 +517,13 @@ class Learner:
         loss.backward()
         return pg, vl, entropy
 
-    def _step(self, log_ratio: Tensor, pg: Tensor, vl: Tensor, entropy: Tensor, approx_kl: Tensor, n: int) -> Tensor:
-        """Average the gradient over the workers, clip it, step; return the minibatch's terms."""
+    def _apply_gradient(self) -> tuple[Tensor | float, bool]:
+        """Average the gradient over the workers, clip it, step; return the pre-clip gradient
+        norm and whether the step was skipped (``grad_clip="ignore"``)."""
         o = self.cfg.ppo
-        distributed.all_reduce_mean_(self.flat.grad)  # the global minibatch's gradient; clipped below, alike everywhere
-        skipped = torch.zeros(())
+        if self.world > 1:
+            distributed.all_reduce_mean_(self.flat.grad)  # the global minibatch's gradient; clipped below, alike everywhere
+        skipped = False
         if o.grad_clip == "norm":
             grad_norm = self.flat.clip_grad_norm(math.inf if o.max_grad_norm is None else o.max_grad_norm, o.grad_norm_type)
         else:
@@ -460,19 +531,18 @@ class Learner:
             if o.grad_clip == "value":
                 self.flat.clip_grad_value(o.grad_clip_value)
         assert o.max_grad_norm is not None or o.grad_clip != "ignore"
-        if o.grad_clip == "ignore" and grad_norm.item() > o.max_grad_norm:  # type: ignore[operator]
-            skipped = torch.ones(())
+        if o.grad_clip == "ignore" and float(grad_norm) > o.max_grad_norm:  # type: ignore[operator]
+            skipped = True
         else:
-            self.optimizer.step()
-        with torch.no_grad():
-            clipped = clip_fraction(log_ratio, o.clip_coef) if n else torch.zeros((), device=pg.device)
-            return torch.stack([pg, vl, entropy, approx_kl, clipped, grad_norm, skipped]).detach().cpu()
+            self.optimizer.apply()
+        return grad_norm, skipped
 
-    def _over_workers(self, x: Tensor) -> float:
+    def _over_workers(self, x: Tensor | float) -> float:
         """A per-worker mean as a number, averaged over the workers (the decision everyone takes)."""
+        value = float(x)
         if self.world == 1:
-            return x.item()
-        return distributed.all_reduce_sums(x.item())[0] / self.world
+            return value
+        return distributed.all_reduce_sums(value)[0] / self.world
 
     @torch.no_grad()
     def _batch_kl(self, batch: Batch) -> float:

@@ -84,6 +84,15 @@ class Batch(NamedTuple):
         """The samples at ``idx`` ``[b]`` (of every leaf of a dict observation too)."""
         return Batch(*(None if x is None else obs_map(lambda t: t[idx], x) for x in self))  # type: ignore[arg-type]
 
+    def trainable(self) -> Batch:
+        """The batch with every tensor made under ``torch.inference_mode`` (the collector's)
+        copied, so autograd may save it for the backward pass; others are kept as they are."""
+
+        def plain(t: Tensor) -> Tensor:
+            return t.clone() if t.is_inference() else t
+
+        return Batch(*(None if x is None else obs_map(plain, x) for x in self))  # type: ignore[arg-type]
+
 
 # --------------------------------------------------------------------------------------------
 # Observation layout: a space → its leaves
