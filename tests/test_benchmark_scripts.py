@@ -40,3 +40,14 @@ def test_time_to_solve_runs_both_libraries(tmp_path: Path) -> None:
         assert [e[0] for e in run["evals"]] == [1024, 2048], run["evals"]
         assert run["solved_s"] is None
     assert out.with_suffix(".md").exists()
+
+
+def test_fixed_costs_times_both_backends(tmp_path: Path) -> None:
+    out = tmp_path / "fixed.json"
+    result = run_script("fixed_costs.py", out, "--repeats", "1", "--updates", "1")
+    assert len(result["cases"]) == 4 and len(result["acting"]) == 3
+    for case in result["acting"].values():
+        assert case["torch"]["median"] > 0 and case["auto"]["median"] > 0
+    for case in result["cases"].values():
+        assert case["autograd"]["median"] > 0 and case["auto"]["median"] > 0
+    assert "speed-up" in out.with_suffix(".md").read_text()

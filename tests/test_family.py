@@ -20,7 +20,7 @@ from ppox.config import Config, PolicyConfig
 from ppox.core import adaptive_kl_coef, gae, kl_penalty, nstep_returns, reinforce_loss
 from ppox.learner import Learner, _complete, _segments
 from ppox.nn.actor_critic import ActorCritic
-from ppox.types import Rollout
+from ppox.types import Batch, Rollout
 
 
 def col(*xs: float) -> torch.Tensor:
@@ -170,15 +170,24 @@ def rollout_and_model(make_collector):
 
 
 def spy_minibatches(learner: Learner) -> list[tuple]:
-    """Record (minibatch, parameters before its step) for every minibatch the learner trains on."""
+    """Record (minibatch, parameters before its step) for every minibatch the learner trains on,
+    through autograd or the hand-written gradient (whose NumPy minibatch is recorded as a Batch
+    of tensors with the fields these tests read: obs, adv, value)."""
     seen: list[tuple] = []
-    original = learner._minibatch
+    original, fused = learner._minibatch, learner._fused_minibatch
 
     def spy(mb, ent_coef, adv_ready):
         seen.append((mb, copy.deepcopy(learner.model.state_dict())))
         return original(mb, ent_coef, adv_ready)
 
+    def fused_spy(fb, ent_coef, adv_ready):
+        t = torch.from_numpy
+        mb = Batch(t(fb.x), None, t(fb.old_logp), t(fb.old_value), t(fb.adv), t(fb.ret), None)
+        seen.append((copy.deepcopy(mb), copy.deepcopy(learner.model.state_dict())))
+        return fused(fb, ent_coef, adv_ready)
+
     learner._minibatch = spy  # type: ignore[method-assign]
+    learner._fused_minibatch = fused_spy  # type: ignore[method-assign]
     return seen
 
 

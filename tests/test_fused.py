@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -71,7 +73,7 @@ def test_fused_gradient_is_autograds(name, space, policy, obs_shape, masked, los
     mb = batch_for(model, obs_shape, masked)
     adv = normalize_advantages(mb.adv)
     fused = FusedClipStep(model)
-    fb = fused.batch(mb, adv)
+    fb = fused.batch(mb._replace(adv=adv))
     f = fused.forward(fb)
     flat.zero_grad()
     *terms, clipped = fused.backward(f, fb, **loss)
@@ -112,6 +114,29 @@ def test_a_learner_trains_the_same_with_either_backend(space, num_minibatches):
         assert out["auto"][1][k] == pytest.approx(out["autograd"][1][k], rel=1e-3, abs=1e-6), k
 
 
+@pytest.mark.parametrize(
+    "order, recompute, norm_adv",
+    [("fixed", False, "minibatch"), ("trajectories", False, "batch"), ("transitions", True, "minibatch")],
+)
+def test_either_backend_trains_the_same_on_a_rollout(make_collector, order, recompute, norm_adv):
+    """Every way of cutting minibatches out of a collected rollout (the fused step takes them
+    out of one NumPy copy of the epoch's batch) steps the parameters as autograd does."""
+    c = make_collector("CartPole-v1", num_envs=2, num_steps=32, policy=PolicyConfig(hidden_sizes=(16,)))
+    r = c.collect()
+    cfg = Config().replace(num_steps=32, num_envs=2, num_epochs=3, num_minibatches=4, learning_rate=1e-2,
+                           minibatch_order=order, recompute_adv=recompute, norm_adv=norm_adv).validate()  # fmt: skip
+    out = {}
+    for backend in ("auto", "autograd"):
+        model = copy.deepcopy(c.model)
+        learner = Learner(model, cfg.replace(update_backend=backend), torch.Generator().manual_seed(0))
+        assert (learner.fused is not None) == (backend == "auto")
+        m = learner.update(r, progress=0.0)
+        out[backend] = (learner.flat.flat.detach().clone(), m)
+    torch.testing.assert_close(out["auto"][0], out["autograd"][0], rtol=1e-4, atol=1e-5)
+    assert out["auto"][1]["updates"] == out["autograd"][1]["updates"] >= 12
+    assert out["auto"][1]["policy_loss"] == pytest.approx(out["autograd"][1]["policy_loss"], rel=1e-3, abs=1e-6)
+
+
 @pytest.mark.parametrize("backend", ["auto", "autograd"])
 @pytest.mark.parametrize("norm_adv", ["minibatch", "batch", "off"])
 def test_the_whole_batch_shortcut_trains_as_an_indexed_minibatch(backend, norm_adv):
@@ -126,7 +151,7 @@ def test_the_whole_batch_shortcut_trains_as_an_indexed_minibatch(backend, norm_a
         batch = batch_for(model, (6,))
         assert learner._minibatches(Experience(batch, None, None)) == [None]
         if not shortcut:
-            learner._minibatches = lambda exp: [torch.arange(B)]  # type: ignore[method-assign]
+            learner._minibatches = lambda exp: [torch.arange(B)]  # type: ignore[method-assign,assignment]
         m = learner.update(batch, progress=0.0)
         out.append((learner.flat.flat.detach().clone(), m))
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-5, atol=1e-6)

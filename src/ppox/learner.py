@@ -31,6 +31,7 @@ statistics (``norm_adv_scope``), the target-KL decision, the KL that adapts β
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -217,7 +218,6 @@ class Learner:
         self._unequal = False  # workers hold different numbers of samples in this update
         fused = cfg.run.update_backend == "auto" and FusedClipStep.supports(model, cfg.ppo)
         self.fused = FusedClipStep(model) if fused else None
-        self._fused_batch: tuple[Batch, FusedBatch] | None = None  # the last minibatch the fused step converted
 
     def broadcast_params(self) -> None:
         """Give every worker rank 0's parameters and buffers (at start and after a resume)."""
@@ -344,28 +344,31 @@ class Learner:
         host = [0.0] * len(_TERMS)  # the hand-written gradient's terms, summed as floats
         n_updates = 0
         batch = self._normalized(exp.batch, exp.valid)
-        prepared: tuple[Batch, Batch, bool] | None = None  # (batch, as the epoch trains on it, advantages ready)
+        # (batch, as the epoch trains on it, advantages ready, the same for the fused step)
+        prepared: tuple[Batch, Batch, bool, FusedBatch | None] | None = None
         for epoch in range(o.num_epochs):
             if epoch > 0 and o.recompute_adv and exp.rollout is not None and self.uses_critic:
                 v, nv = self.critic_values(exp.rollout)
                 adv, ret = self.estimate(exp.rollout, v, nv)
                 batch = self._normalized(flatten_rollout(exp.rollout, adv, ret, v), exp.valid)
             minibatches = self._minibatches(exp)
-            whole = _whole(minibatches)
-            if not (whole and prepared is not None and prepared[0] is batch):  # the whole batch: once
-                prepared = (batch, *self._minibatch_normalized(batch, minibatches))
-            _, epoch_batch, ready = prepared
+            if not (_whole(minibatches) and prepared is not None and prepared[0] is batch):  # the whole batch: once
+                epoch_batch, ready = self._minibatch_normalized(batch, minibatches)
+                prepared = (batch, epoch_batch, ready, None if self.fused is None else self.fused.batch(epoch_batch))
+            _, epoch_batch, ready, fused = prepared
             for idx in minibatches:
-                terms = self._minibatch(epoch_batch if idx is None else epoch_batch.take(idx), ent_coef, ready)
+                if fused is not None:
+                    terms: Tensor | list[float] | None = self._fused_minibatch(
+                        fused if idx is None else fused.take(idx.numpy()), ent_coef, ready)
+                else:
+                    terms = self._minibatch(epoch_batch if idx is None else epoch_batch.take(idx), ent_coef, ready)
                 if terms is None:
-                    self._fused_batch = None
                     return totals + torch.tensor(host), n_updates, True
                 if isinstance(terms, Tensor):
                     totals += terms
                 else:
                     host = [a + b for a, b in zip(host, terms)]
                 n_updates += 1
-        self._fused_batch = None  # not kept between updates
         return totals + torch.tensor(host), n_updates, False
 
     def _normalized(self, batch: Batch, valid: Tensor | None) -> Batch:
@@ -455,11 +458,10 @@ class Learner:
         mb = math.ceil(n / o.num_minibatches)
         return list(order.split(mb))
 
-    def _minibatch(self, mb: Batch, ent_coef: float, adv_ready: bool) -> Tensor | list[float] | None:
-        """One gradient step; None (and no step) when the target-KL check stops the epoch loop.
-        ``adv_ready``: the minibatch's advantages are already normalized as configured."""
-        if self.fused is not None:
-            return self._fused_minibatch(mb, ent_coef, adv_ready)
+    def _minibatch(self, mb: Batch, ent_coef: float, adv_ready: bool) -> Tensor | None:
+        """One gradient step through autograd; None (and no step) when the target-KL check
+        stops the epoch loop. ``adv_ready``: the minibatch's advantages are already normalized
+        as configured."""
         o = self.cfg.ppo
         mean = self._reducer(mb.adv.shape[0])
         dist, value = self.model(mb.obs, mb.mask)
@@ -477,15 +479,12 @@ class Learner:
             terms = [pg, vl, entropy, approx_kl, clipped, norm, norm.new_tensor(float(skipped))]
             return torch.stack(terms).detach().cpu()
 
-    def _fused_minibatch(self, mb: Batch, ent_coef: float, adv_ready: bool) -> list[float] | None:
+    def _fused_minibatch(self, fb: FusedBatch, ent_coef: float, adv_ready: bool) -> list[float] | None:
         """:meth:`_minibatch` through the hand-written gradient (``self.fused``, NumPy on the CPU)."""
         o = self.cfg.ppo
         assert self.fused is not None and not self._unequal
-        if self._fused_batch is not None and self._fused_batch[0] is mb:  # the whole batch, every epoch
-            fb = self._fused_batch[1]
-        else:
-            fb = self.fused.batch(mb, None if adv_ready else normalize_advantages(mb.adv))
-            self._fused_batch = (mb, fb)
+        if not adv_ready:
+            fb = dataclasses.replace(fb, adv=normalize_advantages(torch.from_numpy(fb.adv)).numpy())
         f = self.fused.forward(fb)
         approx_kl = f.approx_kl()
         if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:

@@ -26,7 +26,8 @@ supported combination.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, fields
 
 import numpy as np
 from torch import Tensor, nn
@@ -115,22 +116,56 @@ def _row_max(a: np.ndarray) -> np.ndarray:
     return m
 
 
+@functools.lru_cache(maxsize=32)
+def _ones(n: int) -> np.ndarray:
+    """``[n]`` float32 ones, read-only (bias gradients and row sums as one BLAS call)."""
+    ones = np.ones(n, np.float32)
+    ones.flags.writeable = False
+    return ones
+
+
+@functools.lru_cache(maxsize=32)
+def _row_starts(n: int, k: int) -> np.ndarray:
+    """``[n]`` offsets of the rows of an ``[n, k]`` array, flattened (read-only)."""
+    starts = np.arange(n) * k
+    starts.flags.writeable = False
+    return starts
+
+
 @dataclass
 class FusedBatch:
-    """A minibatch as NumPy arrays (views of the CPU tensors where no conversion is needed),
-    made by :meth:`FusedClipStep.batch`. The learner makes it once per minibatch, and once per
-    update when every epoch trains on the whole batch."""
+    """A batch as NumPy arrays (views of the CPU tensors where no conversion is needed), made
+    by :meth:`FusedClipStep.batch` once per epoch (once per update when every epoch trains on
+    the whole batch); :meth:`take` cuts the minibatches out of it."""
 
     x: np.ndarray  # [B, in] observations, flattened
     old_logp: np.ndarray  # [B]
-    adv: np.ndarray  # [B] advantages, normalized as configured
+    adv: np.ndarray  # [B] advantages
     old_value: np.ndarray  # [B]
     ret: np.ndarray  # [B]
-    ones: np.ndarray  # [B] float32 ones
     mask: np.ndarray | None = None  # categorical: [B, n] bool, legal actions
+    taken: np.ndarray | None = None  # categorical: [B] int64, the taken action
     onehot: np.ndarray | None = None  # categorical: [B, n] float32, the taken action
-    flat_taken: np.ndarray | None = None  # categorical: [B] index of the taken action in a [B, n] array, flattened
     action: np.ndarray | None = None  # Gaussian: [B, d]
+
+    @property
+    def ones(self) -> np.ndarray:
+        return _ones(self.adv.shape[0])
+
+    @property
+    def flat_taken(self) -> np.ndarray:
+        """``[B]`` index of the taken action in a ``[B, n]`` array, flattened."""
+        assert self.taken is not None and self.onehot is not None
+        return _row_starts(self.taken.shape[0], self.onehot.shape[1]) + self.taken
+
+    def take(self, idx: np.ndarray) -> FusedBatch:
+        """The samples at ``idx`` ``[b]`` (copies)."""
+        return FusedBatch(*(None if a is None else a[idx] for a in _fields_of(self)))  # type: ignore[arg-type]
+
+
+def _fields_of(fb: FusedBatch) -> tuple[np.ndarray | None, ...]:
+    """The fields of ``fb`` in order (``dataclasses.astuple`` would deep-copy the arrays)."""
+    return tuple(getattr(fb, f.name) for f in fields(fb))
 
 
 @dataclass
@@ -172,7 +207,6 @@ class FusedClipStep:
         assert isinstance(out, nn.Linear) and isinstance(model.value_out, nn.Linear)
         self.out, self.value_out = _Layer(out, None), _Layer(model.value_out, None)
         self.ones_out = np.ones(out.out_features, np.float32)  # row sums over the head's outputs as one BLAS call
-        self._ones: dict[int, np.ndarray] = {}  # [B] ones by minibatch size (bias gradients as one BLAS call)
         self.temperature = head.temperature if isinstance(head, CategoricalHead) else 1.0
         self.log_std_param: Tensor | None = None if isinstance(head, CategoricalHead) else head.log_std
         self.refresh()
@@ -199,24 +233,17 @@ class FusedClipStep:
                 assert self.log_std_param.grad is not None, "build the learner's FlatParams first"
                 self.log_std_grad = self.log_std_param.grad.numpy()
 
-    def batch(self, mb: Batch, adv: Tensor | None = None) -> FusedBatch:
-        """``mb`` (CPU tensors) as NumPy arrays; ``adv`` replaces ``mb.adv`` (e.g. normalized)."""
+    def batch(self, mb: Batch) -> FusedBatch:
+        """``mb`` (CPU tensors) as NumPy arrays."""
         obs = mb.obs
         assert isinstance(obs, Tensor)
         n = obs.shape[0]
-        ones = self._ones.get(n)
-        if ones is None:
-            ones = self._ones[n] = np.ones(n, np.float32)
-            ones.flags.writeable = False
-        fb = FusedBatch(_np(obs).reshape(n, -1), _np(mb.logp), _np(mb.adv if adv is None else adv), _np(mb.value),
-                        _np(mb.ret), ones)  # fmt: skip
+        fb = FusedBatch(_np(obs).reshape(n, -1), _np(mb.logp), _np(mb.adv), _np(mb.value), _np(mb.ret))
         if not self.categorical:
             fb.action = _np(mb.action)
             return fb
-        k = self.ones_out.shape[0]
-        taken = _np(mb.action).astype(np.int64, copy=False)
-        fb.flat_taken = np.arange(n) * k + taken
-        fb.onehot = np.zeros((n, k), np.float32)
+        fb.taken = _np(mb.action).astype(np.int64, copy=False)
+        fb.onehot = np.zeros((n, self.ones_out.shape[0]), np.float32)
         fb.onehot.reshape(-1)[fb.flat_taken] = 1.0
         fb.mask = None if mb.mask is None else _np(mb.mask)
         return fb
