@@ -215,15 +215,16 @@ class RunConfig:
     """`cpu`, `cuda`, `cuda:N` or `auto` (a GPU when one is present)."""
     act_backend: str = "auto"
     """How collection runs the policy: `auto` acts in NumPy when the policy is a plain MLP on
-    the CPU reading a Box observation, with a Discrete or Box action (about 3× cheaper per step
-    than torch at a few envs; docs/performance.md), and in torch otherwise; `torch` always uses
-    torch. Training is torch either way."""
+    the CPU reading a Box observation, with a Discrete or Box action (3.5–4.5× cheaper per step
+    than torch at a few envs; benchmarks/fixed_costs.py), and in torch otherwise; `torch` always
+    uses torch. How the gradient is computed is `update_backend`."""
     update_backend: str = "auto"
-    """How PPO-Clip computes each minibatch's gradient: `auto` writes it out by hand
-    (ppox.nn.fused; a 64-wide MLP's minibatch step at 256 samples takes about half the time,
-    a 256-wide one's at 64 samples about 80%) when the policy is one `act_backend=auto` acts
-    with, except a state-dependent σ; `autograd` always uses autograd. PPO-Penalty and
-    REINFORCE use autograd."""
+    """How PPO-Clip computes each minibatch's gradient: `auto` writes it out by hand in NumPy
+    on the CPU (ppox.nn.fused; a 64-wide MLP's minibatch step at 64–256 samples takes a third
+    to a quarter of autograd's time, a 256-wide one's at 64 samples two thirds;
+    benchmarks/fixed_costs.py) when the policy is one `act_backend=auto` acts with, except a
+    state-dependent σ; `autograd` always uses autograd. PPO-Penalty and REINFORCE use
+    autograd."""
     threads: int = 1
     """torch intra-op threads (per worker under torchrun); 1 is fastest for small MLPs on CPU (0:
     leave torch's default)."""
