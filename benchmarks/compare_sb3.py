@@ -256,6 +256,14 @@ def machine_info() -> dict[str, Any]:
 
 
 # --- report -------------------------------------------------------------------------------------
+def write_results(out: Path, result: dict[str, Any], markdown: str) -> None:
+    """``result`` as JSON to ``out``, ``markdown`` beside it as ``.md``, and the markdown printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown)
+    print(markdown)
+
+
 def fmt(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
@@ -336,11 +344,7 @@ def main(argv: list[str] | None = None) -> None:
                   args=dict(suites=suites, steps=args.steps, seeds=args.seeds),
                   hyperparameters={s: SUITES[s] for s in suites}, alignment=ALIGNMENT,
                   summary=summarize(rows), runs=rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    markdown = to_markdown(result)
-    out.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    write_results(out, result, to_markdown(result))
     print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
 
 

@@ -21,7 +21,6 @@ and the table gives medians and the min–max range.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
@@ -34,7 +33,7 @@ import torch
 from gymnasium import spaces
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compare_sb3 import machine_info  # noqa: E402
+from compare_sb3 import machine_info, write_results  # noqa: E402
 
 from ppox.config import Config  # noqa: E402
 from ppox.learner import Learner  # noqa: E402
@@ -173,10 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: " + ", ".join(f"{b} {cases[name][b]['median']:.0f} us" for b in BACKENDS), file=sys.stderr)
     result = dict(command=shlex.join(["python", *sys.argv]), machine=machine,
                   args=dict(repeats=args.repeats, updates=args.updates), acting=acting, cases=cases)  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    args.out.with_suffix(".md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write_results(args.out, result, to_markdown(result))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compare_sb3 import EVAL_SEEDS, fmt, machine_info, sb3_evaluate  # noqa: E402
+from compare_sb3 import EVAL_SEEDS, fmt, machine_info, sb3_evaluate, write_results  # noqa: E402
 
 IMPLS = ("ppox", "sb3")
 THRESHOLD = 475.0
@@ -195,10 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     result = dict(command=shlex.join(["python", *sys.argv]), machine=machine,
                   args=dict(preset=args.preset, seeds=args.seeds, steps=args.steps, eval_every=args.eval_every),
                   summary=summary, runs=runs)  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    args.out.with_suffix(".md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write_results(args.out, result, to_markdown(result))
 
 
 if __name__ == "__main__":
