@@ -23,6 +23,7 @@ from ppox.nn.fused import FusedClipStep
 from ppox.types import Batch
 
 B = 48
+DUAL = 4  # samples of batch_for where a dual clip of 3 is active
 
 
 def model_for(action_space: spaces.Space, obs_shape: tuple[int, ...] = (6,), **policy) -> ActorCritic:
@@ -46,8 +47,11 @@ def batch_for(model: ActorCritic, obs_shape: tuple[int, ...], masked: bool = Fal
         dist, value = model(obs, mask)
         action, logp = dist.sample_log_prob(g)
     logp = logp + 0.3 * torch.randn(B, generator=g)  # ratios on both sides of the clip range
-    return Batch(obs, action, logp, value + 0.5 * torch.randn(B, generator=g), torch.randn(B, generator=g) * 2,
-                 value + torch.randn(B, generator=g), mask)  # fmt: skip
+    adv = torch.randn(B, generator=g) * 2
+    logp[:DUAL] -= 2.0  # ratios near e² ≈ 7 on strongly negative advantages: where a dual clip of 3 binds
+    adv[:DUAL] = -4.0 - adv[:DUAL].abs()
+    return Batch(obs, action, logp, value + 0.5 * torch.randn(B, generator=g), adv, value + torch.randn(B, generator=g),
+                 mask)  # fmt: skip
 
 
 CASES = [
@@ -92,6 +96,10 @@ def test_fused_gradient_is_autograds(name, space, policy, obs_shape, masked, los
     torch.testing.assert_close(torch.tensor(terms), torch.stack([pg, vl, entropy]).detach(), rtol=1e-5, atol=1e-5)
     assert clipped == pytest.approx(clip_fraction(log_ratio, loss["clip_coef"]).item())
     assert 0.0 < clipped < 1.0  # the batch puts ratios on both sides of the clip range
+    if loss["dual_clip"] is not None:  # the dual clip's bound is the objective on some samples
+        ratio = log_ratio.detach().exp()
+        floored = (adv < 0) & (loss["dual_clip"] * adv > torch.minimum(ratio * adv, ratio.clamp(1 - loss["clip_coef"], 1 + loss["clip_coef"]) * adv))
+        assert floored.sum() >= DUAL // 2
     torch.testing.assert_close(ours, flat.grad, rtol=1e-4, atol=2e-6)
     assert ours.abs().sum() > 0
 
@@ -156,6 +164,21 @@ def test_the_whole_batch_shortcut_trains_as_an_indexed_minibatch(backend, norm_a
         out.append((learner.flat.flat.detach().clone(), m))
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-5, atol=1e-6)
     assert out[0][1]["policy_loss"] == pytest.approx(out[1][1]["policy_loss"], rel=1e-4, abs=1e-7)
+
+
+def test_a_ready_made_float64_batch_trains_as_float32():
+    """Learner.update takes a ready-made Batch: other float types are converted, not refused."""
+    cfg = Config().replace(num_steps=B, num_envs=1, num_epochs=2, num_minibatches=2).validate()
+    out = []
+    for dtype in (torch.float32, torch.float64):
+        model = model_for(spaces.Box(-1.0, 1.0, (2,), np.float32), hidden_sizes=(16,))
+        learner = Learner(model, cfg, torch.Generator().manual_seed(0))
+        assert learner.fused is not None
+        batch = batch_for(model, (6,))
+        batch = Batch(*(x if x is None else x.to(dtype) for x in batch))
+        learner.update(batch, progress=0.0)
+        out.append(learner.flat.flat.detach().clone())
+    torch.testing.assert_close(out[0], out[1])
 
 
 def test_what_the_fused_step_does_not_serve_goes_through_autograd():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import ppox
 from ppox.checkpoint import load_checkpoint
@@ -58,3 +59,18 @@ def test_evaluation_seeds_are_fixed_and_disjoint_from_collection_seeds() -> None
         assert len(set(train)) == 64 and not set(train) & set(evals)
         assert train == collection_seeds(seed, 64, range(5, 105))  # deterministic
     assert collection_seeds(1, 8, range(0)) != collection_seeds(2, 8, range(0))
+
+
+def test_run_threads_limit_numpys_blas_too():
+    """run.threads applies to the BLAS NumPy calls (the NumPy acting path and gradient)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from ppox.trainer import set_threads
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # puts the BLAS limits back on exit
+        set_threads(1)
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
+        assert torch.get_num_threads() == 1
+    torch.set_num_threads(before)

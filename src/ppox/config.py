@@ -226,8 +226,8 @@ class RunConfig:
     state-dependent σ; `autograd` always uses autograd. PPO-Penalty and REINFORCE use
     autograd."""
     threads: int = 1
-    """torch intra-op threads (per worker under torchrun); 1 is fastest for small MLPs on CPU (0:
-    leave torch's default)."""
+    """Intra-op threads of torch and of NumPy's BLAS (per worker under torchrun); 1 is fastest
+    for small MLPs on CPU (0: leave both libraries' defaults)."""
     batch_scope: str = "global"
     """With W workers under torchrun (docs/distributed.md): `global` makes num_envs, the batch
     (num_steps × num_envs) and its minibatches count all workers together, each worker running

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from ppox import checkpoint as ckpt
 from ppox import distributed
@@ -100,6 +101,14 @@ class _NoLogger:
         pass
 
 
+def set_threads(n: int) -> None:
+    """``n`` intra-op threads for torch and for NumPy's BLAS (the NumPy acting path and the
+    hand-written gradient run their matrix products there; OpenBLAS would otherwise start one
+    thread per core in every worker process)."""
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
+
+
 class Trainer:
     """Builds every component from a :class:`Config` and runs the loop."""
 
@@ -107,7 +116,7 @@ class Trainer:
         self.cfg = cfg = with_resolved_backend(cfg.validate())
         self.run_dir = run_dir
         if cfg.run.threads:
-            torch.set_num_threads(cfg.run.threads)
+            set_threads(cfg.run.threads)
         if cfg.run.deterministic:
             torch.use_deterministic_algorithms(True)
         self.device = resolve_device(cfg.run.device)

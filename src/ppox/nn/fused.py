@@ -234,13 +234,14 @@ class FusedClipStep:
                 self.log_std_grad = self.log_std_param.grad.numpy()
 
     def batch(self, mb: Batch) -> FusedBatch:
-        """``mb`` (CPU tensors) as NumPy arrays."""
+        """``mb`` (CPU tensors) as float32 NumPy arrays (views where they are float32 already,
+        as the collector stores them; a ready-made batch of another float type is converted)."""
         obs = mb.obs
         assert isinstance(obs, Tensor)
         n = obs.shape[0]
-        fb = FusedBatch(_np(obs).reshape(n, -1), _np(mb.logp), _np(mb.adv), _np(mb.value), _np(mb.ret))
+        fb = FusedBatch(_f32(obs).reshape(n, -1), _f32(mb.logp), _f32(mb.adv), _f32(mb.value), _f32(mb.ret))
         if not self.categorical:
-            fb.action = _np(mb.action)
+            fb.action = _f32(mb.action)
             return fb
         fb.taken = _np(mb.action).astype(np.int64, copy=False)
         fb.onehot = np.zeros((n, self.ones_out.shape[0]), np.float32)
@@ -370,6 +371,11 @@ class FusedClipStep:
 def _np(x: Tensor | np.ndarray) -> np.ndarray:
     """A CPU tensor's memory as a NumPy array (no copy)."""
     return x.detach().numpy() if isinstance(x, Tensor) else x
+
+
+def _f32(x: Tensor | np.ndarray) -> np.ndarray:
+    """:func:`_np` as float32 (a copy only when it is another type)."""
+    return _np(x).astype(np.float32, copy=False)
 
 
 def _layers(trunk: nn.Module) -> list[_Layer]:
