@@ -51,3 +51,10 @@ def test_fixed_costs_times_both_backends(tmp_path: Path) -> None:
     for case in result["cases"].values():
         assert case["autograd"]["median"] > 0 and case["auto"]["median"] > 0
     assert "speed-up" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow  # compiling takes about a minute on 2 cores
+def test_torch_compile_check_runs(tmp_path: Path) -> None:
+    result = run_script("torch_compile.py", tmp_path / "compile.json", "--steps", "3")
+    for part in ("update", "acting"):
+        assert result[part]["compile_s"] > 0 and result[part]["ppox_numpy_us"] > 0
