@@ -256,6 +256,16 @@ def machine_info() -> dict[str, Any]:
 
 
 # --- report -------------------------------------------------------------------------------------
+def header(title: str, result: dict[str, Any], versions: str, threads: str) -> list[str]:
+    """A results file's first lines: title, command, and the machine it ran on."""
+    m = result["machine"]
+    return [
+        f"# {title}", "", f"`{result['command']}`", "",
+        f"{m['date']} · {m['processor']}, {m['cpu_count']} CPUs, load at start "
+        f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])} · {versions} · {threads}", "",
+    ]  # fmt: skip
+
+
 def write_results(out: Path, result: dict[str, Any], markdown: str) -> None:
     """``result`` as JSON to ``out``, ``markdown`` beside it as ``.md``, and the markdown printed."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -300,12 +310,9 @@ def summary_table(summary: dict[str, dict[str, Any]]) -> list[str]:
 def to_markdown(result: dict[str, Any]) -> str:
     m, a = result["machine"], result["args"]
     return "\n".join([
-        f"# ppox vs Stable-Baselines3 PPO ({', '.join(a['suites'])})", "",
-        f"`{result['command']}`", "",
-        f"{m['date']} · {m['processor']}, {m['cpu_count']} CPUs, load at start "
-        f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])} · torch {m['torch']}, "
-        f"SB3 {m['stable-baselines3']}, gymnasium {m['gymnasium']}, mujoco {m['mujoco']}, "
-        f"ppox {m['ppox']} · torch threads 1 and OMP_NUM_THREADS=1 in both", "",
+        *header(f"ppox vs Stable-Baselines3 PPO ({', '.join(a['suites'])})", result,
+                f"torch {m['torch']}, SB3 {m['stable-baselines3']}, gymnasium {m['gymnasium']}, mujoco {m['mujoco']}, "
+                f"ppox {m['ppox']}", "torch threads 1 and OMP_NUM_THREADS=1 in both"),
         f"Medians over seeds {a['seeds']}, {a['steps']} steps per run. The ratio is ppox "
         "training-loop SPS over SB3 learn() SPS. Returns are raw (unnormalized): training = mean "
         "of the last 100 episodes, eval = deterministic, one episode per seed 1000000..1000009. "

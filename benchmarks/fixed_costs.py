@@ -33,7 +33,7 @@ import torch
 from gymnasium import spaces
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compare_sb3 import machine_info, write_results  # noqa: E402
+from compare_sb3 import header, machine_info, write_results  # noqa: E402
 
 from ppox.config import Config  # noqa: E402
 from ppox.learner import Learner  # noqa: E402
@@ -129,11 +129,8 @@ def _stats(t: list[float]) -> dict[str, Any]:
 def to_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
-        "# The fixed costs: acting and one PPO-Clip minibatch step, ppox's fast paths vs torch", "",
-        f"`{result['command']}`", "",
-        f"{m['date']} · {m['processor']}, {m['cpu_count']} CPUs, load at start "
-        f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])} · torch {m['torch']}, numpy {m['numpy']}, "
-        f"ppox {m['ppox']} · one thread", "",
+        *header("The fixed costs: acting and one PPO-Clip minibatch step, ppox's fast paths vs torch", result,
+                f"torch {m['torch']}, numpy {m['numpy']}, ppox {m['ppox']}", "one thread"),
         "Microseconds (medians over rounds, min–max in brackets). 64×64 tanh networks with separate actor and "
         "critic unless the case says otherwise.", "",
         "## Acting: the policy's share of one vector step", "",

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compare_sb3 import EVAL_SEEDS, fmt, machine_info, sb3_evaluate, write_results  # noqa: E402
+from compare_sb3 import EVAL_SEEDS, fmt, header, machine_info, sb3_evaluate, write_results  # noqa: E402
 
 IMPLS = ("ppox", "sb3")
 THRESHOLD = 475.0
@@ -140,10 +140,9 @@ def median(values: list[float | None]) -> float | None:
 def to_markdown(result: dict[str, Any]) -> str:
     m, s = result["machine"], result["summary"]
     lines = [
-        "# Wall time to solve CartPole-v1 (mean evaluation return ≥ 475)", "", f"`{result['command']}`", "",
-        f"{m['date']} · {m['processor']}, {m['cpu_count']} CPUs, load at start "
-        f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])} · torch {m['torch']}, SB3 "
-        f"{m['stable-baselines3']}, gymnasium {m['gymnasium']}, ppox {m['ppox']} · one torch thread in both", "",
+        *header("Wall time to solve CartPole-v1 (mean evaluation return ≥ 475)", result,
+                f"torch {m['torch']}, SB3 {m['stable-baselines3']}, gymnasium {m['gymnasium']}, ppox {m['ppox']}",
+                "one torch thread in both"),
         f"ppox preset `{result['args']['preset']}`; SB3 with the RL Zoo's CartPole-v1 hyperparameters "
         f"({', '.join(f'{k}={v}' for k, v in RL_ZOO.items())}), default MlpPolicy. Evaluation every "
         f"{result['args']['eval_every']} steps, 10 deterministic episodes on seeds 1000000..1000009; "

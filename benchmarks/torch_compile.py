@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from gymnasium import spaces
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compare_sb3 import machine_info, write_results  # noqa: E402
+from compare_sb3 import header, machine_info, write_results  # noqa: E402
 from fixed_costs import sample_batch  # noqa: E402
 
 from ppox.config import Config  # noqa: E402
@@ -59,6 +59,14 @@ def per_call(fn: Callable[[], Any], n: int) -> float:
     for _ in range(n):
         fn()
     return (time.perf_counter() - t) / n * 1e6
+
+
+def compiled_cost(fn: Callable[[], Any], n: int) -> dict[str, float]:
+    """``fn`` under ``torch.compile``: seconds of the first call (compilation) and µs per call after."""
+    compiled = torch.compile(fn)
+    t = time.perf_counter()
+    compiled()
+    return {"compile_s": time.perf_counter() - t, "compiled_us": per_call(compiled, n)}
 
 
 def model_and_batch() -> tuple[ActorCritic, Config, Any]:
@@ -87,12 +95,7 @@ def update_step(steps: int) -> dict[str, Any]:
     assert learner.fused is not None
     updates = max(1, steps // cfg.ppo.num_epochs)
     out["ppox_numpy_us"] = per_call(lambda: learner.update(mb, progress=0.0), updates) / cfg.ppo.num_epochs
-    compiled = torch.compile(step)
-    t = time.perf_counter()
-    compiled()
-    out["compile_s"] = time.perf_counter() - t
-    out["compiled_us"] = per_call(compiled, steps)
-    return out
+    return {**out, **compiled_cost(step, steps)}
 
 
 def acting(steps: int) -> dict[str, Any]:
@@ -111,21 +114,14 @@ def acting(steps: int) -> dict[str, Any]:
     lean.refresh()
     noise, x = lean.noise(1, ENVS, g)[0], obs.numpy()
     out["ppox_numpy_us"] = per_call(lambda: lean.act(x, noise), steps)
-    compiled = torch.compile(act)
-    t = time.perf_counter()
-    compiled()
-    out["compile_s"] = time.perf_counter() - t
-    out["compiled_us"] = per_call(compiled, steps)
-    return out
+    return {**out, **compiled_cost(act, steps)}
 
 
 def to_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
-        "# torch.compile on the CPU for PPO's fixed costs (the cartpole preset's shapes)", "",
-        f"`{result['command']}`", "",
-        f"{m['date']} · {m['processor']}, {m['cpu_count']} CPUs, load at start "
-        f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])} · torch {m['torch']} · one thread", "",
+        *header("torch.compile on the CPU for PPO's fixed costs (the cartpole preset's shapes)", result,
+                f"torch {m['torch']}", "one thread"),
         "| cost | eager torch µs | torch.compile µs | compile time s | ppox NumPy path µs |", "|---|---:|---:|---:|---:|",
     ]  # fmt: skip
     for name, r in (("minibatch step, 256 samples", result["update"]), (f"acting, {ENVS} envs", result["acting"])):
