@@ -15,11 +15,14 @@ Per update (:meth:`Learner.update` on a :class:`~ppox.types.Rollout`):
    step skipped (``grad_clip``);
 3. PPO-Penalty: adapt β from the KL between the old and the new policy on the whole batch.
 
-Diagnostics are accumulated as tensors and read back once per update, so the minibatch loop
-never waits on a host sync except for the optional target-KL check and ``grad_clip="ignore"``.
-For PPO-Clip on an MLP policy the minibatch gradient is written out by hand
-(:class:`ppox.nn.fused.FusedClipStep`, ``run.update_backend``), otherwise autograd computes it;
-everything after the gradient (the workers' average, clipping, the Adam step) is shared.
+Through autograd, diagnostics are accumulated as tensors and read back once per update, so the
+minibatch loop never waits on a host sync except for the optional target-KL check and
+``grad_clip="ignore"``.
+For PPO-Clip on an MLP policy on the CPU the minibatch gradient is written out by hand in NumPy
+(:class:`ppox.nn.fused.FusedClipStep`, ``run.update_backend``; its diagnostics are floats, read
+for free), otherwise autograd computes it; everything after the gradient (the workers' average,
+clipping, the Adam step) is shared. One minibatch of the whole batch in ``transitions`` order is
+trained on as it is, without a shuffle or a copy.
 
 With several workers (``ppox.distributed``, issue 5) each worker trains on its own batch and
 every epoch has the same number of minibatches on every worker, each worker's minibatch being
