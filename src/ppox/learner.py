@@ -397,7 +397,7 @@ class Learner:
         of the whole batch standardized once (not once per epoch). Returns the batch and whether
         its advantages are ready (the minibatch step then leaves them as they are)."""
         whole = _whole(minibatches)
-        if whole:  # trained on as it is, not through a copy by index
+        if whole and self.fused is None:  # autograd trains on it as it is, not through a copy by index
             batch = batch.trainable()
         if self.cfg.ppo.norm_adv != "minibatch":
             return batch, True

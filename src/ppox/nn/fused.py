@@ -36,13 +36,12 @@ from ppox.config import PPOConfig
 from ppox.distributions.categorical import CategoricalHead
 from ppox.distributions.normal import LOG_SQRT_2PI, GaussianHead
 from ppox.nn.actor_critic import ActorCritic
-from ppox.nn.lean import plain_mlp_policy
+from ppox.nn.lean import plain_mlp_policy, shifted_logits
 from ppox.types import Batch
 
 __all__ = ["FusedBatch", "FusedClipStep", "FusedPass"]
 
 _KINDS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
-_MIN = float(np.finfo(np.float32).min)
 
 
 class _Layer:
@@ -102,18 +101,6 @@ def _through(g: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
     if kind == "relu":
         return np.multiply(g, y > 0, out=g)
     return np.where(y > 0, g, g * (y + 1.0))
-
-
-def _row_max(a: np.ndarray) -> np.ndarray:
-    """``a.max(1)`` for ``[B, n]``; column by column when n is small (a reduction over a short
-    last axis costs about 10 µs at B = 256, a column-wise maximum under 1 µs)."""
-    n = a.shape[1]
-    if n > 8:
-        return a.max(1)
-    m = a[:, 0].copy()
-    for j in range(1, n):
-        np.maximum(m, a[:, j], out=m)
-    return m
 
 
 @functools.lru_cache(maxsize=32)
@@ -188,7 +175,7 @@ class FusedPass:
 
 
 class FusedClipStep:
-    """``batch(minibatch, adv)`` → :class:`FusedBatch`; ``forward(batch)`` → :class:`FusedPass`;
+    """``batch(minibatch)`` → :class:`FusedBatch`; ``forward(batch)`` → :class:`FusedPass`;
     ``backward(pass, batch, ...)`` writes the gradient of the PPO-Clip loss into the parameters'
     ``.grad`` (which must exist: the learner's :class:`~ppox.learner.FlatParams` views, built
     before this) and returns the mean loss terms and the clip fraction as floats."""
@@ -206,7 +193,6 @@ class FusedClipStep:
         out = head.logits if isinstance(head, CategoricalHead) else head.mean
         assert isinstance(out, nn.Linear) and isinstance(model.value_out, nn.Linear)
         self.out, self.value_out = _Layer(out, None), _Layer(model.value_out, None)
-        self.ones_out = np.ones(out.out_features, np.float32)  # row sums over the head's outputs as one BLAS call
         self.temperature = head.temperature if isinstance(head, CategoricalHead) else 1.0
         self.log_std_param: Tensor | None = None if isinstance(head, CategoricalHead) else head.log_std
         self.refresh()
@@ -244,7 +230,7 @@ class FusedClipStep:
             fb.action = _f32(mb.action)
             return fb
         fb.taken = _np(mb.action).astype(np.int64, copy=False)
-        fb.onehot = np.zeros((n, self.ones_out.shape[0]), np.float32)
+        fb.onehot = np.zeros((n, self.out.w.shape[0]), np.float32)
         fb.onehot.reshape(-1)[fb.flat_taken] = 1.0
         fb.mask = None if mb.mask is None else _np(mb.mask)
         return fb
@@ -257,17 +243,11 @@ class FusedClipStep:
         value = self.value_out.scalar_out(critic[-1])
         out = self.out.out(actor[-1])
         if self.categorical:
-            if self.temperature != 1.0:
-                out *= 1.0 / self.temperature
             m = fb.mask
-            if m is not None:
-                out = np.where(m, out, _MIN)
-                with np.errstate(over="ignore"):  # _MIN − max may round to −inf: exp gives 0, as it should
-                    shifted = out - _row_max(out)[:, None]
-            else:
-                shifted = out - _row_max(out)[:, None]
+            shifted = shifted_logits(out, self.temperature, m)
             e = np.exp(shifted)
-            total = e @ self.ones_out
+            ones = _ones(shifted.shape[1])  # row sums as one BLAS call
+            total = e @ ones
             logp_all = shifted - np.log(total)[:, None]
             probs = e / total[:, None]
             assert fb.flat_taken is not None
@@ -275,7 +255,7 @@ class FusedClipStep:
             plogp = probs * logp_all
             if m is not None:
                 plogp = np.where(m, plogp, 0.0)
-            entropy = -(plogp @ self.ones_out)
+            entropy = -(plogp @ ones)
             return FusedPass(logp - fb.old_logp, actor, critic, value, entropy, logp_all, probs)
         assert self.log_std is not None and fb.action is not None
         inv_std = np.exp(-self.log_std)

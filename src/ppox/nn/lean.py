@@ -29,7 +29,9 @@ from ppox.distributions.categorical import CategoricalHead
 from ppox.distributions.normal import LOG_SQRT_2PI, LOG_STD_MAX, LOG_STD_MIN, GaussianHead
 from ppox.nn.actor_critic import ActorCritic
 
-__all__ = ["LeanActor", "plain_mlp_policy"]
+__all__ = ["LeanActor", "plain_mlp_policy", "shifted_logits"]
+
+_MIN = float(np.finfo(np.float32).min)
 
 
 def _elu(x: np.ndarray) -> np.ndarray:
@@ -37,6 +39,31 @@ def _elu(x: np.ndarray) -> np.ndarray:
 
 
 _ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0, out=x), nn.ELU: _elu}
+
+
+def _row_max(a: np.ndarray) -> np.ndarray:
+    """``a.max(1)`` for ``[B, n]``; column by column when n is small (a reduction over a short
+    last axis costs about 10 µs at B = 256, a column-wise maximum under 1 µs)."""
+    n = a.shape[1]
+    if n > 8:
+        return a.max(1)
+    m = a[:, 0].copy()
+    for j in range(1, n):
+        np.maximum(m, a[:, j], out=m)
+    return m
+
+
+def shifted_logits(logits: np.ndarray, temperature: float, mask: np.ndarray | None) -> np.ndarray:
+    """A categorical head's logits ``[B, n]`` divided by the temperature, masked actions set to
+    the lowest float32, minus each row's maximum: ``log softmax = shifted − log Σ exp(shifted)``,
+    and a masked action's ``exp`` is 0 (the acting path and the hand-written gradient share it)."""
+    if temperature != 1.0:
+        logits = logits / np.float32(temperature)
+    if mask is None:
+        return logits - _row_max(logits)[:, None]
+    logits = np.where(mask, logits, _MIN)
+    with np.errstate(over="ignore"):  # the lowest float minus the max may round to -inf: exp gives 0
+        return logits - _row_max(logits)[:, None]
 
 
 def plain_mlp_policy(model: ActorCritic) -> bool:
@@ -174,12 +201,7 @@ class LeanActor:
         return action, logp, value
 
     def _categorical(self, logits: np.ndarray, u: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if self.temperature != 1.0:
-            logits = logits / np.float32(self.temperature)
-        if mask is not None:
-            logits = np.where(mask, logits, np.finfo(np.float32).min)
-        with np.errstate(over="ignore"):  # masked logits minus the max: -inf, probability 0
-            shifted = logits - logits.max(-1, keepdims=True)
+        shifted = shifted_logits(logits, self.temperature, mask)
         cdf = np.exp(shifted, dtype=np.float64).cumsum(-1)  # unnormalized; the total is the last entry
         total = cdf[:, -1]
         # inverse CDF: the first action whose cumulative probability exceeds u·total; actions
