@@ -28,14 +28,16 @@ setup: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/ppox train $(ARGS)
 
-test: $(EXTRAS)
+# The tests start with the lint checks, so CI (.ci/run = make test) fails on unformatted code too.
+test: $(EXTRAS) lint
 	$(PY) -m pytest -q $(ARGS)
 
 test-all: $(EXTRAS)
 	$(PY) -m pytest -q -m "" $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy src/ppox
 
 clean:

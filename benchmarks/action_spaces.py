@@ -69,7 +69,9 @@ class MaskedPayoffEnv(gym.Env):
         info = {"action_mask": self.legal.copy()} if self.expose_mask else {}
         return self.legal.astype(np.float32), info
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         return self._draw()
 
@@ -93,13 +95,19 @@ class MultiPayoffEnv(gym.Env):
         self.observation_space = spaces.Box(0, 1, (1,), np.float32)
         self.action_space = spaces.MultiDiscrete(MP_NVEC)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         return np.zeros(1, np.float32), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.asarray(action)
-        reward = float(self.values[np.arange(len(a)), a].sum()) + float(a[0] == a[1]) + float(a[2] == a[3])
+        reward = (
+            float(self.values[np.arange(len(a)), a].sum())
+            + float(a[0] == a[1])
+            + float(a[2] == a[3])
+        )
         return np.zeros(1, np.float32), reward, False, False, {}
 
 
@@ -110,7 +118,12 @@ def register() -> None:
         ("PpoxBench/MultiPayoff-v0", MultiPayoffEnv, {}),
     ):
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=entry, kwargs=kwargs, max_episode_steps=EPISODE if "Masked" in env_id else 16)
+            gym.register(
+                env_id,
+                entry_point=entry,
+                kwargs=kwargs,
+                max_episode_steps=EPISODE if "Masked" in env_id else 16,
+            )
 
 
 MASK_CFG: dict[str, Any] = {
@@ -134,7 +147,9 @@ def _train(job: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
     register()
     torch.set_num_threads(1)
     label, overrides, run_dir = job
-    cfg = ppox.Config().replace(**{**overrides, "tensorboard": False, "progress": False, "threads": 1})
+    cfg = ppox.Config().replace(
+        **{**overrides, "tensorboard": False, "progress": False, "threads": 1}
+    )
     summary = ppox.train(cfg, run_dir=run_dir)
     return {"label": label, "run_dir": run_dir, **summary}
 
@@ -143,10 +158,20 @@ def _run_all(jobs: list[tuple[str, dict[str, Any], str]], n_jobs: int) -> list[d
     for _, overrides, run_dir in jobs:  # a finished run is reused only if it is the same experiment
         cfg_file = Path(run_dir) / "config.json"
         if cfg_file.is_file():
-            done = {k: v for section in json.loads(cfg_file.read_text()).values() for k, v in section.items()}
-            diff = {k for k, v in overrides.items() if k in done and done[k] != (list(v) if isinstance(v, tuple) else v)}
+            done = {
+                k: v
+                for section in json.loads(cfg_file.read_text()).values()
+                for k, v in section.items()
+            }
+            diff = {
+                k
+                for k, v in overrides.items()
+                if k in done and done[k] != (list(v) if isinstance(v, tuple) else v)
+            }
             if diff:
-                sys.exit(f"{run_dir} holds a run with other settings ({', '.join(sorted(diff))}); use another --runs-dir")
+                sys.exit(
+                    f"{run_dir} holds a run with other settings ({', '.join(sorted(diff))}); use another --runs-dir"
+                )
     todo = [j for j in jobs if not (Path(j[2]) / "summary.json").is_file()]
     if todo and n_jobs == 1:  # in this process: runs may start env worker processes of their own
         for job in todo:
@@ -156,7 +181,13 @@ def _run_all(jobs: list[tuple[str, dict[str, Any], str]], n_jobs: int) -> list[d
             pool.map(_train, todo, chunksize=1)
     out = []
     for label, _, run_dir in jobs:
-        out.append({"label": label, "run_dir": run_dir, **json.loads((Path(run_dir) / "summary.json").read_text())})
+        out.append(
+            {
+                "label": label,
+                "run_dir": run_dir,
+                **json.loads((Path(run_dir) / "summary.json").read_text()),
+            }
+        )
     return out
 
 
@@ -166,7 +197,7 @@ def _curves(groups: dict[str, list[str]], out: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ppox.logging import read_csv
+    from ppox.io.logging import read_csv
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for label, dirs in groups.items():
@@ -174,13 +205,20 @@ def _curves(groups: dict[str, list[str]], out: Path, title: str) -> None:
             series = []
             for d in dirs:
                 rows = [r for r in read_csv(Path(d) / "metrics.csv") if r.get(key)]
-                series.append((np.array([float(r["global_step"]) for r in rows]), np.array([float(r[key]) for r in rows])))
+                series.append(
+                    (
+                        np.array([float(r["global_step"]) for r in rows]),
+                        np.array([float(r[key]) for r in rows]),
+                    )
+                )
             n = min(len(x) for x, _ in series)
             xs = series[0][0][:n]
             ys = np.stack([y[:n] for _, y in series])
             (line,) = ax.plot(xs, ys.mean(0), label=f"{label} (mean of {len(dirs)})")
             ax.fill_between(xs, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
-    axes[0].set(title="training return (last 100 episodes)", xlabel="environment steps", ylabel="return")
+    axes[0].set(
+        title="training return (last 100 episodes)", xlabel="environment steps", ylabel="return"
+    )
     axes[1].set(title="greedy evaluation return", xlabel="environment steps", ylabel="return")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -192,7 +230,7 @@ def _curves(groups: dict[str, list[str]], out: Path, title: str) -> None:
 
 
 def _first_step_reaching(run_dir: str, key: str, level: float) -> float | None:
-    from ppox.logging import read_csv
+    from ppox.io.logging import read_csv
 
     for r in read_csv(Path(run_dir) / "metrics.csv"):
         if r.get(key) and float(r[key]) >= level:
@@ -224,17 +262,30 @@ def _machine() -> dict[str, Any]:
     src = Path(ppox.__file__).resolve().parent
 
     def git(*cmd: str) -> str:
-        return subprocess.run(["git", "-C", str(src), *cmd], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(src), *cmd], capture_output=True, text=True
+        ).stdout.strip()
 
     return {"python": platform.python_version(), "torch": torch.__version__, "ppox": ppox.__version__,
             "commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--", ".")),
             "cpu": platform.processor() or platform.machine(), "cores": mp.cpu_count()}  # fmt: skip
 
 
-def _compare(name: str, variants: dict[str, dict[str, Any]], seeds: list[int], args: argparse.Namespace, level: float, title: str) -> None:
+def _compare(
+    name: str,
+    variants: dict[str, dict[str, Any]],
+    seeds: list[int],
+    args: argparse.Namespace,
+    level: float,
+    title: str,
+) -> None:
     out_dir = Path(args.out_dir or REPO / "benchmarks" / "results" / name)
     runs_dir = Path(args.runs_dir) / getattr(args, "runs_name", name)
-    jobs = [(label, {**ov, "seed": s}, str(runs_dir / f"{label}-s{s}")) for label, ov in variants.items() for s in seeds]
+    jobs = [
+        (label, {**ov, "seed": s}, str(runs_dir / f"{label}-s{s}"))
+        for label, ov in variants.items()
+        for s in seeds
+    ]
     t0 = time.time()
     results = _run_all(jobs, args.jobs)
     rows = []
@@ -249,7 +300,11 @@ def _compare(name: str, variants: dict[str, dict[str, Any]], seeds: list[int], a
             f"steps_to_train_return_{level}": reach,
             "steps_per_second": statistics.median(r["steps_per_second"] for r in mine),
         })  # fmt: skip
-    _curves({label: [r["run_dir"] for r in results if r["label"] == label] for label in variants}, out_dir / "curves.png", title)
+    _curves(
+        {label: [r["run_dir"] for r in results if r["label"] == label] for label in variants},
+        out_dir / "curves.png",
+        title,
+    )
     payload = {"benchmark": name, "variants": variants, "results": rows, "machine": _machine(),
                "wall_s": round(time.time() - t0, 1), "command": _command()}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -258,16 +313,30 @@ def _compare(name: str, variants: dict[str, dict[str, Any]], seeds: list[int], a
              f"| variant | final eval per seed | median | final train per seed | steps until train return ≥ {level} | steps/s |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        reach = ", ".join("never" if x is None else f"{int(x):,}" for x in r[f"steps_to_train_return_{level}"])
-        lines.append(f"| {r['variant']} | {r['final_eval']} | {r['median_final_eval']:.3f} | {r['final_train']} | {reach} | {r['steps_per_second']:,.0f} |")
+        reach = ", ".join(
+            "never" if x is None else f"{int(x):,}" for x in r[f"steps_to_train_return_{level}"]
+        )
+        lines.append(
+            f"| {r['variant']} | {r['final_eval']} | {r['median_final_eval']:.3f} | {r['final_train']} | {reach} | {r['steps_per_second']:,.0f} |"
+        )
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 def cmd_mask(args: argparse.Namespace) -> None:
     base = {**MASK_CFG, "total_steps": args.steps or MASK_CFG["total_steps"]}
-    variants = {"mask": {**base, "env_id": "PpoxBench/MaskedPayoff-v0"}, "no-mask": {**base, "env_id": "PpoxBench/MaskedPayoffNoMask-v0"}}
-    _compare("mask", variants, args.seeds, args, level=13.0, title="MaskedPayoff: action masks vs none (3 of 24 legal)")
+    variants = {
+        "mask": {**base, "env_id": "PpoxBench/MaskedPayoff-v0"},
+        "no-mask": {**base, "env_id": "PpoxBench/MaskedPayoffNoMask-v0"},
+    }
+    _compare(
+        "mask",
+        variants,
+        args.seeds,
+        args,
+        level=13.0,
+        title="MaskedPayoff: action masks vs none (3 of 24 legal)",
+    )
 
 
 def cmd_multidiscrete(args: argparse.Namespace) -> None:
@@ -283,11 +352,23 @@ def cmd_multidiscrete(args: argparse.Namespace) -> None:
         base["total_steps"] = args.steps
     env_id = base["env_id"]
     args.runs_name = "multidiscrete" + (f"-{args.preset}" if args.preset else "")
-    variants = {"factored": {**base, "multi_discrete": "factored"}, "flat": {**base, "multi_discrete": "flat"}}
-    _compare("multidiscrete", variants, args.seeds, args, level=args.level, title=f"{env_id}: factored vs flat multi-discrete head")
+    variants = {
+        "factored": {**base, "multi_discrete": "factored"},
+        "flat": {**base, "multi_discrete": "flat"},
+    }
+    _compare(
+        "multidiscrete",
+        variants,
+        args.seeds,
+        args,
+        level=args.level,
+        title=f"{env_id}: factored vs flat multi-discrete head",
+    )
 
 
-def success_rate(env_id: str, act: Any, seeds: list[int], env_kwargs: dict[str, Any] | None = None) -> tuple[float, float]:
+def success_rate(
+    env_id: str, act: Any, seeds: list[int], env_kwargs: dict[str, Any] | None = None
+) -> tuple[float, float]:
     """``(fraction of episodes ending with info["success"], mean return)`` over one episode per
     seed, each from ``reset(seed=s)``; ``act(obs, info) → action``."""
     env = gym.make(env_id, **(env_kwargs or {}))
@@ -320,18 +401,26 @@ def cmd_hybrid(args: argparse.Namespace) -> None:
     jobs = [(label, {**base, "seed": s}, str(runs_dir / f"{label}-s{s}")) for s in args.seeds]
     t0 = time.time()
     results = _run_all(jobs, args.jobs)
-    eval_seeds = list(range(2_000_000, 2_000_000 + args.episodes))  # disjoint from training and the run's own evals
+    eval_seeds = list(
+        range(2_000_000, 2_000_000 + args.episodes)
+    )  # disjoint from training and the run's own evals
     space = gym.make(env_id).action_space
     space.seed(0)
     rand_rate, rand_ret = success_rate(env_id, lambda o, i: space.sample(), eval_seeds)
     rows = []
     for r in results:
         policy = ppox.load_policy(r["run_dir"])
-        rate, ret = success_rate(env_id, lambda o, i, p=policy: p.predict(o, mask=i.get("action_mask")), eval_seeds)
+        rate, ret = success_rate(
+            env_id, lambda o, i, p=policy: p.predict(o, mask=i.get("action_mask")), eval_seeds
+        )
         rows.append({"seed": r["seed"], "success_rate": rate, "mean_return": ret, "eval_return_mean": r["eval_return_mean"],
                      "total_steps": r["total_steps"], "wall_time_s": r["wall_time_s"], "steps_per_second": r["steps_per_second"]})  # fmt: skip
     out_dir = Path(args.out_dir or REPO / "benchmarks" / "results" / "hybrid")
-    _curves({label: [r["run_dir"] for r in results]}, out_dir / f"{label}.png", f"{env_id} ({label}): {len(results)} seeds")
+    _curves(
+        {label: [r["run_dir"] for r in results]},
+        out_dir / f"{label}.png",
+        f"{env_id} ({label}): {len(results)} seeds",
+    )
     payload = {"benchmark": "hybrid", "preset": args.preset, "env_id": env_id, "config": base, "eval_episodes": args.episodes,
                "eval_seeds": f"{eval_seeds[0]}…{eval_seeds[-1]}", "runs": rows,
                "median_success_rate": statistics.median(x["success_rate"] for x in rows),
@@ -343,7 +432,9 @@ def cmd_hybrid(args: argparse.Namespace) -> None:
              f"Command: `{payload['command']}`. Greedy policy, {args.episodes} episodes from seeds {payload['eval_seeds']}.", "",
              "| seed | steps | success rate | mean return | wall time (s) | steps/s |", "|---|---|---|---|---|---|"]  # fmt: skip
     for x in rows:
-        lines.append(f"| {x['seed']} | {x['total_steps']:,} | {x['success_rate']:.0%} | {x['mean_return']:.3f} | {x['wall_time_s']:.0f} | {x['steps_per_second']:,.0f} |")
+        lines.append(
+            f"| {x['seed']} | {x['total_steps']:,} | {x['success_rate']:.0%} | {x['mean_return']:.3f} | {x['wall_time_s']:.0f} | {x['steps_per_second']:,.0f} |"
+        )
     lines += [f"| random policy | | {rand_rate:.0%} | {rand_ret:.3f} | | |", "",
               f"Median success rate over seeds: **{payload['median_success_rate']:.0%}**."]  # fmt: skip
     (out_dir / f"{label}.md").write_text("\n".join(lines) + "\n")
@@ -351,7 +442,9 @@ def cmd_hybrid(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("mask", "multidiscrete"):
         s = sub.add_parser(name)
@@ -362,9 +455,13 @@ def main(argv: list[str] | None = None) -> None:
         s.add_argument("--out-dir", default=None)
     sub.choices["multidiscrete"].add_argument("--env", default=None)
     sub.choices["multidiscrete"].add_argument(
-        "--preset", default=None, help="start from this preset's config (e.g. traffic) instead of MultiPayoff's"
+        "--preset",
+        default=None,
+        help="start from this preset's config (e.g. traffic) instead of MultiPayoff's",
     )
-    sub.choices["multidiscrete"].add_argument("--level", type=float, default=50.0, help="train-return level for steps-to-reach")
+    sub.choices["multidiscrete"].add_argument(
+        "--level", type=float, default=50.0, help="train-return level for steps-to-reach"
+    )
     h = sub.add_parser("hybrid")
     h.add_argument("--preset", default="moving")
     h.add_argument("--hybrid-mode", default=None, help="override the preset's hybrid_mode")

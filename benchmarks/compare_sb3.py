@@ -39,12 +39,30 @@ IMPLS = ("ppox", "sb3")
 EVAL_SEEDS = list(range(1_000_000, 1_000_010))  # ppox's defaults: eval_seed=1e6, 10 episodes
 COMMON = dict(gamma=0.99, lam=0.95, clip_coef=0.2, vf_coef=0.5, max_grad_norm=0.5)
 SUITES: dict[str, dict[str, Any]] = {
-    "cartpole": dict(COMMON, env_id="CartPole-v1", num_envs=4, num_steps=128, num_epochs=4,
-                     num_minibatches=4, learning_rate=2.5e-4, ent_coef=0.01,
-                     normalize_obs=False, scale_reward=False),
-    "halfcheetah": dict(COMMON, env_id="HalfCheetah-v5", num_envs=1, num_steps=2048, num_epochs=10,
-                        num_minibatches=32, learning_rate=3e-4, ent_coef=0.0,
-                        normalize_obs=True, scale_reward=True),
+    "cartpole": dict(
+        COMMON,
+        env_id="CartPole-v1",
+        num_envs=4,
+        num_steps=128,
+        num_epochs=4,
+        num_minibatches=4,
+        learning_rate=2.5e-4,
+        ent_coef=0.01,
+        normalize_obs=False,
+        scale_reward=False,
+    ),
+    "halfcheetah": dict(
+        COMMON,
+        env_id="HalfCheetah-v5",
+        num_envs=1,
+        num_steps=2048,
+        num_epochs=10,
+        num_minibatches=32,
+        learning_rate=3e-4,
+        ent_coef=0.0,
+        normalize_obs=True,
+        scale_reward=True,
+    ),
 }
 ALIGNMENT = [
     "SB3 vf_coef = ppox vf_coef / 2: SB3's value loss is MSE, ppox's is 0.5*MSE.",
@@ -62,21 +80,44 @@ def run_ppox(suite: str, seed: int, steps: int) -> dict[str, Any]:
     import ppox
 
     cfg = ppox.Config().replace(
-        **SUITES[suite], anneal_lr=True, adam_eps=1e-5, value_clip=None, norm_adv="minibatch",
-        obs_clip=10.0, reward_clip=10.0, init_log_std=0.0, hidden_sizes=(64, 64),
-        activation="tanh", shared_trunk=False, init="orthogonal", total_steps=steps, seed=seed,
-        eval_every=0, eval_episodes=len(EVAL_SEEDS), eval_seed=EVAL_SEEDS[0], device="cpu",
-        progress=False, tensorboard=False, threads=1,
+        **SUITES[suite],
+        anneal_lr=True,
+        adam_eps=1e-5,
+        value_clip=None,
+        norm_adv="minibatch",
+        obs_clip=10.0,
+        reward_clip=10.0,
+        init_log_std=0.0,
+        hidden_sizes=(64, 64),
+        activation="tanh",
+        shared_trunk=False,
+        init="orthogonal",
+        total_steps=steps,
+        seed=seed,
+        eval_every=0,
+        eval_episodes=len(EVAL_SEEDS),
+        eval_seed=EVAL_SEEDS[0],
+        device="cpu",
+        progress=False,
+        tensorboard=False,
+        threads=1,
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         s = ppox.train(cfg, run_dir=Path(tmp) / "run")
         whole = time.perf_counter() - t0
     assert s["eval_seeds"] == EVAL_SEEDS, s["eval_seeds"]
-    return dict(steps=s["total_steps"], sps=s["steps_per_second"], wall_s=s["wall_time_s"],
-                sps_whole=s["total_steps"] / whole, wall_whole_s=whole,
-                train_return=s["train_return_mean"], eval_return=s["eval_return_mean"],
-                eval_return_std=s["eval_return_std"], torch_threads=torch.get_num_threads())
+    return dict(
+        steps=s["total_steps"],
+        sps=s["steps_per_second"],
+        wall_s=s["wall_time_s"],
+        sps_whole=s["total_steps"] / whole,
+        wall_whole_s=whole,
+        train_return=s["train_return_mean"],
+        eval_return=s["eval_return_mean"],
+        eval_return_std=s["eval_return_std"],
+        torch_threads=torch.get_num_threads(),
+    )
 
 
 # --- Stable-Baselines3 --------------------------------------------------------------------------
@@ -89,22 +130,47 @@ def sb3_model(suite: str, seed: int, steps: int) -> Any:
     h = SUITES[suite]
     env = make_vec_env(h["env_id"], n_envs=h["num_envs"], seed=seed)  # Monitor-wrapped: raw returns
     if h["normalize_obs"] or h["scale_reward"]:
-        env = VecNormalize(env, norm_obs=h["normalize_obs"], norm_reward=h["scale_reward"],
-                           clip_obs=10.0, clip_reward=10.0, gamma=h["gamma"])
+        env = VecNormalize(
+            env,
+            norm_obs=h["normalize_obs"],
+            norm_reward=h["scale_reward"],
+            clip_obs=10.0,
+            clip_reward=10.0,
+            gamma=h["gamma"],
+        )
     batch = h["num_envs"] * h["num_steps"]
     lr, shift = h["learning_rate"], batch / steps
 
     def lr_schedule(remaining: float) -> float:  # see ALIGNMENT
         return lr * min(1.0, max(0.0, remaining + shift))
 
-    policy_kwargs = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh,
-                         ortho_init=True, log_std_init=0.0, optimizer_kwargs=dict(eps=1e-5))
-    model = PPO("MlpPolicy", env, learning_rate=lr_schedule, n_steps=h["num_steps"],
-                batch_size=batch // h["num_minibatches"], n_epochs=h["num_epochs"],
-                gamma=h["gamma"], gae_lambda=h["lam"], clip_range=h["clip_coef"],
-                clip_range_vf=None, normalize_advantage=True, ent_coef=h["ent_coef"],
-                vf_coef=h["vf_coef"] / 2, max_grad_norm=h["max_grad_norm"],
-                policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
+    policy_kwargs = dict(
+        net_arch=dict(pi=[64, 64], vf=[64, 64]),
+        activation_fn=torch.nn.Tanh,
+        ortho_init=True,
+        log_std_init=0.0,
+        optimizer_kwargs=dict(eps=1e-5),
+    )
+    model = PPO(
+        "MlpPolicy",
+        env,
+        learning_rate=lr_schedule,
+        n_steps=h["num_steps"],
+        batch_size=batch // h["num_minibatches"],
+        n_epochs=h["num_epochs"],
+        gamma=h["gamma"],
+        gae_lambda=h["lam"],
+        clip_range=h["clip_coef"],
+        clip_range_vf=None,
+        normalize_advantage=True,
+        ent_coef=h["ent_coef"],
+        vf_coef=h["vf_coef"] / 2,
+        max_grad_norm=h["max_grad_norm"],
+        policy_kwargs=policy_kwargs,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
     match_ppox_init(model.policy)
     return model
 
@@ -153,11 +219,17 @@ def run_sb3(suite: str, seed: int, steps: int) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     episodes = [info["r"] for info in model.ep_info_buffer]  # the last 100 (stats_window_size)
     evals = np.array(sb3_evaluate(model, SUITES[suite]["env_id"]))
-    return dict(steps=model.num_timesteps, sps=model.num_timesteps / wall, wall_s=wall,
-                sps_whole=None, wall_whole_s=None,
-                train_return=float(np.mean(episodes)) if episodes else None,
-                eval_return=float(evals.mean()), eval_return_std=float(evals.std()),
-                torch_threads=torch.get_num_threads())
+    return dict(
+        steps=model.num_timesteps,
+        sps=model.num_timesteps / wall,
+        wall_s=wall,
+        sps_whole=None,
+        wall_whole_s=None,
+        train_return=float(np.mean(episodes)) if episodes else None,
+        eval_return=float(evals.mean()),
+        eval_return_std=float(evals.std()),
+        torch_threads=torch.get_num_threads(),
+    )
 
 
 # --- the ceiling --------------------------------------------------------------------------------
@@ -180,9 +252,18 @@ def run_env(suite: str, seed: int, steps: int) -> dict[str, Any]:
         envs.step(a)
     wall = time.perf_counter() - t0
     envs.close()
-    return dict(steps=len(actions) * n, sps=len(actions) * n / wall, wall_s=wall, sps_whole=None,
-                wall_whole_s=None, train_return=None, eval_return=None, eval_return_std=None,
-                torch_threads=None, numpy=np.__version__)
+    return dict(
+        steps=len(actions) * n,
+        sps=len(actions) * n / wall,
+        wall_s=wall,
+        sps_whole=None,
+        wall_whole_s=None,
+        train_return=None,
+        eval_return=None,
+        eval_return_std=None,
+        torch_threads=None,
+        numpy=np.__version__,
+    )
 
 
 # --- orchestration ------------------------------------------------------------------------------
@@ -190,10 +271,19 @@ def spawn(impl: str, suite: str, seed: int, steps: int) -> dict[str, Any]:
     """One run in a fresh interpreter; its result comes back through a temporary JSON file."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, suite, str(seed),
-               str(steps), str(out)]
-        proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                              stderr=subprocess.PIPE, text=True)
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            impl,
+            suite,
+            str(seed),
+            str(steps),
+            str(out),
+        ]
+        proc = subprocess.run(
+            cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True
+        )
         # Pass the worker's stderr on, minus MuJoCo's per-env deprecation warning and blank lines.
         lines = proc.stderr.splitlines()
         sys.stderr.writelines(f"{x}\n" for x in lines if x.strip() and "settotalmass" not in x)
@@ -210,8 +300,11 @@ def run_all(suites: list[str], seeds: list[int], steps: int) -> list[dict[str, A
                 row = spawn(impl, suite, seed, steps)
                 rows.append(row)
                 evaluated = "" if row["eval_return"] is None else f", eval {row['eval_return']:.1f}"
-                print(f"[{len(rows)}/{total}] {impl:4} {suite} seed {seed}: {row['steps']} steps, "
-                      f"{row['sps']:.0f} SPS{evaluated}", file=sys.stderr)
+                print(
+                    f"[{len(rows)}/{total}] {impl:4} {suite} seed {seed}: {row['steps']} steps, "
+                    f"{row['sps']:.0f} SPS{evaluated}",
+                    file=sys.stderr,
+                )
     return rows
 
 
@@ -246,12 +339,18 @@ def cpu_model() -> str:
 
 def machine_info() -> dict[str, Any]:
     return dict(
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"), platform=platform.platform(),
-        processor=cpu_model(), cpu_count=os.cpu_count(),
-        load_avg_at_start=os.getloadavg(), python=platform.python_version(),
-        **{name: version(name) for name in
-           ("torch", "stable-baselines3", "gymnasium", "mujoco", "numpy", "ppox")},
-        torch_threads=1, omp_num_threads=1,
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        platform=platform.platform(),
+        processor=cpu_model(),
+        cpu_count=os.cpu_count(),
+        load_avg_at_start=os.getloadavg(),
+        python=platform.python_version(),
+        **{
+            name: version(name)
+            for name in ("torch", "stable-baselines3", "gymnasium", "mujoco", "numpy", "ppox")
+        },
+        torch_threads=1,
+        omp_num_threads=1,
     )
 
 
@@ -283,44 +382,67 @@ def pct(x: float | None) -> str:
 
 
 def run_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| impl | suite | seed | steps | SPS | ppox SPS whole train() | wall s (loop/learn) "
-             "| train return (last 100 ep) | eval return (10 seeds) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| impl | suite | seed | steps | SPS | ppox SPS whole train() | wall s (loop/learn) "
+        "| train return (last 100 ep) | eval return (10 seeds) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['impl']} | {r['suite']} | {r['seed']} | {r['steps']} | {fmt(r['sps'], 0)} "
-                     f"| {fmt(r['sps_whole'], 0)} | {fmt(r['wall_s'], 2)} | {fmt(r['train_return'])} "
-                     f"| {fmt(r['eval_return'])} ± {fmt(r['eval_return_std'])} |")
+        lines.append(
+            f"| {r['impl']} | {r['suite']} | {r['seed']} | {r['steps']} | {fmt(r['sps'], 0)} "
+            f"| {fmt(r['sps_whole'], 0)} | {fmt(r['wall_s'], 2)} | {fmt(r['train_return'])} "
+            f"| {fmt(r['eval_return'])} ± {fmt(r['eval_return_std'])} |"
+        )
     return lines
 
 
 def summary_table(summary: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| suite | ppox SPS (training loop) | ppox SPS (whole train() incl. final eval/plots) "
-             "| SB3 SPS (learn()) | ratio ppox/SB3 | ppox train return | SB3 train return "
-             "| ppox eval return | SB3 eval return | env only SPS (ceiling) | ppox / ceiling | SB3 / ceiling |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| suite | ppox SPS (training loop) | ppox SPS (whole train() incl. final eval/plots) "
+        "| SB3 SPS (learn()) | ratio ppox/SB3 | ppox train return | SB3 train return "
+        "| ppox eval return | SB3 eval return | env only SPS (ceiling) | ppox / ceiling | SB3 / ceiling |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for suite, s in summary.items():
-        lines.append(f"| {suite} | {fmt(s['ppox_sps'], 0)} | {fmt(s['ppox_sps_whole'], 0)} "
-                     f"| {fmt(s['sb3_sps'], 0)} | {fmt(s['sps_ratio_ppox_over_sb3'], 2)}× "
-                     f"| {fmt(s['ppox_train_return'])} | {fmt(s['sb3_train_return'])} "
-                     f"| {fmt(s['ppox_eval_return'])} | {fmt(s['sb3_eval_return'])} "
-                     f"| {fmt(s.get('env_sps'), 0)} | {pct(s.get('ppox_env_fraction'))} | {pct(s.get('sb3_env_fraction'))} |")
+        lines.append(
+            f"| {suite} | {fmt(s['ppox_sps'], 0)} | {fmt(s['ppox_sps_whole'], 0)} "
+            f"| {fmt(s['sb3_sps'], 0)} | {fmt(s['sps_ratio_ppox_over_sb3'], 2)}× "
+            f"| {fmt(s['ppox_train_return'])} | {fmt(s['sb3_train_return'])} "
+            f"| {fmt(s['ppox_eval_return'])} | {fmt(s['sb3_eval_return'])} "
+            f"| {fmt(s.get('env_sps'), 0)} | {pct(s.get('ppox_env_fraction'))} | {pct(s.get('sb3_env_fraction'))} |"
+        )
     return lines
 
 
 def to_markdown(result: dict[str, Any]) -> str:
     m, a = result["machine"], result["args"]
-    return "\n".join([
-        *header(f"ppox vs Stable-Baselines3 PPO ({', '.join(a['suites'])})", result,
+    return "\n".join(
+        [
+            *header(
+                f"ppox vs Stable-Baselines3 PPO ({', '.join(a['suites'])})",
+                result,
                 f"torch {m['torch']}, SB3 {m['stable-baselines3']}, gymnasium {m['gymnasium']}, mujoco {m['mujoco']}, "
-                f"ppox {m['ppox']}", "torch threads 1 and OMP_NUM_THREADS=1 in both"),
-        f"Medians over seeds {a['seeds']}, {a['steps']} steps per run. The ratio is ppox "
-        "training-loop SPS over SB3 learn() SPS. Returns are raw (unnormalized): training = mean "
-        "of the last 100 episodes, eval = deterministic, one episode per seed 1000000..1000009. "
-        "The ceiling is the same vector env ppox trains on, stepped with random actions drawn "
-        "beforehand (impl `env` in the per-run table).",
-        "", *summary_table(result["summary"]), "", "Per run:", "", *run_table(result["runs"]),
-        "", "SB3 settings aligned with ppox:", "", *(f"- {x}" for x in result["alignment"]), "",
-    ])
+                f"ppox {m['ppox']}",
+                "torch threads 1 and OMP_NUM_THREADS=1 in both",
+            ),
+            f"Medians over seeds {a['seeds']}, {a['steps']} steps per run. The ratio is ppox "
+            "training-loop SPS over SB3 learn() SPS. Returns are raw (unnormalized): training = mean "
+            "of the last 100 episodes, eval = deterministic, one episode per seed 1000000..1000009. "
+            "The ceiling is the same vector env ppox trains on, stepped with random actions drawn "
+            "beforehand (impl `env` in the per-run table).",
+            "",
+            *summary_table(result["summary"]),
+            "",
+            "Per run:",
+            "",
+            *run_table(result["runs"]),
+            "",
+            "SB3 settings aligned with ppox:",
+            "",
+            *(f"- {x}" for x in result["alignment"]),
+            "",
+        ]
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -328,8 +450,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--suite", choices=[*SUITES, "all"], default="all")
     p.add_argument("--steps", type=int, default=100_000, help="environment steps per run")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--out", type=Path, help="results JSON (default "
-                   "benchmarks/results/compare_sb3_<suite>.json; the .md goes beside it)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="results JSON (default "
+        "benchmarks/results/compare_sb3_<suite>.json; the .md goes beside it)",
+    )
     p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)  # IMPL SUITE SEED STEPS RESULT
     return p.parse_args(argv)
 
@@ -347,10 +473,15 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path(__file__).parent / "results" / f"compare_sb3_{args.suite}.json"
     machine = machine_info()
     rows = run_all(suites, args.seeds, args.steps)
-    result = dict(command=shlex.join(["python", *sys.argv]), machine=machine,
-                  args=dict(suites=suites, steps=args.steps, seeds=args.seeds),
-                  hyperparameters={s: SUITES[s] for s in suites}, alignment=ALIGNMENT,
-                  summary=summarize(rows), runs=rows)
+    result = dict(
+        command=shlex.join(["python", *sys.argv]),
+        machine=machine,
+        args=dict(suites=suites, steps=args.steps, seeds=args.seeds),
+        hyperparameters={s: SUITES[s] for s in suites},
+        alignment=ALIGNMENT,
+        summary=summarize(rows),
+        runs=rows,
+    )
     write_results(out, result, to_markdown(result))
     print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
 

@@ -80,7 +80,11 @@ def train_sps(env_id: str, num_envs: int, backend: str, total_steps: int) -> flo
     import ppox
 
     if env_id.startswith("HalfCheetah"):
-        cfg = ppox.get_preset("halfcheetah").config().replace(num_envs=num_envs, num_steps=max(64, 2048 // num_envs))
+        cfg = (
+            ppox.get_preset("halfcheetah")
+            .config()
+            .replace(num_envs=num_envs, num_steps=max(64, 2048 // num_envs))
+        )
     else:
         cfg = ppox.get_preset("cartpole").config().replace(num_envs=num_envs)
     cfg = cfg.replace(total_steps=total_steps, eval_every=0, eval_episodes=1, tensorboard=False, progress=False,
@@ -89,7 +93,9 @@ def train_sps(env_id: str, num_envs: int, backend: str, total_steps: int) -> flo
         return float(ppox.train(cfg, Path(tmp) / "run")["steps_per_second"])
 
 
-def interleaved(fn: Any, repeats: int, cases: list[tuple[str, int]], wanted: list[str]) -> dict[str, dict[str, list[float]]]:
+def interleaved(
+    fn: Any, repeats: int, cases: list[tuple[str, int]], wanted: list[str]
+) -> dict[str, dict[str, list[float]]]:
     out: dict[str, dict[str, list[float]]] = {}
     for r in range(repeats):
         for env_id, n in cases:
@@ -98,7 +104,10 @@ def interleaved(fn: Any, repeats: int, cases: list[tuple[str, int]], wanted: lis
             for b in order:
                 value = fn(env_id, n, b)
                 out.setdefault(f"{env_id} × {n}", {}).setdefault(b, []).append(value)
-                print(f"round {r + 1}/{repeats}  {env_id} × {n}  {b:16s} {value:12,.0f} steps/s", flush=True)
+                print(
+                    f"round {r + 1}/{repeats}  {env_id} × {n}  {b:16s} {value:12,.0f} steps/s",
+                    flush=True,
+                )
     return out
 
 
@@ -123,14 +132,20 @@ def pkg(name: str) -> str | None:
 
 def git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
 
 def machine_info() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo")
-    names = [ln.split(":", 1)[1].strip() for ln in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else []) if ln.startswith("model name")]
+    names = [
+        ln.split(":", 1)[1].strip()
+        for ln in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if ln.startswith("model name")
+    ]
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "platform": platform.platform(),
         "processor": names[0] if names else platform.processor(), "cpu_count": os.cpu_count(),
@@ -153,7 +168,14 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if result.get("note"):
         lines += ["", f"**Note.** {result['note']}"]
-    sections = [("Env-only steps/s (random actions)", result["env_only"], result["args"]["seconds"], "s per sample")]
+    sections = [
+        (
+            "Env-only steps/s (random actions)",
+            result["env_only"],
+            result["args"]["seconds"],
+            "s per sample",
+        )
+    ]
     if result.get("training"):
         sections.append(("Training-loop steps/s (`ppox.train`, summary `steps_per_second`)", result["training"],
                          result["args"]["train_steps"], "env steps per run"))  # fmt: skip
@@ -164,7 +186,9 @@ def markdown(result: dict[str, Any]) -> str:
         for case, per in table.items():
             for b, s in per.items():
                 ratio = "—" if s["vs_gymnasium"] is None else f"{s['vs_gymnasium']:.2f}"
-                lines.append(f"| {case} | {b} | {s['median']:,.0f} | {s['min']:,.0f} – {s['max']:,.0f} | {ratio} |")
+                lines.append(
+                    f"| {case} | {b} | {s['median']:,.0f} | {s['min']:,.0f} – {s['max']:,.0f} | {ratio} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -180,10 +204,21 @@ def _portable(path: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed stepping per sample (default 2)")
+    p.add_argument(
+        "--seconds", type=float, default=2.0, help="timed stepping per sample (default 2)"
+    )
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
-    p.add_argument("--train-steps", type=int, default=0, help="also time ppox.train runs of this many steps (0: skip)")
-    p.add_argument("--note", default="", help="a remark written into the results (e.g. that the machine was loaded)")
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=0,
+        help="also time ppox.train runs of this many steps (0: skip)",
+    )
+    p.add_argument(
+        "--note",
+        default="",
+        help="a remark written into the results (e.g. that the machine was loaded)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/env_throughput.json")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -197,9 +232,20 @@ def main(argv: list[str] | None = None) -> None:
         "note": args.note,
     }  # fmt: skip
     np.random.seed(0)
-    result["env_only"] = summarize(interleaved(lambda e, n, b: measure(e, n, b, args.seconds), args.repeats, CASES, args.backends))
+    result["env_only"] = summarize(
+        interleaved(
+            lambda e, n, b: measure(e, n, b, args.seconds), args.repeats, CASES, args.backends
+        )
+    )
     if args.train_steps:
-        result["training"] = summarize(interleaved(lambda e, n, b: train_sps(e, n, b, args.train_steps), args.repeats, CASES, args.backends))
+        result["training"] = summarize(
+            interleaved(
+                lambda e, n, b: train_sps(e, n, b, args.train_steps),
+                args.repeats,
+                CASES,
+                args.backends,
+            )
+        )
     result["load_avg_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

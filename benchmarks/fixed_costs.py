@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from compare_sb3 import header, machine_info, write_results  # noqa: E402
 
 from ppox.config import Config  # noqa: E402
-from ppox.learner import Learner  # noqa: E402
 from ppox.nn.actor_critic import ActorCritic  # noqa: E402
 from ppox.nn.lean import LeanActor  # noqa: E402
+from ppox.training.learner import Learner  # noqa: E402
 from ppox.types import Batch  # noqa: E402
 
 # name: (observation size, action space, policy settings, batch, epochs, minibatches)
@@ -57,7 +57,11 @@ BACKENDS = ("autograd", "auto")
 ACT_CASES: dict[str, tuple[int, spaces.Space, int]] = {
     "CartPole, 8 envs (the cartpole preset)": (4, spaces.Discrete(2), 8),
     "CartPole, 4 envs (compare_sb3 cartpole)": (4, spaces.Discrete(2), 4),
-    "HalfCheetah, 1 env (compare_sb3 halfcheetah)": (17, spaces.Box(-1.0, 1.0, (6,), np.float32), 1),
+    "HalfCheetah, 1 env (compare_sb3 halfcheetah)": (
+        17,
+        spaces.Box(-1.0, 1.0, (6,), np.float32),
+        1,
+    ),
 }
 ACT_BACKENDS = ("torch", "auto")
 ACT_STEPS = 2000
@@ -68,10 +72,20 @@ def sample_batch(model: ActorCritic, obs: torch.Tensor, g: torch.Generator) -> B
         dist, value = model(obs)
         action, logp = dist.sample_log_prob(g)
     n = obs.shape[0]
-    return Batch(obs, action, logp, value, torch.randn(n, generator=g), value + torch.randn(n, generator=g), None)
+    return Batch(
+        obs,
+        action,
+        logp,
+        value,
+        torch.randn(n, generator=g),
+        value + torch.randn(n, generator=g),
+        None,
+    )
 
 
-def time_case(case: tuple[int, spaces.Space, dict[str, Any], int, int, int], backend: str, updates: int) -> float:
+def time_case(
+    case: tuple[int, spaces.Space, dict[str, Any], int, int, int], backend: str, updates: int
+) -> float:
     """Microseconds per minibatch step over ``updates`` updates of a fresh learner."""
     obs_dim, space, policy, n, epochs, minibatches = case
     cfg = Config().replace(num_steps=n, num_envs=1, num_epochs=epochs, num_minibatches=minibatches,
@@ -97,7 +111,9 @@ def time_acting(case: tuple[int, spaces.Space, int], backend: str) -> float:
     """Microseconds per vector step of the policy alone (64x64 tanh, separate trunks)."""
     obs_dim, space, n = case
     torch.manual_seed(0)
-    model = ActorCritic(spaces.Box(-10.0, 10.0, (obs_dim,), np.float32), space, Config().validate().policy)
+    model = ActorCritic(
+        spaces.Box(-10.0, 10.0, (obs_dim,), np.float32), space, Config().validate().policy
+    )
     g = torch.Generator().manual_seed(0)
     obs = torch.randn(ACT_STEPS, n, obs_dim, generator=g).numpy()
     if backend == "auto":
@@ -147,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=5, help="rounds of both backends per case")
     p.add_argument("--updates", type=int, default=20, help="timed updates per round")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fixed_costs.json")
+    p.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "fixed_costs.json"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     machine = machine_info()
@@ -158,7 +176,11 @@ def main(argv: list[str] | None = None) -> None:
             for backend in ACT_BACKENDS:
                 act_times[backend].append(time_acting(act_case, backend))
         acting[name] = {b: _stats(t) for b, t in act_times.items()}
-        print(f"{name}: " + ", ".join(f"{b} {acting[name][b]['median']:.1f} us" for b in ACT_BACKENDS), file=sys.stderr)
+        print(
+            f"{name}: "
+            + ", ".join(f"{b} {acting[name][b]['median']:.1f} us" for b in ACT_BACKENDS),
+            file=sys.stderr,
+        )
     cases: dict[str, dict[str, Any]] = {}
     for name, case in CASES.items():
         times: dict[str, list[float]] = {b: [] for b in BACKENDS}
@@ -166,7 +188,10 @@ def main(argv: list[str] | None = None) -> None:
             for backend in BACKENDS:
                 times[backend].append(time_case(case, backend, args.updates))
         cases[name] = {b: _stats(t) for b, t in times.items()}
-        print(f"{name}: " + ", ".join(f"{b} {cases[name][b]['median']:.0f} us" for b in BACKENDS), file=sys.stderr)
+        print(
+            f"{name}: " + ", ".join(f"{b} {cases[name][b]['median']:.0f} us" for b in BACKENDS),
+            file=sys.stderr,
+        )
     result = dict(command=shlex.join(["python", *sys.argv]), machine=machine,
                   args=dict(repeats=args.repeats, updates=args.updates), acting=acting, cases=cases)  # fmt: skip
     write_results(args.out, result, to_markdown(result))

@@ -38,7 +38,7 @@ speed, would not end before the kill time (and any run still going at the kill t
 
 ``report`` reads ``summary.json`` and ``metrics.csv`` of each run and writes ``results.json``,
 ``results.md`` (per-seed final evaluation returns, their median over seeds, the best evaluation,
-the target and PASS/FAIL) and one learning-curve PNG per preset (``ppox.plotting.plot_runs``).
+the target and PASS/FAIL) and one learning-curve PNG per preset (``ppox.io.plotting.plot_runs``).
 PASS means the median over seeds of the FINAL evaluation (at the end of the step budget, 1M steps
 for MuJoCo and LunarLander) reaches the target; a preset with fewer finished seeds than asked for
 is marked INCOMPLETE.
@@ -418,7 +418,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         curve = None
         if done:
             try:
-                from ppox.plotting import plot_runs
+                from ppox.io.plotting import plot_runs
 
                 png = out_dir / f"{preset}.png"
                 plot_runs(

@@ -100,7 +100,9 @@ def run_one(workers: int, seed: int, args: argparse.Namespace) -> None:
     with (args.runs_dir / f"{run_dir.name}.log").open("w") as log:
         code = subprocess.call(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
-    (args.runs_dir / f"{run_dir.name}.bench.json").write_text(json.dumps({"exit_code": code, "process_wall_s": wall, "command": cmd}))
+    (args.runs_dir / f"{run_dir.name}.bench.json").write_text(
+        json.dumps({"exit_code": code, "process_wall_s": wall, "command": cmd})
+    )
     print(f"    exit {code} after {wall:.0f} s", flush=True)
 
 
@@ -108,7 +110,11 @@ def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
     import csv
 
     with (run_dir / "metrics.csv").open(newline="") as f:
-        return [(int(r["global_step"]), float(r["eval_return_mean"])) for r in csv.DictReader(f) if r["eval_return_mean"]]
+        return [
+            (int(r["global_step"]), float(r["eval_return_mean"]))
+            for r in csv.DictReader(f)
+            if r["eval_return_mean"]
+        ]
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,7 +159,9 @@ def plot(results: dict[str, Any], path: Path, subtitle: str) -> None:
         steps = sorted(set.intersection(*(set(s for s, _ in r["curve"]) for r in runs)))
         mean = [np.mean([dict(r["curve"])[s] for r in runs]) for s in steps]
         label = "1 process" if w == 1 else f"{w} workers (torchrun)"
-        ax.plot(steps, mean, color=color, lw=2, marker="o", ms=3, label=f"{label}, {len(runs)} seed(s)")
+        ax.plot(
+            steps, mean, color=color, lw=2, marker="o", ms=3, label=f"{label}, {len(runs)} seed(s)"
+        )
     ax.set(title=f"HalfCheetah-v5, {subtitle}: evaluation return", xlabel="environment steps (all workers)",
            ylabel="return (deterministic policy, mean over evaluation episodes)")  # fmt: skip
     ax.grid(alpha=0.3)
@@ -164,7 +172,9 @@ def plot(results: dict[str, Any], path: Path, subtitle: str) -> None:
 
 def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     meta = {"generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit,
             "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
             "steps": args.steps, "setup": args.setup, "config": SETUPS[args.setup][0], "extra": args.extra, "target_speedup": TARGET_SPEEDUP}  # fmt: skip
@@ -182,12 +192,16 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     ]  # fmt: skip
     for w, s in results["by_workers"].items():
         speed = "–" if s["speedup"] is None else f"{s['speedup']:.2f}×"
-        lines.append(f"| {w} | {s['seeds']} | {s['median_sps']:.0f} | {speed} | {s['median_final_eval']:.0f} |")
+        lines.append(
+            f"| {w} | {s['seeds']} | {s['median_sps']:.0f} | {speed} | {s['median_final_eval']:.0f} |"
+        )
     lines += ["", f"Target: ≥ {TARGET_SPEEDUP}× with 2 workers, and curves that overlap.", "",
               "| run | SPS | loop time (s) | process time (s) | final eval |", "|---|---:|---:|---:|---:|"]  # fmt: skip
     for r in results["runs"]:
         proc = "–" if r["process_wall_s"] is None else f"{r['process_wall_s']:.0f}"
-        lines.append(f"| {r['run']} | {r['steps_per_second']:.0f} | {r['loop_wall_s']:.0f} | {proc} | {r['final_eval']:.0f} |")
+        lines.append(
+            f"| {r['run']} | {r['steps_per_second']:.0f} | {r['loop_wall_s']:.0f} | {proc} | {r['final_eval']:.0f} |"
+        )
     lines += ["", "![curves](curves.png)", ""]
     (args.out_dir / "results.md").write_text("\n".join(lines))
     print("\n".join(lines))
@@ -195,16 +209,26 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--setup", choices=list(SETUPS), default="large", help="the training setup (see SETUPS)")
-    p.add_argument("--steps", type=int, default=300_000, help="environment steps per run, all workers together")
+    p.add_argument(
+        "--setup", choices=list(SETUPS), default="large", help="the training setup (see SETUPS)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=300_000, help="environment steps per run, all workers together"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (1 = a plain process)")
+    p.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker counts (1 = a plain process)"
+    )
     p.add_argument("--eval-every", type=int, default=25_000)
     p.add_argument("--runs-dir", type=Path, help="default: runs/scaling-<setup>")
     p.add_argument("--out-dir", type=Path, help="default: benchmarks/results/scaling-<setup>")
-    p.add_argument("--report-only", action="store_true", help="only rewrite the results from finished runs")
+    p.add_argument(
+        "--report-only", action="store_true", help="only rewrite the results from finished runs"
+    )
     p.add_argument("--fresh", action="store_true", help="delete --runs-dir first")
-    p.add_argument("extra", nargs="*", help="more `ppox train` flags after --, e.g. -- --eval-episodes 5")
+    p.add_argument(
+        "extra", nargs="*", help="more `ppox train` flags after --, e.g. -- --eval-episodes 5"
+    )
     args = p.parse_args()
     args.runs_dir = args.runs_dir or REPO / "runs" / f"scaling-{args.setup}"
     args.out_dir = args.out_dir or REPO / "benchmarks" / "results" / f"scaling-{args.setup}"

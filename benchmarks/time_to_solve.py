@@ -41,26 +41,47 @@ RL_ZOO = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, 
 
 
 def run_ppox(preset: str, seed: int, steps: int, eval_every: int) -> dict[str, Any]:
-    from ppox.logging import RunLogger
+    from ppox.io.logging import RunLogger
     from ppox.presets import get_preset
-    from ppox.trainer import Trainer
+    from ppox.training.trainer import Trainer
 
-    cfg = get_preset(preset).config().replace(
-        total_steps=steps, seed=seed, eval_every=eval_every, eval_episodes=len(EVAL_SEEDS),
-        eval_seed=EVAL_SEEDS[0], device="cpu", progress=False, tensorboard=False, threads=1,
+    cfg = (
+        get_preset(preset)
+        .config()
+        .replace(
+            total_steps=steps,
+            seed=seed,
+            eval_every=eval_every,
+            eval_episodes=len(EVAL_SEEDS),
+            eval_seed=EVAL_SEEDS[0],
+            device="cpu",
+            progress=False,
+            tensorboard=False,
+            threads=1,
+        )
     )
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        trainer = Trainer.create(cfg, run_dir)  # the loop of ppox.train, stopped once solved as SB3's is
-        logger = RunLogger(run_dir, tensorboard=False, progress=False, total_steps=steps, start_step=0)
+        trainer = Trainer.create(
+            cfg, run_dir
+        )  # the loop of ppox.train, stopped once solved as SB3's is
+        logger = RunLogger(
+            run_dir, tensorboard=False, progress=False, total_steps=steps, start_step=0
+        )
         p = trainer.progress
-        while p.global_step < steps and not (p.evals and p.evals[-1]["eval_return_mean"] >= THRESHOLD):
+        while p.global_step < steps and not (
+            p.evals and p.evals[-1]["eval_return_mean"] >= THRESHOLD
+        ):
             trainer.iterate(logger)
         logger.close()
         with (run_dir / "metrics.csv").open() as f:
             rows = [r for r in csv.DictReader(f) if r.get("eval_return_mean")]
-    evals = [(int(r["global_step"]), float(r["wall_time_s"]), float(r["eval_return_mean"])) for r in rows]
-    return dict(evals=evals, steps=p.global_step, sps=p.global_step / p.wall_time_s, config=cfg.to_dict())
+    evals = [
+        (int(r["global_step"]), float(r["wall_time_s"]), float(r["eval_return_mean"])) for r in rows
+    ]
+    return dict(
+        evals=evals, steps=p.global_step, sps=p.global_step / p.wall_time_s, config=cfg.to_dict()
+    )
 
 
 def run_sb3(seed: int, steps: int, eval_every: int) -> dict[str, Any]:
@@ -106,7 +127,9 @@ def run_sb3(seed: int, steps: int, eval_every: int) -> dict[str, Any]:
     clock = Clock()
     model.learn(total_timesteps=steps, callback=clock)
     trained = time.perf_counter() - clock.start - clock.paused
-    return dict(evals=evals, steps=model.num_timesteps, sps=model.num_timesteps / trained, config=RL_ZOO)
+    return dict(
+        evals=evals, steps=model.num_timesteps, sps=model.num_timesteps / trained, config=RL_ZOO
+    )
 
 
 def solved(evals: list[list[float]]) -> tuple[int | None, float | None]:
@@ -134,7 +157,9 @@ def median(values: list[float | None]) -> float | None:
         return None
     ordered = sorted(values, key=lambda v: (v is None, v or 0.0))
     mid = ordered[(len(ordered) - 1) // 2 : len(ordered) // 2 + 1]
-    return None if any(v is None for v in mid) else statistics.fmean(v for v in mid if v is not None)
+    return (
+        None if any(v is None for v in mid) else statistics.fmean(v for v in mid if v is not None)
+    )
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -157,7 +182,9 @@ def to_markdown(result: dict[str, Any]) -> str:
         "| impl | seed | steps to ≥ 475 | seconds to ≥ 475 | steps/s |", "|---|---:|---:|---:|---:|",
     ]  # fmt: skip
     for r in result["runs"]:
-        lines.append(f"| {r['impl']} | {r['seed']} | {fmt(r['solved_step'], 0)} | {fmt(r['solved_s'], 2)} | {fmt(r['sps'], 0)} |")
+        lines.append(
+            f"| {r['impl']} | {r['seed']} | {fmt(r['solved_step'], 0)} | {fmt(r['solved_s'], 2)} | {fmt(r['sps'], 0)} |"
+        )
     return "\n".join([*lines, ""])
 
 
@@ -167,12 +194,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--steps", type=int, default=200_000, help="budget per run")
     p.add_argument("--eval-every", type=int, default=2_048)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "time_to_solve.json")
-    p.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)  # IMPL PRESET SEED STEPS EVAL_EVERY RESULT
+    p.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "time_to_solve.json"
+    )
+    p.add_argument(
+        "--worker", nargs=6, help=argparse.SUPPRESS
+    )  # IMPL PRESET SEED STEPS EVAL_EVERY RESULT
     args = p.parse_args(argv)
     if args.worker:
         impl, preset, seed, steps, every, out = args.worker
-        r = run_ppox(preset, int(seed), int(steps), int(every)) if impl == "ppox" else run_sb3(int(seed), int(steps), int(every))
+        r = (
+            run_ppox(preset, int(seed), int(steps), int(every))
+            if impl == "ppox"
+            else run_sb3(int(seed), int(steps), int(every))
+        )
         Path(out).write_text(json.dumps(r))
         return
     machine = machine_info()
@@ -181,7 +216,10 @@ def main(argv: list[str] | None = None) -> None:
         for impl in IMPLS if i % 2 == 0 else IMPLS[::-1]:
             runs.append(spawn(impl, args.preset, seed, args.steps, args.eval_every))
             r = runs[-1]
-            print(f"{impl} seed {seed}: solved at {r['solved_step']} steps, {r['solved_s']} s, {r['sps']:.0f} SPS", file=sys.stderr)
+            print(
+                f"{impl} seed {seed}: solved at {r['solved_step']} steps, {r['solved_s']} s, {r['sps']:.0f} SPS",
+                file=sys.stderr,
+            )
     summary: dict[str, Any] = {}
     for impl in IMPLS:
         mine = [r for r in runs if r["impl"] == impl]

@@ -44,9 +44,9 @@ from fixed_costs import sample_batch  # noqa: E402
 
 from ppox.config import Config  # noqa: E402
 from ppox.core.losses import clipped_surrogate, value_loss  # noqa: E402
-from ppox.learner import Learner  # noqa: E402
 from ppox.nn.actor_critic import ActorCritic  # noqa: E402
 from ppox.nn.lean import LeanActor  # noqa: E402
+from ppox.training.learner import Learner  # noqa: E402
 
 B, ENVS = 256, 8
 
@@ -84,7 +84,10 @@ def update_step(steps: int) -> dict[str, Any]:
     def step() -> None:
         dist, value = model(mb.obs)
         log_ratio = dist.log_prob(mb.action) - mb.logp
-        loss = clipped_surrogate(mb.adv, log_ratio, clip_coef=0.2).mean() + 0.5 * value_loss(value, mb.value, mb.ret).mean()
+        loss = (
+            clipped_surrogate(mb.adv, log_ratio, clip_coef=0.2).mean()
+            + 0.5 * value_loss(value, mb.value, mb.ret).mean()
+        )
         opt.zero_grad(set_to_none=False)
         loss.backward()
         opt.step()
@@ -94,7 +97,9 @@ def update_step(steps: int) -> dict[str, Any]:
     learner = Learner(twin, cfg, torch.Generator().manual_seed(0))
     assert learner.fused is not None
     updates = max(1, steps // cfg.ppo.num_epochs)
-    out["ppox_numpy_us"] = per_call(lambda: learner.update(mb, progress=0.0), updates) / cfg.ppo.num_epochs
+    out["ppox_numpy_us"] = (
+        per_call(lambda: learner.update(mb, progress=0.0), updates) / cfg.ppo.num_epochs
+    )
     return {**out, **compiled_cost(step, steps)}
 
 
@@ -124,15 +129,22 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"torch {m['torch']}", "one thread"),
         "| cost | eager torch µs | torch.compile µs | compile time s | ppox NumPy path µs |", "|---|---:|---:|---:|---:|",
     ]  # fmt: skip
-    for name, r in (("minibatch step, 256 samples", result["update"]), (f"acting, {ENVS} envs", result["acting"])):
-        lines.append(f"| {name} | {r['eager_us']:.0f} | {r['compiled_us']:.0f} | {r['compile_s']:.1f} | {r['ppox_numpy_us']:.0f} |")
+    for name, r in (
+        ("minibatch step, 256 samples", result["update"]),
+        (f"acting, {ENVS} envs", result["acting"]),
+    ):
+        lines.append(
+            f"| {name} | {r['eager_us']:.0f} | {r['compiled_us']:.0f} | {r['compile_s']:.1f} | {r['ppox_numpy_us']:.0f} |"
+        )
     return "\n".join([*lines, ""])
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=1000, help="timed calls per variant")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "torch_compile.json")
+    p.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "torch_compile.json"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     machine = machine_info()

@@ -39,7 +39,14 @@ gym.register("examples/TwoLegal-v0", entry_point=TwoLegal, max_episode_steps=10)
 if __name__ == "__main__":
     cfg = ppox.Config().replace(env_id="examples/TwoLegal-v0", total_steps=20_000, eval_every=5_000)
     summary = ppox.train(cfg, run_dir="runs/examples/discrete_masked")
-    print(f"greedy return {summary['eval_return_mean']:.2f} (the best policy averages ≈ 7.3 per 10 steps)")
+    print(
+        f"greedy return {summary['eval_return_mean']:.2f} (the best policy averages ≈ 7.3 per 10 steps)"
+    )
     policy = ppox.load_policy("runs/examples/discrete_masked")
     obs, info = TwoLegal().reset(seed=0)
-    print("legal:", np.flatnonzero(info["action_mask"]), "→ chosen:", policy.predict(obs, mask=info["action_mask"]))
+    print(
+        "legal:",
+        np.flatnonzero(info["action_mask"]),
+        "→ chosen:",
+        policy.predict(obs, mask=info["action_mask"]),
+    )

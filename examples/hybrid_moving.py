@@ -26,8 +26,12 @@ if __name__ == "__main__":
         obs, info = env.reset(seed=10_000 + seed)
         done = False
         while not done:
-            obs, _, terminated, truncated, info = env.step(policy.predict(obs, mask=info["action_mask"]))
+            obs, _, terminated, truncated, info = env.step(
+                policy.predict(obs, mask=info["action_mask"])
+            )
             done = terminated or truncated
         wins += bool(info.get("success"))
-    print(f"hybrid_mode={mode}: return {summary['eval_return_mean']:.2f}, reached the target in {wins}/100 episodes")
+    print(
+        f"hybrid_mode={mode}: return {summary['eval_return_mean']:.2f}, reached the target in {wins}/100 episodes"
+    )
     print("example action:", policy.predict(np.zeros(10, np.float32)))

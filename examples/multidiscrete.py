@@ -36,7 +36,14 @@ gym.register("examples/MatchTargets-v0", entry_point=MatchTargets)
 
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "factored"
-    cfg = ppox.Config().replace(env_id="examples/MatchTargets-v0", multi_discrete=mode, total_steps=10_000,
-                                num_epochs=4, num_minibatches=4, learning_rate=3e-3, eval_episodes=50)
+    cfg = ppox.Config().replace(
+        env_id="examples/MatchTargets-v0",
+        multi_discrete=mode,
+        total_steps=10_000,
+        num_epochs=4,
+        num_minibatches=4,
+        learning_rate=3e-3,
+        eval_episodes=50,
+    )
     summary = ppox.train(cfg, run_dir=f"runs/examples/multidiscrete-{mode}")
     print(f"multi_discrete={mode}: greedy accuracy {summary['eval_return_mean']:.2f}")

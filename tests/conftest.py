@@ -11,11 +11,11 @@ import toy_envs  # noqa: F401  (registers the PpoxToy* ids)
 
 from ppox.config import Config, EnvConfig, PolicyConfig
 from ppox.envs.make import make_vec_env, probe_spaces
-from ppox.logging import RunLogger
+from ppox.io.logging import RunLogger
 from ppox.nn.actor_critic import ActorCritic
-from ppox.normalizers import ObsNormalizer, RewardScaler
-from ppox.rollout import Collector
-from ppox.trainer import Trainer
+from ppox.training.normalizers import ObsNormalizer, RewardScaler
+from ppox.training.rollout import Collector
+from ppox.training.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +74,13 @@ def interrupted_run() -> Callable[..., None]:
 
     def run(cfg: Config, run_dir: Path, iterations: int, lost: int = 0) -> None:
         trainer = Trainer.create(cfg, run_dir)
-        logger = RunLogger(run_dir, tensorboard=False, progress=False, total_steps=cfg.run.total_steps, start_step=0)
+        logger = RunLogger(
+            run_dir,
+            tensorboard=False,
+            progress=False,
+            total_steps=cfg.run.total_steps,
+            start_step=0,
+        )
         for _ in range(iterations):
             trainer.iterate(logger)
         trainer.save()

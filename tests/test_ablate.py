@@ -1,4 +1,4 @@
-"""``ppox ablate`` / ``ppox report`` (src/ppox/ablate.py, src/ppox/report.py): variant parsing, the
+"""``ppox ablate`` / ``ppox report`` (src/ppox/analysis/ablate.py, src/ppox/analysis/report.py): variant parsing, the
 report on hand-made runs, and one tiny end-to-end ablation on CartPole with resume."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppox.ablate import Job, Variant, command, parse_variant, plan
+from ppox.analysis.ablate import Job, Variant, command, parse_variant, plan
+from ppox.analysis.report import ReportOptions, collect, write_report
 from ppox.cli import main
 from ppox.config import Config
 from ppox.errors import ConfigError
-from ppox.report import ReportOptions, collect, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -23,8 +23,16 @@ PNG = b"\x89PNG\r\n\x1a\n"
     ("text", "name", "overrides"),
     [
         ("ent: ent_coef=0.01", "ent", {"ent_coef": 0.01}),
-        ("e4-batch: num_epochs=4, norm_adv=batch", "e4-batch", {"num_epochs": 4, "norm_adv": "batch"}),
-        ("wide: hidden_sizes=128,128, num-epochs=4", "wide", {"hidden_sizes": (128, 128), "num_epochs": 4}),
+        (
+            "e4-batch: num_epochs=4, norm_adv=batch",
+            "e4-batch",
+            {"num_epochs": 4, "norm_adv": "batch"},
+        ),
+        (
+            "wide: hidden_sizes=128,128, num-epochs=4",
+            "wide",
+            {"hidden_sizes": (128, 128), "num_epochs": 4},
+        ),
         ("flat:anneal_lr=false,target_kl=none", "flat", {"anneal_lr": False, "target_kl": None}),
         ('kw: env_kwargs={"a": 1, "b": 2}', "kw", {"env_kwargs": {"a": 1, "b": 2}}),
     ],
@@ -64,12 +72,19 @@ def test_plan_validates_every_variant_and_names_the_runs(tmp_path):
     with pytest.raises(ConfigError, match="variant 'mb': num_minibatches=1000"):
         plan(base, [parse_variant("mb: num_minibatches=1000")], [1], tmp_path)
     with pytest.raises(ConfigError, match="unique"):
-        plan(base, [Variant("a", {"ent_coef": 0.1}), Variant("a", {"ent_coef": 0.2})], [1], tmp_path)
+        plan(
+            base, [Variant("a", {"ent_coef": 0.1}), Variant("a", {"ent_coef": 0.2})], [1], tmp_path
+        )
 
 
 def test_bad_variant_stops_the_cli_before_anything_starts(tmp_path, capsys):
     out = tmp_path / "abl"
-    assert main(["ablate", "--out", str(out), "--variant", "x: num_epochs=4", "--variant", "y: nope=1"]) == 2
+    assert (
+        main(
+            ["ablate", "--out", str(out), "--variant", "x: num_epochs=4", "--variant", "y: nope=1"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "variant 'y'" in err and "'nope'" in err
     assert not out.exists()
@@ -80,7 +95,9 @@ def test_command_skips_finished_resumes_killed_and_restarts_unstarted(tmp_path):
     job.run_dir.mkdir(parents=True)
     (job.run_dir / "metrics.csv").write_text("")
     cmd = command(job, tmp_path)  # killed before its first checkpoint: start again from scratch
-    assert cmd is not None and "--config" in cmd and "--resume" not in cmd and not job.run_dir.exists()
+    assert (
+        cmd is not None and "--config" in cmd and "--resume" not in cmd and not job.run_dir.exists()
+    )
     job.run_dir.mkdir()
     (job.run_dir / "checkpoint.pt").write_bytes(b"")
     cmd = command(job, tmp_path)
@@ -98,7 +115,9 @@ def fake_run(path: Path, evals: list[float], *, ent_coef: float = 0.0, seed: int
     rows = ["iteration,global_step,train_return_mean,eval_return_mean"]
     rows += [f"{i + 1},{100 * (i + 1)},{v / 2},{v}" for i, v in enumerate(evals)]
     (path / "metrics.csv").write_text("\n".join(rows) + "\n")
-    (path / "summary.json").write_text(json.dumps({"eval_return_mean": evals[-1], "total_steps": 100 * len(evals)}))
+    (path / "summary.json").write_text(
+        json.dumps({"eval_return_mean": evals[-1], "total_steps": 100 * len(evals)})
+    )
 
 
 def test_report_on_runs_groups_by_name_and_computes_the_metrics(tmp_path):
@@ -133,15 +152,36 @@ TINY = ["--total-steps", "1024", "--eval-every", "256", "--eval-episodes", "2", 
 
 def test_ablation_end_to_end_with_resume_and_report(tmp_path):
     out = tmp_path / "abl"
-    args = ["ablate", *TINY, "--variant", "e4: num_epochs=4, ent_coef=0.01", "--seeds", "1", "2",
-            "--jobs", "2", "--out", str(out), "--rollout-episodes", "2", "--bootstrap-reps", "200"]
+    args = [
+        "ablate",
+        *TINY,
+        "--variant",
+        "e4: num_epochs=4, ent_coef=0.01",
+        "--seeds",
+        "1",
+        "2",
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        "--rollout-episodes",
+        "2",
+        "--bootstrap-reps",
+        "200",
+    ]
     assert main(args) == 0
     runs = ["base-s1", "base-s2", "e4-s1", "e4-s2"]
     assert sorted(p.name for p in (out / "runs").iterdir()) == runs
     manifest = json.loads((out / "ablation.json").read_text())
-    assert manifest["variants"] == {"e4": {"num_epochs": 4, "ent_coef": 0.01}} and manifest["seeds"] == [1, 2]
-    assert manifest["overrides"]["total_steps"] == 1024 and manifest["command"].startswith("ppox ablate")
-    assert json.loads((out / "runs" / "e4-s2" / "config.json").read_text())["ppo"]["num_epochs"] == 4
+    assert manifest["variants"] == {"e4": {"num_epochs": 4, "ent_coef": 0.01}} and manifest[
+        "seeds"
+    ] == [1, 2]
+    assert manifest["overrides"]["total_steps"] == 1024 and manifest["command"].startswith(
+        "ppox ablate"
+    )
+    assert (
+        json.loads((out / "runs" / "e4-s2" / "config.json").read_text())["ppo"]["num_epochs"] == 4
+    )
     text = (out / "report.md").read_text()
     for row in ("| base | 2 |", "| e4 | 2 |", "Metric curve: **eval**", "Across rollouts"):
         assert row in text
@@ -160,18 +200,36 @@ def test_ablation_end_to_end_with_resume_and_report(tmp_path):
 
     # the same report from the run directories, grouped by name
     rep = tmp_path / "rep"
-    assert main(["report", *(str(out / "runs" / r) for r in runs), "--out", str(rep), "--rollout-episodes", "2",
-                 "--bootstrap-reps", "200"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                *(str(out / "runs" / r) for r in runs),
+                "--out",
+                str(rep),
+                "--rollout-episodes",
+                "2",
+                "--bootstrap-reps",
+                "200",
+            ]
+        )
+        == 0
+    )
     text = (rep / "report.md").read_text()
-    assert "| base | 2 | (base config) |" in text and "| e4 | 2 | `num_epochs=4`, `ent_coef=0.01` |" in text
+    assert (
+        "| base | 2 | (base config) |" in text
+        and "| e4 | 2 | `num_epochs=4`, `ent_coef=0.01` |" in text
+    )
     assert (rep / "curves.png").read_bytes()[:8] == PNG
 
 
 def test_learning_speed_is_the_time_average_of_the_curve():
-    from ppox.report import _time_average
+    from ppox.analysis.report import _time_average
 
     # trapezoids: (0+10)/2·10 + (10+10)/2·30 = 50 + 300 = 350 over 40 steps = 8.75
-    assert _time_average(np.array([0.0, 10.0, 40.0]), np.array([0.0, 10.0, 10.0])) == pytest.approx(8.75)
+    assert _time_average(np.array([0.0, 10.0, 40.0]), np.array([0.0, 10.0, 10.0])) == pytest.approx(
+        8.75
+    )
     with pytest.raises(ValueError, match="two points"):
         _time_average(np.array([1.0]), np.array([1.0]))
 
@@ -179,7 +237,7 @@ def test_learning_speed_is_the_time_average_of_the_curve():
 def test_manifest_records_the_source_commit():
     import re
 
-    from ppox.ablate import source_commit
+    from ppox.analysis.ablate import source_commit
 
     c = source_commit()
     assert c is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", c)

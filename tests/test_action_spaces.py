@@ -58,9 +58,15 @@ CASES = {
     "hybrid": (HYBRID, PolicyConfig()),
     "hybrid-state-sigma": (HYBRID, PolicyConfig(sigma_mode="state")),
     "hybrid-autoregressive": (HYBRID, PolicyConfig(hybrid_mode="autoregressive")),
-    "hybrid-autoregressive-state": (HYBRID, PolicyConfig(hybrid_mode="autoregressive", sigma_mode="state")),
+    "hybrid-autoregressive-state": (
+        HYBRID,
+        PolicyConfig(hybrid_mode="autoregressive", sigma_mode="state"),
+    ),
     "hybrid-type-given-params": (HYBRID, PolicyConfig(hybrid_mode="type_given_params")),
-    "hybrid-type-given-params-nodetach": (HYBRID, PolicyConfig(hybrid_mode="type_given_params", hybrid_detach=False)),
+    "hybrid-type-given-params-nodetach": (
+        HYBRID,
+        PolicyConfig(hybrid_mode="type_given_params", hybrid_detach=False),
+    ),
     "hybrid-dict": (HYBRID_DICT, PolicyConfig()),
     "nested-dict": (NESTED, PolicyConfig()),
 }
@@ -74,7 +80,9 @@ def test_contract(name):
     a, logp = dist.sample_log_prob(gen(1))
     assert a.shape == (B, *head.action_shape) and a.dtype == head.action_dtype
     assert dist.sample(gen(1)).shape == a.shape and dist.mode().shape == a.shape
-    assert logp.shape == dist.log_prob(a).shape == dist.entropy().shape == dist.kl(dist).shape == (B,)
+    assert (
+        logp.shape == dist.log_prob(a).shape == dist.entropy().shape == dist.kl(dist).shape == (B,)
+    )
     torch.testing.assert_close(logp, dist.log_prob(a), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(dist.kl(dist), torch.zeros(B), rtol=0, atol=1e-6)
     assert torch.isfinite(dist.entropy()).all()
@@ -90,7 +98,9 @@ def test_contract(name):
 def _composite_parts(head: CompositeHead, dist, a: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(a.shape[0])
     for child, part, sl in zip(head.children_, dist.parts, head.layout.slices):
-        total += part.log_prob(a[:, sl].reshape(a.shape[0], *child.action_shape).to(child.action_dtype))
+        total += part.log_prob(
+            a[:, sl].reshape(a.shape[0], *child.action_shape).to(child.action_dtype)
+        )
     return total
 
 
@@ -118,7 +128,9 @@ def test_multidiscrete_log_prob_and_entropy_are_sums_of_per_dimension_categorica
     a = dist.sample(gen(3))
     logits = head.logits(x).detach().split([3, 2, 4], -1)
     refs = [Categorical(logits=lg) for lg in logits]
-    torch.testing.assert_close(dist.log_prob(a), sum(r.log_prob(a[:, i]) for i, r in enumerate(refs)))
+    torch.testing.assert_close(
+        dist.log_prob(a), sum(r.log_prob(a[:, i]) for i, r in enumerate(refs))
+    )
     torch.testing.assert_close(dist.entropy(), sum(r.entropy() for r in refs))
 
 
@@ -131,7 +143,9 @@ def test_multidiscrete_hand_example_with_masks():
         head.logits.bias.zero_()
     mask = torch.tensor([[True, False, True, True, True]])
     dist = head(feats(1), mask)
-    torch.testing.assert_close(dist.log_prob(torch.tensor([[2, 0]])), torch.tensor([-1.38629]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        dist.log_prob(torch.tensor([[2, 0]])), torch.tensor([-1.38629]), atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(dist.entropy(), torch.tensor([1.38629]), atol=1e-5, rtol=0)
 
 
@@ -184,7 +198,9 @@ def test_masked_actions_are_never_sampled_and_entropy_is_over_the_legal_set(name
             torch.testing.assert_close(dist.entropy(), ref)
         else:
             assert (dist.probs[~mask] == 0).all()
-            torch.testing.assert_close(dist.entropy(), _legal_entropy(head.logits(x).masked_fill(~mask, -math.inf)))
+            torch.testing.assert_close(
+                dist.entropy(), _legal_entropy(head.logits(x).masked_fill(~mask, -math.inf))
+            )
 
 
 def _legal_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -198,7 +214,14 @@ def test_flat_multidiscrete_joint_mask_is_the_product_of_dimension_masks():
     joint = head.joint_mask(mask)
     # row-major index i*3 + j legal iff i ∈ {0} and j ∈ {1, 2}
     assert joint.tolist() == [[False, True, True, False, False, False]]
-    assert head.to_env(np.array([0, 1, 2, 3, 4, 5])).tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
+    assert head.to_env(np.array([0, 1, 2, 3, 4, 5])).tolist() == [
+        [0, 0],
+        [0, 1],
+        [0, 2],
+        [1, 0],
+        [1, 1],
+        [1, 2],
+    ]
 
 
 def test_flat_multidiscrete_refuses_huge_product_spaces():
@@ -225,23 +248,33 @@ def _hand_dist(param_mask: torch.Tensor | None = PARAM_MASK) -> HybridDist:
 
 @pytest.mark.parametrize(
     "action, masked, unmasked",
-    [([0, 0.2, 5.0], -1.61209, -17.1110), ([1, 3.0, -0.4], -2.30523, -7.14420), ([2, 9.0, 9.0], -1.38629, -86.1242)],
+    [
+        ([0, 0.2, 5.0], -1.61209, -17.1110),
+        ([1, 3.0, -0.4], -2.30523, -7.14420),
+        ([2, 9.0, 9.0], -1.38629, -86.1242),
+    ],
 )
 def test_hybrid_masked_log_prob_hand_numbers(action, masked, unmasked):
     a = torch.tensor([action])
     torch.testing.assert_close(_hand_dist().log_prob(a), torch.tensor([masked]), atol=1e-4, rtol=0)
-    torch.testing.assert_close(_hand_dist(None).log_prob(a), torch.tensor([unmasked]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        _hand_dist(None).log_prob(a), torch.tensor([unmasked]), atol=1e-3, rtol=0
+    )
 
 
 def test_hybrid_entropy_hand_numbers():
     # H_cat = 1.03972; each N(·, 1) has entropy 1.41894; expected masked 1.03972 + 0.75·1.41894
     torch.testing.assert_close(_hand_dist().entropy(), torch.tensor([2.10392]), atol=1e-4, rtol=0)
-    torch.testing.assert_close(_hand_dist(None).entropy(), torch.tensor([3.87760]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        _hand_dist(None).entropy(), torch.tensor([3.87760]), atol=1e-4, rtol=0
+    )
 
 
 def test_hybrid_inactive_parameters_get_no_gradient_and_do_not_change_log_prob():
     head = make_head(HYBRID, FEAT, PolicyConfig(policy_init_gain=1.0))
-    mask = torch.cat([torch.ones(4, 3, dtype=torch.bool), PARAM_MASK.reshape(1, -1).expand(4, -1)], -1)
+    mask = torch.cat(
+        [torch.ones(4, 3, dtype=torch.bool), PARAM_MASK.reshape(1, -1).expand(4, -1)], -1
+    )
     dist = head(feats(4), mask)
     a = torch.tensor([[2.0, 0.3, -0.2]] * 4)  # BREAK: no parameter in use
     b = torch.tensor([[2.0, 9.0, 9.0]] * 4)
@@ -261,14 +294,18 @@ def test_hybrid_inactive_parameters_get_no_gradient_and_do_not_change_log_prob()
 def test_hybrid_kl_matches_enumeration_over_types():
     cfg = PolicyConfig(hybrid_mode="autoregressive", sigma_mode="state", policy_init_gain=1.0)
     head = make_head(HYBRID, FEAT, cfg)
-    mask = torch.cat([torch.ones(B, 3, dtype=torch.bool), PARAM_MASK.reshape(1, -1).expand(B, -1)], -1)
+    mask = torch.cat(
+        [torch.ones(B, 3, dtype=torch.bool), PARAM_MASK.reshape(1, -1).expand(B, -1)], -1
+    )
     p, q = head(feats(seed=1), mask), head(feats(seed=2), mask)
     # KL = KL(types) + Σ_k p(k) Σ_p M[k,p] KL(N_p,k ‖ N_q,k)
     expected = p.types.kl(q.types)
     for k in range(3):
         mp, sp = p.mean[:, k], p.log_std.expand_as(p.mean)[:, k]
         mq, sq = q.mean[:, k], q.log_std.expand_as(q.mean)[:, k]
-        kl_k = (sq - sp + (sp.exp() ** 2 + (mp - mq) ** 2) / (2 * sq.exp() ** 2) - 0.5) * PARAM_MASK[k]
+        kl_k = (
+            sq - sp + (sp.exp() ** 2 + (mp - mq) ** 2) / (2 * sq.exp() ** 2) - 0.5
+        ) * PARAM_MASK[k]
         expected = expected + p.types.probs[:, k] * kl_k.sum(-1)
     torch.testing.assert_close(p.kl(q), expected, atol=1e-5, rtol=1e-5)
 
@@ -281,7 +318,9 @@ def test_autoregressive_parameters_depend_on_the_stored_type():
     x = torch.zeros(8, 2)
     for k in range(3):
         a = torch.cat([torch.full((8, 1), float(k)), x], -1)
-        expected = dist.types.log_prob(torch.full((8,), k)) + torch.distributions.Normal(dist.mean[:, k], 1.0).log_prob(x).sum(-1)
+        expected = dist.types.log_prob(torch.full((8,), k)) + torch.distributions.Normal(
+            dist.mean[:, k], 1.0
+        ).log_prob(x).sum(-1)
         torch.testing.assert_close(dist.log_prob(a), expected)
     # sampling draws the parameters of the sampled type
     a = dist.sample(gen(0))
@@ -292,7 +331,11 @@ def test_autoregressive_parameters_depend_on_the_stored_type():
 
 @pytest.mark.parametrize("detach", [True, False])
 def test_type_given_params_detach_controls_gradient_into_parameter_head(detach):
-    head = make_head(HYBRID, FEAT, PolicyConfig(hybrid_mode="type_given_params", hybrid_detach=detach, policy_init_gain=1.0))
+    head = make_head(
+        HYBRID,
+        FEAT,
+        PolicyConfig(hybrid_mode="type_given_params", hybrid_detach=detach, policy_init_gain=1.0),
+    )
     dist = head(feats(8))
     head.zero_grad()
     dist.types.log_prob(torch.zeros(8, dtype=torch.long)).sum().backward()
@@ -338,7 +381,13 @@ def test_multidiscrete_all_masked_dimension_names_the_dimension():
 
 
 def test_composite_mask_by_key_fills_missing_parts_with_all_legal():
-    space = spaces.Dict({"a": spaces.Discrete(3), "b": spaces.Box(-1, 1, (2,), np.float32), "c": spaces.MultiDiscrete([2, 2])})
+    space = spaces.Dict(
+        {
+            "a": spaces.Discrete(3),
+            "b": spaces.Box(-1, 1, (2,), np.float32),
+            "c": spaces.MultiDiscrete([2, 2]),
+        }
+    )
     head = make_head(space, FEAT, PolicyConfig())
     assert head.mask_shape == (3 + 4,)
     m = head.read_mask({"c": np.array([[True, False, False, True]])}, 1)

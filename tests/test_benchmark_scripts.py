@@ -26,7 +26,16 @@ def run_script(name: str, out: Path, *args: str) -> dict:
 
 
 def test_compare_sb3_runs_both_libraries(tmp_path: Path) -> None:
-    rows = run_script("compare_sb3.py", tmp_path / "cmp.json", "--suite", "cartpole", "--steps", "1024", "--seeds", "1")
+    rows = run_script(
+        "compare_sb3.py",
+        tmp_path / "cmp.json",
+        "--suite",
+        "cartpole",
+        "--steps",
+        "1024",
+        "--seeds",
+        "1",
+    )
     text = json.dumps(rows)
     assert "ppox" in text and "sb3" in text
     assert rows["summary"]["cartpole"]["env_sps"] > 0  # the env-only ceiling ran too
@@ -35,7 +44,9 @@ def test_compare_sb3_runs_both_libraries(tmp_path: Path) -> None:
 
 def test_time_to_solve_runs_both_libraries(tmp_path: Path) -> None:
     out = tmp_path / "tts.json"
-    result = run_script("time_to_solve.py", out, "--steps", "2048", "--eval-every", "1024", "--seeds", "1")
+    result = run_script(
+        "time_to_solve.py", out, "--steps", "2048", "--eval-every", "1024", "--seeds", "1"
+    )
     for run in result["runs"]:  # not solved in 2048 steps: evaluated at 1024 and 2048, then stopped
         assert [e[0] for e in run["evals"]] == [1024, 2048], run["evals"]
         assert run["solved_s"] is None

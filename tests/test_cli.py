@@ -18,11 +18,22 @@ from ppox.cli import main
 from ppox.config import field_docs, field_sections
 from ppox.presets import PRESETS
 
-TINY = ["--total-steps", "512", "--eval-every", "0", "--eval-episodes", "2", "--no-progress", "--no-tensorboard"]
+TINY = [
+    "--total-steps",
+    "512",
+    "--eval-every",
+    "0",
+    "--eval-episodes",
+    "2",
+    "--no-progress",
+    "--no-tensorboard",
+]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ppox", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ppox", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_clean_error(r: subprocess.CompletedProcess, *needles: str) -> None:
@@ -43,7 +54,13 @@ def test_train_writes_a_complete_run_directory(trained: Path) -> None:
     for name in ("config.json", "metrics.csv", "checkpoint.pt", "curve.png", "summary.json"):
         assert (trained / name).is_file(), name
     summary = json.loads((trained / "summary.json").read_text())
-    for key in ("total_steps", "eval_return_mean", "eval_return_std", "wall_time_s", "steps_per_second"):
+    for key in (
+        "total_steps",
+        "eval_return_mean",
+        "eval_return_std",
+        "wall_time_s",
+        "steps_per_second",
+    ):
         assert summary[key] is not None, key
     assert summary["total_steps"] == 512
     assert summary["eval_seeds"] == [1_000_000, 1_000_001]
@@ -73,7 +90,10 @@ def test_eval_reports_statistics_and_writes_a_gif(trained: Path, tmp_path: Path)
     r = run("eval", str(trained), "--episodes", "3", "--gif", str(gif))
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
-    assert stats["episodes"] == 3 and stats["return_min"] <= stats["return_mean"] <= stats["return_max"]
+    assert (
+        stats["episodes"] == 3
+        and stats["return_min"] <= stats["return_mean"] <= stats["return_max"]
+    )
     assert gif.stat().st_size > 1000
 
 
@@ -100,7 +120,9 @@ def test_python_api_loads_a_policy_and_predicts(trained: Path) -> None:
         (["--norm-adv", "sometimes"], ["norm_adv='sometimes'", "'minibatch'"]),
     ],
 )
-def test_bad_input_gives_one_clear_line(args: list[str], needles: list[str], tmp_path: Path) -> None:
+def test_bad_input_gives_one_clear_line(
+    args: list[str], needles: list[str], tmp_path: Path
+) -> None:
     r = run("train", *TINY, "--run-dir", str(tmp_path / "r"), *args)
     assert_clean_error(r, *needles)
     assert not (tmp_path / "r").exists()  # nothing created for a run that could not start
@@ -129,10 +151,26 @@ gym.register("TextObs-v0", entry_point=TextObsEnv)
 
 def test_unsupported_observation_space_gives_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "textobs_env.py").write_text(TEXT_OBS_MODULE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
     r = subprocess.run(
-        [sys.executable, "-m", "ppox", "train", *TINY, "--run-dir", str(tmp_path / "r"), "--env", "textobs_env:TextObs-v0"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "ppox",
+            "train",
+            *TINY,
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--env",
+            "textobs_env:TextObs-v0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert_clean_error(r, "observation space", "Text", "not supported")
     assert not (tmp_path / "r").exists()
@@ -153,7 +191,9 @@ class TextActionEnv(gym.Env):
 def test_unsupported_action_space_is_named(tmp_path: Path) -> None:
     gym.register("ppox-test/TextAction-v0", entry_point=TextActionEnv)
     cfg = ppox.Config().replace(env_id="ppox-test/TextAction-v0", total_steps=64)
-    with pytest.raises(ppox.EnvError, match="Text.*not supported; supported action spaces: .*Box.*Discrete"):
+    with pytest.raises(
+        ppox.EnvError, match="Text.*not supported; supported action spaces: .*Box.*Discrete"
+    ):
         ppox.train(cfg, tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
@@ -165,7 +205,9 @@ def test_existing_run_directory_is_never_overwritten(trained: Path) -> None:
     assert (trained / "checkpoint.pt").read_bytes() == before
 
 
-def test_corrupted_and_foreign_checkpoints_are_reported_by_name(trained: Path, tmp_path: Path) -> None:
+def test_corrupted_and_foreign_checkpoints_are_reported_by_name(
+    trained: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "checkpoint.pt").write_bytes(b"not a checkpoint at all")

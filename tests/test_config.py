@@ -40,7 +40,9 @@ def test_replace_and_dict_round_trip() -> None:
     assert Config.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown config field 'lr'"):
         Config().replace(lr=1.0)
-    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['bogus'\] in config section 'ppo'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown field\(s\) \['bogus'\] in config section 'ppo'"
+    ):
         Config.from_dict({"ppo": {"bogus": 1}})
 
 

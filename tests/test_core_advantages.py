@@ -115,8 +115,9 @@ def test_gae_columns_are_independent():
 
 
 def test_gae_float32_keeps_dtype():
-    adv, ret = gae(R.float(), V.float(), col(0.5, 0.5, 1.0).float(), ZERO.float(), ZERO.float(),
-                   gamma=G, lam=L)
+    adv, ret = gae(
+        R.float(), V.float(), col(0.5, 0.5, 1.0).float(), ZERO.float(), ZERO.float(), gamma=G, lam=L
+    )
     assert adv.dtype == torch.float32 and ret.dtype == torch.float32
     assert adv.squeeze(1).tolist() == pytest.approx([2.15816, 1.678, 2.4], abs=1e-5)
 
@@ -202,4 +203,6 @@ def test_next_values_by_hand():
     # env 0 was truncated at t=1 (flat index 1·2 + 0 = 2) with V(final obs) = 9; env 1 terminated
     out = next_values(values, last, done, torch.tensor([2]), torch.tensor([9.0]))
     torch.testing.assert_close(out, torch.tensor([[2.0, 0.0], [9.0, 30.0], [4.0, 40.0]]))
-    assert torch.equal(values, torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]]))  # inputs untouched
+    assert torch.equal(
+        values, torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
+    )  # inputs untouched

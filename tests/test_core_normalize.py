@@ -72,7 +72,11 @@ def test_merge_two_splits_equals_concatenation(lib, cut):
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
 def test_merge_with_empty_side(lib):
-    x = np.array([1.0, 2.0, 3.0]) if lib == "numpy" else torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    x = (
+        np.array([1.0, 2.0, 3.0])
+        if lib == "numpy"
+        else torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    )
     a = moments_of(x)
     empty = Moments(0.0, 0.0, 0.0)
     # empty + a: n = 3, delta = 2, mean = 0 + 2*3/3 = 2, m2 = 0 + 2 + 4*0*3/3 = 2

@@ -28,17 +28,17 @@ import torch.multiprocessing as mp
 from gymnasium import spaces
 
 import ppox
-from ppox import distributed
-from ppox.checkpoint import load_checkpoint, save_checkpoint
 from ppox.config import Config, PolicyConfig
 from ppox.core import moments_of, normalize_advantages
 from ppox.errors import ConfigError
-from ppox.learner import Learner
-from ppox.logging import read_csv
+from ppox.io.checkpoint import load_checkpoint, save_checkpoint
+from ppox.io.logging import read_csv
+from ppox.io.rundir import resumable
 from ppox.nn.actor_critic import ActorCritic
-from ppox.normalizers import ObsNormalizer, RewardScaler
-from ppox.rundir import resumable
-from ppox.seeding import collection_seeds, worker_seed
+from ppox.training import distributed
+from ppox.training.learner import Learner
+from ppox.training.normalizers import ObsNormalizer, RewardScaler
+from ppox.training.seeding import collection_seeds, worker_seed
 from ppox.types import Batch, Rollout
 
 WORLD = 2
@@ -51,7 +51,14 @@ OBS = spaces.Box(-1, 1, (4,), np.float32)
 
 
 def cfg_for(n: int, **kw: Any) -> Config:
-    base: dict[str, Any] = dict(num_steps=n, num_envs=1, num_epochs=1, num_minibatches=1, learning_rate=1e-3, max_grad_norm=None)
+    base: dict[str, Any] = dict(
+        num_steps=n,
+        num_envs=1,
+        num_epochs=1,
+        num_minibatches=1,
+        learning_rate=1e-3,
+        max_grad_norm=None,
+    )
     return Config().replace(**{**base, **kw}).validate()
 
 
@@ -93,7 +100,12 @@ def rollout(T: int, done_at: list[tuple[int, int]], n_envs: int, seed: int) -> R
 
 def cat_envs(a: Rollout, b: Rollout) -> Rollout:
     """Two rollouts side by side, as one process with both workers' envs would have collected."""
-    return Rollout(*(None if x is None else torch.cat([x, y], dim=1 if x.dim() > 1 else 0) for x, y in zip(a, b)))  # type: ignore[arg-type]
+    return Rollout(
+        *(
+            None if x is None else torch.cat([x, y], dim=1 if x.dim() > 1 else 0)
+            for x, y in zip(a, b)
+        )
+    )  # type: ignore[arg-type]
 
 
 ROLLOUTS = {  # complete-episode samples: rank 0 holds 2 + 5, rank 1 holds 3 (unequal shares)
@@ -116,7 +128,9 @@ def reward_data(rank: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def adv_data(rank: int) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng([rank, 3]).normal(10.0 + 10 * rank, 4.0 + 2 * rank, ADV_SIZES[rank])).float()
+    return torch.from_numpy(
+        np.random.default_rng([rank, 3]).normal(10.0 + 10 * rank, 4.0 + 2 * rank, ADV_SIZES[rank])
+    ).float()
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,15 +145,37 @@ def check_one_step(rank: int) -> dict[str, Any]:
 
 
 def check_many_steps(rank: int, **kw: Any) -> dict[str, Any]:
-    cfg = cfg_for(32, **{"num_epochs": 4, "num_minibatches": 4, "learning_rate": 0.02, "max_grad_norm": 0.5, **kw})
+    cfg = cfg_for(
+        32,
+        **{
+            "num_epochs": 4,
+            "num_minibatches": 4,
+            "learning_rate": 0.02,
+            "max_grad_norm": 0.5,
+            **kw,
+        },
+    )
     learner = Learner(model(), cfg, torch.Generator().manual_seed(0))
     metrics = learner.update(share(full_batch(2 * 32, noise=0.0), rank), progress=0.0)
-    return {"params": learner.flat.flat.detach().clone(), "metrics": metrics, "kl_coef": learner.kl_coef}
+    return {
+        "params": learner.flat.flat.detach().clone(),
+        "metrics": metrics,
+        "kl_coef": learner.kl_coef,
+    }
 
 
-def check_reinforce(rank: int, minibatches: int = 1, done_at: list[tuple[int, int]] | None = None) -> dict[str, Any]:
+def check_reinforce(
+    rank: int, minibatches: int = 1, done_at: list[tuple[int, int]] | None = None
+) -> dict[str, Any]:
     T, done = ROLLOUTS[rank]
-    cfg = cfg_for(T, algo="reinforce", baseline="mean", norm_adv="batch", num_minibatches=minibatches, num_envs=2)
+    cfg = cfg_for(
+        T,
+        algo="reinforce",
+        baseline="mean",
+        norm_adv="batch",
+        num_minibatches=minibatches,
+        num_envs=2,
+    )
     learner = Learner(model(), cfg, torch.Generator().manual_seed(0))
     r = rollout(T, done if done_at is None else done_at, 2, seed=10 + rank)
     metrics = learner.update(r, progress=0.0)
@@ -161,23 +197,33 @@ def check_statistics(rank: int) -> dict[str, Any]:
     for r, d in zip(*reward_data(rank)):
         scaler(r, d)
     scaler.sync()
-    example = distributed.merge_across_ranks(moments_of(np.array([1.0, 2, 3, 4]) if rank == 0 else np.array([10.0, 20])))
+    example = distributed.merge_across_ranks(
+        moments_of(np.array([1.0, 2, 3, 4]) if rank == 0 else np.array([10.0, 20]))
+    )
     return {
         "obs": synced,
         "reward": scaler.state_dict(),
         "example": [example.count, float(example.mean), float(example.var)],
         "adv": distributed.normalize_advantages(adv_data(rank)),
-        "adv_tiny": distributed.normalize_advantages(torch.tensor([5.0]) if rank == 0 else torch.zeros(0)),
+        "adv_tiny": distributed.normalize_advantages(
+            torch.tensor([5.0]) if rank == 0 else torch.zeros(0)
+        ),
     }
 
 
-def with_allreduce(mode: str, check: Callable[[int], dict[str, Any]]) -> Callable[[int], dict[str, Any]]:
+def with_allreduce(
+    mode: str, check: Callable[[int], dict[str, Any]]
+) -> Callable[[int], dict[str, Any]]:
     """``check`` with the gradient exchange forced to ``mode`` (PPOX_ALLREDUCE)."""
 
     def run(rank: int) -> dict[str, Any]:
         os.environ[distributed.ALLREDUCE_ENV] = mode
         try:
-            return {**check(rank), "one_machine": distributed._one_machine(), "shared": len(distributed._SHARED)}
+            return {
+                **check(rank),
+                "one_machine": distributed._one_machine(),
+                "shared": len(distributed._SHARED),
+            }
         finally:
             del os.environ[distributed.ALLREDUCE_ENV]
 
@@ -191,7 +237,9 @@ CHECKS: dict[str, Callable[[int], dict[str, Any]]] = {
     "one_step_shared": with_allreduce("shared", check_one_step),
     "clip_target_kl": lambda r: check_many_steps(r, target_kl=0.002),
     "penalty_global": lambda r: check_many_steps(r, algo="ppo-penalty", kl_coef=0.5),
-    "penalty_per_worker": lambda r: check_many_steps(r, algo="ppo-penalty", kl_coef=0.5, kl_coef_scope="per_worker"),
+    "penalty_per_worker": lambda r: check_many_steps(
+        r, algo="ppo-penalty", kl_coef=0.5, kl_coef_scope="per_worker"
+    ),
     "adv_per_worker": lambda r: check_many_steps(r, norm_adv_scope="per_worker"),
     "grad_ignore": lambda r: check_many_steps(r, grad_clip="ignore", max_grad_norm=0.6),
     "reinforce": check_reinforce,
@@ -202,9 +250,13 @@ CHECKS: dict[str, Callable[[int], dict[str, Any]]] = {
 
 def _worker(rank: int, tmp: str) -> None:
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=WORLD)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=WORLD
+    )
     try:
-        torch.save({name: check(rank) for name, check in CHECKS.items()}, Path(tmp) / f"rank{rank}.pt")
+        torch.save(
+            {name: check(rank) for name, check in CHECKS.items()}, Path(tmp) / f"rank{rank}.pt"
+        )
     finally:
         distributed.shutdown()
 
@@ -222,20 +274,29 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("route", ["one_step", "one_step_shared", "one_step_doubling", "one_step_collective"])
-def test_gradient_is_the_single_process_gradient_of_the_concatenated_batch(pair, route: str) -> None:
+@pytest.mark.parametrize(
+    "route", ["one_step", "one_step_shared", "one_step_doubling", "one_step_collective"]
+)
+def test_gradient_is_the_single_process_gradient_of_the_concatenated_batch(
+    pair, route: str
+) -> None:
     one = Learner(model(), cfg_for(2 * 16), torch.Generator().manual_seed(0))
     one.update(full_batch(2 * 16), progress=0.0)
     for rank in range(WORLD):
         torch.testing.assert_close(pair[rank][route]["grad"], one.flat.grad, rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(pair[rank][route]["params"], one.flat.flat.detach(), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            pair[rank][route]["params"], one.flat.flat.detach(), rtol=1e-5, atol=1e-7
+        )
     assert torch.equal(pair[0][route]["params"], pair[1][route]["params"])  # bit-identical replicas
     assert not torch.equal(pair[0][route]["params"], model_params())  # and the step did move them
 
 
 def test_workers_on_one_machine_exchange_through_shared_memory(pair) -> None:
     assert pair[0]["one_step_shared"]["one_machine"] and pair[0]["one_step_shared"]["shared"] >= 1
-    leftovers = [p for p in Path("/dev/shm" if Path("/dev/shm").is_dir() else "/tmp").glob("ppox-allreduce-*")]
+    leftovers = [
+        p
+        for p in Path("/dev/shm" if Path("/dev/shm").is_dir() else "/tmp").glob("ppox-allreduce-*")
+    ]
     assert not leftovers, leftovers  # each segment's name is gone once mapped
 
 
@@ -243,7 +304,10 @@ def model_params() -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model().parameters()])
 
 
-@pytest.mark.parametrize("check", ["clip_target_kl", "penalty_global", "penalty_per_worker", "adv_per_worker", "grad_ignore"])
+@pytest.mark.parametrize(
+    "check",
+    ["clip_target_kl", "penalty_global", "penalty_per_worker", "adv_per_worker", "grad_ignore"],
+)
 def test_replicas_stay_identical_over_epochs_and_minibatches(pair, check: str) -> None:
     a, b = pair[0][check], pair[1][check]
     assert torch.equal(a["params"], b["params"])
@@ -254,7 +318,9 @@ def test_replicas_stay_identical_over_epochs_and_minibatches(pair, check: str) -
 
 def test_target_kl_stops_every_worker_at_the_same_minibatch(pair) -> None:
     m = pair[0]["clip_target_kl"]["metrics"]
-    assert m["early_stop"] == 1.0 and 0 < m["updates"] < 16  # it really stopped mid-way, on both (above)
+    assert (
+        m["early_stop"] == 1.0 and 0 < m["updates"] < 16
+    )  # it really stopped mid-way, on both (above)
 
 
 def test_grad_clip_ignore_skips_on_every_worker_alike(pair) -> None:
@@ -280,7 +346,9 @@ def test_reinforce_with_unequal_shares_matches_the_concatenated_rollout(pair) ->
     one = Learner(model(), cfg, torch.Generator().manual_seed(0))
     one.update(both, progress=0.0)
     for rank in range(WORLD):
-        torch.testing.assert_close(pair[rank]["reinforce"]["grad"], one.flat.grad, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            pair[rank]["reinforce"]["grad"], one.flat.grad, rtol=1e-5, atol=1e-7
+        )
         assert pair[rank]["reinforce"]["baseline"] == pytest.approx(one.baseline_mean, rel=1e-6)
     assert torch.equal(pair[0]["reinforce"]["params"], pair[1]["reinforce"]["params"])
 
@@ -299,7 +367,9 @@ def test_a_worker_without_samples_still_joins_every_step(pair) -> None:
 
 def test_merged_normalizer_statistics_are_those_of_the_concatenated_data(pair) -> None:
     for round_ in (0, 1):
-        data = np.concatenate([c for r in range(WORLD) for k in range(round_ + 1) for c in obs_data(r, k)])
+        data = np.concatenate(
+            [c for r in range(WORLD) for k in range(round_ + 1) for c in obs_data(r, k)]
+        )
         want = moments_of(data)
         got = [pair[r]["statistics"]["obs"][round_] for r in range(WORLD)]
         assert got[0] == got[1]  # bit-identical on both workers
@@ -335,9 +405,14 @@ def test_global_advantage_normalization_is_that_of_the_concatenated_advantages(p
     got = torch.cat([pair[r]["statistics"]["adv"] for r in range(WORLD)])
     want = normalize_advantages(torch.cat([adv_data(r) for r in range(WORLD)]))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    assert abs(float(pair[0]["statistics"]["adv"].mean())) > 0.05  # each share alone is not standardized
+    assert (
+        abs(float(pair[0]["statistics"]["adv"].mean())) > 0.05
+    )  # each share alone is not standardized
     # one sample over all workers: left as it is, no NaN
-    assert pair[0]["statistics"]["adv_tiny"].tolist() == [5.0] and pair[1]["statistics"]["adv_tiny"].numel() == 0
+    assert (
+        pair[0]["statistics"]["adv_tiny"].tolist() == [5.0]
+        and pair[1]["statistics"]["adv_tiny"].numel() == 0
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,12 +434,19 @@ def test_collection_seeds_are_distinct_across_workers_and_keep_the_single_proces
 
 def test_batch_semantics_per_world_size() -> None:
     cfg = Config().replace(num_envs=8, num_steps=64, num_minibatches=4)
-    assert (cfg.worker_envs(2), cfg.global_batch_size(2)) == (4, 512)  # global: the same batch as one process
+    assert (cfg.worker_envs(2), cfg.global_batch_size(2)) == (
+        4,
+        512,
+    )  # global: the same batch as one process
     per = cfg.replace(batch_scope="per_worker")
     assert (per.worker_envs(2), per.global_batch_size(2)) == (8, 1024)
-    with pytest.raises(ConfigError, match="num_envs=8 cannot be shared by 3 workers with batch_scope='global'"):
+    with pytest.raises(
+        ConfigError, match="num_envs=8 cannot be shared by 3 workers with batch_scope='global'"
+    ):
         cfg.validate_world(3)
-    with pytest.raises(ConfigError, match="num_minibatches=4 must divide each of the 8 workers' batches"):
+    with pytest.raises(
+        ConfigError, match="num_minibatches=4 must divide each of the 8 workers' batches"
+    ):
         cfg.replace(num_steps=2).validate_world(8)
     with pytest.raises(ConfigError, match="^batch_scope='x' is not allowed"):
         cfg.replace(batch_scope="x").validate()
@@ -378,12 +460,16 @@ def test_auto_resume_decides_from_the_run_directory(tmp_path: Path) -> None:
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     (run / "metrics.csv").write_text("iteration,global_step\n1,64\n")
     (run / "tb").mkdir()
-    assert resumable(cfg, run) is None  # died before its first checkpoint: start again, logs cleared
+    assert (
+        resumable(cfg, run) is None
+    )  # died before its first checkpoint: start again, logs cleared
     assert not any(run.iterdir())
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     with pytest.raises(ConfigError, match=r"holds a run with another config \(num_envs: 2 → 4\)"):
         resumable(cfg.replace(num_envs=4), run)
-    save_checkpoint({"config": cfg.to_dict(), "progress": {"global_step": 64}}, run / "checkpoint.pt")
+    save_checkpoint(
+        {"config": cfg.to_dict(), "progress": {"global_step": 64}}, run / "checkpoint.pt"
+    )
     (run / ".checkpoint.pt.abc.tmp").write_bytes(b"torn")
     state = resumable(cfg.replace(total_steps=10**6), run)  # a new budget is allowed
     assert state is not None and state["progress"]["global_step"] == 64
@@ -410,7 +496,9 @@ def torchrun(*args: str, workers: int = WORLD, restarts: int = 0) -> subprocess.
     cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", str(workers),
            "--max-restarts", str(restarts), "--monitor-interval", "0.2", "-m", "ppox", "train", *args]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def finish(p: subprocess.Popen, timeout: float = 900) -> str:
@@ -434,8 +522,18 @@ def test_torchrun_two_workers_then_resume_on_one(tmp_path: Path) -> None:
     out = finish(torchrun(*FLAGS, "--run-dir", str(run)))
     assert "on 2 workers" in out
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["world_size"], summary["envs_per_worker"], summary["global_batch"]) == (2, 2, 256)
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "curve.png", "metrics.csv", "summary.json"]
+    assert (summary["world_size"], summary["envs_per_worker"], summary["global_batch"]) == (
+        2,
+        2,
+        256,
+    )
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint.pt",
+        "config.json",
+        "curve.png",
+        "metrics.csv",
+        "summary.json",
+    ]
     assert steps_of(run) == list(range(256, 8192 + 1, 256))
     # the checkpoint is the world's, not a worker's: it continues in a single process
     p = subprocess.run([sys.executable, "-m", "ppox", "train", "--resume", str(run), "--total-steps", "10240"],
@@ -453,7 +551,9 @@ def worker_pids(launcher: int) -> dict[int, int]:
             continue
         try:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            env = dict(kv.split("=", 1) for kv in (proc / "environ").read_text().split("\0") if "=" in kv)
+            env = dict(
+                kv.split("=", 1) for kv in (proc / "environ").read_text().split("\0") if "=" in kv
+            )
         except (OSError, IndexError, ValueError):
             continue
         if ppid == launcher and "RANK" in env:
@@ -463,12 +563,18 @@ def worker_pids(launcher: int) -> dict[int, int]:
 
 @pytest.mark.distributed
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
-def test_a_killed_worker_restarts_the_group_and_training_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+def test_a_killed_worker_restarts_the_group_and_training_resumes_from_the_checkpoint(
+    tmp_path: Path,
+) -> None:
     run = tmp_path / "run"
-    p = torchrun(*FLAGS, "--total-steps", "16384", "--run-dir", str(run), "--auto-resume", restarts=1)
+    p = torchrun(
+        *FLAGS, "--total-steps", "16384", "--run-dir", str(run), "--auto-resume", restarts=1
+    )
     deadline = time.time() + 900
     while not ((run / "checkpoint.pt").exists() and len(steps_of(run)) >= 8):
-        assert p.poll() is None and time.time() < deadline, p.stdout.read().decode() if p.stdout else ""
+        assert p.poll() is None and time.time() < deadline, (
+            p.stdout.read().decode() if p.stdout else ""
+        )
         time.sleep(0.05)
     killed_at = load_checkpoint(run)["progress"]["global_step"]
     os.kill(worker_pids(p.pid)[1], signal.SIGKILL)
@@ -477,7 +583,9 @@ def test_a_killed_worker_restarts_the_group_and_training_resumes_from_the_checkp
     assert "resuming on 2 worker(s)" in out  # the restarted group found the checkpoint
     final = load_checkpoint(run)
     assert final["progress"]["global_step"] == 16384 and final["workers"]["world_size"] == 2
-    assert steps_of(run) == list(range(256, 16384 + 1, 256))  # cut back to the checkpoint, then continued
+    assert steps_of(run) == list(
+        range(256, 16384 + 1, 256)
+    )  # cut back to the checkpoint, then continued
     policy = ppox.load_policy(run)
     assert policy.predict(np.zeros(4, np.float32)) in (0, 1)
     assert json.loads((run / "summary.json").read_text())["total_steps"] == 16384
@@ -485,7 +593,7 @@ def test_a_killed_worker_restarts_the_group_and_training_resumes_from_the_checkp
 
 RESTART_SCRIPT = """
 import os, sys, time, torch
-from ppox import distributed
+from ppox.training import distributed
 attempt, rank = os.environ["TORCHELASTIC_RESTART_COUNT"], int(os.environ["RANK"])
 if attempt == "1" and rank == 1:
     time.sleep(4)  # the restarted rank 0 looks for its peer long before this one is up
@@ -506,6 +614,8 @@ def test_a_restarted_group_does_not_meet_its_dead_workers(tmp_path: Path) -> Non
     script.write_text(RESTART_SCRIPT)
     cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", "2",
            "--max-restarts", "1", "--monitor-interval", "0.2", str(script)]  # fmt: skip
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    p = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "attempt 1 rank 0 sum 2" in p.stdout and "attempt 1 rank 1 sum 2" in p.stdout

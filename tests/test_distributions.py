@@ -35,7 +35,9 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-BOX = spaces.Box(low=np.array([-1.0, -2.0, 0.0], np.float32), high=np.array([1.0, 3.0, 10.0], np.float32))
+BOX = spaces.Box(
+    low=np.array([-1.0, -2.0, 0.0], np.float32), high=np.array([1.0, 3.0, 10.0], np.float32)
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,7 +101,9 @@ def test_diag_normal_log_prob_entropy_match_torch(seed):
     action = torch.randn(7, 4, generator=g) * 5
     d = DiagNormal(mean, log_std)
     ref = Normal(mean, log_std.exp())
-    torch.testing.assert_close(d.log_prob(action), ref.log_prob(action).sum(-1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        d.log_prob(action), ref.log_prob(action).sum(-1), rtol=1e-5, atol=1e-5
+    )
     torch.testing.assert_close(d.entropy(), ref.entropy().sum(-1), rtol=1e-5, atol=1e-5)
 
 
@@ -218,7 +222,9 @@ def test_masked_entropy_is_entropy_of_renormalized_legal_set(mask, expected):
     d = MaskedCategorical(torch.zeros(1, 4), torch.tensor([mask]))
     torch.testing.assert_close(d.entropy(), torch.tensor([expected]))
     legal = torch.tensor(mask)
-    torch.testing.assert_close(d.probs[0][legal], torch.full((int(legal.sum()),), 1 / int(legal.sum())))
+    torch.testing.assert_close(
+        d.probs[0][legal], torch.full((int(legal.sum()),), 1 / int(legal.sum()))
+    )
 
 
 def test_masked_entropy_hand_numbers_nonuniform():
@@ -271,7 +277,8 @@ def test_masked_categorical_kl_matches_torch_on_legal_set():
     p, q = MaskedCategorical(p_logits, mask), MaskedCategorical(q_logits, mask)
     ninf = torch.full_like(p_logits, -math.inf)
     ref = kl_divergence(
-        Categorical(logits=torch.where(mask, p_logits, ninf)), Categorical(logits=torch.where(mask, q_logits, ninf))
+        Categorical(logits=torch.where(mask, p_logits, ninf)),
+        Categorical(logits=torch.where(mask, q_logits, ninf)),
     )
     torch.testing.assert_close(p.kl(q), ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(p.kl(p), torch.zeros(16), atol=1e-7, rtol=0)
@@ -348,7 +355,9 @@ def test_box_clip_to_env_clips_without_mutating_stored_action():
 
 def test_box_rescale_maps_unit_interval_to_bounds():
     head = make_head(BOX, FEAT, PolicyConfig(action_bound="rescale"))
-    stored = np.array([[-1, -1, -1], [1, 1, 1], [0, 0, 0], [0.5, -0.5, 7.0], [-3, 3, -1]], np.float32)
+    stored = np.array(
+        [[-1, -1, -1], [1, 1, 1], [0, 0, 0], [0.5, -0.5, 7.0], [-3, 3, -1]], np.float32
+    )
     before = stored.copy()
     out = head.to_env(stored)
     np.testing.assert_allclose(
@@ -368,9 +377,15 @@ def test_box_rescale_maps_unit_interval_to_bounds():
 
 def test_box_rescale_needs_finite_bounds():
     with pytest.raises(EnvError, match="finite"):
-        make_head(spaces.Box(-np.inf, np.inf, (2,), np.float32), FEAT, PolicyConfig(action_bound="rescale"))
+        make_head(
+            spaces.Box(-np.inf, np.inf, (2,), np.float32),
+            FEAT,
+            PolicyConfig(action_bound="rescale"),
+        )
     # clip accepts infinite bounds and leaves actions alone
-    head = make_head(spaces.Box(-np.inf, np.inf, (2,), np.float32), FEAT, PolicyConfig(action_bound="clip"))
+    head = make_head(
+        spaces.Box(-np.inf, np.inf, (2,), np.float32), FEAT, PolicyConfig(action_bound="clip")
+    )
     a = np.array([[1e6, -1e6]], np.float32)
     np.testing.assert_array_equal(head.to_env(a), a)
 
@@ -382,7 +397,11 @@ def test_box_rescale_needs_finite_bounds():
 
 @pytest.mark.parametrize(
     "space",
-    [spaces.Text(5), spaces.Graph(spaces.Box(0, 1, (2,)), None), spaces.Tuple((spaces.Text(3), spaces.Discrete(2)))],
+    [
+        spaces.Text(5),
+        spaces.Graph(spaces.Box(0, 1, (2,)), None),
+        spaces.Tuple((spaces.Text(3), spaces.Discrete(2))),
+    ],
     ids=["text", "graph", "tuple-with-text"],
 )
 def test_unsupported_action_space_names_supported_ones(space):
@@ -408,13 +427,17 @@ def _check_orthogonal(w: torch.Tensor, gain: float) -> None:
     w = w.detach().double()
     rows, cols = w.shape
     gram = w @ w.T if rows <= cols else w.T @ w
-    torch.testing.assert_close(gram, gain**2 * torch.eye(min(rows, cols), dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        gram, gain**2 * torch.eye(min(rows, cols), dtype=torch.float64), atol=1e-5, rtol=0
+    )
 
 
 @pytest.mark.parametrize(
     "activation, gain", [("tanh", 5 / 3), ("relu", math.sqrt(2)), ("elu", math.sqrt(2))]
 )
-@pytest.mark.parametrize("space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "box"])
+@pytest.mark.parametrize(
+    "space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "box"]
+)
 def test_ortho_init(activation, gain, space):
     torch.manual_seed(0)
     model = ActorCritic(OBS, space, PolicyConfig(hidden_sizes=(64, 32), activation=activation))
@@ -442,7 +465,11 @@ def test_ortho_init(activation, gain, space):
 
 def test_ortho_init_custom_gains_and_off():
     torch.manual_seed(0)
-    m = ActorCritic(OBS, spaces.Discrete(3), PolicyConfig(hidden_sizes=(16,), policy_init_gain=0.5, value_init_gain=2.0))
+    m = ActorCritic(
+        OBS,
+        spaces.Discrete(3),
+        PolicyConfig(hidden_sizes=(16,), policy_init_gain=0.5, value_init_gain=2.0),
+    )
     sv = torch.linalg.svdvals(m.head.logits.weight.detach())
     torch.testing.assert_close(sv, torch.full_like(sv, 0.5), atol=1e-5, rtol=0)
     torch.testing.assert_close(m.value_out.weight.norm().item(), 2.0, atol=1e-5, rtol=0)
@@ -457,7 +484,9 @@ def test_shared_trunk_has_one_trunk_and_fewer_parameters():
     torch.manual_seed(0)
     cfg = PolicyConfig(hidden_sizes=(32, 16))
     sep = ActorCritic(OBS, spaces.Discrete(3), cfg)
-    shared = ActorCritic(OBS, spaces.Discrete(3), PolicyConfig(hidden_sizes=(32, 16), shared_trunk=True))
+    shared = ActorCritic(
+        OBS, spaces.Discrete(3), PolicyConfig(hidden_sizes=(32, 16), shared_trunk=True)
+    )
     assert set(sep.trunks) == {"actor", "critic"} and set(shared.trunks) == {"actor"}
     trunk_params = (8 * 32 + 32) + (32 * 16 + 16)
     assert sep.n_params() - shared.n_params() == trunk_params
@@ -478,7 +507,9 @@ def test_shared_trunk_has_one_trunk_and_fewer_parameters():
 
 def test_dist_matches_forward():
     torch.manual_seed(0)
-    model = ActorCritic(OBS, spaces.Discrete(3), PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0))
+    model = ActorCritic(
+        OBS, spaces.Discrete(3), PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0)
+    )
     x = torch.randn(4, 8, generator=gen())
     d, _ = model(x)
     torch.testing.assert_close(model.dist(x).probs, d.probs)

@@ -28,7 +28,8 @@ from ppox.envs.vector import LeanSyncVectorEnv
 from ppox.errors import ConfigError, EnvError
 
 needs_envpool = pytest.mark.skipif(
-    not envpool_installed(), reason="EnvPool is not installed (pip install envpool, or the ppox[envpool] extra)"
+    not envpool_installed(),
+    reason="EnvPool is not installed (pip install envpool, or the ppox[envpool] extra)",
 )
 
 # --------------------------------------------------------------------------------------------
@@ -49,7 +50,9 @@ def test_envpool_requested_but_not_installed_names_the_pip_command(monkeypatch) 
 
 
 def test_gymnasium_backend_never_touches_envpool(monkeypatch) -> None:
-    monkeypatch.setattr(envpool_backend, "envpool_installed", lambda: pytest.fail("looked for envpool"))
+    monkeypatch.setattr(
+        envpool_backend, "envpool_installed", lambda: pytest.fail("looked for envpool")
+    )
     envs = make_vec_env(EnvConfig(num_envs=1, env_backend="gymnasium"))
     assert isinstance(envs, LeanSyncVectorEnv)
     envs.close()
@@ -74,11 +77,24 @@ def test_ids_that_are_not_the_same_task_say_why() -> None:
 @needs_envpool
 def test_env_kwargs_envpool_cannot_take_are_named() -> None:
     kw = {"enable_wind": True}
-    with pytest.raises(EnvError, match=r"env_kwargs \['enable_wind'\] cannot be passed to EnvPool's 'LunarLander-v3'"):
-        make_vec_env(EnvConfig(env_id="LunarLander-v3", env_kwargs=kw, env_backend="envpool", num_envs=1))
-    assert resolve_backend(EnvConfig(env_id="LunarLander-v3", env_kwargs=kw, env_backend="auto")) == "gymnasium"
+    with pytest.raises(
+        EnvError,
+        match=r"env_kwargs \['enable_wind'\] cannot be passed to EnvPool's 'LunarLander-v3'",
+    ):
+        make_vec_env(
+            EnvConfig(env_id="LunarLander-v3", env_kwargs=kw, env_backend="envpool", num_envs=1)
+        )
+    assert (
+        resolve_backend(EnvConfig(env_id="LunarLander-v3", env_kwargs=kw, env_backend="auto"))
+        == "gymnasium"
+    )
     # options both sides name alike pass through (MuJoCo's weights)
-    cfg = EnvConfig(env_id="HalfCheetah-v5", env_kwargs={"ctrl_cost_weight": 0.0}, env_backend="envpool", num_envs=1)
+    cfg = EnvConfig(
+        env_id="HalfCheetah-v5",
+        env_kwargs={"ctrl_cost_weight": 0.0},
+        env_backend="envpool",
+        num_envs=1,
+    )
     envs = make_vec_env(cfg)
     envs.reset(seed=0)
     _, reward, *_ = envs.step(np.ones((1, 6)))
@@ -119,7 +135,10 @@ def test_every_mapped_id_has_gymnasium_spaces_and_time_limit(env_id: str) -> Non
     gym_env = gym.make(env_id)
     spec = envpool.make_spec(ENVPOOL_IDS[env_id])
     obs, act = spec.gymnasium_observation_space, spec.gymnasium_action_space
-    assert obs.shape == gym_env.observation_space.shape and obs.dtype == gym_env.observation_space.dtype
+    assert (
+        obs.shape == gym_env.observation_space.shape
+        and obs.dtype == gym_env.observation_space.dtype
+    )
     assert type(act) is type(gym_env.action_space)
     if isinstance(act, gym.spaces.Box):
         np.testing.assert_allclose(act.low, gym_env.action_space.low)
@@ -157,7 +176,11 @@ def test_same_step_autoreset_final_obs_and_flags_match_gymnasium(limit: int) -> 
     fresh reset, ``terminated`` is the pole's failure and ``truncated`` the time limit (both
     on the same step when the pole falls on the last allowed step)."""
     n = 5
-    envs = make_vec_env(EnvConfig(num_envs=n, env_backend="envpool", max_episode_steps=None if limit == 500 else limit))
+    envs = make_vec_env(
+        EnvConfig(
+            num_envs=n, env_backend="envpool", max_episode_steps=None if limit == 500 else limit
+        )
+    )
     oracle = CartPoleOracle()
     obs, info = envs.reset(seed=[3, 4, 5, 6, 7])
     assert info == {} and obs.dtype == np.float32
@@ -230,17 +253,25 @@ def _oracle_mismatches(env_id: str, steps: int = 600) -> int:
             oracle.steps_beyond_terminated = None  # CartPole: a fresh step, not one after the end
             want, want_r, want_term, _, _ = oracle.step(action[i])
             got = info["final_obs"][i] if terminated[i] or truncated[i] else nxt[i]
-            ok = np.allclose(got, want, atol=1e-4) and abs(reward[i] - want_r) < 1e-4 and terminated[i] == want_term
+            ok = (
+                np.allclose(got, want, atol=1e-4)
+                and abs(reward[i] - want_r) < 1e-4
+                and terminated[i] == want_term
+            )
             bad += not ok
             ends += bool(terminated[i])
         obs = nxt
     envs.close()
-    assert env_id in ("Pendulum-v1", "CartPole-v1") or ends > 0, "the goal was never reached: terminations untested"
+    assert env_id in ("Pendulum-v1", "CartPole-v1") or ends > 0, (
+        "the goal was never reached: terminations untested"
+    )
     return bad
 
 
 @needs_envpool
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0"]
+)
 def test_classic_control_steps_are_gymnasium_steps(env_id: str) -> None:
     assert _oracle_mismatches(env_id) == 0
 
@@ -300,12 +331,16 @@ def test_seeds_fix_each_env_and_reset_none_continues() -> None:
 
 @needs_envpool
 def test_collector_runs_on_envpool_and_cannot_snapshot(make_collector) -> None:
-    c = make_collector("CartPole-v1", num_envs=3, num_steps=64, env_backend="envpool", max_episode_steps=20)
+    c = make_collector(
+        "CartPole-v1", num_envs=3, num_steps=64, env_backend="envpool", max_episode_steps=20
+    )
     r = c.collect()
     assert r.done.sum() >= 3 * 3 and r.final_obs is not None  # truncations bootstrap from final_obs
     state = c.state_dict()
     assert state["env_states"] == [None, None, None]
-    assert c.load_state_dict(state, fallback_seeds=[7, 8, 9]) is False  # episodes restart, as for Box2D
+    assert (
+        c.load_state_dict(state, fallback_seeds=[7, 8, 9]) is False
+    )  # episodes restart, as for Box2D
     assert isinstance(c.envs, EnvPoolVectorEnv) and c.envs.seeds == [7, 8, 9]
     c.collect()
 
@@ -327,7 +362,9 @@ def _linear_policy(space: gym.Space, obs_dim: int, seed: int) -> Callable[[np.nd
 
 def _episode_returns(cfg: EnvConfig, episodes: int, policy_seed: int) -> np.ndarray:
     envs = make_vec_env(cfg)
-    policy = _linear_policy(envs.single_action_space, envs.single_observation_space.shape[0], policy_seed)
+    policy = _linear_policy(
+        envs.single_action_space, envs.single_observation_space.shape[0], policy_seed
+    )
     obs, _ = envs.reset(seed=[20_000 + i for i in range(cfg.num_envs)])
     running = np.zeros(cfg.num_envs)
     out: list[float] = []
@@ -346,8 +383,12 @@ AGREE = [("CartPole-v1", 400, 8, 1), ("LunarLander-v3", 60, 4, 3), ("HalfCheetah
 
 
 @needs_envpool
-@pytest.mark.parametrize(("env_id", "episodes", "num_envs", "policy_seed"), AGREE, ids=[a[0] for a in AGREE])
-def test_a_fixed_policy_scores_the_same_on_both_backends(env_id: str, episodes: int, num_envs: int, policy_seed: int) -> None:
+@pytest.mark.parametrize(
+    ("env_id", "episodes", "num_envs", "policy_seed"), AGREE, ids=[a[0] for a in AGREE]
+)
+def test_a_fixed_policy_scores_the_same_on_both_backends(
+    env_id: str, episodes: int, num_envs: int, policy_seed: int
+) -> None:
     """Same task, same policy, episodes from different start states: the mean returns differ by
     less than 4 standard errors (and the policy is not trivial: its returns vary)."""
     cfg = EnvConfig(env_id=env_id, num_envs=num_envs)
@@ -388,8 +429,8 @@ def test_one_short_training_run_on_envpool_learns_and_reports(tmp_path) -> None:
 
 @needs_envpool
 def test_a_resumed_envpool_run_restarts_its_episodes_and_says_so(tmp_path, capsys) -> None:
-    from ppox.checkpoint import load_checkpoint
-    from ppox.trainer import Trainer
+    from ppox.io.checkpoint import load_checkpoint
+    from ppox.training.trainer import Trainer
 
     cfg = Config().replace(env_backend="envpool", num_envs=2, num_steps=64, num_epochs=1, total_steps=256,
                            eval_every=0, eval_episodes=1, tensorboard=False, progress=False)  # fmt: skip
@@ -403,18 +444,24 @@ def test_a_resumed_envpool_run_restarts_its_episodes_and_says_so(tmp_path, capsy
     assert summary["total_steps"] == 384 and summary["resumed_env_state_exactly"] is False
 
 
-@pytest.mark.parametrize("env_id, expected", [("CartPole-v1", "envpool"), ("FrozenLake-v1", "gymnasium")])
-def test_a_run_records_the_backend_auto_picked_and_resumes_on_it(tmp_path, env_id, expected) -> None:
+@pytest.mark.parametrize(
+    "env_id, expected", [("CartPole-v1", "envpool"), ("FrozenLake-v1", "gymnasium")]
+)
+def test_a_run_records_the_backend_auto_picked_and_resumes_on_it(
+    tmp_path, env_id, expected
+) -> None:
     if expected == "envpool" and not envpool_installed():
         pytest.skip("envpool is not installed")
-    from ppox.trainer import Trainer
+    from ppox.training.trainer import Trainer
 
     cfg = Config().replace(env_id=env_id, env_backend="auto", num_envs=2, num_steps=16, total_steps=64,
                            eval_every=0, eval_episodes=1, progress=False, tensorboard=False)  # fmt: skip
     trainer = Trainer.create(cfg, tmp_path / "run")
     assert trainer.cfg.env.env_backend == expected
     trainer.train()
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["env"]["env_backend"] == expected
+    assert (
+        json.loads((tmp_path / "run" / "config.json").read_text())["env"]["env_backend"] == expected
+    )
     resumed = Trainer.resume(tmp_path / "run")
     assert resumed.cfg.env.env_backend == expected
     resumed.envs.close()

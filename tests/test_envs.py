@@ -1,5 +1,5 @@
 """Environment construction (src/ppox/envs/make.py), snapshots (envs/snapshot.py), vectorization
-and the normalizers at the env boundary (src/ppox/normalizers.py)."""
+and the normalizers at the env boundary (src/ppox/training/normalizers.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ppox.config import EnvConfig, PolicyConfig
 from ppox.envs.make import make_env, make_vec_env, probe_spaces
 from ppox.envs.snapshot import Snapshot, get_state, set_state
 from ppox.errors import EnvError
-from ppox.normalizers import ObsNormalizer, RewardScaler
+from ppox.training.normalizers import ObsNormalizer, RewardScaler
 
 # --------------------------------------------------------------------------------------------
 # Making envs from ids
@@ -184,7 +184,8 @@ def test_sync_and_async_vectorization_give_identical_rollouts(make_collector):
 
 
 @pytest.mark.parametrize(
-    "env_id, vectorization", [("CartPole-v1", "sync"), ("CartPole-v1", "async"), ("Pendulum-v1", "sync")]
+    "env_id, vectorization",
+    [("CartPole-v1", "sync"), ("CartPole-v1", "async"), ("Pendulum-v1", "sync")],
 )
 def test_collector_state_dict_restores_envs_exactly(make_collector, env_id, vectorization):
     c = make_collector(env_id, num_envs=2, num_steps=60, seed=1, vectorization=vectorization,
@@ -212,7 +213,9 @@ def test_obs_normalizer_hand_numbers():
     n = ObsNormalizer((2,), enabled=True, clip=10.0)
     n.update(np.array([[1.0, 2.0], [3.0, 4.0]]))
     # mean [2, 3], population var [1, 1]
-    np.testing.assert_allclose(n(np.array([[1.0, 2.0], [4.0, 7.0]])), [[-1.0, -1.0], [2.0, 4.0]], rtol=1e-6)
+    np.testing.assert_allclose(
+        n(np.array([[1.0, 2.0], [4.0, 7.0]])), [[-1.0, -1.0], [2.0, 4.0]], rtol=1e-6
+    )
     n.update(np.array([[5.0, 6.0]]))
     # data per feature {1,3,5} and {2,4,6}: mean [3, 4], var 8/3
     s = math.sqrt(8 / 3)

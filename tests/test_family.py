@@ -18,8 +18,8 @@ from torch import nn
 
 from ppox.config import Config, PolicyConfig
 from ppox.core import adaptive_kl_coef, gae, kl_penalty, nstep_returns, reinforce_loss
-from ppox.learner import Learner, _complete, _segments
 from ppox.nn.actor_critic import ActorCritic
+from ppox.training.learner import Learner, _complete, _segments
 from ppox.types import Batch, Rollout
 
 
@@ -45,7 +45,9 @@ def test_nstep_returns_by_hand():
     zero = col(0, 0, 0, 0)
     # γ = 0.5, n = 2: R_t = r_t + γ r_{t+1} + γ² V(s_{t+2}); the last step bootstraps after one reward
     out = nstep_returns(r, nv, zero, zero, gamma=0.5, n=2)
-    torch.testing.assert_close(out, col(1 + 1 + 0.25 * 20, 2 + 1.5 + 0.25 * 30, 3 + 2 + 0.25 * 40, 4 + 0.5 * 40))
+    torch.testing.assert_close(
+        out, col(1 + 1 + 0.25 * 20, 2 + 1.5 + 0.25 * 30, 3 + 2 + 0.25 * 40, 4 + 0.5 * 40)
+    )
     # the episode terminates at t = 1: nothing crosses it and nothing bootstraps there
     term = col(0, 1, 0, 0)
     out = nstep_returns(r, nv, term, term, gamma=0.5, n=2)
@@ -85,15 +87,25 @@ def test_kl_penalty_and_dppo_hinge_by_hand():
                                torch.tensor([0.11, 0.12]))  # fmt: skip
     # the research notes' worked example: KL 0.05, margin 2·0.01... target 0.01 → 1000·(0.05 − 0.02)² = 0.9
     one = torch.tensor([0.05])
-    torch.testing.assert_close(kl_penalty(one, one.mean(), coef=0.0, margin=0.02, margin_coef=1000.0), torch.tensor([0.9]))
+    torch.testing.assert_close(
+        kl_penalty(one, one.mean(), coef=0.0, margin=0.02, margin_coef=1000.0), torch.tensor([0.9])
+    )
     # below the margin the hinge is silent
-    torch.testing.assert_close(kl_penalty(one, one.mean(), coef=0.0, margin=0.06, margin_coef=1000.0), torch.tensor([0.0]))
+    torch.testing.assert_close(
+        kl_penalty(one, one.mean(), coef=0.0, margin=0.06, margin_coef=1000.0), torch.tensor([0.0])
+    )
 
 
 def test_adaptive_kl_coef_separate_factors():
-    assert adaptive_kl_coef(1.0, 0.03, target=0.01, factor=1.5) == pytest.approx(1.5)  # 0.03 > 0.015
-    assert adaptive_kl_coef(1.0, 0.004, target=0.01, factor=1.5) == pytest.approx(1 / 1.5)  # 0.004 < 0.00667
-    assert adaptive_kl_coef(1.0, 0.001, target=0.01, factor=2.0, lower_factor=4.0) == pytest.approx(0.25)
+    assert adaptive_kl_coef(1.0, 0.03, target=0.01, factor=1.5) == pytest.approx(
+        1.5
+    )  # 0.03 > 0.015
+    assert adaptive_kl_coef(1.0, 0.004, target=0.01, factor=1.5) == pytest.approx(
+        1 / 1.5
+    )  # 0.004 < 0.00667
+    assert adaptive_kl_coef(1.0, 0.001, target=0.01, factor=2.0, lower_factor=4.0) == pytest.approx(
+        0.25
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,7 +126,9 @@ def two_step_episode(action: int = 0) -> Rollout:
 def zeroed_policy_model() -> ActorCritic:
     """π(a|s) = ½ for both actions whatever the trunk computes: zero logits layer."""
     torch.manual_seed(0)
-    model = ActorCritic(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(2), PolicyConfig(hidden_sizes=(8,)))
+    model = ActorCritic(
+        spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(2), PolicyConfig(hidden_sizes=(8,))
+    )
     nn.init.zeros_(model.head.logits.weight)
     nn.init.zeros_(model.head.logits.bias)
     return model
@@ -125,7 +139,11 @@ def test_reinforce_gradient_equals_the_hand_computed_one():
     # so ∂loss/∂logits = mean_t G_t (π − e_0) = 2·(½, −½)... with the sign of −log: G (π − e_a)
     # = 2·(−½, ½) = (−1, 1) for both steps; their mean is (−1, 1).
     model = zeroed_policy_model()
-    learner = Learner(model, cfg_for(algo="reinforce", baseline="none", gamma=0.5), torch.Generator().manual_seed(0))
+    learner = Learner(
+        model,
+        cfg_for(algo="reinforce", baseline="none", gamma=0.5),
+        torch.Generator().manual_seed(0),
+    )
     learner.update(two_step_episode(action=0), progress=0.0)
     torch.testing.assert_close(model.head.logits.bias.grad, torch.tensor([-1.0, 1.0]))
     # the same by autograd on the formula itself
@@ -138,13 +156,21 @@ def test_reinforce_gradient_equals_the_hand_computed_one():
 def test_reinforce_baselines():
     # running-mean baseline: the first batch uses its own mean return (2), so G − b = 0: no gradient
     model = zeroed_policy_model()
-    learner = Learner(model, cfg_for(algo="reinforce", baseline="mean", gamma=0.5), torch.Generator().manual_seed(0))
+    learner = Learner(
+        model,
+        cfg_for(algo="reinforce", baseline="mean", gamma=0.5),
+        torch.Generator().manual_seed(0),
+    )
     m = learner.update(two_step_episode(), progress=0.0)
     torch.testing.assert_close(model.head.logits.bias.grad, torch.zeros(2))
     assert learner.baseline_mean == pytest.approx(2.0) and m["baseline"] == pytest.approx(2.0)
     # learned critic: advantages are G − V(s); the critic is trained on G (value loss > 0 here)
     model = zeroed_policy_model()
-    learner = Learner(model, cfg_for(algo="reinforce", baseline="critic", gamma=0.5), torch.Generator().manual_seed(0))
+    learner = Learner(
+        model,
+        cfg_for(algo="reinforce", baseline="critic", gamma=0.5),
+        torch.Generator().manual_seed(0),
+    )
     r = two_step_episode()
     exp = learner.prepare(r)
     torch.testing.assert_close(exp.batch.ret, torch.tensor([2.0, 2.0]))
@@ -153,7 +179,9 @@ def test_reinforce_baselines():
 
 
 def test_reinforce_without_critic_leaves_unfinished_episodes_out():
-    done = torch.tensor([[0, 0], [1, 0], [0, 1], [0, 0]], dtype=torch.float32)  # env 0 ends at t=1, env 1 at t=2
+    done = torch.tensor(
+        [[0, 0], [1, 0], [0, 1], [0, 0]], dtype=torch.float32
+    )  # env 0 ends at t=1, env 1 at t=2
     want = torch.tensor([[1, 1], [1, 1], [0, 1], [0, 0]], dtype=torch.bool)
     assert torch.equal(_complete(done), want)
 
@@ -205,7 +233,9 @@ def test_critic_values_reproduce_the_collectors_values_including_bootstraps(make
 @pytest.mark.parametrize("recompute", [False, True])
 def test_recompute_advantage_uses_the_updated_critic(rollout_and_model, recompute):
     r, model = rollout_and_model
-    cfg = cfg_for(num_epochs=2, recompute_adv=recompute, minibatch_order="fixed", learning_rate=0.05)
+    cfg = cfg_for(
+        num_epochs=2, recompute_adv=recompute, minibatch_order="fixed", learning_rate=0.05
+    )
     learner = Learner(model, cfg, torch.Generator().manual_seed(0))
     seen = spy_minibatches(learner)
     learner.update(r, progress=0.0)
@@ -226,13 +256,26 @@ def test_recompute_advantage_uses_the_updated_critic(rollout_and_model, recomput
     adv, _ = gae(r.reward, v, nxt, r.terminated, r.done, gamma=cfg.ppo.gamma, lam=cfg.ppo.lam)
     fixed = torch.arange(32).reshape(16, 2).t().reshape(-1)
     torch.testing.assert_close(second.adv, adv.reshape(-1)[fixed])
-    torch.testing.assert_close(second.value, v.reshape(-1)[fixed])  # value clip's V_old is the recomputed V
+    torch.testing.assert_close(
+        second.value, v.reshape(-1)[fixed]
+    )  # value clip's V_old is the recomputed V
 
 
 def synthetic_rollout(T: int, N: int, done: torch.Tensor) -> Rollout:
     z = torch.zeros(T, N)
     obs = torch.arange(T * N, dtype=torch.float32).reshape(T, N, 1).expand(T, N, 4).contiguous()
-    return Rollout(obs, torch.zeros(T, N, dtype=torch.long), z, z, z, z, z, done, None, last_obs=torch.zeros(N, 4))
+    return Rollout(
+        obs,
+        torch.zeros(T, N, dtype=torch.long),
+        z,
+        z,
+        z,
+        z,
+        z,
+        done,
+        None,
+        last_obs=torch.zeros(N, 4),
+    )
 
 
 def order_of(learner: Learner, r: Rollout) -> list[list[int]]:
@@ -251,7 +294,9 @@ def test_minibatch_orders():
     done = torch.zeros(T, N)
     done[1, 0] = done[4, 0] = done[2, 1] = 1  # env 0: t 0-1 | 2-4 | 5; env 1: t 0-2 | 3-5
     r = synthetic_rollout(T, N, done)
-    model = ActorCritic(spaces.Box(-1e3, 1e3, (4,), np.float32), spaces.Discrete(2), PolicyConfig(hidden_sizes=(4,)))
+    model = ActorCritic(
+        spaces.Box(-1e3, 1e3, (4,), np.float32), spaces.Discrete(2), PolicyConfig(hidden_sizes=(4,))
+    )
 
     def learner(order: str, epochs: int = 3) -> Learner:
         return Learner(model, cfg_for(num_steps=T, num_epochs=epochs, num_minibatches=3, minibatch_order=order),
@@ -285,7 +330,9 @@ def test_minibatch_orders():
 def grad_of(model: ActorCritic, r: Rollout, cfg: Config) -> torch.Tensor:
     """The unclipped flat gradient of the first minibatch's loss (a twin learner, lr 0)."""
     twin = copy.deepcopy(model)
-    ln = Learner(twin, cfg.replace(grad_clip="norm", max_grad_norm=None), torch.Generator().manual_seed(0))
+    ln = Learner(
+        twin, cfg.replace(grad_clip="norm", max_grad_norm=None), torch.Generator().manual_seed(0)
+    )
     ln.optimizer.apply = lambda: None  # type: ignore[method-assign]
     ln.update(r, progress=0.0)
     return ln.flat.grad.clone()
@@ -297,10 +344,16 @@ def test_grad_norm_is_the_p_norm_and_clipping_brings_it_to_max(rollout_and_model
     cfg = cfg_for(grad_norm_type=p)
     raw = grad_of(model, r, cfg)
     want = torch.linalg.vector_norm(raw, ord=p)
-    ln = Learner(copy.deepcopy(model), cfg.replace(max_grad_norm=float(want) / 4), torch.Generator().manual_seed(0))
+    ln = Learner(
+        copy.deepcopy(model),
+        cfg.replace(max_grad_norm=float(want) / 4),
+        torch.Generator().manual_seed(0),
+    )
     m = ln.update(r, progress=0.0)
     assert m["grad_norm"] == pytest.approx(float(want), rel=1e-5)  # the pre-clip norm is logged
-    assert float(torch.linalg.vector_norm(ln.flat.grad, ord=p)) == pytest.approx(float(want) / 4, rel=1e-4)
+    assert float(torch.linalg.vector_norm(ln.flat.grad, ord=p)) == pytest.approx(
+        float(want) / 4, rel=1e-4
+    )
     torch.testing.assert_close(ln.flat.grad, raw * (float(want) / 4) / (float(want) + 1e-6))
 
 
@@ -308,7 +361,11 @@ def test_grad_clip_by_value(rollout_and_model):
     r, model = rollout_and_model
     raw = grad_of(model, r, cfg_for())
     bound = float(raw.abs().max()) / 3
-    ln = Learner(copy.deepcopy(model), cfg_for(grad_clip="value", grad_clip_value=bound), torch.Generator().manual_seed(0))
+    ln = Learner(
+        copy.deepcopy(model),
+        cfg_for(grad_clip="value", grad_clip_value=bound),
+        torch.Generator().manual_seed(0),
+    )
     ln.update(r, progress=0.0)
     torch.testing.assert_close(ln.flat.grad, raw.clamp(-bound, bound))
 
@@ -325,7 +382,11 @@ def test_grad_clip_ignore_really_skips(rollout_and_model):
     assert ln.optimizer.state_dict()["state"] == {}  # Adam never stepped either
     assert m["skipped_updates"] == 4 and ln.skipped_total == 4
     # above the threshold: steps happen
-    ln = Learner(model, cfg_for(grad_clip="ignore", max_grad_norm=norm * 100), torch.Generator().manual_seed(0))
+    ln = Learner(
+        model,
+        cfg_for(grad_clip="ignore", max_grad_norm=norm * 100),
+        torch.Generator().manual_seed(0),
+    )
     assert ln.update(r, progress=0.0)["skipped_updates"] == 0
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
@@ -338,7 +399,14 @@ def test_grad_clip_ignore_really_skips(rollout_and_model):
 @pytest.mark.parametrize(("lr", "direction"), [(0.05, "up"), (1e-7, "down")])
 def test_kl_coefficient_moves_the_right_way(rollout_and_model, lr, direction):
     r, model = rollout_and_model
-    cfg = cfg_for(algo="ppo-penalty", kl_coef=0.3, kl_target=0.01, learning_rate=lr, num_epochs=4, num_minibatches=2)
+    cfg = cfg_for(
+        algo="ppo-penalty",
+        kl_coef=0.3,
+        kl_target=0.01,
+        learning_rate=lr,
+        num_epochs=4,
+        num_minibatches=2,
+    )
     ln = Learner(model, cfg, torch.Generator().manual_seed(0))
     m = ln.update(r, progress=0.0)
     assert m["kl_coef"] == 0.3  # the β used during this update
@@ -371,20 +439,32 @@ def test_init_schemes():
     torch.manual_seed(0)
 
     def trunk0(scheme: str) -> nn.Linear:
-        m = ActorCritic(obs, spaces.Discrete(3), PolicyConfig(hidden_sizes=(256,), init=scheme, activation="relu"))
+        m = ActorCritic(
+            obs,
+            spaces.Discrete(3),
+            PolicyConfig(hidden_sizes=(256,), init=scheme, activation="relu"),
+        )
         return m.trunks["actor"][0]
 
     gain = math.sqrt(2)
     x = trunk0("xavier")
     bound = gain * math.sqrt(6 / (64 + 256))
-    assert x.weight.abs().max() <= bound and x.weight.abs().max() > 0.9 * bound and torch.all(x.bias == 0)
+    assert (
+        x.weight.abs().max() <= bound
+        and x.weight.abs().max() > 0.9 * bound
+        and torch.all(x.bias == 0)
+    )
     n = trunk0("normal")
-    assert n.weight.std().item() == pytest.approx(gain / math.sqrt(64), rel=0.05) and torch.all(n.bias == 0)
+    assert n.weight.std().item() == pytest.approx(gain / math.sqrt(64), rel=0.05) and torch.all(
+        n.bias == 0
+    )
     t = trunk0("torch")
     assert t.bias.abs().sum() > 0  # PyTorch's default: uniform biases
     o = trunk0("orthogonal")
     w = o.weight.detach().double()
-    torch.testing.assert_close(w.T @ w, gain**2 * torch.eye(64, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        w.T @ w, gain**2 * torch.eye(64, dtype=torch.float64), atol=1e-5, rtol=0
+    )
 
 
 def test_old_configs_with_ortho_init_still_load():

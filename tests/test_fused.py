@@ -17,38 +17,53 @@ from ppox.core.losses import (
     normalize_advantages,
     value_loss,
 )
-from ppox.learner import Experience, FlatParams, Learner
 from ppox.nn.actor_critic import ActorCritic
 from ppox.nn.fused import FusedClipStep
+from ppox.training.learner import Experience, Learner
+from ppox.training.optim import FlatParams
 from ppox.types import Batch
 
 B = 48
 DUAL = 4  # samples of batch_for where a dual clip of 3 is active
 
 
-def model_for(action_space: spaces.Space, obs_shape: tuple[int, ...] = (6,), **policy) -> ActorCritic:
+def model_for(
+    action_space: spaces.Space, obs_shape: tuple[int, ...] = (6,), **policy
+) -> ActorCritic:
     torch.manual_seed(0)
-    m = ActorCritic(spaces.Box(-5.0, 5.0, obs_shape, np.float32), action_space, PolicyConfig(policy_init_gain=1.0, **policy))
-    with torch.no_grad():  # non-zero biases, a non-trivial σ: every term of the gradient is exercised
+    m = ActorCritic(
+        spaces.Box(-5.0, 5.0, obs_shape, np.float32),
+        action_space,
+        PolicyConfig(policy_init_gain=1.0, **policy),
+    )
+    with (
+        torch.no_grad()
+    ):  # non-zero biases, a non-trivial σ: every term of the gradient is exercised
         for p in m.parameters():
             p.add_(0.2 * torch.randn_like(p))
     return m
 
 
-def batch_for(model: ActorCritic, obs_shape: tuple[int, ...], masked: bool = False, seed: int = 1) -> Batch:
+def batch_for(
+    model: ActorCritic, obs_shape: tuple[int, ...], masked: bool = False, seed: int = 1
+) -> Batch:
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(B, *obs_shape, generator=g)
     mask = None
     if masked:
         n = model.head.mask_shape[0]  # type: ignore[index]
         mask = torch.rand(B, n, generator=g) < 0.6
-        mask[torch.arange(B), torch.randint(0, n, (B,), generator=g)] = True  # at least one legal action
+        mask[torch.arange(B), torch.randint(0, n, (B,), generator=g)] = (
+            True  # at least one legal action
+        )
     with torch.no_grad():
         dist, value = model(obs, mask)
         action, logp = dist.sample_log_prob(g)
     logp = logp + 0.3 * torch.randn(B, generator=g)  # ratios on both sides of the clip range
     adv = torch.randn(B, generator=g) * 2
-    logp[:DUAL] -= 2.0  # ratios near e² ≈ 7 on strongly negative advantages: where a dual clip of 3 binds
+    logp[:DUAL] -= (
+        2.0  # ratios near e² ≈ 7 on strongly negative advantages: where a dual clip of 3 binds
+    )
     adv[:DUAL] = -4.0 - adv[:DUAL].abs()
     return Batch(obs, action, logp, value + 0.5 * torch.randn(B, generator=g), adv, value + torch.randn(B, generator=g),
                  mask)  # fmt: skip
@@ -86,25 +101,38 @@ def test_fused_gradient_is_autograds(name, space, policy, obs_shape, masked, los
     flat.zero_grad()
     dist, value = model(mb.obs, mb.mask)
     log_ratio = dist.log_prob(mb.action) - mb.logp
-    pg = clipped_surrogate(adv, log_ratio, clip_coef=loss["clip_coef"], dual_clip=loss["dual_clip"]).mean()
+    pg = clipped_surrogate(
+        adv, log_ratio, clip_coef=loss["clip_coef"], dual_clip=loss["dual_clip"]
+    ).mean()
     vl = value_loss(value, mb.value, mb.ret, clip=loss["value_clip"]).mean()
     entropy = dist.entropy().mean()
     (pg + loss["vf_coef"] * vl - loss["ent_coef"] * entropy).backward()
 
-    torch.testing.assert_close(torch.from_numpy(f.log_ratio), log_ratio.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        torch.from_numpy(f.log_ratio), log_ratio.detach(), rtol=1e-5, atol=1e-5
+    )
     assert f.approx_kl() == pytest.approx(kl_estimate(log_ratio).mean().item(), rel=1e-4, abs=1e-7)
-    torch.testing.assert_close(torch.tensor(terms), torch.stack([pg, vl, entropy]).detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(terms), torch.stack([pg, vl, entropy]).detach(), rtol=1e-5, atol=1e-5
+    )
     assert clipped == pytest.approx(clip_fraction(log_ratio, loss["clip_coef"]).item())
     assert 0.0 < clipped < 1.0  # the batch puts ratios on both sides of the clip range
     if loss["dual_clip"] is not None:  # the dual clip's bound is the objective on some samples
         ratio = log_ratio.detach().exp()
-        floored = (adv < 0) & (loss["dual_clip"] * adv > torch.minimum(ratio * adv, ratio.clamp(1 - loss["clip_coef"], 1 + loss["clip_coef"]) * adv))
+        floored = (adv < 0) & (
+            loss["dual_clip"] * adv
+            > torch.minimum(
+                ratio * adv, ratio.clamp(1 - loss["clip_coef"], 1 + loss["clip_coef"]) * adv
+            )
+        )
         assert floored.sum() >= DUAL // 2
     torch.testing.assert_close(ours, flat.grad, rtol=1e-4, atol=2e-6)
     assert ours.abs().sum() > 0
 
 
-@pytest.mark.parametrize("space", [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), np.float32)], ids=["discrete", "box"])
+@pytest.mark.parametrize(
+    "space", [spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), np.float32)], ids=["discrete", "box"]
+)
 @pytest.mark.parametrize("num_minibatches", [4, 1], ids=["4-minibatches", "whole-batch"])
 def test_a_learner_trains_the_same_with_either_backend(space, num_minibatches):
     cfg = Config().replace(num_steps=B, num_envs=1, num_epochs=3, num_minibatches=num_minibatches, learning_rate=1e-2,
@@ -112,7 +140,9 @@ def test_a_learner_trains_the_same_with_either_backend(space, num_minibatches):
     out = {}
     for backend in ("auto", "autograd"):
         model = model_for(space, hidden_sizes=(16, 16))
-        learner = Learner(model, cfg.replace(update_backend=backend), torch.Generator().manual_seed(0))
+        learner = Learner(
+            model, cfg.replace(update_backend=backend), torch.Generator().manual_seed(0)
+        )
         assert (learner.fused is not None) == (backend == "auto")
         metrics = learner.update(batch_for(model, (6,)), progress=0.0)
         assert metrics["updates"] == 3 * num_minibatches
@@ -124,25 +154,35 @@ def test_a_learner_trains_the_same_with_either_backend(space, num_minibatches):
 
 @pytest.mark.parametrize(
     "order, recompute, norm_adv",
-    [("fixed", False, "minibatch"), ("trajectories", False, "batch"), ("transitions", True, "minibatch")],
+    [
+        ("fixed", False, "minibatch"),
+        ("trajectories", False, "batch"),
+        ("transitions", True, "minibatch"),
+    ],
 )
 def test_either_backend_trains_the_same_on_a_rollout(make_collector, order, recompute, norm_adv):
     """Every way of cutting minibatches out of a collected rollout (the fused step takes them
     out of one NumPy copy of the epoch's batch) steps the parameters as autograd does."""
-    c = make_collector("CartPole-v1", num_envs=2, num_steps=32, policy=PolicyConfig(hidden_sizes=(16,)))
+    c = make_collector(
+        "CartPole-v1", num_envs=2, num_steps=32, policy=PolicyConfig(hidden_sizes=(16,))
+    )
     r = c.collect()
     cfg = Config().replace(num_steps=32, num_envs=2, num_epochs=3, num_minibatches=4, learning_rate=1e-2,
                            minibatch_order=order, recompute_adv=recompute, norm_adv=norm_adv).validate()  # fmt: skip
     out = {}
     for backend in ("auto", "autograd"):
         model = copy.deepcopy(c.model)
-        learner = Learner(model, cfg.replace(update_backend=backend), torch.Generator().manual_seed(0))
+        learner = Learner(
+            model, cfg.replace(update_backend=backend), torch.Generator().manual_seed(0)
+        )
         assert (learner.fused is not None) == (backend == "auto")
         m = learner.update(r, progress=0.0)
         out[backend] = (learner.flat.flat.detach().clone(), m)
     torch.testing.assert_close(out["auto"][0], out["autograd"][0], rtol=1e-4, atol=1e-5)
     assert out["auto"][1]["updates"] == out["autograd"][1]["updates"] >= 12
-    assert out["auto"][1]["policy_loss"] == pytest.approx(out["autograd"][1]["policy_loss"], rel=1e-3, abs=1e-6)
+    assert out["auto"][1]["policy_loss"] == pytest.approx(
+        out["autograd"][1]["policy_loss"], rel=1e-3, abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("backend", ["auto", "autograd"])

@@ -33,7 +33,14 @@ ALL = [MovingEnv, SlidingEnv, HardMoveEnv]
 def placed(env: Any, **state: float) -> Any:
     """``env`` reset (seed 0) and then put in the given state (far-away target by default)."""
     env.reset(seed=0)
-    defaults: dict[str, float] = {"x": 0.0, "y": 0.0, "theta": 0.0, "speed": 0.0, "target_x": 0.8, "target_y": 0.8}
+    defaults: dict[str, float] = {
+        "x": 0.0,
+        "y": 0.0,
+        "theta": 0.0,
+        "speed": 0.0,
+        "target_x": 0.8,
+        "target_y": 0.8,
+    }
     for name, value in {**defaults, **state}.items():
         setattr(env, name, value)
     if isinstance(env, SlidingEnv) and "phi" not in state:
@@ -61,7 +68,18 @@ def test_accelerate_adds_half_and_moves_along_heading() -> None:
     assert reward == pytest.approx(dist(0, 0) - dist(env.x, env.y) - 0.001)
     assert (terminated, truncated) == (False, False)
     assert "success" not in info
-    expected = [env.x, env.y, 0.5, 0.5, math.sqrt(3) / 2, 0.8, 0.8, dist(env.x, env.y), 0.0, 1 / 200]
+    expected = [
+        env.x,
+        env.y,
+        0.5,
+        0.5,
+        math.sqrt(3) / 2,
+        0.8,
+        0.8,
+        dist(env.x, env.y),
+        0.0,
+        1 / 200,
+    ]
     np.testing.assert_allclose(obs, np.array(expected, np.float32), rtol=1e-6)
     assert obs.dtype == np.float32
 
@@ -197,7 +215,9 @@ def test_hardmove_patterns_follow_itertools_product() -> None:
     np.testing.assert_array_equal(env.patterns, expected)
     np.testing.assert_array_equal(env.param_mask, expected.astype(bool))
     assert env.param_mask.dtype == bool and env.param_mask.shape == (8, 3)
-    assert env.action_space == gym.spaces.Tuple((gym.spaces.Discrete(8), gym.spaces.Box(-1, 1, (3,), np.float32)))
+    assert env.action_space == gym.spaces.Tuple(
+        (gym.spaces.Discrete(8), gym.spaces.Box(-1, 1, (3,), np.float32))
+    )
 
 
 def test_hardmove_first_actuator_moves_along_angle_zero() -> None:
@@ -226,7 +246,9 @@ def test_hardmove_sums_clipped_actuators() -> None:
 
 def test_hardmove_success_needs_no_stop_and_limit_is_25() -> None:
     env = placed(HardMoveEnv(), x=0.5, y=0.8)
-    obs, reward, terminated, truncated, info = env.step((0b1000, np.array([0.25, 0, 0, 0], np.float32)))
+    obs, reward, terminated, truncated, info = env.step(
+        (0b1000, np.array([0.25, 0, 0, 0], np.float32))
+    )
     assert reward == pytest.approx(0.3 - 0.05 - 0.001 + 1.0)
     assert (terminated, truncated, info["success"]) == (True, False, True)
     env = placed(HardMoveEnv())
@@ -264,7 +286,11 @@ def _rollout(env: Any, seed: int, steps: int, policy: str = "random") -> list[An
     for _ in range(steps):
         a = env.action_space.sample()
         if policy == "full":  # always the strongest push: the fastest way out of the field
-            a = (0, np.array([1.0, 0.0], np.float32)) if isinstance(env, MovingEnv) else (a[0], np.sign(a[1]))
+            a = (
+                (0, np.array([1.0, 0.0], np.float32))
+                if isinstance(env, MovingEnv)
+                else (a[0], np.sign(a[1]))
+            )
         elif policy == "idle":  # stay put until the step limit
             a = (BREAK if isinstance(env, MovingEnv) else 0, a[1])
         obs, reward, terminated, truncated, _ = env.step(a)
@@ -296,14 +322,18 @@ def test_observation_space_is_honest(cls: type, policy: str) -> None:
         assert space.contains(obs), (obs, space)
         seen.append(obs)
     if policy == "idle":  # the step limit was hit
-        assert np.max(seen, axis=0)[9] == pytest.approx(41 / 40 if cls is not HardMoveEnv else 26 / 25)
+        assert np.max(seen, axis=0)[9] == pytest.approx(
+            41 / 40 if cls is not HardMoveEnv else 26 / 25
+        )
     else:  # the field's edge was crossed
         assert np.max(np.abs(np.array(seen)[:, :2])) > 1.0
 
 
 def test_observation_bounds_are_tight() -> None:
     space = MovingEnv().observation_space
-    np.testing.assert_allclose(space.high[2:], [100.5, 1, 1, 0.9, 0.9, math.hypot(2.4025, 2.4025), 1, 1.005], rtol=1e-6)
+    np.testing.assert_allclose(
+        space.high[2:], [100.5, 1, 1, 0.9, 0.9, math.hypot(2.4025, 2.4025), 1, 1.005], rtol=1e-6
+    )
     np.testing.assert_allclose(space.high[:2], [1.5025, 1.5025], rtol=1e-6)
     np.testing.assert_array_equal(space.low, -space.high * [1, 1, 0, 1, 1, 1, 1, 0, 0, 0])
     hard = HardMoveEnv().observation_space

@@ -45,7 +45,9 @@ def test_lean_actor_matches_the_torch_model(space, policy):
     with torch.no_grad():
         dist, v = model(torch.from_numpy(obs))
         np.testing.assert_allclose(value, v.numpy(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(logp, dist.log_prob(torch.from_numpy(action)).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            logp, dist.log_prob(torch.from_numpy(action)).numpy(), rtol=1e-5, atol=1e-5
+        )
         if isinstance(space, spaces.Box):  # the draw is mean + σ·ε with the given ε
             expected = dist.mean + torch.from_numpy(noise) * dist.log_std.exp()
             np.testing.assert_allclose(action, expected.numpy(), rtol=1e-5, atol=1e-6)
@@ -93,7 +95,9 @@ def test_masked_actions_are_never_drawn_even_at_the_ends_of_the_unit_interval():
     assert np.all(np.isfinite(logp))
     with torch.no_grad():
         dist = model.dist(torch.from_numpy(obs), torch.from_numpy(mask))
-        np.testing.assert_allclose(logp, dist.log_prob(torch.from_numpy(action)).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            logp, dist.log_prob(torch.from_numpy(action)).numpy(), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_models_the_lean_path_does_not_serve_fall_back_to_torch(make_collector):

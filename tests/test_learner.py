@@ -1,4 +1,4 @@
-"""The PPO update (src/ppox/learner.py) and two tiny learning runs (src/ppox/trainer.py)."""
+"""The PPO update (src/ppox/training/learner.py) and two tiny learning runs (src/ppox/training/trainer.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from gymnasium import spaces
 
 import ppox
 from ppox.config import Config, PolicyConfig
-from ppox.learner import FlatAdam, Learner
 from ppox.nn.actor_critic import ActorCritic
-from ppox.trainer import Trainer
+from ppox.training.learner import Learner
+from ppox.training.optim import FlatAdam
+from ppox.training.trainer import Trainer
 from ppox.types import Batch
 
 OBS = spaces.Box(-1, 1, (4,), np.float32)
@@ -86,9 +87,19 @@ def test_fresh_rollout_has_log_ratio_zero(make_collector, env_id, exact, act_bac
     # the learner's first minibatch sees ratio 1: no clipping, KL estimate ~0 (a few ulps when
     # torch both acts and trains; the NumPy acting path and the fused gradient agree to rounding)
     update_backend = "autograd" if act_backend == "torch" else "auto"
-    cfg = cfg_for(num_steps=32, num_envs=4, num_minibatches=1, num_epochs=1, update_backend=update_backend)
+    cfg = cfg_for(
+        num_steps=32, num_envs=4, num_minibatches=1, num_epochs=1, update_backend=update_backend
+    )
     n = r.reward.numel()
-    batch = Batch(flat(r.obs), flat(r.action), flat(r.logp), flat(r.value), torch.randn(n), torch.randn(n), flat(r.mask))
+    batch = Batch(
+        flat(r.obs),
+        flat(r.action),
+        flat(r.logp),
+        flat(r.value),
+        torch.randn(n),
+        torch.randn(n),
+        flat(r.mask),
+    )
     m = Learner(c.model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
     assert m["clip_fraction"] == 0.0
     assert m["approx_kl"] < (1e-12 if exact else 1e-10)
@@ -99,10 +110,14 @@ def test_fresh_rollout_has_log_ratio_zero(make_collector, env_id, exact, act_bac
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "box"])
+@pytest.mark.parametrize(
+    "space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "box"]
+)
 @pytest.mark.parametrize("norm_adv", ["minibatch", "batch", "off"])
 def test_single_sample_minibatch_is_finite(space, norm_adv):
-    cfg = cfg_for(num_steps=1, num_envs=1, num_minibatches=1, num_epochs=3, norm_adv=norm_adv, ent_coef=0.01)
+    cfg = cfg_for(
+        num_steps=1, num_envs=1, num_minibatches=1, num_epochs=3, norm_adv=norm_adv, ent_coef=0.01
+    )
     assert cfg.minibatch_size == 1
     model, batch = make_batch(space, 1)
     before = params_of(model)
@@ -141,14 +156,27 @@ def test_all_equal_advantages_are_finite_and_leave_the_actor_alone(norm_adv):
 
 
 def test_tiny_target_kl_stops_early():
-    cfg = cfg_for(num_steps=64, num_envs=1, num_minibatches=4, num_epochs=5, target_kl=1e-9, learning_rate=1e-2)
-    model, batch = make_batch(spaces.Discrete(4), 64, policy=PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0))
+    cfg = cfg_for(
+        num_steps=64,
+        num_envs=1,
+        num_minibatches=4,
+        num_epochs=5,
+        target_kl=1e-9,
+        learning_rate=1e-2,
+    )
+    model, batch = make_batch(
+        spaces.Discrete(4), 64, policy=PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0)
+    )
     m = Learner(model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
     assert m["early_stop"] == 1.0
     assert 1 <= m["updates"] < cfg.ppo.num_epochs * cfg.ppo.num_minibatches
     # without a target every minibatch of every epoch runs
-    model, batch = make_batch(spaces.Discrete(4), 64, policy=PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0))
-    m = Learner(model, cfg.replace(target_kl=None), torch.Generator().manual_seed(0)).update(batch, progress=0.0)
+    model, batch = make_batch(
+        spaces.Discrete(4), 64, policy=PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0)
+    )
+    m = Learner(model, cfg.replace(target_kl=None), torch.Generator().manual_seed(0)).update(
+        batch, progress=0.0
+    )
     assert m["early_stop"] == 0.0 and m["updates"] == 20
 
 
@@ -160,7 +188,9 @@ def test_generous_target_kl_does_not_stop():
 
 
 def _grad_norm(model: torch.nn.Module) -> float:
-    return math.sqrt(sum(float(p.grad.square().sum()) for p in model.parameters() if p.grad is not None))
+    return math.sqrt(
+        sum(float(p.grad.square().sum()) for p in model.parameters() if p.grad is not None)
+    )
 
 
 def test_grad_norm_is_logged_before_clipping_and_gradients_are_clipped():
@@ -197,7 +227,9 @@ def _learner(**kw) -> Learner:
 
 @pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 0.9, 1.0])
 def test_learning_rate_annealing_and_entropy_schedules(p):
-    ln = _learner(learning_rate=3e-3, anneal_lr=True, ent_coef=0.02, ent_coef_end=0.0, ent_schedule="linear")
+    ln = _learner(
+        learning_rate=3e-3, anneal_lr=True, ent_coef=0.02, ent_coef_end=0.0, ent_schedule="linear"
+    )
     c = ln.coefficients(p)
     assert c["learning_rate"] == pytest.approx(3e-3 * (1 - p), abs=1e-15)
     assert c["ent_coef"] == pytest.approx(0.02 * (1 - p), abs=1e-15)
@@ -206,7 +238,9 @@ def test_learning_rate_annealing_and_entropy_schedules(p):
     expo = _learner(ent_coef=0.02, ent_coef_end=0.002, ent_schedule="exponential").coefficients(p)
     assert expo["ent_coef"] == pytest.approx(0.02 * 0.1**p)
     # a schedule with no end value stays at ent_coef
-    assert _learner(ent_coef=0.02, ent_schedule="linear").coefficients(p)["ent_coef"] == pytest.approx(0.02)
+    assert _learner(ent_coef=0.02, ent_schedule="linear").coefficients(p)[
+        "ent_coef"
+    ] == pytest.approx(0.02)
 
 
 def test_update_applies_the_scheduled_learning_rate():
@@ -274,7 +308,7 @@ def test_learns_continuous_regression_bandit(tmp_path):
 @pytest.mark.parametrize("fused", [True, False])
 def test_flat_adam_takes_torch_adams_steps_and_state_dict(fused, monkeypatch):
     if not fused:  # the fallback for torch builds without the fused kernel
-        monkeypatch.setattr(ppox.learner, "_FUSED_ADAM", None)
+        monkeypatch.setattr(ppox.training.optim, "_FUSED_ADAM", None)
     torch.manual_seed(0)
     ours = torch.nn.Parameter(torch.randn(50))
     ref = torch.nn.Parameter(ours.detach().clone())
@@ -293,5 +327,7 @@ def test_flat_adam_takes_torch_adams_steps_and_state_dict(fused, monkeypatch):
     again.load_state_dict(ref_opt.state_dict())
     assert again.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]
     s = next(iter(again.state.values()))
-    assert float(s["step"]) == 6 and torch.equal(s["exp_avg_sq"], next(iter(ref_opt.state.values()))["exp_avg_sq"])
+    assert float(s["step"]) == 6 and torch.equal(
+        s["exp_avg_sq"], next(iter(ref_opt.state.values()))["exp_avg_sq"]
+    )
     assert set(opt.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}

@@ -1,4 +1,4 @@
-"""Reliability metrics and aggregates (src/ppox/metrics.py): hand-computed numbers and properties.
+"""Reliability metrics and aggregates (src/ppox/analysis/metrics.py): hand-computed numbers and properties.
 
 Shared curve Y = [0, 1, 3, 2, 5, 5]:
     first differences D = [1, 2, -1, 3, 0]
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ppox import metrics as m
+from ppox.analysis import metrics as m
 
 Y = [0.0, 1.0, 3.0, 2.0, 5.0, 5.0]
 RNG = np.random.default_rng(12345)
@@ -86,7 +86,9 @@ def test_moving_average_keeps_lines_and_shrinks_symmetrically():
     assert m.moving_average([1, 5, 1, 5, 1], 3) == pytest.approx([1, 7 / 3, 11 / 3, 7 / 3, 1])
     line = 2.0 * np.arange(12) - 3.0
     assert m.moving_average(line, 7) == pytest.approx(line)
-    assert m.moving_average([[4.0] * 5, [1.0] * 5], 99) == pytest.approx(np.array([[4.0] * 5, [1.0] * 5]))
+    assert m.moving_average([[4.0] * 5, [1.0] * 5], 99) == pytest.approx(
+        np.array([[4.0] * 5, [1.0] * 5])
+    )
     assert m.moving_average([2.0], 5).tolist() == [2.0]
     with pytest.raises(ValueError, match="odd"):
         m.moving_average(line, 4)
@@ -185,12 +187,20 @@ def test_stratified_resample_keeps_each_tasks_runs_and_size():
     tasks = {"a": [1.0, 2.0, 3.0], "b": [10.0, 20.0, 30.0, 40.0, 50.0]}
     boot = m.stratified_resample(tasks, 400, np.random.default_rng(0))
     assert boot.shape == (400, 8)
-    assert set(np.unique(boot[:, :3])) <= {1.0, 2.0, 3.0}  # task a's 3 slots hold only task a's runs
+    assert set(np.unique(boot[:, :3])) <= {
+        1.0,
+        2.0,
+        3.0,
+    }  # task a's 3 slots hold only task a's runs
     assert set(np.unique(boot[:, 3:])) <= {10.0, 20.0, 30.0, 40.0, 50.0}
     # a [runs, tasks] matrix is stratified by column
     mat = np.array([[1.0, 100.0], [2.0, 200.0], [3.0, 300.0]])
     boot = m.stratified_resample(mat, 200, np.random.default_rng(1))
-    assert set(np.unique(boot[:, :3])) <= {1.0, 2.0, 3.0} and set(np.unique(boot[:, 3:])) <= {100.0, 200.0, 300.0}
+    assert set(np.unique(boot[:, :3])) <= {1.0, 2.0, 3.0} and set(np.unique(boot[:, 3:])) <= {
+        100.0,
+        200.0,
+        300.0,
+    }
 
 
 def test_mean_band_brackets_the_mean():
@@ -206,7 +216,9 @@ def test_align_curves_keeps_a_shared_grid_and_interpolates_otherwise():
     grid, vals = m.align_curves([([0, 10, 20], [1, 2, 3]), ([0, 10, 20], [4, 5, 6])])
     assert grid.tolist() == [0, 10, 20] and vals.tolist() == [[1, 2, 3], [4, 5, 6]]
     # overlap [5, 20]; fewest points inside it: curve 0 has 10, 20 → 2 points
-    grid, vals = m.align_curves([([0, 10, 20], [0, 10, 20]), ([5, 8, 12, 16, 20], [0, 3, 7, 11, 15])])
+    grid, vals = m.align_curves(
+        [([0, 10, 20], [0, 10, 20]), ([5, 8, 12, 16, 20], [0, 3, 7, 11, 15])]
+    )
     assert grid.tolist() == [5, 20]
     assert vals.tolist() == [[5, 20], [0, 15]]
     # NaN points are dropped before the grids are compared

@@ -20,17 +20,17 @@ from gymnasium import spaces
 from torch import nn
 
 import ppox
-from ppox.checkpoint import load_checkpoint
 from ppox.config import Config, EnvConfig, PolicyConfig
 from ppox.envs.make import make_vec_env, probe_spaces
 from ppox.errors import ConfigError, EnvError
-from ppox.learner import flatten_rollout
+from ppox.io.checkpoint import load_checkpoint
+from ppox.io.policy import Policy, build_model
 from ppox.nn import ActorCritic, ImageEncoder, ObsEncoder, OneHot, register_encoder
 from ppox.nn.encoders import NATURE_LAYERS, SMALL_LAYERS, Flatten
-from ppox.normalizers import ObsNormalizer, RewardScaler
-from ppox.policy import Policy, build_model
-from ppox.rollout import Collector
-from ppox.trainer import Trainer
+from ppox.training.learner import flatten_rollout
+from ppox.training.normalizers import ObsNormalizer, RewardScaler
+from ppox.training.rollout import Collector
+from ppox.training.trainer import Trainer
 from ppox.types import ObsLayout, channels_first
 
 NESTED = toy_envs.NestedObsEnv(image=True, mask_in_obs=True).observation_space
@@ -42,8 +42,16 @@ FAST = dict(
 )  # fmt: skip
 
 
-def make_collector(env_id: str, *, num_envs: int = 3, num_steps: int = 13, normalize: bool = False,
-                   policy: PolicyConfig | None = None, seed: int = 0, **env_kw: Any) -> Collector:
+def make_collector(
+    env_id: str,
+    *,
+    num_envs: int = 3,
+    num_steps: int = 13,
+    normalize: bool = False,
+    policy: PolicyConfig | None = None,
+    seed: int = 0,
+    **env_kw: Any,
+) -> Collector:
     """A reset Collector built like ``Trainer.__init__`` does (identity reward scaler)."""
     env_cfg = EnvConfig(env_id=env_id, num_envs=num_envs, **env_kw)
     obs_space, act_space = probe_spaces(env_cfg)
@@ -100,10 +108,14 @@ def test_channel_axis_rule():
 
 def test_one_hot_encoder_hand_numbers():
     enc = OneHot(np.array([3]), np.array([1]))  # Discrete(3, start=1): values 1, 2, 3
-    torch.testing.assert_close(enc(torch.tensor([1, 3, 2])), torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]]))
+    torch.testing.assert_close(
+        enc(torch.tensor([1, 3, 2])), torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]])
+    )
     enc = OneHot(np.array([2, 3]), np.array([0, -1]))  # MultiDiscrete([2, 3], start=[0, -1])
     assert enc.out_features == 5
-    torch.testing.assert_close(enc(torch.tensor([[1, 1], [0, -1]])), torch.tensor([[0.0, 1, 0, 0, 1], [1.0, 0, 1, 0, 0]]))
+    torch.testing.assert_close(
+        enc(torch.tensor([[1, 1], [0, -1]])), torch.tensor([[0.0, 1, 0, 0, 1], [1.0, 0, 1, 0, 0]])
+    )
 
 
 def test_flatten_encoder_keeps_values():
@@ -124,7 +136,9 @@ def test_image_encoder_shapes(shape, layers, hw):
     """Nature CNN from 36 pixels a side (84 → 20 → 9 → 7), the 3×3 variant below (s → ⌈s/2⌉)."""
     enc = ImageEncoder(shape, 32)
     convs = [m for m in enc.convs if isinstance(m, nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == list(layers)
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == list(
+        layers
+    )
     assert enc.linear.in_features == 64 * hw
     x = torch.randint(0, 256, (5, *shape), dtype=torch.uint8)
     assert enc(x).shape == (5, 32)
@@ -143,7 +157,15 @@ def test_image_encoder_scales_by_1_over_255_and_permutes_hwc():
 
 def test_obs_encoder_concatenates_every_leaf_in_layout_order():
     enc = ObsEncoder(ObsLayout(NESTED), PolicyConfig(cnn_features=16))
-    assert enc.paths == ["camera", "grid/0", "grid/1", "mode", "pos", "sensors/bump", "sensors/lidar"]
+    assert enc.paths == [
+        "camera",
+        "grid/0",
+        "grid/1",
+        "mode",
+        "pos",
+        "sensors/bump",
+        "sensors/lidar",
+    ]
     widths = [int(p.out_features) for p in enc.parts]
     assert widths == [16, 5, 4, 3, 2, 2, 3] and enc.out_features == 35
     batch = ObsLayout(NESTED).stack([NESTED.sample() for _ in range(6)])
@@ -177,7 +199,9 @@ def test_nested_observations_round_trip_through_buffer_and_minibatches():
     # every leaf holds what each env produced (the observation the next rollout starts from)
     for i, env in enumerate(c.envs.envs):
         for path in layout.leaves:
-            want = np.asarray(leaf_of(env.unwrapped.obs, path), dtype=layout.leaves[path].dtype)  # lidar: float64
+            want = np.asarray(
+                leaf_of(env.unwrapped.obs, path), dtype=layout.leaves[path].dtype
+            )  # lidar: float64
             np.testing.assert_array_equal(c.obs[path][i].numpy(), want, err_msg=path)
     # value[t] is V(obs[t]): the stored observations are the ones the policy saw
     flat = {k: v.reshape(27, *v.shape[2:]) for k, v in r.obs.items()}
@@ -259,7 +283,9 @@ def test_normalization_is_per_vector_leaf_and_leaves_images_and_integers_alone()
         for k in VECTOR_LEAVES:
             hist = np.concatenate(seen[k][: t + 1]).astype(np.float64)
             want = (seen[k][t] - hist.mean(0)) / np.sqrt(hist.var(0) + 1e-8)
-            np.testing.assert_allclose(r.obs[k][t].numpy(), np.clip(want, -10, 10), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                r.obs[k][t].numpy(), np.clip(want, -10, 10), rtol=1e-5, atol=1e-5
+            )
         for k in ("camera", "mode", "grid/0", "sensors/bump"):
             np.testing.assert_array_equal(r.obs[k][t].numpy(), seen[k][t])
     state = c.obs_norm.state_dict()
@@ -279,13 +305,17 @@ def test_normalization_is_per_vector_leaf_and_leaves_images_and_integers_alone()
 
 def test_learns_a_task_that_needs_two_keys(tmp_path):
     """The right action is 2·cue + (level > 0): one key alone gives at most 0.5."""
-    cfg = Config().replace(env_id="PpoxToyTwoKeyBandit-v0", total_steps=4096, seed=1, normalize_obs=True, **FAST)
+    cfg = Config().replace(
+        env_id="PpoxToyTwoKeyBandit-v0", total_steps=4096, seed=1, normalize_obs=True, **FAST
+    )
     summary = ppox.train(cfg, run_dir=tmp_path / "r")
     assert summary["eval_return_mean"] > 0.9, summary["eval_return_mean"]
     policy = ppox.load_policy(tmp_path / "r")
     for cue in (0, 1):
         for level in (-0.6, 0.6):
-            assert int(policy.predict({"cue": cue, "level": np.array([level], np.float32)})) == 2 * cue + (level > 0)
+            assert int(
+                policy.predict({"cue": cue, "level": np.array([level], np.float32)})
+            ) == 2 * cue + (level > 0)
 
 
 def test_learns_from_a_small_top_level_image(tmp_path):
@@ -355,7 +385,12 @@ def test_in_process_resume_with_dict_observations_is_exact(env_id, tmp_path, int
 
 
 def test_predict_takes_one_nested_observation_or_a_batch():
-    cfg = Config().replace(env_id="PpoxToyNestedObsMask-v0", normalize_obs=True, policy_init_gain=1.0, hidden_sizes=(16,))
+    cfg = Config().replace(
+        env_id="PpoxToyNestedObsMask-v0",
+        normalize_obs=True,
+        policy_init_gain=1.0,
+        hidden_sizes=(16,),
+    )
     torch.manual_seed(0)
     model, obs_norm = build_model(cfg)
     obs_norm.update(model.obs_layout.stack([NESTED.sample() for _ in range(20)]))
@@ -411,8 +446,14 @@ register_encoder("test_no_width", lambda space, cfg: nn.Identity())  # no out_fe
 def test_custom_encoder_reads_the_whole_subtree_and_ignores_padding():
     space = toy_envs.SetBanditEnv().observation_space
     torch.manual_seed(0)
-    model = ActorCritic(space, spaces.Discrete(2), PolicyConfig(obs_encoders={"set": "test_deep_sets"}))
-    assert model.encoder is not None and model.encoder.paths == ["set"] and model.encoder.out_features == 32
+    model = ActorCritic(
+        space, spaces.Discrete(2), PolicyConfig(obs_encoders={"set": "test_deep_sets"})
+    )
+    assert (
+        model.encoder is not None
+        and model.encoder.paths == ["set"]
+        and model.encoder.out_features == 32
+    )
     items = torch.randn(4, 5, 2)
     valid = torch.tensor([[1, 1, 0, 0, 0]] * 4, dtype=torch.int8)
     obs = {"set/items": items, "set/valid": valid}
@@ -422,12 +463,16 @@ def test_custom_encoder_reads_the_whole_subtree_and_ignores_padding():
     with torch.no_grad():
         v = model.value(obs)
         torch.testing.assert_close(model.value({"set/items": junk, "set/valid": valid}), v)
-        torch.testing.assert_close(model.value({"set/items": items[:, perm], "set/valid": valid[:, perm]}), v)
+        torch.testing.assert_close(
+            model.value({"set/items": items[:, perm], "set/valid": valid[:, perm]}), v
+        )
 
 
 @pytest.mark.parametrize("name", ["test_deep_sets", "test_observations:deep_sets"])
 def test_learns_with_a_custom_set_encoder(name, tmp_path):
-    cfg = Config().replace(env_id="PpoxToySetBandit-v0", total_steps=6144, seed=1, obs_encoders={"set": name}, **FAST)
+    cfg = Config().replace(
+        env_id="PpoxToySetBandit-v0", total_steps=6144, seed=1, obs_encoders={"set": name}, **FAST
+    )
     summary = ppox.train(cfg, run_dir=tmp_path / "r")
     assert summary["eval_return_mean"] > 0.85, summary["eval_return_mean"]
     assert ppox.load_policy(tmp_path / "r").model.encoder.paths == ["set"]
@@ -467,7 +512,9 @@ def test_obs_encoders_config_is_validated():
      (spaces.Graph(spaces.Box(0, 1, (2,)), spaces.Discrete(2)), "Graph")],
 )  # fmt: skip
 def test_unsupported_leaves_are_named_by_key_path(bad, name):
-    space = spaces.Dict({"pos": spaces.Box(-1, 1, (2,)), "extra": spaces.Tuple((spaces.Discrete(2), bad))})
+    space = spaces.Dict(
+        {"pos": spaces.Box(-1, 1, (2,)), "extra": spaces.Tuple((spaces.Discrete(2), bad))}
+    )
     with pytest.raises(EnvError) as err:
         ActorCritic(space, spaces.Discrete(2), PolicyConfig())
     msg = str(err.value)
@@ -489,7 +536,9 @@ class TextObsEnv(gym.Env):
 def test_training_on_an_unsupported_observation_fails_before_creating_the_run(tmp_path: Path):
     if "ppox-test/TextObs-v0" not in gym.registry:
         gym.register("ppox-test/TextObs-v0", entry_point=TextObsEnv)
-    cfg = Config().replace(env_id="ppox-test/TextObs-v0", total_steps=64, tensorboard=False, progress=False)
+    cfg = Config().replace(
+        env_id="ppox-test/TextObs-v0", total_steps=64, tensorboard=False, progress=False
+    )
     with pytest.raises(EnvError, match="'note'.*Text.*not supported"):
         ppox.train(cfg, tmp_path / "r")
     assert not (tmp_path / "r").exists()

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import ppox
-from ppox.checkpoint import load_checkpoint
-from ppox.logging import read_csv
-from ppox.trainer import Trainer
+from ppox.io.checkpoint import load_checkpoint
+from ppox.io.logging import read_csv
+from ppox.training.trainer import Trainer
 
 FLAGS = [
     "--total-steps", "12288", "--num-envs", "4", "--num-steps", "64", "--num-epochs", "4",
@@ -27,7 +27,13 @@ FLAGS = [
 
 def ppox_cli(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ppox", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ppox", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kw,
+    )
 
 
 def params(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -96,11 +102,18 @@ def test_in_process_resume_of_a_continuous_task_is_exact(tmp_path: Path, interru
     [
         {"algo": "ppo-penalty", "kl_coef": 0.5, "kl_margin": 2.0, "recompute_adv": True},
         {"algo": "reinforce", "baseline": "mean", "minibatch_order": "trajectories"},
-        {"grad_clip": "ignore", "max_grad_norm": 4.55, "advantage": "nstep", "minibatch_order": "fixed"},
+        {
+            "grad_clip": "ignore",
+            "max_grad_norm": 4.55,
+            "advantage": "nstep",
+            "minibatch_order": "fixed",
+        },
     ],
     ids=["penalty", "reinforce", "ignore"],
 )
-def test_resume_is_exact_with_the_family_state(tmp_path: Path, switches: dict, interrupted_run) -> None:
+def test_resume_is_exact_with_the_family_state(
+    tmp_path: Path, switches: dict, interrupted_run
+) -> None:
     """β, the running-mean baseline and the skipped-update counter travel in the checkpoint."""
     cfg = ppox.Config().replace(env_id="CartPole-v1", total_steps=8 * 64 * 4, num_envs=8, num_steps=64, num_epochs=2,
                                 num_minibatches=4, checkpoint_every=100, eval_every=0, eval_episodes=1, seed=3,
@@ -118,5 +131,7 @@ def test_resume_is_exact_with_the_family_state(tmp_path: Path, switches: dict, i
         assert a["learner"]["kl_coef"] != 0.5
     if switches.get("baseline") == "mean":
         assert a["learner"]["baseline_mean"] is not None
-    if switches.get("grad_clip") == "ignore":  # the grad norm hovers around 4.5 here: some steps skipped, some not
+    if (
+        switches.get("grad_clip") == "ignore"
+    ):  # the grad norm hovers around 4.5 here: some steps skipped, some not
         assert 0 < a["learner"]["skipped_total"] < 4 * 2 * 4

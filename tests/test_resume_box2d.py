@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import ppox
-from ppox.checkpoint import load_checkpoint
-from ppox.trainer import Trainer
+from ppox.io.checkpoint import load_checkpoint
+from ppox.training.trainer import Trainer
 
 
 def test_unpicklable_envs_restart_from_fresh_seeds(tmp_path: Path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""The collector and rollout storage (src/ppox/rollout.py) on the toy envs of tests/toy_envs.py.
+"""The collector and rollout storage (src/ppox/training/rollout.py) on the toy envs of tests/toy_envs.py.
 
 The ``make_collector`` fixture (conftest.py) builds a ``Collector`` the way ``Trainer.__init__``
 does, with identity normalizers, and resets it.
@@ -12,7 +12,7 @@ import torch
 
 from ppox.config import Config, PolicyConfig
 from ppox.core.advantages import gae
-from ppox.trainer import Trainer
+from ppox.training.trainer import Trainer
 
 RELU = PolicyConfig(hidden_sizes=(16,), activation="relu")
 
@@ -29,7 +29,9 @@ def values_of(model, obs: np.ndarray) -> torch.Tensor:
 
 def test_truncated_steps_bootstrap_from_final_observation(make_collector):
     # CounterEnv: obs = [offset + t, offset]; registered with max_episode_steps=5
-    c = make_collector("PpoxToyCounter-v0", num_envs=3, num_steps=13, policy=RELU, env_seeds=[1, 2, 3])
+    c = make_collector(
+        "PpoxToyCounter-v0", num_envs=3, num_steps=13, policy=RELU, env_seeds=[1, 2, 3]
+    )
     offsets = [e.unwrapped.offset for e in c.envs.envs]
     r = c.collect()
     model = c.model
@@ -68,7 +70,9 @@ def test_truncated_steps_bootstrap_from_final_observation(make_collector):
 
 def test_truncation_of_only_some_envs_uses_the_right_final_obs(make_collector):
     """Envs out of phase: each env's truncation bootstraps from its own final observation."""
-    c = make_collector("PpoxToyCounter-v0", num_envs=3, num_steps=6, policy=RELU, env_seeds=[4, 5, 6])
+    c = make_collector(
+        "PpoxToyCounter-v0", num_envs=3, num_steps=6, policy=RELU, env_seeds=[4, 5, 6]
+    )
     # step env 1 two steps ahead and env 2 four steps ahead, outside the vector env
     obs = c.raw_obs.copy()
     for k, env in enumerate(c.envs.envs):
@@ -83,14 +87,18 @@ def test_truncation_of_only_some_envs_uses_the_right_final_obs(make_collector):
         assert [t for t in range(6) if r.done[t, i] == 1] == steps
         for t in steps:
             o = r.obs[t, i].numpy()
-            torch.testing.assert_close(r.next_value[t, i], values_of(c.model, [[o[0] + 1.0, o[1]]])[0])
+            torch.testing.assert_close(
+                r.next_value[t, i], values_of(c.model, [[o[0] + 1.0, o[1]]])[0]
+            )
 
 
 def test_constant_critic_gives_exact_infinite_horizon_returns(make_collector):
     """With V ≡ 50 = 1/(1−0.98) and reward 1 per step, correct truncation handling gives
     δ = 1 + 0.98·50 − 50 = 0 everywhere: all returns exactly 50, all advantages 0. Treating a
     time-limit as a terminal state would make the returns at truncated steps 1."""
-    c = make_collector("PpoxToyCounter-v0", num_envs=2, num_steps=17, policy=RELU, max_episode_steps=8)
+    c = make_collector(
+        "PpoxToyCounter-v0", num_envs=2, num_steps=17, policy=RELU, max_episode_steps=8
+    )
     with torch.no_grad():
         c.model.value_out.weight.zero_()
         c.model.value_out.bias.fill_(50.0)
@@ -201,8 +209,12 @@ def test_rollout_stores_what_the_env_produced_and_episode_stats_are_true_returns
         np.testing.assert_array_equal(c.obs[i].numpy(), seen[2 * T])
         all_returns += returns
         assert c.stats.ret[i] == pytest.approx(partial)
-        assert c.stats.len[i] == len(actions) - (max(j for j, d in enumerate(dones) if d) + 1 if any(dones) else 0)
-    assert sum(d for env in c.envs.envs for d in _replay_log(env.unwrapped.log)[3]) == c.stats.episodes
+        assert c.stats.len[i] == len(actions) - (
+            max(j for j, d in enumerate(dones) if d) + 1 if any(dones) else 0
+        )
+    assert (
+        sum(d for env in c.envs.envs for d in _replay_log(env.unwrapped.log)[3]) == c.stats.episodes
+    )
     assert c.stats.episodes > 5  # several episodes ended (p_end = 0.15)
     assert sorted(c.stats.returns) == pytest.approx(sorted(all_returns))
     # rollouts are copies: collecting again does not change an earlier rollout
@@ -210,11 +222,15 @@ def test_rollout_stores_what_the_env_produced_and_episode_stats_are_true_returns
 
 
 def test_logp_and_value_are_the_models_at_collection_time(make_collector):
-    c = make_collector("PpoxToyRecording-v0", num_envs=2, num_steps=10, policy=PolicyConfig(policy_init_gain=1.0))
+    c = make_collector(
+        "PpoxToyRecording-v0", num_envs=2, num_steps=10, policy=PolicyConfig(policy_init_gain=1.0)
+    )
     r = c.collect()
     with torch.no_grad():
         d, v = c.model(r.obs.reshape(20, 3))
-    torch.testing.assert_close(r.logp, d.log_prob(r.action.reshape(20)).reshape(10, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        r.logp, d.log_prob(r.action.reshape(20)).reshape(10, 2), atol=1e-6, rtol=0
+    )
     torch.testing.assert_close(r.value, v.reshape(10, 2), atol=1e-6, rtol=0)
 
 
@@ -248,7 +264,7 @@ def test_no_mask_in_info_means_no_mask_in_rollout(make_collector):
 
 def test_all_masked_state_raises_env_error(make_collector):
     from ppox.errors import EnvError
-    from ppox.rollout import MASK_KEY
+    from ppox.training.rollout import MASK_KEY
 
     c = make_collector("PpoxToyMasked-v0", num_envs=2, num_steps=3)
     with pytest.raises(EnvError, match="no legal action"):
@@ -263,14 +279,15 @@ def test_buffer_is_reused_but_rollout_is_a_copy(make_collector):
     assert torch.equal(r1.obs, saved)
 
 
-
 @pytest.mark.parametrize("env_id", ["PpoxToyMasked-v0", "Pendulum-v1", "PpoxToyNestedObs-v0"])
 def test_device_side_storage_holds_the_same_rollout(make_collector, env_id):
     """The layout a GPU run uses (policy-side tensors on the device, one observation up and one
     action down per step), exercised on the CPU: the same rollout as host storage."""
     rollouts = []
     for device_storage in (False, True):
-        c = make_collector(env_id, num_envs=3, num_steps=20, act_backend="torch", device_storage=device_storage)
+        c = make_collector(
+            env_id, num_envs=3, num_steps=20, act_backend="torch", device_storage=device_storage
+        )
         assert c.buffer.on_device is device_storage and c.lean is None
         rollouts.append([c.collect(), c.collect()])
     for a, b in zip(*rollouts):

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import ppox
-from ppox.checkpoint import load_checkpoint
-from ppox.seeding import collection_seeds, evaluation_seeds
-from ppox.trainer import Trainer
+from ppox.io.checkpoint import load_checkpoint
+from ppox.training.seeding import collection_seeds, evaluation_seeds
+from ppox.training.trainer import Trainer
 
 
 def _tb_tags(run_dir: Path) -> tuple[set[str], set[str]]:
@@ -23,8 +23,13 @@ def _tb_tags(run_dir: Path) -> tuple[set[str], set[str]]:
     return set(acc.Tags()["scalars"]), set(acc.Tags()["histograms"])
 
 
-@pytest.mark.parametrize(("env_id", "hist"), [("CartPole-v1", "policy/action_probs"), ("Pendulum-v1", "policy/action_std")])
-def test_tensorboard_has_diagnostics_and_action_histograms(tmp_path: Path, env_id: str, hist: str) -> None:
+@pytest.mark.parametrize(
+    ("env_id", "hist"),
+    [("CartPole-v1", "policy/action_probs"), ("Pendulum-v1", "policy/action_std")],
+)
+def test_tensorboard_has_diagnostics_and_action_histograms(
+    tmp_path: Path, env_id: str, hist: str
+) -> None:
     cfg = ppox.Config().replace(env_id=env_id, total_steps=512, num_envs=2, num_steps=64, num_epochs=1,
                                 eval_every=256, eval_episodes=1, progress=False)  # fmt: skip
     ppox.train(cfg, tmp_path / "run")
@@ -36,9 +41,19 @@ def test_tensorboard_has_diagnostics_and_action_histograms(tmp_path: Path, env_i
 
 
 def test_observation_statistics_travel_with_the_policy(tmp_path: Path) -> None:
-    cfg = ppox.get_preset("pendulum").config().replace(
-        total_steps=1024, num_envs=2, num_steps=128, eval_every=0, eval_episodes=1, progress=False, tensorboard=False,
-        normalize_obs=True,
+    cfg = (
+        ppox.get_preset("pendulum")
+        .config()
+        .replace(
+            total_steps=1024,
+            num_envs=2,
+            num_steps=128,
+            eval_every=0,
+            eval_episodes=1,
+            progress=False,
+            tensorboard=False,
+            normalize_obs=True,
+        )
     )
     trainer = Trainer.create(cfg, tmp_path / "run")
     trainer.train()
@@ -65,7 +80,7 @@ def test_run_threads_limit_numpys_blas_too():
     """run.threads applies to the BLAS NumPy calls (the NumPy acting path and gradient)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from ppox.trainer import set_threads
+    from ppox.training.trainer import set_threads
 
     before = torch.get_num_threads()
     with threadpool_limits(limits=None):  # puts the BLAS limits back on exit

@@ -33,7 +33,9 @@ try:
 except ImportError:
     HAVE_LIBSUMO = False
 
-needs_sumo = pytest.mark.skipif(not HAVE_SUMO, reason="SUMO not installed: pip install ppox[traffic]")
+needs_sumo = pytest.mark.skipif(
+    not HAVE_SUMO, reason="SUMO not installed: pip install ppox[traffic]"
+)
 
 SHORT: dict[str, Any] = {"num_seconds": 100}  # 20 steps of 5 s
 STEPS = 20
@@ -260,10 +262,16 @@ def test_collector_respects_and_stores_the_phase_mask(make_collector, multi_disc
     r = c.collect()
     assert r.mask is not None and r.mask.shape == (T, N, 16)
     head = c.model.head
-    assert r.action.shape == ((T, N, 4) if multi_discrete == "factored" else (T, N))  # flat: the joint index
-    env_actions = torch.as_tensor(head.to_env(r.action.reshape(T * N, *head.action_shape).numpy())).reshape(T, N, 4)
+    assert r.action.shape == (
+        (T, N, 4) if multi_discrete == "factored" else (T, N)
+    )  # flat: the joint index
+    env_actions = torch.as_tensor(
+        head.to_env(r.action.reshape(T * N, *head.action_shape).numpy())
+    ).reshape(T, N, 4)
     blocks = r.mask.reshape(T, N, 4, 4)
-    assert blocks.gather(-1, env_actions.unsqueeze(-1)).all(), "a locked light was asked to change phase"
+    assert blocks.gather(-1, env_actions.unsqueeze(-1)).all(), (
+        "a locked light was asked to change phase"
+    )
     locked = blocks.sum(-1) == 1
     assert locked.any() and (~locked).any(), "the episode should show both locked and free lights"
     assert bool(r.done.any()), "the 20-step episodes should have ended inside 30 steps"

@@ -60,7 +60,13 @@ class TerminatingEnv(gym.Env):
 
     def step(self, action):
         self.t += 1
-        return np.array([float(self.t)], np.float32), float(self.t), self.t >= self.length, False, {}
+        return (
+            np.array([float(self.t)], np.float32),
+            float(self.t),
+            self.t >= self.length,
+            False,
+            {},
+        )
 
 
 class RecordingEnv(gym.Env):
@@ -178,7 +184,9 @@ class MultiDiscreteBanditEnv(gym.Env):
         self.target = np.zeros(len(self.nvec), np.int64)
 
     def _obs(self) -> np.ndarray:
-        return np.concatenate([np.eye(n, dtype=np.float32)[t] for n, t in zip(self.nvec, self.target)])
+        return np.concatenate(
+            [np.eye(n, dtype=np.float32)[t] for n, t in zip(self.nvec, self.target)]
+        )
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -323,7 +331,9 @@ class NestedObsEnv(CounterEnv):
     def step(self, action):
         if self.mask_in_obs:
             self.illegal += not bool(self.obs["action_mask"][int(action)])
-        reward = float(int(action) == self.obs["mode"] - 1) + float(self.obs["sensors"]["lidar"][0]) / 10
+        reward = (
+            float(int(action) == self.obs["mode"] - 1) + float(self.obs["sensors"]["lidar"][0]) / 10
+        )
         self.t += 1
         return self._obs(), reward, bool(self.np_random.random() < 0.05), False, {}
 
@@ -333,7 +343,9 @@ class TwoKeyBanditEnv(gym.Env):
     The right action is ``2·cue + (level > 0)``: it needs both keys (reward 1, else 0)."""
 
     def __init__(self) -> None:
-        self.observation_space = spaces.Dict({"cue": spaces.Discrete(2), "level": spaces.Box(-1, 1, (1,), np.float32)})
+        self.observation_space = spaces.Dict(
+            {"cue": spaces.Discrete(2), "level": spaces.Box(-1, 1, (1,), np.float32)}
+        )
         self.action_space = spaces.Discrete(4)
         self.target = 0
 
@@ -345,7 +357,10 @@ class TwoKeyBanditEnv(gym.Env):
         return {"cue": cue, "level": np.array([level], np.float32)}, {}
 
     def step(self, action):
-        obs = {"cue": self.target // 2, "level": np.array([0.5 if self.target % 2 else -0.5], np.float32)}
+        obs = {
+            "cue": self.target // 2,
+            "level": np.array([0.5 if self.target % 2 else -0.5], np.float32),
+        }
         return obs, float(int(action) == self.target), True, False, {}
 
 

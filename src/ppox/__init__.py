@@ -11,11 +11,11 @@ Public API::
 
 from ppox.config import Config, EnvConfig, PolicyConfig, PPOConfig, RunConfig
 from ppox.errors import CheckpointError, ConfigError, EnvError, PpoxError
-from ppox.evaluate import evaluate
+from ppox.io.evaluate import evaluate
+from ppox.io.policy import Policy, load_policy
 from ppox.nn.encoders import register_encoder
-from ppox.policy import Policy, load_policy
 from ppox.presets import PRESETS, get_preset
-from ppox.trainer import Trainer, train
+from ppox.training.trainer import Trainer, train
 
 __version__ = "0.1.0"
 

@@ -8,11 +8,15 @@ Validation happens once, in :meth:`Config.validate`, with a message that names t
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import inspect
+import json
 import math
 import textwrap
+import types
+import typing
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -319,9 +323,13 @@ class Config:
             names = {f.name for f in dataclasses.fields(kinds[section])}
             unknown = set(values) - names - ({"ortho_init"} if section == "policy" else set())
             if unknown:
-                raise ConfigError(f"unknown field(s) {sorted(unknown)} in config section {section!r}")
+                raise ConfigError(
+                    f"unknown field(s) {sorted(unknown)} in config section {section!r}"
+                )
             values = dict(values)
-            if section == "policy" and "ortho_init" in values:  # configs written before `init` existed
+            if (
+                section == "policy" and "ortho_init" in values
+            ):  # configs written before `init` existed
                 values.setdefault("init", "orthogonal" if values.pop("ortho_init") else "torch")
             if "hidden_sizes" in values:
                 values["hidden_sizes"] = tuple(values["hidden_sizes"])
@@ -353,20 +361,38 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("num_envs", e.num_envs >= 1, "must be ≥ 1"),
         ("vectorization", e.vectorization in ("sync", "async"), "one of 'sync', 'async'"),
         ("env_backend", e.env_backend in ENV_BACKENDS, f"one of {ENV_BACKENDS}"),
-        ("max_episode_steps", e.max_episode_steps is None or e.max_episode_steps >= 1, "None or ≥ 1"),
+        (
+            "max_episode_steps",
+            e.max_episode_steps is None or e.max_episode_steps >= 1,
+            "None or ≥ 1",
+        ),
         ("obs_clip", e.obs_clip > 0, pos),
         ("reward_clip", e.reward_clip > 0, pos),
-        ("hidden_sizes", len(p.hidden_sizes) > 0 and all(h >= 1 for h in p.hidden_sizes), "one or more widths ≥ 1"),
+        (
+            "hidden_sizes",
+            len(p.hidden_sizes) > 0 and all(h >= 1 for h in p.hidden_sizes),
+            "one or more widths ≥ 1",
+        ),
         ("activation", p.activation in ACTIVATIONS, f"one of {ACTIVATIONS}"),
         ("init", p.init in INITS, f"one of {INITS}"),
-        ("sigma_mode", p.sigma_mode in ("independent", "fixed", "state"), "one of 'independent', 'fixed', 'state'"),
+        (
+            "sigma_mode",
+            p.sigma_mode in ("independent", "fixed", "state"),
+            "one of 'independent', 'fixed', 'state'",
+        ),
         ("temperature", p.temperature > 0, pos),
         ("action_bound", p.action_bound in ("clip", "rescale"), "one of 'clip', 'rescale'"),
         ("multi_discrete", p.multi_discrete in ("factored", "flat"), "one of 'factored', 'flat'"),
-        ("hybrid_mode", p.hybrid_mode in ("independent", "autoregressive", "type_given_params"),
-         "one of 'independent', 'autoregressive', 'type_given_params'"),
-        ("obs_encoders", all(isinstance(k, str) and isinstance(v, str) and v for k, v in p.obs_encoders.items()),
-         "a mapping of observation key path → encoder name or 'module:callable'"),
+        (
+            "hybrid_mode",
+            p.hybrid_mode in ("independent", "autoregressive", "type_given_params"),
+            "one of 'independent', 'autoregressive', 'type_given_params'",
+        ),
+        (
+            "obs_encoders",
+            all(isinstance(k, str) and isinstance(v, str) and v for k, v in p.obs_encoders.items()),
+            "a mapping of observation key path → encoder name or 'module:callable'",
+        ),
         ("cnn_features", p.cnn_features >= 1, "must be ≥ 1"),
         ("num_steps", o.num_steps >= 1, "must be ≥ 1"),
         ("num_epochs", o.num_epochs >= 1, "must be ≥ 1"),
@@ -384,7 +410,11 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("ent_schedule", o.ent_schedule in SCHEDULES, f"one of {SCHEDULES}"),
         ("max_grad_norm", opt_pos(o.max_grad_norm), "None or > 0"),
         ("grad_clip", o.grad_clip in GRAD_CLIPS, f"one of {GRAD_CLIPS}"),
-        ("grad_clip", not (o.grad_clip == "ignore" and o.max_grad_norm is None), "'ignore' needs a max_grad_norm"),
+        (
+            "grad_clip",
+            not (o.grad_clip == "ignore" and o.max_grad_norm is None),
+            "'ignore' needs a max_grad_norm",
+        ),
         ("grad_norm_type", o.grad_norm_type > 0, "must be > 0 (inf for the max norm)"),
         ("grad_clip_value", o.grad_clip_value > 0, pos),
         ("algo", o.algo in ALGOS, f"one of {ALGOS}"),
@@ -399,7 +429,11 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("kl_margin", opt_pos(o.kl_margin), "None or > 0"),
         ("kl_margin_coef", o.kl_margin_coef >= 0, "must be ≥ 0"),
         ("baseline", o.baseline in BASELINES, f"one of {BASELINES}"),
-        ("norm_adv", o.norm_adv in ("minibatch", "batch", "off"), "one of 'minibatch', 'batch', 'off'"),
+        (
+            "norm_adv",
+            o.norm_adv in ("minibatch", "batch", "off"),
+            "one of 'minibatch', 'batch', 'off'",
+        ),
         ("norm_adv_scope", o.norm_adv_scope in SCOPES, f"one of {SCOPES}"),
         ("kl_coef_scope", o.kl_coef_scope in SCOPES, f"one of {SCOPES}"),
         ("batch_scope", r.batch_scope in SCOPES, f"one of {SCOPES}"),
@@ -412,7 +446,11 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("threads", r.threads >= 0, "must be ≥ 0"),
         ("act_backend", r.act_backend in ACT_BACKENDS, f"one of {ACT_BACKENDS}"),
         ("update_backend", r.update_backend in UPDATE_BACKENDS, f"one of {UPDATE_BACKENDS}"),
-        ("device", r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"), "cpu, cuda, cuda:N or auto"),
+        (
+            "device",
+            r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"),
+            "cpu, cuda, cuda:N or auto",
+        ),
     ]
 
 
@@ -477,7 +515,72 @@ def config_markdown() -> str:
         "`none` for optional fields) and a keyword of `Config.replace(field_name=value)` in Python.",
     ]
     for section, kind in _sections().items():
-        lines += ["", f"## `{section}`: {(kind.__doc__ or '').strip()}", "", "| field | default | meaning |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## `{section}`: {(kind.__doc__ or '').strip()}",
+            "",
+            "| field | default | meaning |",
+            "|---|---|---|",
+        ]
         for f in dataclasses.fields(kind):
-            lines.append(f"| `{f.name}` | `{defaults[section][f.name]!r}` | {docs.get(f.name, '')} |")
+            lines.append(
+                f"| `{f.name}` | `{defaults[section][f.name]!r}` | {docs.get(f.name, '')} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+# --- parsing field values from text (the CLI flags, ablation variants) ------------------------
+def field_types() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in _sections().values():
+        hints = typing.get_type_hints(kind)
+        out.update({f.name: hints[f.name] for f in dataclasses.fields(kind)})
+    return out
+
+
+def parser_for(tp: Any, name: str) -> Any:
+    """A string → value converter for a field's annotation."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        inner = parser_for(next(a for a in args if a is not type(None)), name)
+        return lambda s: None if s.lower() in ("none", "null", "off") else inner(s)
+    if typing.get_origin(tp) is tuple:
+        return lambda s: tuple(int(x) for x in s.replace(",", " ").split())
+    if typing.get_origin(tp) is dict or tp is dict:
+        return _json_dict(name)
+    return tp
+
+
+def parse_field_value(name: str, text: str) -> Any:
+    """A config field's value from text as its flag parses it; booleans as true/false (1/0, yes/no)."""
+    tp = field_types()[name]
+    if tp is bool:
+        words = {
+            "true": True,
+            "1": True,
+            "yes": True,
+            "on": True,
+            "false": False,
+            "0": False,
+            "no": False,
+            "off": False,
+        }
+        if text.lower() not in words:
+            raise ValueError("expected true or false")
+        return words[text.lower()]
+    return parser_for(tp, name)(text)
+
+
+def _json_dict(name: str) -> Any:
+    def parse(s: str) -> dict[str, Any]:
+        try:
+            value = json.loads(s)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(
+                f"--{name.replace('_', '-')} expects a JSON object: {exc}"
+            ) from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} expects a JSON object")
+        return value
+
+    return parse

@@ -138,7 +138,9 @@ def channels_first(shape: tuple[int, ...]) -> bool:
 
 def _leaf_kind(space: spaces.Space) -> tuple[str, np.dtype] | None:
     if isinstance(space, spaces.Box):
-        return ("image", np.dtype(np.uint8)) if is_image(space) else ("vector", np.dtype(np.float32))
+        return (
+            ("image", np.dtype(np.uint8)) if is_image(space) else ("vector", np.dtype(np.float32))
+        )
     if isinstance(space, spaces.Discrete):
         return "discrete", np.dtype(np.int64)
     if isinstance(space, spaces.MultiDiscrete):
@@ -183,7 +185,9 @@ class ObsLayout:
 
     def _walk(self, space: spaces.Space, path: str, keys: tuple[Any, ...]) -> None:
         if path in self.nodes:
-            raise EnvError(f"observation space has two parts at key path {path!r}; rename a Dict key")
+            raise EnvError(
+                f"observation space has two parts at key path {path!r}; rename a Dict key"
+            )
         self.nodes[path] = space
         parts = children(space)
         if parts:
@@ -209,7 +213,7 @@ class ObsLayout:
 
     @property
     def norm_shape(self) -> tuple[int, ...] | dict[str, tuple[int, ...]] | None:
-        """What :class:`~ppox.normalizers.ObsNormalizer` tracks: the Box's shape (a single
+        """What :class:`~ppox.training.normalizers.ObsNormalizer` tracks: the Box's shape (a single
         vector Box), the shapes of the vector leaves by path (Dict / Tuple), or None."""
         if self.structured:
             return {p: leaf.shape for p, leaf in self.leaves.items() if leaf.kind == "vector"}
@@ -226,7 +230,9 @@ class ObsLayout:
         vector env returns them) → :data:`ObsArrays` in the leaves' storage dtypes."""
         if not self.structured:
             return np.asarray(obs, dtype=self.leaves[""].dtype)
-        return {p: np.asarray(_get(obs, leaf.keys), dtype=leaf.dtype) for p, leaf in self.leaves.items()}
+        return {
+            p: np.asarray(_get(obs, leaf.keys), dtype=leaf.dtype) for p, leaf in self.leaves.items()
+        }
 
     def stack(self, items: list[Any]) -> ObsArrays:
         """Single observations (one per env, e.g. from ``info["final_obs"]``) → a batch."""

@@ -110,7 +110,9 @@ def require_legal(mask: np.ndarray | Tensor, what: str, part: str = "") -> None:
     legal = mask.any(-1)
     if not bool(legal.all()):
         illegal = ~np.asarray(legal)
-        bad = np.flatnonzero(illegal).tolist() if illegal.ndim == 1 else np.argwhere(illegal).tolist()
+        bad = (
+            np.flatnonzero(illegal).tolist() if illegal.ndim == 1 else np.argwhere(illegal).tolist()
+        )
         raise EnvError(
             f"{what} mask leaves no legal {what}{part} at batch index(es) {bad[:10]}; every state must "
             f"allow at least one"

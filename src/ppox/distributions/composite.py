@@ -113,7 +113,11 @@ class CompositeDist:
         return torch.stack([d.kl(o) for d, o in zip(self.parts, other.parts)]).sum(0)
 
     def histograms(self) -> dict[str, Tensor]:
-        return {f"{key}/{name}": t for key, d in zip(self.head.keys, self.parts) for name, t in d.histograms().items()}
+        return {
+            f"{key}/{name}": t
+            for key, d in zip(self.head.keys, self.parts)
+            for name, t in d.histograms().items()
+        }
 
 
 class CompositeHead(ActionHead):
@@ -147,7 +151,9 @@ class CompositeHead(ActionHead):
     def to_env(self, action: np.ndarray) -> Any:
         n = action.shape[0]
         parts = [
-            child.to_env(action[:, sl].reshape(n, *child.action_shape).astype(_np_dtype(child.action_dtype)))
+            child.to_env(
+                action[:, sl].reshape(n, *child.action_shape).astype(_np_dtype(child.action_dtype))
+            )
             for child, sl in zip(self.children_, self.layout.slices)
         ]
         return dict(zip(self.keys, parts)) if self.is_dict else tuple(parts)
@@ -157,7 +163,9 @@ class CompositeHead(ActionHead):
             return super().read_mask(raw, batch)
         unknown = sorted(k for k in map(str, raw) if k not in self.keys and not k.startswith("_"))
         if unknown:
-            raise EnvError(f"action mask has key(s) {unknown}; the action space's parts are {self.keys}")
+            raise EnvError(
+                f"action mask has key(s) {unknown}; the action space's parts are {self.keys}"
+            )
         out = np.ones((batch, self.mask_size), dtype=bool)
         for key, child, sl in zip(self.keys, self.children_, self.mask_layout.slices):
             sub = raw.get(key, raw.get(int(key)) if key.isdigit() else None)
@@ -191,7 +199,9 @@ class HybridDist:
         param_mask: ``[B, K, P]`` bool type→parameter mask, or None (every parameter counts).
     """
 
-    def __init__(self, types: MaskedCategorical, mean: Tensor, log_std: Tensor, param_mask: Tensor | None) -> None:
+    def __init__(
+        self, types: MaskedCategorical, mean: Tensor, log_std: Tensor, param_mask: Tensor | None
+    ) -> None:
         self.types, self.mean, self.log_std = types, mean, log_std
         self.param_mask = param_mask
 
@@ -199,7 +209,11 @@ class HybridDist:
         """``t[b, k_b]`` for ``t [B or 1, K' , P]`` → ``[B, P]``."""
         if t.shape[-2] == 1:
             return t[:, 0].expand(k.shape[0], t.shape[-1])
-        return t.expand(k.shape[0], *t.shape[1:]).gather(1, k.view(-1, 1, 1).expand(-1, 1, t.shape[-1])).squeeze(1)
+        return (
+            t.expand(k.shape[0], *t.shape[1:])
+            .gather(1, k.view(-1, 1, 1).expand(-1, 1, t.shape[-1]))
+            .squeeze(1)
+        )
 
     def _weight(self, k: Tensor) -> Tensor | None:
         return None if self.param_mask is None else self._at(self.param_mask, k).to(self.mean.dtype)
@@ -237,14 +251,19 @@ class HybridDist:
         return (self.types.probs * per_type).sum(-1)
 
     def entropy(self) -> Tensor:
-        return self.types.entropy() + self._expected(normal_entropy(self.log_std).expand_as(self.mean))
+        return self.types.entropy() + self._expected(
+            normal_entropy(self.log_std).expand_as(self.mean)
+        )
 
     def kl(self, other: HybridDist) -> Tensor:
         kl = normal_kl(self.mean, self.log_std, other.mean, other.log_std)
         return self.types.kl(other.types) + self._expected(kl)
 
     def histograms(self) -> dict[str, Tensor]:
-        return {"action_probs": self.types.probs, "action_std": self.log_std.exp().expand_as(self.mean)}
+        return {
+            "action_probs": self.types.probs,
+            "action_std": self.log_std.exp().expand_as(self.mean),
+        }
 
 
 HYBRID_MODES = ("independent", "autoregressive", "type_given_params")
@@ -276,7 +295,11 @@ class HybridHead(ActionHead, SigmaMixin):
         K, P = int(type_space.n), check_box(param_space)
         self.K, self.P, self.start = K, P, int(type_space.start)
         self.keys, self.type_index, self.is_dict = keys, type_index, is_dict
-        self.mode_, self.detach, self.temperature = cfg.hybrid_mode, cfg.hybrid_detach, cfg.temperature
+        self.mode_, self.detach, self.temperature = (
+            cfg.hybrid_mode,
+            cfg.hybrid_detach,
+            cfg.temperature,
+        )
         self.activation = _ACT[cfg.activation]
         self.action_shape = (1 + P,)
         self.mask_shape = (K + K * P,)
@@ -296,7 +319,9 @@ class HybridHead(ActionHead, SigmaMixin):
         if self.mode_ == "autoregressive":
             w = self.cond.weight
             base = F.linear(features, w[:, :-K], self.cond.bias)  # [B, H]
-            h = self.activation(base.unsqueeze(1) + w[:, -K:].T.unsqueeze(0))  # [B, K, H]: one-hot k added
+            h = self.activation(
+                base.unsqueeze(1) + w[:, -K:].T.unsqueeze(0)
+            )  # [B, K, H]: one-hot k added
             mean = F.linear(h, self.mean.weight, self.mean.bias)  # [B, K, P]
             log_std = self._log_std3(h)
             type_in = features
@@ -330,9 +355,13 @@ class HybridHead(ActionHead, SigmaMixin):
     def read_mask(self, raw: Any, batch: int) -> np.ndarray:
         if not isinstance(raw, dict):
             return super().read_mask(raw, batch)
-        unknown = sorted(k for k in map(str, raw) if k not in ("type", "params") and not k.startswith("_"))
+        unknown = sorted(
+            k for k in map(str, raw) if k not in ("type", "params") and not k.startswith("_")
+        )
         if unknown:
-            raise EnvError(f"hybrid action mask has key(s) {unknown}; allowed: 'type' ([K] bool), 'params' ([K, P] bool)")
+            raise EnvError(
+                f"hybrid action mask has key(s) {unknown}; allowed: 'type' ([K] bool), 'params' ([K, P] bool)"
+            )
         out = np.ones((batch, self.mask_size), dtype=bool)
         K, P = self.K, self.P
         for key, sl, size in (("type", slice(0, K), K), ("params", slice(K, None), K * P)):
@@ -341,7 +370,9 @@ class HybridHead(ActionHead, SigmaMixin):
             part = np.asarray(raw[key], dtype=bool)
             if part.size != batch * size:
                 shape = "[K]" if key == "type" else "[K, P]"
-                raise EnvError(f"action mask {key!r} has shape {part.shape}; expected {shape} = {size} booleans per env (K={K}, P={P})")
+                raise EnvError(
+                    f"action mask {key!r} has shape {part.shape}; expected {shape} = {size} booleans per env (K={K}, P={P})"
+                )
             out[:, sl] = part.reshape(batch, size)
         self.check_mask(out)
         return out
@@ -359,6 +390,8 @@ def hybrid_parts(space: spaces.Space) -> tuple[list[str], list[spaces.Space], bo
     else:
         return None
     kinds = sorted(type(p).__name__ for p in parts)
-    if kinds == ["Box", "Discrete"] and all(len(p.shape or ()) == 1 for p in parts if isinstance(p, spaces.Box)):
+    if kinds == ["Box", "Discrete"] and all(
+        len(p.shape or ()) == 1 for p in parts if isinstance(p, spaces.Box)
+    ):
         return keys, parts, is_dict
     return None

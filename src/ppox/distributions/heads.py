@@ -65,7 +65,9 @@ def _box(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> ActionHead
     return GaussianHead(in_features, space, cfg)
 
 
-def _multi(in_features: int, nvec: np.ndarray, start: np.ndarray, shape: tuple[int, ...], cfg: PolicyConfig) -> ActionHead:
+def _multi(
+    in_features: int, nvec: np.ndarray, start: np.ndarray, shape: tuple[int, ...], cfg: PolicyConfig
+) -> ActionHead:
     cls = JointCategoricalHead if cfg.multi_discrete == "flat" else MultiCategoricalHead
     return cls(in_features, nvec, start, shape, cfg.temperature)
 
@@ -73,7 +75,9 @@ def _multi(in_features: int, nvec: np.ndarray, start: np.ndarray, shape: tuple[i
 @register_head(spaces.MultiDiscrete)
 def _multi_discrete(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> ActionHead:
     assert isinstance(space, spaces.MultiDiscrete)
-    return _multi(in_features, space.nvec.reshape(-1), space.start.reshape(-1), tuple(space.shape), cfg)
+    return _multi(
+        in_features, space.nvec.reshape(-1), space.start.reshape(-1), tuple(space.shape), cfg
+    )
 
 
 @register_head(spaces.MultiBinary)
@@ -90,7 +94,9 @@ def _structured(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> Act
         t = 0 if isinstance(parts[0], spaces.Discrete) else 1
         type_space, param_space = parts[t], parts[1 - t]
         assert isinstance(type_space, spaces.Discrete) and isinstance(param_space, spaces.Box)
-        return HybridHead(in_features, type_space, param_space, cfg, keys=keys, type_index=t, is_dict=is_dict)
+        return HybridHead(
+            in_features, type_space, param_space, cfg, keys=keys, type_index=t, is_dict=is_dict
+        )
     if isinstance(space, spaces.Dict):
         keys, children = list(space.spaces), list(space.spaces.values())
     else:
@@ -98,7 +104,9 @@ def _structured(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> Act
         keys, children = [str(i) for i in range(len(space.spaces))], list(space.spaces)
     if not children:
         raise EnvError(f"action space {space} has no parts")
-    return CompositeHead(keys, [make_head(c, in_features, cfg) for c in children], isinstance(space, spaces.Dict))
+    return CompositeHead(
+        keys, [make_head(c, in_features, cfg) for c in children], isinstance(space, spaces.Dict)
+    )
 
 
 register_head(spaces.Dict)(_structured)

@@ -78,7 +78,15 @@ class _MultiDiscreteHead(ActionHead):
 
     action_dtype = torch.int64
 
-    def __init__(self, in_features: int, nvec: np.ndarray, start: np.ndarray, shape: tuple[int, ...], n_logits: int, temperature: float) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        nvec: np.ndarray,
+        start: np.ndarray,
+        shape: tuple[int, ...],
+        n_logits: int,
+        temperature: float,
+    ) -> None:
         super().__init__()
         self.nvec = np.asarray(nvec, dtype=np.int64).reshape(-1)
         self.start = np.asarray(start, dtype=np.int64).reshape(-1)
@@ -105,7 +113,14 @@ class MultiCategoricalHead(_MultiDiscreteHead):
     slot: Tensor
     size_mask: Tensor
 
-    def __init__(self, in_features: int, nvec: np.ndarray, start: np.ndarray, shape: tuple[int, ...], temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        nvec: np.ndarray,
+        start: np.ndarray,
+        shape: tuple[int, ...],
+        temperature: float = 1.0,
+    ) -> None:
         nvec = np.asarray(nvec, dtype=np.int64).reshape(-1)
         super().__init__(in_features, nvec, start, shape, int(nvec.sum()), temperature)
         d, n_max = len(self.nvec), int(self.nvec.max())
@@ -150,7 +165,14 @@ class JointCategoricalHead(_MultiDiscreteHead):
     unravels it. Per-dimension masks from the env become the product mask.
     """
 
-    def __init__(self, in_features: int, nvec: np.ndarray, start: np.ndarray, shape: tuple[int, ...], temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        nvec: np.ndarray,
+        start: np.ndarray,
+        shape: tuple[int, ...],
+        temperature: float = 1.0,
+    ) -> None:
         nvec = np.asarray(nvec, dtype=np.int64).reshape(-1)
         total = int(np.prod(nvec.astype(np.float64)))
         if total > MAX_FLAT_ACTIONS:
@@ -162,7 +184,9 @@ class JointCategoricalHead(_MultiDiscreteHead):
         self.action_shape = ()
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> MaskedCategorical:
-        return MaskedCategorical(self._logits(features), None if mask is None else self.joint_mask(mask))
+        return MaskedCategorical(
+            self._logits(features), None if mask is None else self.joint_mask(mask)
+        )
 
     def joint_mask(self, mask: Tensor) -> Tensor:
         """Per-dimension masks ``[B, Σ nvec]`` → product mask ``[B, Π nvec]`` (row-major)."""

@@ -49,11 +49,15 @@ class DiagNormal:
         self.log_std = log_std.expand_as(mean)
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        noise = torch.randn(
+            self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device
+        )
         return self.mean + noise * self.log_std.exp()
 
     def sample_log_prob(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        noise = torch.randn(
+            self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device
+        )
         action = self.mean + noise * self.log_std.exp()
         # z = noise exactly, so the density needs no division
         return action, (-0.5 * noise.square() - self.log_std - LOG_SQRT_2PI).sum(-1)
@@ -138,7 +142,9 @@ class GaussianHead(ActionHead, SigmaMixin):
         self.bound = BoxBound(space, cfg.action_bound)
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> DiagNormal:
-        return DiagNormal(F.linear(features, self.mean.weight, self.mean.bias), self.sigma(features))
+        return DiagNormal(
+            F.linear(features, self.mean.weight, self.mean.bias), self.sigma(features)
+        )
 
     def output_layers(self) -> list[nn.Linear]:
         return [self.mean]

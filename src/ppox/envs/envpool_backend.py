@@ -19,7 +19,7 @@ the same vector-env contract as :func:`ppox.envs.make.make_vec_env`'s Gymnasium 
   its own generator. An int seeds env ``i`` with ``seed + i``; ``None`` continues. EnvPool draws
   start states with its own generators, so seed ``s`` does not give the Gymnasium env's start
   state for ``s``: the two backends agree in distribution, not episode by episode. Evaluation
-  stays on Gymnasium envs (``ppox.evaluate``), so its seeded episodes are the same whichever
+  stays on Gymnasium envs (``ppox.io.evaluate``), so its seeded episodes are the same whichever
   backend trained.
 - **No snapshots.** EnvPool envs cannot be pickled: ``call("ppox_get_state")`` answers ``None``
   per env, so a resumed run restarts its episodes from fresh seeds and ``summary.json`` says
@@ -113,10 +113,14 @@ def resolve_backend(cfg: EnvConfig) -> str:
             return "gymnasium"
         return "envpool"
     if cfg.env_backend != "envpool":
-        raise EnvError(f"env_backend={cfg.env_backend!r} is not one of 'gymnasium', 'envpool', 'auto'")
+        raise EnvError(
+            f"env_backend={cfg.env_backend!r} is not one of 'gymnasium', 'envpool', 'auto'"
+        )
     if not envpool_installed():
-        raise EnvError(f"env_backend='envpool' needs the envpool package, which is not installed: "
-                       f"{INSTALL_HINT}")
+        raise EnvError(
+            f"env_backend='envpool' needs the envpool package, which is not installed: "
+            f"{INSTALL_HINT}"
+        )
     if cfg.env_id not in ENVPOOL_IDS:
         why = f" ({NOT_THE_SAME[cfg.env_id]})" if cfg.env_id in NOT_THE_SAME else ""
         raise EnvError(
@@ -183,7 +187,10 @@ class EnvPoolVectorEnv(VectorEnv):
         cpus = os.cpu_count() or 1
         self.num_threads = 1 if cfg.vectorization == "sync" else max(1, min(num_envs, cpus))
         assert isinstance(single_observation_space, gym.spaces.Box)
-        self._obs_dtype, self._obs_shape = single_observation_space.dtype, single_observation_space.shape
+        self._obs_dtype, self._obs_shape = (
+            single_observation_space.dtype,
+            single_observation_space.shape,
+        )
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._pool: Any = None
         self.seeds: list[int] | None = None
@@ -200,10 +207,14 @@ class EnvPoolVectorEnv(VectorEnv):
                 self.task_id, env_type="gymnasium", num_envs=self.num_envs, batch_size=self.num_envs,
                 num_threads=self.num_threads, seed=seeds, max_episode_steps=_NEVER_REACHED, **self.task_kwargs,
             )  # fmt: skip
-            shape = tuple(self._pool.single_observation_space.shape)  # (building it warns about bounds)
+            shape = tuple(
+                self._pool.single_observation_space.shape
+            )  # (building it warns about bounds)
         self.seeds = list(seeds)
         if shape != self._obs_shape:  # pragma: no cover - every mapped id is checked by a test
-            raise EnvError(f"EnvPool's {self.task_id!r} observations are {shape}, Gymnasium's {self._obs_shape}")
+            raise EnvError(
+                f"EnvPool's {self.task_id!r} observations are {shape}, Gymnasium's {self._obs_shape}"
+            )
 
     def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int] | None:
         if seed is None:
@@ -218,7 +229,10 @@ class EnvPoolVectorEnv(VectorEnv):
 
     # --- VectorEnv ----------------------------------------------------------------------------
     def reset(
-        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if options:
             raise EnvError(f"reset options {sorted(options)} cannot be passed to EnvPool")
@@ -229,7 +243,9 @@ class EnvPoolVectorEnv(VectorEnv):
         self._elapsed[:] = 0
         return np.array(obs, dtype=self._obs_dtype), {}
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._pool is None:
             raise RuntimeError("reset() the EnvPool vector env before stepping it")
         obs, reward, terminated, _, _ = self._pool.step(np.asarray(actions))

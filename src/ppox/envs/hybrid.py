@@ -92,7 +92,9 @@ class _FieldEnv(gym.Env[Obs, tuple[Any, ...]], abc.ABC):
         if isinstance(max_step, bool) or not isinstance(max_step, int | np.integer) or max_step < 1:
             raise ValueError(f"max_step must be an integer >= 1, got {max_step!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
+            raise ValueError(
+                f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'"
+            )
         self.max_step = int(max_step)
         self.render_mode = render_mode
         # the state, in plain attributes (tests and snapshots set and read them directly)
@@ -119,7 +121,18 @@ class _FieldEnv(gym.Env[Obs, tuple[Any, ...]], abc.ABC):
         fx, fy = self.field_size + xy_overshoot[0], self.field_size + xy_overshoot[1]
         t = self.target_range
         max_dist = math.hypot(fx + t, fy + t)
-        high = [fx, fy, max_speed, 1.0, 1.0, t, t, max_dist, 1.0, (self.max_step + 1) / self.max_step]
+        high = [
+            fx,
+            fy,
+            max_speed,
+            1.0,
+            1.0,
+            t,
+            t,
+            max_dist,
+            1.0,
+            (self.max_step + 1) / self.max_step,
+        ]
         low = [-fx, -fy, 0.0, -1.0, -1.0, -t, -t, 0.0, 0.0, 0.0]
         return spaces.Box(
             low=-np.array([_up32(-v) for v in low], dtype=np.float32),
@@ -138,13 +151,19 @@ class _FieldEnv(gym.Env[Obs, tuple[Any, ...]], abc.ABC):
         if isinstance(kind, bool | np.bool_) or not isinstance(kind, int | np.integer):
             raise ValueError(f"action type must be an integer in [0, {num_types}), got {kind!r}")
         if not 0 <= kind < num_types:
-            raise ValueError(f"action type {int(kind)} is out of range: allowed are 0..{num_types - 1}")
+            raise ValueError(
+                f"action type {int(kind)} is out of range: allowed are 0..{num_types - 1}"
+            )
         try:
             p = np.asarray(params, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ValueError(f"action parameters must be {num_params} numbers, got {params!r}") from None
+            raise ValueError(
+                f"action parameters must be {num_params} numbers, got {params!r}"
+            ) from None
         if p.shape != (num_params,):
-            raise ValueError(f"action parameters must have shape ({num_params},), got shape {p.shape}")
+            raise ValueError(
+                f"action parameters must have shape ({num_params},), got shape {p.shape}"
+            )
         if not np.all(np.isfinite(p)):
             raise ValueError(f"action parameters must be finite, got {p.tolist()}")
         return int(kind), p
@@ -155,7 +174,9 @@ class _FieldEnv(gym.Env[Obs, tuple[Any, ...]], abc.ABC):
         """Distance from the agent to the target centre."""
         return math.hypot(self.x - self.target_x, self.y - self.target_y)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Obs, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Obs, dict[str, Any]]:
         super().reset(seed=seed)
         rng = self.np_random
         r, f = self.target_range, self.field_size
@@ -202,7 +223,10 @@ class _FieldEnv(gym.Env[Obs, tuple[Any, ...]], abc.ABC):
         )
 
     def _info(self) -> dict[str, Any]:
-        mask = {"type": np.ones(self.param_mask.shape[0], dtype=bool), "params": self.param_mask.copy()}
+        mask = {
+            "type": np.ones(self.param_mask.shape[0], dtype=bool),
+            "params": self.param_mask.copy(),
+        }
         return {"action_mask": mask}
 
     def render(self) -> NDArray[np.uint8] | None:
@@ -248,10 +272,16 @@ class MovingEnv(_FieldEnv):
         self.action_space = spaces.Tuple(
             (
                 spaces.Discrete(3),
-                spaces.Box(low=np.array([0.0, -1.0], np.float32), high=np.array([1.0, 1.0], np.float32), dtype=np.float32),
+                spaces.Box(
+                    low=np.array([0.0, -1.0], np.float32),
+                    high=np.array([1.0, 1.0], np.float32),
+                    dtype=np.float32,
+                ),
             )
         )
-        max_speed = self.max_acceleration * (self.max_step + 1)  # |Δspeed| <= 0.5 a step (Sliding: triangle inequality)
+        max_speed = self.max_acceleration * (
+            self.max_step + 1
+        )  # |Δspeed| <= 0.5 a step (Sliding: triangle inequality)
         overshoot = self.dt * max_speed
         self.observation_space = self._observation_space((overshoot, overshoot), max_speed)
 
@@ -259,7 +289,9 @@ class MovingEnv(_FieldEnv):
         if kind == ACCELERATE:
             self._accelerate(self.max_acceleration * float(np.clip(params[0], 0.0, 1.0)))
         elif kind == TURN:
-            self.theta = (self.theta + self.max_turn * float(np.clip(params[1], -1.0, 1.0))) % (2.0 * math.pi)
+            self.theta = (self.theta + self.max_turn * float(np.clip(params[1], -1.0, 1.0))) % (
+                2.0 * math.pi
+            )
         else:
             self._break()
         direction = self._direction()
@@ -289,12 +321,16 @@ class SlidingEnv(MovingEnv):
     speed is 0 at reset and the first ACCELERATE sets φ.
     """
 
-    def __init__(self, max_step: int = 200, reference: bool = False, render_mode: str | None = None) -> None:
+    def __init__(
+        self, max_step: int = 200, reference: bool = False, render_mode: str | None = None
+    ) -> None:
         super().__init__(max_step, render_mode)
         self.reference = bool(reference)
         self.phi = 0.0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Obs, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Obs, dict[str, Any]]:
         obs, info = super().reset(seed=seed, options=options)
         if not self.reference:
             self.phi = self.theta
@@ -324,19 +360,31 @@ class HardMoveEnv(_FieldEnv):
     a stop. ``param_mask`` row k is pattern k. ``max_step`` (25) is the episode limit.
     """
 
-    def __init__(self, num_actuators: int = 4, max_step: int = 25, render_mode: str | None = None) -> None:
-        if isinstance(num_actuators, bool) or not isinstance(num_actuators, int | np.integer) or num_actuators < 1:
+    def __init__(
+        self, num_actuators: int = 4, max_step: int = 25, render_mode: str | None = None
+    ) -> None:
+        if (
+            isinstance(num_actuators, bool)
+            or not isinstance(num_actuators, int | np.integer)
+            or num_actuators < 1
+        ):
             raise ValueError(f"num_actuators must be an integer >= 1, got {num_actuators!r}")
         super().__init__(max_step, render_mode)
         n = self.num_actuators = int(num_actuators)
-        self.patterns: NDArray[np.float64] = np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.float64)
+        self.patterns: NDArray[np.float64] = np.array(
+            list(itertools.product([0, 1], repeat=n)), dtype=np.float64
+        )
         self.patterns.flags.writeable = False
         self.param_mask = self.patterns.astype(bool)
         self.param_mask.flags.writeable = False
         angles = 2.0 * math.pi * np.arange(n) / n
-        self.directions: NDArray[np.float64] = np.stack([np.cos(angles), np.sin(angles)], axis=1)  # [n, 2]
+        self.directions: NDArray[np.float64] = np.stack(
+            [np.cos(angles), np.sin(angles)], axis=1
+        )  # [n, 2]
         self.directions.flags.writeable = False
-        self.action_space = spaces.Tuple((spaces.Discrete(2**n), spaces.Box(-1.0, 1.0, (n,), np.float32)))
+        self.action_space = spaces.Tuple(
+            (spaces.Discrete(2**n), spaces.Box(-1.0, 1.0, (n,), np.float32))
+        )
         reach = np.abs(self.directions).sum(axis=0)  # the largest |Δx|, |Δy| of one step
         # speed is always 0; a degenerate [0, 0] bound would make Gymnasium warn at every make
         self.observation_space = self._observation_space((float(reach[0]), float(reach[1])), 1.0)

@@ -37,9 +37,13 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     except ModuleNotFoundError as exc:
         # Gymnasium re-raises a bare ModuleNotFoundError (name None) for `module:Id` ids
         module = exc.name or cfg.env_id.partition(":")[0]
-        raise EnvError(f"env_id={cfg.env_id!r} needs the module {module!r}, which cannot be imported ({exc})") from None
+        raise EnvError(
+            f"env_id={cfg.env_id!r} needs the module {module!r}, which cannot be imported ({exc})"
+        ) from None
     except TypeError as exc:
-        raise EnvError(f"env_kwargs={cfg.env_kwargs!r} do not fit env_id={cfg.env_id!r}: {exc}") from None
+        raise EnvError(
+            f"env_kwargs={cfg.env_kwargs!r} do not fit env_id={cfg.env_id!r}: {exc}"
+        ) from None
 
 
 def _unknown_env_message(env_id: str, exc: Exception) -> str:

@@ -19,7 +19,11 @@ from gymnasium.utils import EzPickle
 
 
 def _mujoco_state(base: Any) -> dict[str, Any] | None:
-    if not (hasattr(base, "model") and hasattr(base, "data") and type(base.data).__module__.startswith("mujoco")):
+    if not (
+        hasattr(base, "model")
+        and hasattr(base, "data")
+        and type(base.data).__module__.startswith("mujoco")
+    ):
         return None
     import mujoco
 

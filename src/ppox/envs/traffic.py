@@ -82,7 +82,9 @@ _libsumo_owner: weakref.ReferenceType[Any] | None = None
 
 
 def _missing(what: str, exc: BaseException) -> EnvError:
-    return EnvError(f"{ENV_ID} needs {what}, which cannot be imported ({exc}); install it with: {INSTALL_HINT}")
+    return EnvError(
+        f"{ENV_ID} needs {what}, which cannot be imported ({exc}); install it with: {INSTALL_HINT}"
+    )
 
 
 @functools.cache
@@ -92,7 +94,9 @@ def _sumo_rl() -> Any:
         try:
             import sumo  # type: ignore[import-untyped]  # the eclipse-sumo wheel
         except ImportError as exc:
-            raise _missing("SUMO (the eclipse-sumo package, or SUMO_HOME set to a SUMO install)", exc) from None
+            raise _missing(
+                "SUMO (the eclipse-sumo package, or SUMO_HOME set to a SUMO install)", exc
+            ) from None
         os.environ["SUMO_HOME"] = sumo.SUMO_HOME
     try:
         import sumo_rl  # type: ignore[import-untyped]
@@ -259,7 +263,9 @@ class _SumoProcess:
 
     def _start_simulation(self) -> None:
         self._pid = os.getpid()
-        if self._backend_wanted == "traci" or (self._backend_wanted == "auto" and not _libsumo_free(self)):
+        if self._backend_wanted == "traci" or (
+            self._backend_wanted == "auto" and not _libsumo_free(self)
+        ):
             self._start_traci()
         else:
             self._start_libsumo()
@@ -299,7 +305,9 @@ class _SumoProcess:
             if proc.poll() is None:  # deadline
                 proc.kill()
                 proc.wait()
-                raise EnvError(f"SUMO did not accept a connection within {_CONNECT_TIMEOUT_S:.0f} s: {' '.join(cmd)}")
+                raise EnvError(
+                    f"SUMO did not accept a connection within {_CONNECT_TIMEOUT_S:.0f} s: {' '.join(cmd)}"
+                )
             if time.monotonic() >= deadline:
                 raise EnvError(f"SUMO exited with code {proc.returncode} at start: {' '.join(cmd)}")
             # SUMO exited early, most likely because another process took the port: new port
@@ -397,24 +405,32 @@ class TrafficEnv(gym.Env[Obs, Action]):
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; {ENV_ID} has no rendering")
+            raise ValueError(
+                f"render_mode={render_mode!r} is not supported; {ENV_ID} has no rendering"
+            )
         self.render_mode = None
         num_seconds = _check_int("num_seconds", num_seconds, 1)
         delta_time = _check_int("delta_time", delta_time, 1)
         yellow_time = _check_int("yellow_time", yellow_time, 0)
         min_green = _check_int("min_green", min_green, 0)
         if delta_time <= yellow_time:
-            raise ValueError(f"delta_time ({delta_time}) must be greater than yellow_time ({yellow_time})")
+            raise ValueError(
+                f"delta_time ({delta_time}) must be greater than yellow_time ({yellow_time})"
+            )
         if backend not in ("traci", "libsumo", "auto"):
             raise ValueError(f"backend must be 'traci', 'libsumo' or 'auto', got {backend!r}")
         sumo_rl = _sumo_modules().sumo_rl
         if isinstance(reward_fn, str) and reward_fn not in sumo_rl.TrafficSignal.reward_fns:
             names = ", ".join(repr(k) for k in sumo_rl.TrafficSignal.reward_fns)
-            raise ValueError(f"reward_fn={reward_fn!r} is not a sumo-rl reward; choose one of {names} or pass a function")
+            raise ValueError(
+                f"reward_fn={reward_fn!r} is not a sumo-rl reward; choose one of {names} or pass a function"
+            )
         if not isinstance(reward_fn, str) and not callable(reward_fn):
             raise ValueError(f"reward_fn must be a reward name or a function, got {reward_fn!r}")
         if (net_file is None) != (route_file is None):
-            raise ValueError("give both net_file and route_file, or neither (for the default 2x2 grid)")
+            raise ValueError(
+                "give both net_file and route_file, or neither (for the default 2x2 grid)"
+            )
         if net_file is None or route_file is None:
             net_file, route_file = _default_files()
         for kind, path in (("net_file", net_file), ("route_file", route_file)):
@@ -468,7 +484,9 @@ class TrafficEnv(gym.Env[Obs, Action]):
         self._offsets = np.concatenate([[0], np.cumsum(self.nvec)])
 
     # -- gymnasium API ----------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Obs, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Obs, dict[str, Any]]:
         super().reset(seed=seed)
         sumo_seed = int(self.np_random.integers(_SEED_BOUND))
         self._needs_reset = True
@@ -483,7 +501,9 @@ class TrafficEnv(gym.Env[Obs, Action]):
         a = self._parse_action(action)
         _, rewards, dones, _ = self._sim.step({ts: int(a[i]) for i, ts in enumerate(self.agents)})
         if set(rewards) != set(self.agents):  # lights share delta_time, so all act every step
-            raise RuntimeError(f"sumo-rl stepped only lights {sorted(rewards)} of {list(self.agents)}")
+            raise RuntimeError(
+                f"sumo-rl stepped only lights {sorted(rewards)} of {list(self.agents)}"
+            )
         per_light = np.array([rewards[ts] for ts in self.agents], dtype=np.float64)
         truncated = bool(dones["__all__"])
         self._needs_reset = truncated
@@ -544,12 +564,18 @@ class TrafficEnv(gym.Env[Obs, Action]):
         try:
             a = np.asarray(action)
         except (TypeError, ValueError):
-            raise ValueError(f"action must be {len(self.agents)} integers, got {action!r}") from None
+            raise ValueError(
+                f"action must be {len(self.agents)} integers, got {action!r}"
+            ) from None
         if a.shape != self.nvec.shape or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"action must be {len(self.agents)} integers (one per light), got {action!r}")
+            raise ValueError(
+                f"action must be {len(self.agents)} integers (one per light), got {action!r}"
+            )
         a = a.astype(np.int64)
         if ((a < 0) | (a >= self.nvec)).any():
-            raise ValueError(f"action {a.tolist()} is out of range: light i takes 0..nvec[i]-1, nvec={self.nvec.tolist()}")
+            raise ValueError(
+                f"action {a.tolist()} is out of range: light i takes 0..nvec[i]-1, nvec={self.nvec.tolist()}"
+            )
         return a
 
 

@@ -44,15 +44,23 @@ class LeanSyncVectorEnv(VectorEnv):
         # arrays of actions index per env; Dict / Tuple actions are split with `iterate`
         self._indexable = not isinstance(first.action_space, (gym.spaces.Dict, gym.spaces.Tuple))
 
-    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        seeds = seed if isinstance(seed, Sequence) else [None if seed is None else seed + i for i in range(self.num_envs)]
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        seeds = (
+            seed
+            if isinstance(seed, Sequence)
+            else [None if seed is None else seed + i for i in range(self.num_envs)]
+        )
         masks = []
         for i, (env, s) in enumerate(zip(self.envs, seeds)):
             self._obs[i], info = env.reset(seed=s, options=options)
             masks.append(info.get(MASK_KEY))
         return self._obs.copy(), _mask_info(masks)
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         info: dict[str, Any] = {}
         masks = []
         per_env = actions if self._indexable else list(iterate(self.action_space, actions))
@@ -68,7 +76,13 @@ class LeanSyncVectorEnv(VectorEnv):
             self._terminated[i], self._truncated[i] = terminated, truncated
             masks.append(env_info.get(MASK_KEY))
         info.update(_mask_info(masks))
-        return self._obs.copy(), self._reward.copy(), self._terminated.copy(), self._truncated.copy(), info
+        return (
+            self._obs.copy(),
+            self._reward.copy(),
+            self._terminated.copy(),
+            self._truncated.copy(),
+            info,
+        )
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         out = []

@@ -63,7 +63,9 @@ class ActorCritic(nn.Module):
         encoder: the :class:`~ppox.nn.encoders.ObsEncoder`, or None on the fast path.
     """
 
-    def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, cfg: PolicyConfig) -> None:
+    def __init__(
+        self, obs_space: spaces.Space, action_space: spaces.Space, cfg: PolicyConfig
+    ) -> None:
         super().__init__()
         self.obs_layout = ObsLayout(obs_space)
         self.obs_shape = tuple(obs_space.shape or ()) if not self.obs_layout.structured else ()
@@ -77,13 +79,20 @@ class ActorCritic(nn.Module):
         self.shared = cfg.shared_trunk
         actor = mlp(in_features, cfg.hidden_sizes, cfg.activation)
         critic = actor if self.shared else mlp(in_features, cfg.hidden_sizes, cfg.activation)
-        self.trunks = nn.ModuleDict({"actor": actor} if self.shared else {"actor": actor, "critic": critic})
+        self.trunks = nn.ModuleDict(
+            {"actor": actor} if self.shared else {"actor": actor, "critic": critic}
+        )
         self.head = make_head(action_space, width, cfg)
         self.value_out = nn.Linear(width, 1)
         init_actor_critic(
-            self.trunks, self.head.output_layers(), self.value_out,
-            activation=cfg.activation, policy_gain=cfg.policy_init_gain, value_gain=cfg.value_init_gain,
-            hidden=self.head.hidden_layers(), scheme=cfg.init,
+            self.trunks,
+            self.head.output_layers(),
+            self.value_out,
+            activation=cfg.activation,
+            policy_gain=cfg.policy_init_gain,
+            value_gain=cfg.value_init_gain,
+            hidden=self.head.hidden_layers(),
+            scheme=cfg.init,
         )
 
     def encode(self, obs: Obs) -> Tensor:

@@ -37,7 +37,13 @@ from ppox.types import ObsLayout, channels_first
 EncoderBuilder = Callable[[spaces.Space, PolicyConfig], nn.Module]
 _REGISTRY: dict[str, EncoderBuilder] = {}
 
-DEFAULT_ENCODERS = {"vector": "flatten", "image": "cnn", "discrete": "one_hot", "multi_discrete": "one_hot", "binary": "flatten"}
+DEFAULT_ENCODERS = {
+    "vector": "flatten",
+    "image": "cnn",
+    "discrete": "one_hot",
+    "multi_discrete": "one_hot",
+    "binary": "flatten",
+}
 """Leaf kind → the registered encoder it gets unless ``obs_encoders`` names another."""
 
 
@@ -63,8 +69,10 @@ def resolve_encoder(name: str) -> EncoderBuilder:
         return _REGISTRY[name]
     module, sep, attr = name.partition(":")
     if not sep:
-        raise ConfigError(f"obs_encoders names encoder {name!r}, which is not registered; registered: "
-                          f"{registered_encoders()} (or give 'module:callable')")
+        raise ConfigError(
+            f"obs_encoders names encoder {name!r}, which is not registered; registered: "
+            f"{registered_encoders()} (or give 'module:callable')"
+        )
     try:
         obj: Any = importlib.import_module(module)
         for part in attr.split("."):
@@ -105,7 +113,9 @@ class OneHot(nn.Module):
         self.d, self.out_features = len(nvec), int(nvec.sum())
         offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
         self.register_buffer("offsets", torch.as_tensor(offsets), persistent=False)
-        self.register_buffer("start", torch.as_tensor(np.asarray(start, np.int64).reshape(-1)), persistent=False)
+        self.register_buffer(
+            "start", torch.as_tensor(np.asarray(start, np.int64).reshape(-1)), persistent=False
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         idx = x.reshape(x.shape[0], self.d).long() - self.start + self.offsets
@@ -131,7 +141,11 @@ class ImageEncoder(nn.Module):
     def __init__(self, shape: tuple[int, ...], features: int) -> None:
         super().__init__()
         self.hwc = len(shape) == 3 and not channels_first(shape)
-        c, h, w = (1, *shape) if len(shape) == 2 else ((shape[2], shape[0], shape[1]) if self.hwc else shape)
+        c, h, w = (
+            (1, *shape)
+            if len(shape) == 2
+            else ((shape[2], shape[0], shape[1]) if self.hwc else shape)
+        )
         layers: list[nn.Module] = []
         for out, k, s, p in NATURE_LAYERS if min(h, w) >= NATURE_MIN_SIDE else SMALL_LAYERS:
             layers += [nn.Conv2d(c, out, k, s, p), nn.ReLU()]
@@ -169,7 +183,9 @@ def _cnn(space: spaces.Space, cfg: PolicyConfig) -> nn.Module:
     if len(shape) not in (2, 3):
         raise ConfigError(f"the cnn encoder takes HW, HWC or CHW Box spaces, not {space}")
     enc = ImageEncoder(shape, cfg.cnn_features)
-    if cfg.init != "torch":  # √2 for the ReLU layers, as in the Atari PPO setups (CleanRL ppo_atari)
+    if (
+        cfg.init != "torch"
+    ):  # √2 for the ReLU layers, as in the Atari PPO setups (CleanRL ppo_atari)
         init_layers(enc, cfg.init, math.sqrt(2))
     return enc
 
@@ -200,7 +216,9 @@ class ObsEncoder(nn.Module):
         self.out_features = 0
         done: set[str] = set()
         for path, leaf in layout.leaves.items():
-            node = next((c for c in custom if c == "" or path == c or path.startswith(c + "/")), None)
+            node = next(
+                (c for c in custom if c == "" or path == c or path.startswith(c + "/")), None
+            )
             if node is None:
                 name, node, space = DEFAULT_ENCODERS[leaf.kind], path, leaf.space
             elif node in done:
@@ -222,19 +240,27 @@ class ObsEncoder(nn.Module):
 def _check_paths(custom: dict[str, str], layout: ObsLayout) -> None:
     unknown = sorted(set(custom) - set(layout.nodes))
     if unknown:
-        raise ConfigError(f"obs_encoders key(s) {unknown} are not key paths of the observation space; "
-                          f"its paths: {sorted(layout.nodes)}")
-    nested = sorted(a for a in custom for b in custom if a != b and (b == "" or a.startswith(b + "/")))
+        raise ConfigError(
+            f"obs_encoders key(s) {unknown} are not key paths of the observation space; "
+            f"its paths: {sorted(layout.nodes)}"
+        )
+    nested = sorted(
+        a for a in custom for b in custom if a != b and (b == "" or a.startswith(b + "/"))
+    )
     if nested:
-        raise ConfigError(f"obs_encoders key(s) {nested} lie inside another key that has an encoder")
+        raise ConfigError(
+            f"obs_encoders key(s) {nested} lie inside another key that has an encoder"
+        )
 
 
 def _build(name: str, path: str, space: spaces.Space, cfg: PolicyConfig) -> tuple[nn.Module, int]:
     module = resolve_encoder(name)(space, cfg)
     width = getattr(module, "out_features", None)
     if not isinstance(module, nn.Module) or not isinstance(width, int) or width < 1:
-        raise ConfigError(f"encoder {name!r} for observation key {path!r} must return an nn.Module with an "
-                          f"int attribute out_features ≥ 1 (got {type(module).__name__}, out_features={width!r})")
+        raise ConfigError(
+            f"encoder {name!r} for observation key {path!r} must return an nn.Module with an "
+            f"int attribute out_features ≥ 1 (got {type(module).__name__}, out_features={width!r})"
+        )
     return module, width
 
 

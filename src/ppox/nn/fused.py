@@ -55,7 +55,9 @@ class _Layer:
     def refresh(self) -> None:
         w, b = self.linear.weight, self.linear.bias
         if w.grad is None or b.grad is None:
-            raise ValueError("FusedClipStep writes into existing .grad tensors: build the learner's FlatParams first")
+            raise ValueError(
+                "FusedClipStep writes into existing .grad tensors: build the learner's FlatParams first"
+            )
         self.w, self.b = w.detach().numpy(), b.detach().numpy()
         self.gw, self.gb = w.grad.numpy(), b.grad.numpy()
 
@@ -71,7 +73,9 @@ class _Layer:
             return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
         return z
 
-    def grad(self, g: np.ndarray, x: np.ndarray, ones: np.ndarray, need_input: bool = True) -> np.ndarray | None:
+    def grad(
+        self, g: np.ndarray, x: np.ndarray, ones: np.ndarray, need_input: bool = True
+    ) -> np.ndarray | None:
         """Write the gradients of W and b from d loss / d the layer's pre-activation output ``g``
         and its input ``x``; return d loss / d ``x`` when asked. ``ones``: ``[B]`` ones (the bias
         gradient as one BLAS call, about 4× faster than a reduction over the batch axis)."""
@@ -171,13 +175,16 @@ class FusedPass:
 
     def approx_kl(self) -> float:
         """Mean k3 estimate of KL(π_old ‖ π) (``ppox.core.losses.kl_estimate``)."""
-        return float(np.add.reduce(np.expm1(self.log_ratio) - self.log_ratio)) / self.log_ratio.shape[0]
+        return (
+            float(np.add.reduce(np.expm1(self.log_ratio) - self.log_ratio))
+            / self.log_ratio.shape[0]
+        )
 
 
 class FusedClipStep:
     """``batch(minibatch)`` → :class:`FusedBatch`; ``forward(batch)`` → :class:`FusedPass`;
     ``backward(pass, batch, ...)`` writes the gradient of the PPO-Clip loss into the parameters'
-    ``.grad`` (which must exist: the learner's :class:`~ppox.learner.FlatParams` views, built
+    ``.grad`` (which must exist: the learner's :class:`~ppox.training.optim.FlatParams` views, built
     before this) and returns the mean loss terms and the clip fraction as floats."""
 
     def __init__(self, model: ActorCritic) -> None:
@@ -194,7 +201,9 @@ class FusedClipStep:
         assert isinstance(out, nn.Linear) and isinstance(model.value_out, nn.Linear)
         self.out, self.value_out = _Layer(out, None), _Layer(model.value_out, None)
         self.temperature = head.temperature if isinstance(head, CategoricalHead) else 1.0
-        self.log_std_param: Tensor | None = None if isinstance(head, CategoricalHead) else head.log_std
+        self.log_std_param: Tensor | None = (
+            None if isinstance(head, CategoricalHead) else head.log_std
+        )
         self.refresh()
 
     @staticmethod
@@ -204,12 +213,16 @@ class FusedClipStep:
         if cfg is not None and cfg.algo != "ppo-clip":
             return False
         head = model.head
-        return plain_mlp_policy(model) and not (isinstance(head, GaussianHead) and head.sigma_mode == "state")
+        return plain_mlp_policy(model) and not (
+            isinstance(head, GaussianHead) and head.sigma_mode == "state"
+        )
 
     def refresh(self) -> None:
         """Re-read the NumPy views of the parameters and gradients (the learner calls it at the
         start of every update, in case a parameter's storage was replaced in between)."""
-        for layer in {id(x): x for x in [*self.actor, *self.critic, self.out, self.value_out]}.values():
+        for layer in {
+            id(x): x for x in [*self.actor, *self.critic, self.out, self.value_out]
+        }.values():
             layer.refresh()
         self.log_std: np.ndarray | None = None
         self.log_std_grad: np.ndarray | None = None
@@ -225,7 +238,9 @@ class FusedClipStep:
         obs = mb.obs
         assert isinstance(obs, Tensor)
         n = obs.shape[0]
-        fb = FusedBatch(_f32(obs).reshape(n, -1), _f32(mb.logp), _f32(mb.adv), _f32(mb.value), _f32(mb.ret))
+        fb = FusedBatch(
+            _f32(obs).reshape(n, -1), _f32(mb.logp), _f32(mb.adv), _f32(mb.value), _f32(mb.ret)
+        )
         if not self.categorical:
             fb.action = _f32(mb.action)
             return fb
@@ -319,9 +334,16 @@ class FusedClipStep:
             _backprop(self.actor, f.actor, g_actor, fb.ones)
             _backprop(self.critic, f.critic, g_critic, fb.ones)
         clipped = float(np.count_nonzero(np.abs(ratio - 1.0) > clip_coef)) / n
-        return -float(np.add.reduce(objective)) / n, vl, float(np.add.reduce(f.entropy)) / n, clipped
+        return (
+            -float(np.add.reduce(objective)) / n,
+            vl,
+            float(np.add.reduce(f.entropy)) / n,
+            clipped,
+        )
 
-    def _head_grad(self, f: FusedPass, fb: FusedBatch, g_lr: np.ndarray, ent_w: float) -> np.ndarray:
+    def _head_grad(
+        self, f: FusedPass, fb: FusedBatch, g_lr: np.ndarray, ent_w: float
+    ) -> np.ndarray:
         """d loss / d head output ``[B, out]`` (and, for a learned σ, its gradient written)."""
         if self.categorical:
             assert f.probs is not None and f.logp_all is not None and fb.onehot is not None

@@ -62,7 +62,9 @@ def shifted_logits(logits: np.ndarray, temperature: float, mask: np.ndarray | No
     if mask is None:
         return logits - _row_max(logits)[:, None]
     logits = np.where(mask, logits, _MIN)
-    with np.errstate(over="ignore"):  # the lowest float minus the max may round to -inf: exp gives 0
+    with np.errstate(
+        over="ignore"
+    ):  # the lowest float minus the max may round to -inf: exp gives 0
         return logits - _row_max(logits)[:, None]
 
 
@@ -133,7 +135,9 @@ class LeanActor:
 
     def __init__(self, model: ActorCritic) -> None:
         if not self.supports(model):
-            raise ValueError("LeanActor needs an MLP actor-critic on CPU with a Box observation and a Discrete or Box action")
+            raise ValueError(
+                "LeanActor needs an MLP actor-critic on CPU with a Box observation and a Discrete or Box action"
+            )
         self.model = model
         head = model.head
         assert isinstance(head, (CategoricalHead, GaussianHead))
@@ -146,7 +150,9 @@ class LeanActor:
         self.out, self.value_out = _Layers([out]), _Layers([model.value_out])
         self.temperature = head.temperature if isinstance(head, CategoricalHead) else 1.0
         self.sigma_mode = None if isinstance(head, CategoricalHead) else head.sigma_mode
-        state_sigma: nn.Module | None = getattr(head, "log_std_layer", None) if self.sigma_mode == "state" else None
+        state_sigma: nn.Module | None = (
+            getattr(head, "log_std_layer", None) if self.sigma_mode == "state" else None
+        )
         self.log_std_layer = None if state_sigma is None else _Layers([state_sigma])
         self.log_std: np.ndarray | None = None
         self.dim = 0 if isinstance(head, CategoricalHead) else head.action_shape[0]
@@ -168,8 +174,13 @@ class LeanActor:
         if self.joint_ok:  # actor and critic as one block-diagonal MLP: [head output | value]
             a, c = self.actor.layers, self.critic.layers
             (wo, bo, _), (wv, bv, _) = self.out.layers[0], self.value_out.layers[0]
-            self.joint = [(np.concatenate([a[0][0], c[0][0]], 1), np.concatenate([a[0][1], c[0][1]]), a[0][2])]
-            self.joint += [(_block(x[0], y[0]), np.concatenate([x[1], y[1]]), x[2]) for x, y in zip(a[1:], c[1:])]
+            self.joint = [
+                (np.concatenate([a[0][0], c[0][0]], 1), np.concatenate([a[0][1], c[0][1]]), a[0][2])
+            ]
+            self.joint += [
+                (_block(x[0], y[0]), np.concatenate([x[1], y[1]]), x[2])
+                for x, y in zip(a[1:], c[1:])
+            ]
             self.joint.append((_block(wo, wv), np.concatenate([bo, bv]), None))
         if self.sigma_mode in ("independent", "fixed"):
             head = self.model.head
@@ -183,7 +194,9 @@ class LeanActor:
             return torch.rand((steps, num_envs), generator=generator, dtype=torch.float64).numpy()
         return torch.randn((steps, num_envs, self.dim), generator=generator).numpy()
 
-    def act(self, obs: np.ndarray, noise: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def act(
+        self, obs: np.ndarray, noise: np.ndarray, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One step for ``B`` observations ``[B, F]`` (float32) with this step's ``noise``
         (a row of :meth:`noise`) and an optional bool mask ``[B, n]``."""
         if self.joint:
@@ -200,9 +213,13 @@ class LeanActor:
             action, logp = self._gaussian(out, h, noise)
         return action, logp, value
 
-    def _categorical(self, logits: np.ndarray, u: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _categorical(
+        self, logits: np.ndarray, u: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         shifted = shifted_logits(logits, self.temperature, mask)
-        cdf = np.exp(shifted, dtype=np.float64).cumsum(-1)  # unnormalized; the total is the last entry
+        cdf = np.exp(shifted, dtype=np.float64).cumsum(
+            -1
+        )  # unnormalized; the total is the last entry
         total = cdf[:, -1]
         # inverse CDF: the first action whose cumulative probability exceeds u·total; actions
         # with probability 0 (masked) add nothing to the CDF and are never chosen
@@ -210,10 +227,14 @@ class LeanActor:
         rows = np.arange(len(action))
         if mask is not None and not mask[rows, action].all():  # u·total rounded up to the total
             bad = ~mask[rows, action]
-            action[bad] = mask.shape[-1] - 1 - np.argmax(mask[bad][:, ::-1], -1)  # the last legal action
+            action[bad] = (
+                mask.shape[-1] - 1 - np.argmax(mask[bad][:, ::-1], -1)
+            )  # the last legal action
         return action, (shifted[rows, action] - np.log(total)).astype(np.float32)
 
-    def _gaussian(self, mean: np.ndarray, h: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _gaussian(
+        self, mean: np.ndarray, h: np.ndarray, noise: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self.log_std_layer is not None:
             log_std = np.clip(self.log_std_layer(h), LOG_STD_MIN, LOG_STD_MAX)
         else:

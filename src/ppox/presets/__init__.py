@@ -26,11 +26,16 @@ class Preset:
         return Config().replace(**self.overrides)
 
 
-PRESETS: dict[str, Preset] = {name: Preset(name, desc, ov) for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID, **TRAFFIC}.items()}
+PRESETS: dict[str, Preset] = {
+    name: Preset(name, desc, ov)
+    for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID, **TRAFFIC}.items()
+}
 DEFAULT_PRESET = "cartpole"
 
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise ConfigError(f"preset={name!r} is unknown; available presets: {', '.join(sorted(PRESETS))}")
+        raise ConfigError(
+            f"preset={name!r} is unknown; available presets: {', '.join(sorted(PRESETS))}"
+        )
     return PRESETS[name]

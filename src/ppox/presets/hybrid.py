@@ -18,7 +18,13 @@ _BASE: dict[str, Any] = {
 }  # fmt: skip
 
 HYBRID: dict[str, tuple[str, dict[str, Any]]] = {
-    "moving": ("ppox/Moving-v0 (hybrid: type + parameters): reach the target and stop", {**_BASE, "env_id": "ppox/Moving-v0"}),
+    "moving": (
+        "ppox/Moving-v0 (hybrid: type + parameters): reach the target and stop",
+        {**_BASE, "env_id": "ppox/Moving-v0"},
+    ),
     "sliding": ("ppox/Sliding-v0 (hybrid, with inertia)", {**_BASE, "env_id": "ppox/Sliding-v0"}),
-    "hardmove": ("ppox/HardMove-v0 (hybrid: 16 actuator patterns × 4 parameters)", {**_BASE, "env_id": "ppox/HardMove-v0"}),
+    "hardmove": (
+        "ppox/HardMove-v0 (hybrid: 16 actuator patterns × 4 parameters)",
+        {**_BASE, "env_id": "ppox/HardMove-v0"},
+    ),
 }

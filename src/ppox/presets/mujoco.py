@@ -28,7 +28,13 @@ _HALFCHEETAH: dict[str, Any] = {
 # tuned Walker2d entry (the HalfCheetah family) ~900 (seeds 1, 2) on Walker2d-v5. What works is
 # the standard setup with a smaller initial σ (log σ = -0.5, σ ≈ 0.6; Tianshou's MuJoCo PPO
 # default) collected from 8 envs × 256 steps (the same 2048-step batch, and faster on CPU).
-_WALKER2D: dict[str, Any] = {**_BASE, "env_id": "Walker2d-v5", "init_log_std": -0.5, "num_envs": 8, "num_steps": 256}
+_WALKER2D: dict[str, Any] = {
+    **_BASE,
+    "env_id": "Walker2d-v5",
+    "init_log_std": -0.5,
+    "num_envs": 8,
+    "num_steps": 256,
+}
 
 MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
     "halfcheetah": ("HalfCheetah-v5 (continuous, MuJoCo): 1M steps", _HALFCHEETAH),

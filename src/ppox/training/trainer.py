@@ -3,7 +3,7 @@
 A run lives in one directory::
 
     config.json      the resolved config
-    metrics.csv      one row per iteration (see ppox.logging.COLUMNS)
+    metrics.csv      one row per iteration (see ppox.io.logging.COLUMNS)
     tb/              TensorBoard events (scalars, action-probability / σ histograms)
     checkpoint.pt    everything needed to resume exactly (written atomically)
     curve.png        learning curves
@@ -32,22 +32,22 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from ppox import checkpoint as ckpt
-from ppox import distributed
 from ppox.config import Config
-from ppox.distributed import is_main
 from ppox.envs.envpool_backend import resolve_backend
 from ppox.envs.make import make_vec_env
 from ppox.errors import CheckpointError, ConfigError
-from ppox.evaluate import evaluate
-from ppox.learner import Learner
-from ppox.logging import RunLogger, truncate_csv
-from ppox.normalizers import RewardScaler
-from ppox.plotting import plot_runs
-from ppox.policy import Policy, build_model
-from ppox.rollout import Collector
-from ppox.rundir import new_run_dir, resumable
-from ppox.seeding import (
+from ppox.io import checkpoint as ckpt
+from ppox.io.evaluate import evaluate
+from ppox.io.logging import RunLogger, truncate_csv
+from ppox.io.plotting import plot_runs
+from ppox.io.policy import Policy, build_model
+from ppox.io.rundir import new_run_dir, resumable
+from ppox.training import distributed
+from ppox.training.distributed import is_main
+from ppox.training.learner import Learner
+from ppox.training.normalizers import RewardScaler
+from ppox.training.rollout import Collector
+from ppox.training.seeding import (
     collection_seeds,
     evaluation_seeds,
     rng_state,
@@ -125,7 +125,9 @@ class Trainer:
         cfg.validate_world(self.world)
         self.num_envs = cfg.worker_envs(self.world)  # this worker's envs
         self.global_batch = cfg.global_batch_size(self.world)
-        seed_everything(cfg.run.seed)  # the same on every rank: identical initial weights (broadcast anyway)
+        seed_everything(
+            cfg.run.seed
+        )  # the same on every rank: identical initial weights (broadcast anyway)
         self.model, self.obs_norm = build_model(cfg, self.device)
         # action sampling differs by worker; minibatch shuffling is the same generator on every
         # worker (each shuffles its own batch), so rank 0's checkpointed state serves them all
@@ -137,7 +139,12 @@ class Trainer:
         self.learner = Learner(self.model, cfg, self.shuffle_gen)
         self.learner.broadcast_params()
         self.envs = make_vec_env(cfg.env, num_envs=self.num_envs)
-        scaler = RewardScaler(self.num_envs, enabled=cfg.env.scale_reward, gamma=cfg.ppo.gamma, clip=cfg.env.reward_clip)
+        scaler = RewardScaler(
+            self.num_envs,
+            enabled=cfg.env.scale_reward,
+            gamma=cfg.ppo.gamma,
+            clip=cfg.env.reward_clip,
+        )
         if self.world > 1:
             self.obs_norm.share()
             scaler.share()
@@ -161,7 +168,9 @@ class Trainer:
         """A new run in an empty (or new) directory; never overwrites an existing run."""
         cfg = cfg.validate()
         distributed.init()
-        path = distributed.main_decides(lambda: new_run_dir(cfg, run_dir))  # rank 0 holds the directory
+        path = distributed.main_decides(
+            lambda: new_run_dir(cfg, run_dir)
+        )  # rank 0 holds the directory
         return cls._start(cfg, path)
 
     @classmethod
@@ -178,7 +187,7 @@ class Trainer:
         """Resume the run in ``run_dir`` if it holds a checkpoint of ``cfg`` (``total_steps`` may
         differ), else start ``cfg`` there: one command that a restarting launcher
         (``torchrun --max-restarts``) can repeat (``ppox train --auto-resume``). A directory
-        holding another run is refused; see :func:`ppox.rundir.resumable`."""
+        holding another run is refused; see :func:`ppox.io.rundir.resumable`."""
         cfg = with_resolved_backend(cfg.validate())
         where = run_dir or cfg.run.run_dir
         if where is None:
@@ -215,8 +224,13 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         logger: RunLogger | _NoLogger = _NoLogger()
         if is_main():
-            logger = RunLogger(self.run_dir, tensorboard=cfg.run.tensorboard, progress=cfg.run.progress,
-                               total_steps=cfg.run.total_steps, start_step=p.global_step)
+            logger = RunLogger(
+                self.run_dir,
+                tensorboard=cfg.run.tensorboard,
+                progress=cfg.run.progress,
+                total_steps=cfg.run.total_steps,
+                start_step=p.global_step,
+            )
         try:
             while p.global_step < cfg.run.total_steps:
                 self.iterate(logger)
@@ -285,9 +299,17 @@ class Trainer:
         return False
 
     def evaluate_now(self) -> dict[str, float]:
-        returns = evaluate(self.policy(), self.cfg.env, self.eval_seeds, deterministic=self.cfg.run.eval_deterministic)
+        returns = evaluate(
+            self.policy(),
+            self.cfg.env,
+            self.eval_seeds,
+            deterministic=self.cfg.run.eval_deterministic,
+        )
         self.model.train()
-        result = {"eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
+        result = {
+            "eval_return_mean": float(returns.mean()),
+            "eval_return_std": float(returns.std()),
+        }
         self.progress.evals.append({"global_step": self.progress.global_step, **result})
         return result
 
@@ -298,7 +320,9 @@ class Trainer:
     def _histograms(self, r: Rollout) -> dict[str, torch.Tensor]:
         if not self.cfg.run.tensorboard or not is_main():
             return {}
-        dist = self.model.dist(obs_map(lambda x: x[-1], r.obs), None if r.mask is None else r.mask[-1])
+        dist = self.model.dist(
+            obs_map(lambda x: x[-1], r.obs), None if r.mask is None else r.mask[-1]
+        )
         return {k: v.flatten().cpu() for k, v in dist.histograms().items()}
 
     def finish(self) -> dict[str, Any]:
@@ -317,13 +341,19 @@ class Trainer:
             "evals": p.evals,
             "wall_time_s": p.wall_time_s,
             "steps_per_second": p.global_step / max(p.wall_time_s, 1e-9),
-            "train_return_mean": float(np.mean(self.collector.stats.returns)) if self.collector.stats.returns else None,
+            "train_return_mean": float(np.mean(self.collector.stats.returns))
+            if self.collector.stats.returns
+            else None,
             "resumed_env_state_exactly": self.resumed_envs,
             **self._workers(),
         }
         if is_main():
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-            plot_runs([self.run_dir], self.run_dir / "curve.png", title=f"ppox {self.cfg.env.env_id} seed {self.cfg.run.seed}")
+            plot_runs(
+                [self.run_dir],
+                self.run_dir / "curve.png",
+                title=f"ppox {self.cfg.env.env_id} seed {self.cfg.run.seed}",
+            )
         return summary
 
     def _workers(self) -> dict[str, Any]:
@@ -336,8 +366,13 @@ class Trainer:
         p = self.progress
         return {
             "config": self.cfg.to_dict(),
-            "progress": {"iteration": p.iteration, "global_step": p.global_step, "wall_time_s": p.wall_time_s,
-                         "next_eval_step": p.next_eval_step, "evals": p.evals},
+            "progress": {
+                "iteration": p.iteration,
+                "global_step": p.global_step,
+                "wall_time_s": p.wall_time_s,
+                "next_eval_step": p.next_eval_step,
+                "evals": p.evals,
+            },
             "model": self.model.state_dict(),
             "optimizer": self.learner.optimizer.state_dict(),
             "learner": self.learner.state_dict(),
@@ -356,12 +391,18 @@ class Trainer:
                 self.learner.load_state_dict(state["learner"])
             self.obs_norm.load_state_dict(state["obs_norm"])
             own_envs = self.rank == 0 and len(state["collector"]["env_states"]) == self.num_envs
-            scaler = state["reward_scaler"] if own_envs else {**state["reward_scaler"], "ret": [0.0] * self.num_envs}
+            scaler = (
+                state["reward_scaler"]
+                if own_envs
+                else {**state["reward_scaler"], "ret": [0.0] * self.num_envs}
+            )
             self.collector.reward_scaler.load_state_dict(scaler)
             self.progress = Progress(**state["progress"])
             set_rng_state(state["rng"], {"sample": self.sample_gen, "shuffle": self.shuffle_gen})
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint in {self.run_dir} does not match its config: {exc}") from None
+            raise CheckpointError(
+                f"checkpoint in {self.run_dir} does not match its config: {exc}"
+            ) from None
         self.learner.broadcast_params()  # every rank loaded the same state; make sure of it
         # envs that cannot be snapshotted restart from fresh seeds, not from the run's first ones;
         # so do the envs of workers other than 0, and all of them on another number of envs per
@@ -373,7 +414,9 @@ class Trainer:
         if own_envs:
             restored = self.collector.load_state_dict(state["collector"], fresh)
             if not restored:
-                print(f"ppox: the environments of {self.cfg.env.env_id} cannot be snapshotted; resumed episodes restart from new resets")
+                print(
+                    f"ppox: the environments of {self.cfg.env.env_id} cannot be snapshotted; resumed episodes restart from new resets"
+                )
         else:
             self.collector.reset(fresh)
             restored = False

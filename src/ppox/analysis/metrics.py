@@ -35,12 +35,16 @@ def _finite(x: ArrayLike, name: str, ndim: int | tuple[int, ...] = 1) -> Array:
     a = np.asarray(x, dtype=np.float64)
     dims = (ndim,) if isinstance(ndim, int) else ndim
     if a.ndim not in dims:
-        raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dimension(s), got shape {a.shape}")
+        raise ValueError(
+            f"{name} must have {' or '.join(map(str, dims))} dimension(s), got shape {a.shape}"
+        )
     if a.size == 0:
         raise ValueError(f"{name} is empty")
     bad = int(np.count_nonzero(~np.isfinite(a)))
     if bad:
-        raise ValueError(f"{name} holds {bad} NaN/inf value(s); drop them first (align_curves does)")
+        raise ValueError(
+            f"{name} holds {bad} NaN/inf value(s); drop them first (align_curves does)"
+        )
     return a
 
 
@@ -143,7 +147,9 @@ def dispersion_within_run(values: ArrayLike, window: int = 5) -> float:
     if window < 2:
         raise ValueError(f"window={window} must be ≥ 2 (the IQR of one difference is always 0)")
     if d.size < window:
-        raise ValueError(f"a curve of {d.size + 1} points has {d.size} differences, fewer than window={window}")
+        raise ValueError(
+            f"a curve of {d.size + 1} points has {d.size} differences, fewer than window={window}"
+        )
     w = sliding_window_view(d, window)
     q25, q75 = np.percentile(w, [25, 75], axis=1)
     return float(np.median(q75 - q25))
@@ -177,7 +183,11 @@ class WithinRun(NamedTuple):
 
 def within_run(values: ArrayLike, *, window: int = 5, alpha: float = 0.05) -> WithinRun:
     """The three within-run metrics of one curve ``values[T]``."""
-    return WithinRun(dispersion_within_run(values, window), short_term_risk(values, alpha), long_term_risk(values, alpha))
+    return WithinRun(
+        dispersion_within_run(values, window),
+        short_term_risk(values, alpha),
+        long_term_risk(values, alpha),
+    )
 
 
 # --- across runs ----------------------------------------------------------------------------------
@@ -226,7 +236,9 @@ RowStatistic = Callable[[Array], Array]
 
 
 def _iqm_rows(a: Array) -> Array:
-    return np.asarray(np.sort(a, axis=-1) @ quantile_weights(a.shape[-1], 0.25, 0.75), dtype=np.float64)
+    return np.asarray(
+        np.sort(a, axis=-1) @ quantile_weights(a.shape[-1], 0.25, 0.75), dtype=np.float64
+    )
 
 
 STATISTICS: dict[str, RowStatistic] = {
@@ -297,10 +309,14 @@ def aggregate(
     scores: Scores, *, reps: int = 2000, level: float = 0.95, seed: int = 0
 ) -> dict[str, Estimate]:
     """Median, IQM and mean of ``scores`` (see :func:`bootstrap_ci`), each with its interval."""
-    return {name: bootstrap_ci(scores, name, reps=reps, level=level, seed=seed) for name in STATISTICS}
+    return {
+        name: bootstrap_ci(scores, name, reps=reps, level=level, seed=seed) for name in STATISTICS
+    }
 
 
-def mean_band(curves: ArrayLike, *, reps: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[Array, Array, Array]:
+def mean_band(
+    curves: ArrayLike, *, reps: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[Array, Array, Array]:
     """``curves[R, T]`` → (mean, low, high), each ``[T]``: the mean over runs and a bootstrap
     percentile band (whole runs are resampled, so the band is consistent along the curve)."""
     a = _finite(curves, "curves", 2)
@@ -311,7 +327,9 @@ def mean_band(curves: ArrayLike, *, reps: int = 2000, level: float = 0.95, seed:
 
 
 # --- a common step grid ---------------------------------------------------------------------------
-def align_curves(curves: Sequence[tuple[ArrayLike, ArrayLike]], num: int | None = None) -> tuple[Array, Array]:
+def align_curves(
+    curves: Sequence[tuple[ArrayLike, ArrayLike]], num: int | None = None
+) -> tuple[Array, Array]:
     """Put curves ``(steps[T_i], values[T_i])`` on one grid → ``(grid[T], values[R, T])``.
 
     Points whose value is NaN are dropped first. When every curve then has the same steps, those
@@ -324,7 +342,9 @@ def align_curves(curves: Sequence[tuple[ArrayLike, ArrayLike]], num: int | None 
     for i, (s, v) in enumerate(curves):
         steps, vals = np.asarray(s, dtype=np.float64), np.asarray(v, dtype=np.float64)
         if steps.shape != vals.shape or steps.ndim != 1:
-            raise ValueError(f"curve {i}: steps {steps.shape} and values {vals.shape} must be equal-length 1-D arrays")
+            raise ValueError(
+                f"curve {i}: steps {steps.shape} and values {vals.shape} must be equal-length 1-D arrays"
+            )
         keep = np.isfinite(vals) & np.isfinite(steps)
         if not keep.any():
             raise ValueError(f"curve {i} has no finite points")
@@ -338,7 +358,9 @@ def align_curves(curves: Sequence[tuple[ArrayLike, ArrayLike]], num: int | None 
         return clean[0][0], np.stack([v for _, v in clean])
     lo, hi = max(s[0] for s, _ in clean), min(s[-1] for s, _ in clean)
     if lo > hi:
-        raise ValueError(f"the curves share no step range (latest start {lo:g} > earliest end {hi:g})")
+        raise ValueError(
+            f"the curves share no step range (latest start {lo:g} > earliest end {hi:g})"
+        )
     n = num or max(2, min(int(np.count_nonzero((s >= lo) & (s <= hi))) for s, _ in clean))
     grid = np.linspace(lo, hi, 1 if lo == hi else n)
     return grid, np.stack([np.interp(grid, s, v) for s, v in clean])

@@ -25,7 +25,7 @@ from ppox.core.advantages import next_values
 from ppox.envs.snapshot import Snapshot
 from ppox.nn.actor_critic import ActorCritic
 from ppox.nn.lean import LeanActor
-from ppox.normalizers import ObsNormalizer, RewardScaler
+from ppox.training.normalizers import ObsNormalizer, RewardScaler
 from ppox.types import MASK_KEY, Obs, ObsArrays, Rollout, cat_obs, obs_map
 
 __all__ = ["MASK_KEY", "Collector", "EpisodeStats", "RolloutBuffer"]
@@ -37,7 +37,10 @@ def _zeros_like_obs(model: ActorCritic, T: int, N: int, device: torch.device) ->
     layout = model.obs_layout
     if layout.fast:
         return torch.zeros((T, N, *model.obs_shape), device=device)
-    leaves = {p: torch.from_numpy(np.zeros((T, N, *leaf.shape), dtype=leaf.dtype)).to(device) for p, leaf in layout.leaves.items()}
+    leaves = {
+        p: torch.from_numpy(np.zeros((T, N, *leaf.shape), dtype=leaf.dtype)).to(device)
+        for p, leaf in layout.leaves.items()
+    }
     return leaves if layout.structured else leaves[""]
 
 
@@ -54,12 +57,21 @@ class RolloutBuffer:
     ``[T, N, *leaf_shape]`` in the leaf's storage dtype (a dict for Dict / Tuple spaces).
     """
 
-    def __init__(self, T: int, N: int, model: ActorCritic, device: torch.device, device_storage: bool | None = None) -> None:
+    def __init__(
+        self,
+        T: int,
+        N: int,
+        model: ActorCritic,
+        device: torch.device,
+        device_storage: bool | None = None,
+    ) -> None:
         self.device = device
         self.on_device = device.type != "cpu" if device_storage is None else device_storage
         policy_side = device if self.on_device else _HOST
 
-        def z(*shape: int, dtype: torch.dtype = torch.float32, where: torch.device = _HOST) -> Tensor:
+        def z(
+            *shape: int, dtype: torch.dtype = torch.float32, where: torch.device = _HOST
+        ) -> Tensor:
             return torch.zeros((T, N, *shape), dtype=dtype, device=where)
 
         head = model.head
@@ -67,15 +79,25 @@ class RolloutBuffer:
         self.action = z(*head.action_shape, dtype=head.action_dtype, where=policy_side)
         self.logp, self.value = z(where=policy_side), z(where=policy_side)
         self.reward, self.terminated, self.done = z(), z(), z()
-        self.mask = z(*head.mask_shape, dtype=torch.bool, where=policy_side) if head.mask_shape is not None else None
+        self.mask = (
+            z(*head.mask_shape, dtype=torch.bool, where=policy_side)
+            if head.mask_shape is not None
+            else None
+        )
         self.has_mask = False
         self.np_reward = self.reward.numpy()
         self.np_terminated, self.np_done = self.terminated.numpy(), self.done.numpy()
         if not self.on_device:
             self.np_obs: ObsArrays = obs_map(Tensor.numpy, self.obs)
-            self.np_action, self.np_logp, self.np_value = self.action.numpy(), self.logp.numpy(), self.value.numpy()
+            self.np_action, self.np_logp, self.np_value = (
+                self.action.numpy(),
+                self.logp.numpy(),
+                self.value.numpy(),
+            )
 
-    def rollout(self, last_value: Tensor, last_obs: Obs, finals: list[tuple[Tensor, Obs, Tensor]]) -> Rollout:
+    def rollout(
+        self, last_value: Tensor, last_obs: Obs, finals: list[tuple[Tensor, Obs, Tensor]]
+    ) -> Rollout:
         """Assemble the rollout on the device; ``last_value`` is ``V(obs_T)`` ``[N]`` and
         ``last_obs`` that observation; ``finals`` the ``(flat index [k], final obs [k, ...],
         V(final obs) [k])`` of the truncated steps, kept so a critic can recompute every
@@ -141,11 +163,19 @@ class EpisodeStats:
             self.len[done] = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ret": self.ret.tolist(), "len": self.len.tolist(), "returns": list(self.returns),
-                "lengths": list(self.lengths), "episodes": self.episodes}
+        return {
+            "ret": self.ret.tolist(),
+            "len": self.len.tolist(),
+            "returns": list(self.returns),
+            "lengths": list(self.lengths),
+            "episodes": self.episodes,
+        }
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.ret, self.len = np.asarray(s["ret"], dtype=np.float64), np.asarray(s["len"], dtype=np.int64)
+        self.ret, self.len = (
+            np.asarray(s["ret"], dtype=np.float64),
+            np.asarray(s["len"], dtype=np.int64),
+        )
         self.returns.clear()
         self.returns.extend(s["returns"])
         self.lengths.clear()
@@ -168,13 +198,20 @@ class Collector:
         act_backend: str = "auto",
         device_storage: bool | None = None,
     ) -> None:
-        self.envs, self.model, self.obs_norm, self.reward_scaler = envs, model, obs_norm, reward_scaler
+        self.envs, self.model, self.obs_norm, self.reward_scaler = (
+            envs,
+            model,
+            obs_norm,
+            reward_scaler,
+        )
         self.device, self.generator, self.T = device, generator, num_steps
         self.N = envs.num_envs
         self.layout = model.obs_layout
         self.buffer = RolloutBuffer(num_steps, self.N, model, device, device_storage)
         self.stats = EpisodeStats(self.N)
-        self.raw_obs: ObsArrays | None = None  # as the env gave it (flattened to leaves), unnormalized
+        self.raw_obs: ObsArrays | None = (
+            None  # as the env gave it (flattened to leaves), unnormalized
+        )
         self.mask: Tensor | None = None
         use_lean = act_backend == "auto" and not self.buffer.on_device and LeanActor.supports(model)
         self.lean = LeanActor(model) if use_lean else None
@@ -250,7 +287,9 @@ class Collector:
             return
         final = self.layout.stack([info["final_obs"][i] for i in idx])
         final_t = self._tensor(self.obs_norm(final))  # fresh tensors: kept as they are
-        self._finals.append((torch.from_numpy(t * self.N + idx), final_t, self.model.value(final_t)))
+        self._finals.append(
+            (torch.from_numpy(t * self.N + idx), final_t, self.model.value(final_t))
+        )
 
     # --- exact resume -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -270,7 +309,9 @@ class Collector:
         blobs = state["env_states"]
         # states that were not saved, or envs that cannot take them (a run resumed on another
         # backend, e.g. env_backend="auto" where EnvPool was installed in between)
-        if any(b is None for b in blobs) or not (hasattr(self.envs, "envs") or hasattr(self.envs, "parent_pipes")):
+        if any(b is None for b in blobs) or not (
+            hasattr(self.envs, "envs") or hasattr(self.envs, "parent_pipes")
+        ):
             self.reset(fallback_seeds)
             self.stats.ret[:] = 0.0
             self.stats.len[:] = 0

@@ -4,7 +4,7 @@ They run at the env boundary in the collector (one NumPy op per step for all env
 one wrapper per env) and their statistics are part of the policy: they are saved in every
 checkpoint and used unchanged by evaluation and ``predict``.
 
-With several workers (``ppox.distributed``) each worker updates its statistics every step, as
+With several workers (``ppox.training.distributed``) each worker updates its statistics every step, as
 in one process, and also keeps the moments of the data it saw since the last :meth:`sync`
 apart; after each collection ``sync`` merges every worker's new data into the statistics they
 all held before it (DPPO: "after data collection the local changes are merged"), so all workers
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ppox.core.normalize import Moments, merge_moments, moments_of, normalize
-from ppox.distributed import merge_across_ranks
+from ppox.training.distributed import merge_across_ranks
 
 
 class _Shared:
@@ -60,13 +60,25 @@ class ObsNormalizer(_Shared):
     :meth:`ppox.types.ObsLayout.norm_shape` gives the right one for a space.
     """
 
-    def __init__(self, shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None, *, enabled: bool, clip: float) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None,
+        *,
+        enabled: bool,
+        clip: float,
+    ) -> None:
         self.enabled, self.clip = enabled, clip
         self.leaves: dict[str, ObsNormalizer] | None = None
         self.passthrough = shape is None
         if isinstance(shape, dict):
-            self.leaves = {k: ObsNormalizer(s, enabled=enabled, clip=clip) for k, s in shape.items()}
-        self.moments = Moments(0.0, np.zeros(shape), np.zeros(shape)) if isinstance(shape, tuple) else Moments(0.0, 0.0, 0.0)
+            self.leaves = {
+                k: ObsNormalizer(s, enabled=enabled, clip=clip) for k, s in shape.items()
+            }
+        self.moments = (
+            Moments(0.0, np.zeros(shape), np.zeros(shape))
+            if isinstance(shape, tuple)
+            else Moments(0.0, 0.0, 0.0)
+        )
         self._init_shared(shape if isinstance(shape, tuple) else ())
 
     def share(self) -> None:
@@ -106,16 +118,24 @@ class ObsNormalizer(_Shared):
             return {"leaves": {k: n.state_dict() for k, n in self.leaves.items()}}
         if self.passthrough:
             return {}
-        return {"count": self.moments.count, "mean": self.moments.mean.tolist(), "m2": self.moments.m2.tolist()}
+        return {
+            "count": self.moments.count,
+            "mean": self.moments.mean.tolist(),
+            "m2": self.moments.m2.tolist(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.leaves is not None:
             if set(state["leaves"]) != set(self.leaves):
-                raise ValueError(f"observation statistics for keys {sorted(state['leaves'])}, expected {sorted(self.leaves)}")
+                raise ValueError(
+                    f"observation statistics for keys {sorted(state['leaves'])}, expected {sorted(self.leaves)}"
+                )
             for k, n in self.leaves.items():
                 n.load_state_dict(state["leaves"][k])
         elif not self.passthrough:
-            self._set(Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"])))
+            self._set(
+                Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"]))
+            )
 
 
 class RewardScaler(_Shared):
@@ -150,8 +170,15 @@ class RewardScaler(_Shared):
 
     def state_dict(self) -> dict[str, Any]:
         m = self.moments
-        return {"count": m.count, "mean": float(m.mean), "m2": float(m.m2), "ret": self.ret.tolist()}
+        return {
+            "count": m.count,
+            "mean": float(m.mean),
+            "m2": float(m.m2),
+            "ret": self.ret.tolist(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._set(Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"])))
+        self._set(
+            Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"]))
+        )
         self.ret = np.asarray(state["ret"], dtype=np.float64)

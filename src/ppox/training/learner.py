@@ -24,7 +24,7 @@ for free), otherwise autograd computes it; everything after the gradient (the wo
 clipping, the Adam step) is shared. One minibatch of the whole batch in ``transitions`` order is
 trained on as it is, without a shuffle or a copy.
 
-With several workers (``ppox.distributed``, issue 5) each worker trains on its own batch and
+With several workers (``ppox.training.distributed``, issue 5) each worker trains on its own batch and
 every epoch has the same number of minibatches on every worker, each worker's minibatch being
 its share of the global one. After each backward pass the flat gradient is averaged over the
 workers (one all-reduce) and only then clipped or skipped, so all take the same step; advantage
@@ -40,11 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ppox import distributed
 from ppox.config import Config
 from ppox.core.advantages import gae, next_values, nstep_returns
 from ppox.core.losses import (
@@ -62,120 +60,22 @@ from ppox.core.losses import (
 from ppox.core.schedules import schedule_value
 from ppox.nn.actor_critic import ActorCritic
 from ppox.nn.fused import FusedBatch, FusedClipStep
+from ppox.training import distributed
+from ppox.training.optim import FlatParams, make_optimizer
 from ppox.types import Batch, Obs, Rollout, obs_map
 
-_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm", "skipped_updates")
+_TERMS = (
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "grad_norm",
+    "skipped_updates",
+)
 _CHUNK = 8192  # samples per critic forward pass when recomputing values
 BASELINE_DECAY = 0.9
 """REINFORCE ``baseline="mean"``: b ← 0.9·b + 0.1·(mean return of the batch), after each update."""
-
-
-class FlatParams:
-    """All trainable parameters (and their gradients) as views into one flat buffer.
-
-    For networks this small the update's fixed costs dominate: zeroing, norming, clipping and
-    stepping a dozen tensors one by one. With one buffer each of those is a single kernel.
-    Autograd accumulates into an existing ``.grad`` in place, so the views stay valid as long as
-    gradients are zeroed (never set to None); ``load_state_dict`` copies in place as well.
-    """
-
-    def __init__(self, params: list[nn.Parameter]) -> None:
-        self.params = params
-        self.flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-        self.flat.grad = torch.zeros_like(self.flat)
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.data = self.flat.data[offset : offset + n].view_as(p)
-            p.grad = self.flat.grad[offset : offset + n].view_as(p)
-            offset += n
-        self._grad_np = self.flat.grad.numpy() if self.flat.device.type == "cpu" else None
-
-    @property
-    def grad(self) -> Tensor:
-        assert self.flat.grad is not None
-        return self.flat.grad
-
-    def zero_grad(self) -> None:
-        self.grad.zero_()
-
-    def grad_norm(self, p: float = 2.0) -> Tensor:
-        """The total p-norm of the gradient (``p = inf``: the largest absolute element)."""
-        return torch.linalg.vector_norm(self.grad, ord=p)
-
-    def clip_grad_norm(self, max_norm: float, p: float = 2.0) -> Tensor | float:
-        """Scale the gradient to total p-norm ≤ ``max_norm``; return the pre-clip norm (a float
-        on the CPU, where reading it costs nothing; a tensor elsewhere, to avoid a host sync)."""
-        if self._grad_np is not None:  # the CPU: the 2-norm as one BLAS dot, a quarter of torch's norm kernel
-            norm = math.sqrt(float(np.dot(self._grad_np, self._grad_np))) if p == 2.0 else float(self.grad_norm(p))
-            scale = max_norm / (norm + 1e-6)
-            if scale < 1.0:
-                self.grad.mul_(scale)
-            return norm
-        t = self.grad_norm(p)
-        if max_norm != math.inf:
-            self.grad.mul_((max_norm / (t + 1e-6)).clamp(max=1.0))
-        return t
-
-    def clip_grad_value(self, bound: float) -> None:
-        """Clamp every gradient element to ``[-bound, bound]``."""
-        self.grad.clamp_(-bound, bound)
-
-
-_FUSED_ADAM: Callable[..., None] | None = getattr(torch, "_fused_adam_", None)
-"""torch's fused Adam kernel (what ``torch.optim.Adam(fused=True)`` runs), when this build has it."""
-
-
-class FlatAdam(torch.optim.Adam):
-    """Adam over one flat parameter buffer, one kernel per step.
-
-    ``torch.optim.Adam(fused=True).step`` spends about 20 µs per call on bookkeeping (grouping
-    tensors by device and dtype, hooks, capturable checks) around a kernel that takes 5 µs on a
-    network of 10k parameters; PPO steps it once per minibatch. This calls the same fused
-    kernel directly. Without it (a torch build that lacks the op) the step is Adam's arithmetic
-    in seven in-place kernels (Kingma & Ba 2015, Algorithm 1, with ε added after the
-    bias-corrected square root as torch does). The state (``step``, ``exp_avg``,
-    ``exp_avg_sq``) and ``state_dict`` are torch's, so checkpoints load either way. Only plain
-    Adam is served: one parameter, no weight decay, AMSGrad or maximize.
-    """
-
-    def __init__(self, param: nn.Parameter, lr: float, eps: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
-        super().__init__([param], lr=lr, eps=eps, betas=betas, foreach=False)
-
-    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
-        assert closure is None, "FlatAdam takes no closure"
-        self.apply()
-
-    def apply(self) -> None:
-        """The step itself, without the profiling and hook wrapper torch puts around every
-        optimizer's ``step`` (about 10 µs a call; the learner steps once per minibatch and
-        registers no hooks)."""
-        group = self.param_groups[0]
-        (param,) = group["params"]
-        state = self.state[param]
-        p, grad = param.data, param.grad  # .data: in place without autograd's no_grad context (~4 µs)
-        if not state:
-            state["step"] = torch.tensor(0.0)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        assert grad is not None
-        state["step"] += 1
-        beta1, beta2 = group["betas"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        if _FUSED_ADAM is not None and p.device.type == "cpu":
-            _FUSED_ADAM([p], [grad], [m], [v], [], [state["step"]], amsgrad=False, lr=group["lr"], beta1=beta1,
-                        beta2=beta2, weight_decay=0.0, eps=group["eps"], maximize=False)  # fmt: skip
-            return
-        step = float(state["step"])
-        m.lerp_(grad, 1 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = v.sqrt().div_(math.sqrt(1 - beta2**step)).add_(group["eps"])
-        p.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**step))
-
-
-def make_optimizer(flat: FlatParams, cfg: Config) -> FlatAdam:
-    """Adam over the flat parameter buffer (:class:`FlatAdam`)."""
-    return FlatAdam(flat.flat, lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps)
 
 
 def flatten_rollout(r: Rollout, adv: Tensor, ret: Tensor, value: Tensor | None = None) -> Batch:
@@ -228,12 +128,18 @@ class Learner:
             return
         distributed.broadcast_(self.flat.flat.data)
         in_flat = {id(p) for p in self.flat.params}
-        for t in [p.data for p in self.model.parameters() if id(p) not in in_flat] + list(self.model.buffers()):
+        for t in [p.data for p in self.model.parameters() if id(p) not in in_flat] + list(
+            self.model.buffers()
+        ):
             distributed.broadcast_(t)
 
     # --- state beyond the optimizer (checkpointed) -----------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"kl_coef": self.kl_coef, "baseline_mean": self.baseline_mean, "skipped_total": self.skipped_total}
+        return {
+            "kl_coef": self.kl_coef,
+            "baseline_mean": self.baseline_mean,
+            "skipped_total": self.skipped_total,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kl_coef = float(state["kl_coef"])
@@ -245,7 +151,10 @@ class Learner:
         o = self.cfg.ppo
         lr = schedule_value("linear" if o.anneal_lr else "constant", o.learning_rate, 0.0, progress)
         end = o.ent_coef if o.ent_coef_end is None else o.ent_coef_end
-        return {"learning_rate": lr, "ent_coef": schedule_value(o.ent_schedule, o.ent_coef, end, progress)}
+        return {
+            "learning_rate": lr,
+            "ent_coef": schedule_value(o.ent_schedule, o.ent_coef, end, progress),
+        }
 
     # --- returns and advantages ------------------------------------------------------------------
     @property
@@ -258,8 +167,12 @@ class Learner:
         the given ``V(s_t)`` and ``V(s_{t+1})`` ``[T, N]``."""
         o = self.cfg.ppo
         if o.algo == "reinforce":
-            if o.baseline == "critic":  # reward-to-go, bootstrapped where the rollout cuts an episode
-                ret = gae(r.reward, values, next_values, r.terminated, r.done, gamma=o.gamma, lam=1.0)[1]
+            if (
+                o.baseline == "critic"
+            ):  # reward-to-go, bootstrapped where the rollout cuts an episode
+                ret = gae(
+                    r.reward, values, next_values, r.terminated, r.done, gamma=o.gamma, lam=1.0
+                )[1]
                 return ret - values, ret
             zeros = torch.zeros_like(values)  # no critic: cut episodes are left out (see prepare)
             ret = gae(r.reward, zeros, zeros, r.terminated, r.done, gamma=o.gamma, lam=1.0)[1]
@@ -269,7 +182,9 @@ class Learner:
                 b = self.baseline_mean if self.baseline_mean is not None else first or 0.0
             return ret - b, ret
         if o.advantage == "nstep":
-            ret = nstep_returns(r.reward, next_values, r.terminated, r.done, gamma=o.gamma, n=o.n_step)
+            ret = nstep_returns(
+                r.reward, next_values, r.terminated, r.done, gamma=o.gamma, n=o.n_step
+            )
             return ret - values, ret
         lam = 1.0 if o.advantage == "mc" else o.lam
         return gae(r.reward, values, next_values, r.terminated, r.done, gamma=o.gamma, lam=lam)
@@ -280,7 +195,9 @@ class Learner:
         observations, the one after the last step, and the final observations of truncated
         steps (terminated steps get 0; they are never bootstrapped)."""
         if r.last_obs is None:
-            raise ValueError("recomputing values needs a rollout from the collector (last_obs is missing)")
+            raise ValueError(
+                "recomputing values needs a rollout from the collector (last_obs is missing)"
+            )
         T, N = r.reward.shape
         flat: Obs = obs_map(lambda x: x.reshape(T * N, *x.shape[2:]), r.obs)
         value = self.model.value
@@ -310,19 +227,25 @@ class Learner:
             exp = self.prepare(data)
         else:
             if o.recompute_adv or o.minibatch_order != "transitions":
-                raise ValueError("recompute_adv and minibatch_order other than 'transitions' need a Rollout")
+                raise ValueError(
+                    "recompute_adv and minibatch_order other than 'transitions' need a Rollout"
+                )
             exp = Experience(data, None, None)
         self._unequal = self.world > 1 and exp.valid is not None
         kl_coef = self.kl_coef
         totals, n_updates, stopped = self._epochs(exp, coef["ent_coef"])
-        distributed.all_reduce_mean_(totals)  # the diagnostics of all workers (grad_norm, skips: the same on each)
+        distributed.all_reduce_mean_(
+            totals
+        )  # the diagnostics of all workers (grad_norm, skips: the same on each)
         means = (totals / max(n_updates, 1)).tolist()
         out = dict(zip(_TERMS, means))
         out["skipped_updates"] = totals[-1].item()
         self.skipped_total += int(out["skipped_updates"])
         out.update(coef)
         keep = slice(None) if exp.valid is None else exp.valid
-        out["explained_variance"] = float(explained_variance(exp.batch.value[keep], exp.batch.ret[keep]))
+        out["explained_variance"] = float(
+            explained_variance(exp.batch.value[keep], exp.batch.ret[keep])
+        )
         out["updates"] = float(n_updates)
         out["early_stop"] = float(stopped)
         if o.algo == "ppo-penalty":
@@ -333,7 +256,11 @@ class Learner:
         if o.algo == "reinforce" and o.baseline == "mean":
             m = self._mean_over_workers(exp.batch.ret[keep])
             m = (self.baseline_mean or 0.0) if m is None else m
-            self.baseline_mean = m if self.baseline_mean is None else BASELINE_DECAY * self.baseline_mean + (1 - BASELINE_DECAY) * m
+            self.baseline_mean = (
+                m
+                if self.baseline_mean is None
+                else BASELINE_DECAY * self.baseline_mean + (1 - BASELINE_DECAY) * m
+            )
             out["baseline"] = self.baseline_mean
         return out
 
@@ -355,16 +282,26 @@ class Learner:
                 adv, ret = self.estimate(exp.rollout, v, nv)
                 batch = self._normalized(flatten_rollout(exp.rollout, adv, ret, v), exp.valid)
             minibatches = self._minibatches(exp)
-            if not (_whole(minibatches) and prepared is not None and prepared[0] is batch):  # the whole batch: once
+            if not (
+                _whole(minibatches) and prepared is not None and prepared[0] is batch
+            ):  # the whole batch: once
                 epoch_batch, ready = self._minibatch_normalized(batch, minibatches)
-                prepared = (batch, epoch_batch, ready, None if self.fused is None else self.fused.batch(epoch_batch))
+                prepared = (
+                    batch,
+                    epoch_batch,
+                    ready,
+                    None if self.fused is None else self.fused.batch(epoch_batch),
+                )
             _, epoch_batch, ready, fused = prepared
             for idx in minibatches:
                 if fused is not None:
                     terms: Tensor | list[float] | None = self._fused_minibatch(
-                        fused if idx is None else fused.take(idx.numpy()), ent_coef, ready)
+                        fused if idx is None else fused.take(idx.numpy()), ent_coef, ready
+                    )
                 else:
-                    terms = self._minibatch(epoch_batch if idx is None else epoch_batch.take(idx), ent_coef, ready)
+                    terms = self._minibatch(
+                        epoch_batch if idx is None else epoch_batch.take(idx), ent_coef, ready
+                    )
                 if terms is None:
                     return totals + torch.tensor(host), n_updates, True
                 if isinstance(terms, Tensor):
@@ -388,16 +325,22 @@ class Learner:
     def _standardize(self, adv: Tensor) -> Tensor:
         """Advantage normalization; with several workers over all of them unless
         ``norm_adv_scope="per_worker"`` (seed 000 Q5–Q7)."""
-        return distributed.normalize_advantages(adv) if self._global_adv else normalize_advantages(adv)
+        return (
+            distributed.normalize_advantages(adv) if self._global_adv else normalize_advantages(adv)
+        )
 
-    def _minibatch_normalized(self, batch: Batch, minibatches: list[Tensor | None]) -> tuple[Batch, bool]:
+    def _minibatch_normalized(
+        self, batch: Batch, minibatches: list[Tensor | None]
+    ) -> tuple[Batch, bool]:
         """``norm_adv="minibatch"`` ahead of the minibatch steps where it can be: across workers,
         every global minibatch's advantages standardized with the statistics of all workers'
         shares of it, for the whole epoch in one collective; in one process, a single minibatch
         of the whole batch standardized once (not once per epoch). Returns the batch and whether
         its advantages are ready (the minibatch step then leaves them as they are)."""
         whole = _whole(minibatches)
-        if whole and self.fused is None:  # autograd trains on it as it is, not through a copy by index
+        if (
+            whole and self.fused is None
+        ):  # autograd trains on it as it is, not through a copy by index
             batch = batch.trainable()
         if self.cfg.ppo.norm_adv != "minibatch":
             return batch, True
@@ -436,7 +379,12 @@ class Learner:
         depend on the order of its terms."""
         o = self.cfg.ppo
         size = exp.batch.adv.shape[0]
-        if o.num_minibatches == 1 and o.minibatch_order == "transitions" and exp.valid is None and size:
+        if (
+            o.num_minibatches == 1
+            and o.minibatch_order == "transitions"
+            and exp.valid is None
+            and size
+        ):
             return [None]
         if o.minibatch_order == "transitions":
             order = torch.randperm(size, generator=self.generator)
@@ -452,8 +400,12 @@ class Learner:
         if exp.valid is not None:
             order = order[exp.valid[order]]
         n = order.shape[0]
-        if self._unequal:  # the same number of chunks everywhere, none empty on every worker at once
-            counts = distributed.all_reduce_sums(*(float(n) if r == self.rank else 0.0 for r in range(self.world)))
+        if (
+            self._unequal
+        ):  # the same number of chunks everywhere, none empty on every worker at once
+            counts = distributed.all_reduce_sums(
+                *(float(n) if r == self.rank else 0.0 for r in range(self.world))
+            )
             k = min(o.num_minibatches, int(max(counts)))
             return list(order.tensor_split(k)) if k else []
         if n == 0:
@@ -477,12 +429,18 @@ class Learner:
         pg, vl, entropy = self._autograd_step(mb, dist, value, logp, log_ratio, adv, mean, ent_coef)
         grad_norm, skipped = self._apply_gradient()
         with torch.no_grad():
-            clipped = clip_fraction(log_ratio, o.clip_coef) if mb.adv.numel() else torch.zeros((), device=pg.device)
+            clipped = (
+                clip_fraction(log_ratio, o.clip_coef)
+                if mb.adv.numel()
+                else torch.zeros((), device=pg.device)
+            )
             norm = torch.as_tensor(grad_norm, dtype=pg.dtype, device=pg.device)
             terms = [pg, vl, entropy, approx_kl, clipped, norm, norm.new_tensor(float(skipped))]
             return torch.stack(terms).detach().cpu()
 
-    def _fused_minibatch(self, fb: FusedBatch, ent_coef: float, adv_ready: bool) -> list[float] | None:
+    def _fused_minibatch(
+        self, fb: FusedBatch, ent_coef: float, adv_ready: bool
+    ) -> list[float] | None:
         """:meth:`_minibatch` through the hand-written gradient (``self.fused``, NumPy on the CPU)."""
         o = self.cfg.ppo
         assert self.fused is not None and not self._unequal
@@ -504,15 +462,25 @@ class Learner:
         """The loss of the minibatch and its gradient by autograd; returns the loss terms."""
         o = self.cfg.ppo
         if o.algo == "ppo-clip":
-            pg = mean(clipped_surrogate(adv, log_ratio, clip_coef=o.clip_coef, dual_clip=o.dual_clip))
-        elif o.algo == "ppo-penalty":  # DPPO's hinge reads each worker's own minibatch KL, as DPPO's workers do
+            pg = mean(
+                clipped_surrogate(adv, log_ratio, clip_coef=o.clip_coef, dual_clip=o.dual_clip)
+            )
+        elif (
+            o.algo == "ppo-penalty"
+        ):  # DPPO's hinge reads each worker's own minibatch KL, as DPPO's workers do
             kl = kl_estimate(log_ratio)
             margin = None if o.kl_margin is None else o.kl_margin * o.kl_target
-            pen = kl_penalty(kl, kl.mean(), coef=self.kl_coef, margin=margin, margin_coef=o.kl_margin_coef)
+            pen = kl_penalty(
+                kl, kl.mean(), coef=self.kl_coef, margin=margin, margin_coef=o.kl_margin_coef
+            )
             pg = mean(surrogate(adv, log_ratio) + pen)
         else:
             pg = mean(reinforce_loss(adv, logp))
-        vl = mean(value_loss(value, mb.value, mb.ret, clip=o.value_clip)) if self.uses_critic else value.sum() * 0.0
+        vl = (
+            mean(value_loss(value, mb.value, mb.ret, clip=o.value_clip))
+            if self.uses_critic
+            else value.sum() * 0.0
+        )
         entropy = mean(dist.entropy())
         loss = pg + o.vf_coef * vl - ent_coef * entropy
         self.flat.zero_grad()
@@ -524,10 +492,14 @@ class Learner:
         norm and whether the step was skipped (``grad_clip="ignore"``)."""
         o = self.cfg.ppo
         if self.world > 1:
-            distributed.all_reduce_mean_(self.flat.grad)  # the global minibatch's gradient; clipped below, alike everywhere
+            distributed.all_reduce_mean_(
+                self.flat.grad
+            )  # the global minibatch's gradient; clipped below, alike everywhere
         skipped = False
         if o.grad_clip == "norm":
-            grad_norm = self.flat.clip_grad_norm(math.inf if o.max_grad_norm is None else o.max_grad_norm, o.grad_norm_type)
+            grad_norm = self.flat.clip_grad_norm(
+                math.inf if o.max_grad_norm is None else o.max_grad_norm, o.grad_norm_type
+            )
         else:
             grad_norm = self.flat.grad_norm(o.grad_norm_type)
             if o.grad_clip == "value":

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ppox.checkpoint import load_checkpoint
 from ppox.config import Config
 from ppox.envs.make import probe_spaces
 from ppox.errors import CheckpointError
+from ppox.io.checkpoint import load_checkpoint
 from ppox.nn.actor_critic import ActorCritic
-from ppox.normalizers import ObsNormalizer
+from ppox.training.normalizers import ObsNormalizer
 from ppox.types import MASK_KEY, ObsArrays, obs_map
 
 
@@ -62,7 +62,11 @@ class Policy:
         t = obs_map(lambda a: torch.from_numpy(a).to(self.device), self.obs_norm(x))
         n = next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
         head = self.model.head
-        m = None if mask is None or head.mask_shape is None else torch.from_numpy(head.read_mask(mask, n)).to(self.device)
+        m = (
+            None
+            if mask is None or head.mask_shape is None
+            else torch.from_numpy(head.read_mask(mask, n)).to(self.device)
+        )
         dist = self.model.dist(t, m)
         action = dist.mode() if deterministic else dist.sample(generator)
         out = head.to_env(action.cpu().numpy())
@@ -87,11 +91,15 @@ def _first(action: Any) -> Any:
     return action[0]
 
 
-def build_model(cfg: Config, device: torch.device | str = "cpu") -> tuple[ActorCritic, ObsNormalizer]:
+def build_model(
+    cfg: Config, device: torch.device | str = "cpu"
+) -> tuple[ActorCritic, ObsNormalizer]:
     """The network for ``cfg``'s env and its observation normalizer (per vector leaf)."""
     obs_space, action_space = probe_spaces(cfg.env)
     model = ActorCritic(obs_space, action_space, cfg.policy).to(device)
-    obs_norm = ObsNormalizer(model.obs_layout.norm_shape, enabled=cfg.env.normalize_obs, clip=cfg.env.obs_clip)
+    obs_norm = ObsNormalizer(
+        model.obs_layout.norm_shape, enabled=cfg.env.normalize_obs, clip=cfg.env.obs_clip
+    )
     return model, obs_norm
 
 
@@ -102,7 +110,9 @@ def policy_from_state(state: dict[str, Any], device: str = "cpu") -> Policy:
         model.load_state_dict(state["model"])
         obs_norm.load_state_dict(state["obs_norm"])
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint weights do not fit the network its config describes: {exc}") from None
+        raise CheckpointError(
+            f"checkpoint weights do not fit the network its config describes: {exc}"
+        ) from None
     return Policy(model, obs_norm, cfg)
 
 

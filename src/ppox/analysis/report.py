@@ -1,5 +1,5 @@
 """Reports over groups of runs (SPEC §7): curves with bootstrap bands, final-return aggregates with
-stratified-bootstrap intervals, and the reliability metrics of :mod:`ppox.metrics` (docs/metrics.md).
+stratified-bootstrap intervals, and the reliability metrics of :mod:`ppox.analysis.metrics` (docs/metrics.md).
 
 A *group* (variant) is the runs of one config on several seeds. :func:`collect` builds the groups
 from an ablation directory (``ablation.json``) or from run directories named ``<group>-s<seed>``;
@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from ppox import metrics
+from ppox.analysis import metrics
 from ppox.errors import CheckpointError
-from ppox.logging import read_csv
+from ppox.io.logging import read_csv
 
 Array = metrics.Array
-RUN_NAME = re.compile(r"^(?P<group>.+)-s(?P<seed>\d+)(?:-\d{8}-\d{6})?$")  # <group>-s<seed>[-<time>]
+RUN_NAME = re.compile(
+    r"^(?P<group>.+)-s(?P<seed>\d+)(?:-\d{8}-\d{6})?$"
+)  # <group>-s<seed>[-<time>]
 IGNORED_FIELDS = ("seed", "run_dir", "progress")  # differ between the runs of one group by design
 CURVES = {"eval": "eval_return_mean", "train": "train_return_mean"}
 
@@ -65,14 +67,24 @@ class Run:
         if not (path / "metrics.csv").is_file():
             raise CheckpointError(f"{path} is not a ppox run directory (no metrics.csv)")
         summary = json.loads((path / "summary.json").read_text())
-        config = {k: v for section in json.loads((path / "config.json").read_text()).values() for k, v in section.items()}
+        config = {
+            k: v
+            for section in json.loads((path / "config.json").read_text()).values()
+            for k, v in section.items()
+        }
         rows = read_csv(path / "metrics.csv")
         curves = {}
         for name, key in CURVES.items():
             pts = [(float(r["global_step"]), float(r[key])) for r in rows if r.get(key)]
             curves[name] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
         final = summary.get("eval_return_mean")
-        return cls(path, config, curves, float(final if final is not None else curves["eval"][1][-1]), int(summary["total_steps"]))
+        return cls(
+            path,
+            config,
+            curves,
+            float(final if final is not None else curves["eval"][1][-1]),
+            int(summary["total_steps"]),
+        )
 
 
 @dataclass
@@ -90,7 +102,10 @@ def collect(paths: list[Path]) -> Study:
     """An ablation directory (one path holding ``ablation.json``) or run directories → a Study."""
     if len(paths) == 1 and (paths[0] / "ablation.json").is_file():
         meta = json.loads((paths[0] / "ablation.json").read_text())
-        variants = {"base": {"preset": meta.get("preset"), **meta.get("overrides", {})}, **meta["variants"]}
+        variants = {
+            "base": {"preset": meta.get("preset"), **meta.get("overrides", {})},
+            **meta["variants"],
+        }
         dirs = [paths[0] / "runs" / f"{v}-s{s}" for v in variants for s in meta["seeds"]]
         study = _group(dirs)
         study.overrides = {v: o for v, o in variants.items() if v in study.groups}
@@ -110,7 +125,9 @@ def _group(dirs: list[Path]) -> Study:
         m = RUN_NAME.match(d.name)
         groups.setdefault(m["group"] if m else d.name, []).append(Run.load(d))
     if not groups:
-        raise CheckpointError(f"no finished run (with summary.json) among {', '.join(map(str, dirs))}")
+        raise CheckpointError(
+            f"no finished run (with summary.json) among {', '.join(map(str, dirs))}"
+        )
     first = next(iter(groups.values()))[0].config
     overrides = {g: _config_diff(first, runs[0].config) for g, runs in groups.items()}
     return Study(groups, overrides, skipped=skipped)
@@ -123,19 +140,29 @@ def _config_diff(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 def rollout_returns(run: Run, episodes: int) -> Array:
     """Returns ``[episodes]`` of the run's final policy on its first ``episodes`` evaluation seeds
     (deterministic as the run evaluated), cached in ``rollouts.json`` next to the checkpoint."""
-    from ppox.evaluate import evaluate
-    from ppox.policy import load_policy
-    from ppox.seeding import evaluation_seeds
+    from ppox.io.evaluate import evaluate
+    from ppox.io.policy import load_policy
+    from ppox.training.seeding import evaluation_seeds
 
     c = run.config
-    key = {"episodes": episodes, "first_seed": c["eval_seed"], "deterministic": c["eval_deterministic"], "total_steps": run.total_steps}
+    key = {
+        "episodes": episodes,
+        "first_seed": c["eval_seed"],
+        "deterministic": c["eval_deterministic"],
+        "total_steps": run.total_steps,
+    }
     cache = run.path / "rollouts.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if all(cached.get(k) == v for k, v in key.items()):
             return np.asarray(cached["returns"], dtype=np.float64)
     policy = load_policy(run.path)
-    returns = evaluate(policy, policy.config.env, evaluation_seeds(c["eval_seed"], episodes), deterministic=c["eval_deterministic"])
+    returns = evaluate(
+        policy,
+        policy.config.env,
+        evaluation_seeds(c["eval_seed"], episodes),
+        deterministic=c["eval_deterministic"],
+    )
     cache.write_text(json.dumps({**key, "returns": returns.tolist()}, indent=1))
     return returns
 
@@ -169,7 +196,12 @@ def group_numbers(runs: list[Run], curve: str, window: int, opts: ReportOptions)
     ys = [r.curves[curve][1] for r in runs]
     out: dict[str, Any] = {
         "runs": [r.path.name for r in runs],
-        "final": {k: e._asdict() for k, e in metrics.aggregate([r.final for r in runs], reps=opts.reps, level=opts.level, seed=opts.seed).items()},
+        "final": {
+            k: e._asdict()
+            for k, e in metrics.aggregate(
+                [r.final for r in runs], reps=opts.reps, level=opts.level, seed=opts.seed
+            ).items()
+        },
         "within_run": {
             "dispersion": _spread([_safe(metrics.dispersion_within_run, y, window) for y in ys]),
             "short_term_risk": _spread([_safe(metrics.short_term_risk, y, a) for y in ys]),
@@ -179,9 +211,16 @@ def group_numbers(runs: list[Run], curve: str, window: int, opts: ReportOptions)
     aligned = _safe(metrics.align_curves, [r.curves[curve] for r in runs])
     areas = [_safe(_time_average, *r.curves["train"]) for r in runs]
     if all(x is not None for x in areas):
-        out["area"] = {k: e._asdict() for k, e in metrics.aggregate(areas, reps=opts.reps, level=opts.level, seed=opts.seed).items()}
+        out["area"] = {
+            k: e._asdict()
+            for k, e in metrics.aggregate(
+                areas, reps=opts.reps, level=opts.level, seed=opts.seed
+            ).items()
+        }
     out["across_runs"] = {
-        "dispersion": None if aligned is None else _safe(metrics.dispersion_across_runs, aligned[1], width=opts.smooth),
+        "dispersion": None
+        if aligned is None
+        else _safe(metrics.dispersion_across_runs, aligned[1], width=opts.smooth),
         "risk": metrics.risk_across_runs([r.final for r in runs], a),
     }
     if opts.episodes > 0:
@@ -210,8 +249,15 @@ def write_report(study: Study, out: Path, opts: ReportOptions | None = None) -> 
     numbers = {g: group_numbers(runs, curve, window, opts) for g, runs in study.groups.items()}
     out.mkdir(parents=True, exist_ok=True)
     plot_groups(study, out / "curves.png", opts)
-    meta = {"options": asdict(opts), "curve": curve, "window": window, "command": study.command, "commit": study.commit,
-            "overrides": study.overrides, "skipped": study.skipped}
+    meta = {
+        "options": asdict(opts),
+        "curve": curve,
+        "window": window,
+        "command": study.command,
+        "commit": study.commit,
+        "overrides": study.overrides,
+        "skipped": study.skipped,
+    }
     (out / "report.json").write_text(json.dumps({**meta, "groups": numbers}, indent=2, default=str))
     (out / "report.md").write_text(render_markdown(study, numbers, curve, window, opts))
     return out / "report.md"
@@ -234,59 +280,115 @@ def _overrides_text(o: dict[str, Any]) -> str:
     return ", ".join(f"`{k}={v}`" for k, v in o.items()) or "(base config)"
 
 
-def render_markdown(study: Study, numbers: dict[str, Any], curve: str, window: int, opts: ReportOptions) -> str:
+def render_markdown(
+    study: Study, numbers: dict[str, Any], curve: str, window: int, opts: ReportOptions
+) -> str:
     runs = [r for g in study.groups.values() for r in g]
     envs = sorted({str(r.config["env_id"]) for r in runs})
     steps = sorted({r.total_steps for r in runs})
     ci, a = f"{opts.level:.0%}", opts.alpha
-    lines = ["# Ablation report", "",
-             f"{len(study.groups)} variant(s), {len(runs)} finished run(s) on {', '.join(envs)}; "
-             f"{'/'.join(f'{s:,}' for s in steps)} environment steps per run."]
+    lines = [
+        "# Ablation report",
+        "",
+        f"{len(study.groups)} variant(s), {len(runs)} finished run(s) on {', '.join(envs)}; "
+        f"{'/'.join(f'{s:,}' for s in steps)} environment steps per run.",
+    ]
     if study.command:
-        lines += ["", f"Command: `{study.command}`" + (f" (ppox at commit `{study.commit[:12]}`)" if study.commit else "")]
+        lines += [
+            "",
+            f"Command: `{study.command}`"
+            + (f" (ppox at commit `{study.commit[:12]}`)" if study.commit else ""),
+        ]
     if study.skipped:
         lines += ["", f"Skipped (not finished, no summary.json): {', '.join(study.skipped)}"]
-    lines += ["", "The first variant is the reference; every other one lists the config fields it changes.", "",
-              "| variant | runs | config |", "|---|---|---|"]
-    lines += [f"| {g} | {len(r)} | {_overrides_text(study.overrides.get(g, {}))} |" for g, r in study.groups.items()]
-    lines += ["", "![learning curves: mean over seeds with a bootstrap band](curves.png)", "",
-              "## Final return", "",
-              f"Final return of a run = its last evaluation (`eval_return_mean` in summary.json). Median, "
-              f"interquartile mean and mean over the seeds, with {ci} stratified-bootstrap confidence "
-              f"intervals ({opts.reps:,} resamples; docs/metrics.md).", "",
-              "| variant | runs | median | IQM | mean |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "The first variant is the reference; every other one lists the config fields it changes.",
+        "",
+        "| variant | runs | config |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {g} | {len(r)} | {_overrides_text(study.overrides.get(g, {}))} |"
+        for g, r in study.groups.items()
+    ]
+    lines += [
+        "",
+        "![learning curves: mean over seeds with a bootstrap band](curves.png)",
+        "",
+        "## Final return",
+        "",
+        f"Final return of a run = its last evaluation (`eval_return_mean` in summary.json). Median, "
+        f"interquartile mean and mean over the seeds, with {ci} stratified-bootstrap confidence "
+        f"intervals ({opts.reps:,} resamples; docs/metrics.md).",
+        "",
+        "| variant | runs | median | IQM | mean |",
+        "|---|---|---|---|---|",
+    ]
     for g, n in numbers.items():
         f = n["final"]
-        lines.append(f"| {g} | {len(n['runs'])} | {_ci(f['median'])} | {_ci(f['iqm'])} | {_ci(f['mean'])} |")
+        lines.append(
+            f"| {g} | {len(n['runs'])} | {_ci(f['median'])} | {_ci(f['iqm'])} | {_ci(f['mean'])} |"
+        )
     if all("area" in n for n in numbers.values()):
-        lines += ["", "Learning speed: the training-return curve averaged over the run (area under the curve over "
-                  "its length; it separates variants whose final returns tie at the task's ceiling). IQM and "
-                  f"mean over the seeds with {ci} bootstrap intervals.", "",
-                  "| variant | IQM | mean |", "|---|---|---|"]
-        lines += [f"| {g} | {_ci(n['area']['iqm'])} | {_ci(n['area']['mean'])} |" for g, n in numbers.items()]
-    lines += ["", "## Reliability", "",
-              f"Higher return is better. ↑ = higher is better, ↓ = lower is better. CVaR level α = {a}; with "
-              f"fewer than 1/α samples the CVaR is the single worst one. Metric curve: **{curve}** "
-              f"(`{CURVES[curve]}` from metrics.csv); Δ = its first differences (return change between "
-              "consecutive points). Definitions and caveats: docs/metrics.md.", "",
-              f"### Within each run (mean ± std over seeds; window = {window} differences"
-              + (f", capped from {opts.window} by the shortest curve)" if window < opts.window else ")"), "",
-              "| variant | dispersion: IQR of Δ in window ↓ | short-term risk: CVaR of Δ ↑ | long-term risk: CVaR of drawdown ↓ |",
-              "|---|---|---|---|"]
+        lines += [
+            "",
+            "Learning speed: the training-return curve averaged over the run (area under the curve over "
+            "its length; it separates variants whose final returns tie at the task's ceiling). IQM and "
+            f"mean over the seeds with {ci} bootstrap intervals.",
+            "",
+            "| variant | IQM | mean |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {g} | {_ci(n['area']['iqm'])} | {_ci(n['area']['mean'])} |"
+            for g, n in numbers.items()
+        ]
+    lines += [
+        "",
+        "## Reliability",
+        "",
+        f"Higher return is better. ↑ = higher is better, ↓ = lower is better. CVaR level α = {a}; with "
+        f"fewer than 1/α samples the CVaR is the single worst one. Metric curve: **{curve}** "
+        f"(`{CURVES[curve]}` from metrics.csv); Δ = its first differences (return change between "
+        "consecutive points). Definitions and caveats: docs/metrics.md.",
+        "",
+        f"### Within each run (mean ± std over seeds; window = {window} differences"
+        + (f", capped from {opts.window} by the shortest curve)" if window < opts.window else ")"),
+        "",
+        "| variant | dispersion: IQR of Δ in window ↓ | short-term risk: CVaR of Δ ↑ | long-term risk: CVaR of drawdown ↓ |",
+        "|---|---|---|---|",
+    ]
     for g, n in numbers.items():
         w = n["within_run"]
-        lines.append(f"| {g} | {_pm(w['dispersion'])} | {_pm(w['short_term_risk'])} | {_pm(w['long_term_risk'])} |")
-    lines += ["", f"### Across runs (moving average over {opts.smooth} points before the IQR)", "",
-              "| variant | dispersion: median over points of IQR across runs ↓ | risk: CVaR of final return across runs ↑ |",
-              "|---|---|---|"]
-    lines += [f"| {g} | {_f(n['across_runs']['dispersion'])} | {_f(n['across_runs']['risk'])} |" for g, n in numbers.items()]
+        lines.append(
+            f"| {g} | {_pm(w['dispersion'])} | {_pm(w['short_term_risk'])} | {_pm(w['long_term_risk'])} |"
+        )
+    lines += [
+        "",
+        f"### Across runs (moving average over {opts.smooth} points before the IQR)",
+        "",
+        "| variant | dispersion: median over points of IQR across runs ↓ | risk: CVaR of final return across runs ↑ |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {g} | {_f(n['across_runs']['dispersion'])} | {_f(n['across_runs']['risk'])} |"
+        for g, n in numbers.items()
+    ]
     if opts.episodes > 0:
-        lines += ["", f"### Across rollouts of the final policy ({opts.episodes} episodes per run on the run's "
-                  "evaluation seeds; mean ± std over seeds)", "",
-                  "| variant | mean return ↑ | dispersion: IQR ↓ | risk: CVaR ↑ |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"### Across rollouts of the final policy ({opts.episodes} episodes per run on the run's "
+            "evaluation seeds; mean ± std over seeds)",
+            "",
+            "| variant | mean return ↑ | dispersion: IQR ↓ | risk: CVaR ↑ |",
+            "|---|---|---|---|",
+        ]
         for g, n in numbers.items():
             r = n["across_rollouts"]
-            lines.append(f"| {g} | {_pm(r['return'])} | {_pm(r['dispersion'])} | {_pm(r['risk'])} |")
+            lines.append(
+                f"| {g} | {_pm(r['return'])} | {_pm(r['dispersion'])} | {_pm(r['risk'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -298,14 +400,19 @@ def plot_groups(study: Study, out: Path, opts: ReportOptions) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    titles = {"eval": "evaluation return", "train": "training return (mean of the last 100 episodes)"}
+    titles = {
+        "eval": "evaluation return",
+        "train": "training return (mean of the last 100 episodes)",
+    }
     for ax, (curve, title) in zip(axes, titles.items()):
         for g, runs in study.groups.items():
             aligned = _safe(metrics.align_curves, [r.curves[curve] for r in runs])
             if aligned is None:
                 continue
             grid, ys = aligned
-            mean, low, high = metrics.mean_band(ys, reps=opts.reps, level=opts.level, seed=opts.seed)
+            mean, low, high = metrics.mean_band(
+                ys, reps=opts.reps, level=opts.level, seed=opts.seed
+            )
             (line,) = ax.plot(grid, mean, label=f"{g} (n={len(runs)})")
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
         ax.set(title=title, xlabel="environment steps", ylabel="return")

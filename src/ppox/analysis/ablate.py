@@ -6,7 +6,7 @@
     abl/configs/<variant>.json        the resolved config of each variant (base included)
     abl/runs/<variant>-s<seed>/       one ppox run directory per (variant, seed)
     abl/logs/<variant>-s<seed>.log    that run's output
-    abl/report.md, report.json, curves.png   (ppox.report)
+    abl/report.md, report.json, curves.png   (ppox.analysis.report)
 
 Every run is its own ``python -m ppox train`` subprocess (not a multiprocessing pool, so a run may
 start its own env worker processes), at most ``jobs`` at a time, each with one torch thread.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ppox.config import Config, field_sections
+from ppox.config import Config, field_sections, parse_field_value
 from ppox.errors import ConfigError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -64,12 +64,13 @@ def parse_variant(text: str) -> Variant:
     """``"NAME: field=value[, field=value...]"`` → :class:`Variant`; values are parsed as the
     ``ppox train`` flags parse them (booleans as true/false). Raises :class:`ConfigError` naming the
     variant and the field."""
-    from ppox.cli import parse_field_value
 
     name, colon, body = (s.strip() for s in text.partition(":"))
     if not colon or not NAME.match(name):
-        raise ConfigError(f"--variant {text!r}: expected 'NAME: field=value[, field=value...]' with a NAME of "
-                          "letters, digits, '_', '.', '+', '-'")
+        raise ConfigError(
+            f"--variant {text!r}: expected 'NAME: field=value[, field=value...]' with a NAME of "
+            "letters, digits, '_', '.', '+', '-'"
+        )
     if name == "base":
         raise ConfigError("--variant: the name 'base' is reserved for the base config")
     overrides: dict[str, Any] = {}
@@ -79,13 +80,20 @@ def parse_variant(text: str) -> Variant:
         if not eq or not key:
             raise ConfigError(f"variant {name!r}: {item.strip()!r} is not field=value")
         if key not in field_sections():
-            raise ConfigError(f"variant {name!r}: unknown config field {key!r} (see `ppox train --help`)")
+            raise ConfigError(
+                f"variant {name!r}: unknown config field {key!r} (see `ppox train --help`)"
+            )
         if key in PER_RUN or key in overrides:
-            raise ConfigError(f"variant {name!r}: field {key!r} is " + ("set per run by ppox ablate" if key in PER_RUN else "given twice"))
+            raise ConfigError(
+                f"variant {name!r}: field {key!r} is "
+                + ("set per run by ppox ablate" if key in PER_RUN else "given twice")
+            )
         try:
             overrides[key] = parse_field_value(key, value)
         except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
-            raise ConfigError(f"variant {name!r}: {key}={value!r} is not a valid value ({exc})") from None
+            raise ConfigError(
+                f"variant {name!r}: {key}={value!r} is not a valid value ({exc})"
+            ) from None
     if not overrides:
         raise ConfigError(f"variant {name!r} changes no field")
     return Variant(name, overrides)
@@ -124,19 +132,39 @@ def _check_existing(job: Job) -> None:
     have = _flat({k: v for s in json.loads(path.read_text()).values() for k, v in s.items()})
     want = _flat({k: v for s in job.config.to_dict().values() for k, v in s.items()})
     # fields the run did not record (added to ppox since) are taken to be unchanged
-    diff = [f"{k}: {have[k]!r} → {want[k]!r}" for k in sorted(set(have) & set(want)) if have[k] != want[k]]
+    diff = [
+        f"{k}: {have[k]!r} → {want[k]!r}"
+        for k in sorted(set(have) & set(want))
+        if have[k] != want[k]
+    ]
     if diff:
-        raise ConfigError(f"{job.run_dir} was trained with another config ({'; '.join(diff)}); use another --out")
+        raise ConfigError(
+            f"{job.run_dir} was trained with another config ({'; '.join(diff)}); use another --out"
+        )
 
 
-def write_manifest(out: Path, jobs: list[Job], *, preset: str, overrides: dict[str, Any], variants: list[Variant], command: str) -> None:
+def write_manifest(
+    out: Path,
+    jobs: list[Job],
+    *,
+    preset: str,
+    overrides: dict[str, Any],
+    variants: list[Variant],
+    command: str,
+) -> None:
     """``ablation.json`` and ``configs/<variant>.json`` (what ``ppox report`` and the runs read)."""
     (out / "configs").mkdir(parents=True, exist_ok=True)
     for job in {j.variant: j for j in jobs}.values():
         cfg = job.config.replace(seed=jobs[0].config.run.seed, run_dir=None)
         (out / "configs" / f"{job.variant}.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    manifest = {"preset": preset, "overrides": overrides, "variants": {v.name: v.overrides for v in variants},
-                "seeds": sorted({j.seed for j in jobs}), "command": command, "commit": source_commit()}
+    manifest = {
+        "preset": preset,
+        "overrides": overrides,
+        "variants": {v.name: v.overrides for v in variants},
+        "seeds": sorted({j.seed for j in jobs}),
+        "command": command,
+        "commit": source_commit(),
+    }
     (out / "ablation.json").write_text(json.dumps(manifest, indent=2))
 
 
@@ -145,10 +173,20 @@ def source_commit() -> str | None:
     is not a git checkout (an installed package)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if head.returncode:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
@@ -163,14 +201,26 @@ def command(job: Job, out: Path) -> list[str] | None:
         return [*ppox, "--resume", str(job.run_dir)]
     if job.run_dir.exists():  # killed before its first checkpoint: nothing to resume from
         shutil.rmtree(job.run_dir)
-    return [*ppox, "--config", str(out / "configs" / f"{job.variant}.json"), "--seed", str(job.seed),
-            "--run-dir", str(job.run_dir), "--no-progress"]
+    return [
+        *ppox,
+        "--config",
+        str(out / "configs" / f"{job.variant}.json"),
+        "--seed",
+        str(job.seed),
+        "--run-dir",
+        str(job.run_dir),
+        "--no-progress",
+    ]
 
 
-def run_jobs(jobs: list[Job], out: Path, *, max_jobs: int, echo: Callable[[str], None] = print) -> list[str]:
+def run_jobs(
+    jobs: list[Job], out: Path, *, max_jobs: int, echo: Callable[[str], None] = print
+) -> list[str]:
     """Run the unfinished jobs, ``max_jobs`` at a time; returns the names of the runs that failed."""
     todo = [(j, cmd) for j in jobs if (cmd := command(j, out)) is not None]
-    echo(f"ppox: {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run, {max_jobs} at a time")
+    echo(
+        f"ppox: {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run, {max_jobs} at a time"
+    )
     (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     running: dict[subprocess.Popen[bytes], tuple[Job, float, Any]] = {}
@@ -183,18 +233,32 @@ def run_jobs(jobs: list[Job], out: Path, *, max_jobs: int, echo: Callable[[str],
                 log = (out / "logs" / f"{job.name}.log").open("ab")
                 log.write(f"$ {' '.join(cmd)}\n".encode())
                 log.flush()
-                running[subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)] = (job, time.time(), log)
+                running[subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)] = (
+                    job,
+                    time.time(),
+                    log,
+                )
             time.sleep(0.1)
             for proc in [p for p in running if p.poll() is not None]:
                 job, t0, log = running.pop(proc)
                 log.close()
                 done += 1
-                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; see {log.name})"
+                status = (
+                    "done"
+                    if proc.returncode == 0
+                    else f"FAILED (exit {proc.returncode}; see {log.name})"
+                )
                 if proc.returncode:
                     failed.append(job.name)
-                echo(f"ppox: [{done}/{done + len(todo) + len(running)}] {job.name} {status} in {time.time() - t0:.0f} s")
+                echo(
+                    f"ppox: [{done}/{done + len(todo) + len(running)}] {job.name} {status} in {time.time() - t0:.0f} s"
+                )
     finally:
-        for proc, (_, _, log) in running.items():  # interrupted: stop our own children, keep checkpoints
+        for proc, (
+            _,
+            _,
+            log,
+        ) in running.items():  # interrupted: stop our own children, keep checkpoints
             proc.terminate()
             proc.wait()
             log.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ppox.errors import CheckpointError
-from ppox.logging import read_csv
+from ppox.io.logging import read_csv
 
 
 def _series(rows: list[dict[str, str]], key: str) -> tuple[list[float], list[float]]:
@@ -34,10 +34,22 @@ def plot_runs(run_dirs: list[Path], out: Path, *, title: str | None = None) -> P
         xs, ys = _series(rows, "eval_return_mean")
         _, sd = _series(rows, "eval_return_std")
         (line,) = ax_eval.plot(xs, ys, marker="o", ms=3, label=label)
-        ax_eval.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], color=line.get_color(), alpha=0.15)
+        ax_eval.fill_between(
+            xs,
+            [y - s for y, s in zip(ys, sd)],
+            [y + s for y, s in zip(ys, sd)],
+            color=line.get_color(),
+            alpha=0.15,
+        )
         ax_train.plot(*_series(rows, "train_return_mean"), color=line.get_color(), label=label)
-    ax_eval.set(title="evaluation return (mean ± std over eval seeds)", xlabel="environment steps", ylabel="return")
-    ax_train.set(title="training episodes (mean of last 100)", xlabel="environment steps", ylabel="return")
+    ax_eval.set(
+        title="evaluation return (mean ± std over eval seeds)",
+        xlabel="environment steps",
+        ylabel="return",
+    )
+    ax_train.set(
+        title="training episodes (mean of last 100)", xlabel="environment steps", ylabel="return"
+    )
     for ax in (ax_eval, ax_train):
         ax.grid(alpha=0.3)
     if len(run_dirs) <= 10:

@@ -48,7 +48,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 class RunLogger:
     """Writes one row per iteration; TensorBoard is imported only when enabled."""
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool, progress: bool, total_steps: int, start_step: int) -> None:
+    def __init__(
+        self, run_dir: Path, *, tensorboard: bool, progress: bool, total_steps: int, start_step: int
+    ) -> None:
         self.csv_path = run_dir / "metrics.csv"
         new = not self.csv_path.exists()
         self._file = self.csv_path.open("a", newline="")

@@ -4,7 +4,7 @@ The rule of ``ppox train`` is that a new run never overwrites anything. ``--auto
 (:func:`resumable`) adds the one exception a restarting launcher needs: the same command, run
 again, continues the run it started — from its checkpoint, or from scratch when it died before
 its first checkpoint (then the few files it had written are cleared). Only rank 0 calls these;
-it tells the other workers what it found (``ppox.distributed.main_decides``).
+it tells the other workers what it found (``ppox.training.distributed.main_decides``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ppox import checkpoint as ckpt
 from ppox.config import Config, flat_values
 from ppox.errors import ConfigError
+from ppox.io import checkpoint as ckpt
 
 STARTED_FILES = ("metrics.csv", "summary.json", "curve.png")
 """What a run writes before (or besides) its first checkpoint, next to ``tb/``."""
@@ -37,7 +37,9 @@ def new_run_dir(cfg: Config, run_dir: str | Path | None) -> Path:
     that holds files."""
     path = Path(run_dir or cfg.run.run_dir or default_run_dir(cfg))
     if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"run_dir={str(path)!r} already holds files; resume it with --resume {path} or choose another --run-dir")
+        raise ConfigError(
+            f"run_dir={str(path)!r} already holds files; resume it with --resume {path} or choose another --run-dir"
+        )
     return path
 
 
@@ -58,7 +60,9 @@ def resumable(cfg: Config, path: Path) -> dict[str, Any] | None:
         return None
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ConfigError(f"run_dir={str(path)!r} holds files but no ppox run; choose another --run-dir")
+        raise ConfigError(
+            f"run_dir={str(path)!r} holds files but no ppox run; choose another --run-dir"
+        )
     _same_run(cfg, Config.from_dict(json.loads(config_file.read_text())), path)
     for name in STARTED_FILES:
         (path / name).unlink(missing_ok=True)

@@ -83,12 +83,18 @@ def init(backend: str | None = None, timeout_s: float | None = None) -> None:
     if name == "auto":
         name = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     if not all(part.rpartition(":")[2] in BACKENDS for part in name.split(",")):
-        raise ConfigError(f"dist backend {name!r} is unknown: use auto, {', '.join(BACKENDS)} or a per-device list such as cpu:gloo,cuda:nccl")
+        raise ConfigError(
+            f"dist backend {name!r} is unknown: use auto, {', '.join(BACKENDS)} or a per-device list such as cpu:gloo,cuda:nccl"
+        )
     if "nccl" in name:
         if not torch.cuda.is_available():
-            raise ConfigError(f"dist backend {name!r} needs CUDA, which this machine lacks; use gloo")
+            raise ConfigError(
+                f"dist backend {name!r} needs CUDA, which this machine lacks; use gloo"
+            )
         torch.cuda.set_device(local_rank() % torch.cuda.device_count())
-    timeout = timedelta(seconds=timeout_s or float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S))
+    timeout = timedelta(
+        seconds=timeout_s or float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
+    )
     try:
         torch.distributed.init_process_group(name, timeout=timeout, **_attempt_store(timeout))
     except ValueError as exc:  # a backend this torch build lacks
@@ -107,7 +113,11 @@ def _attempt_store(timeout: timedelta) -> dict[str, Any]:
     if attempt is None or os.environ.get("LOCAL_WORLD_SIZE") != os.environ.get("WORLD_SIZE"):
         return {}
     store, rank, world = next(torch.distributed.rendezvous("env://", timeout=timeout))
-    return {"store": torch.distributed.PrefixStore(f"ppox/attempt-{attempt}", store), "rank": rank, "world_size": world}
+    return {
+        "store": torch.distributed.PrefixStore(f"ppox/attempt-{attempt}", store),
+        "rank": rank,
+        "world_size": world,
+    }
 
 
 def shutdown() -> None:
@@ -186,7 +196,9 @@ def all_reduce_sum_(t: Tensor) -> Tensor:
             return _shared_sum(t)
         if w & (w - 1) == 0:
             return _doubling_sum_(t)
-    return _in_place(t, lambda b: torch.distributed.all_reduce(b, op=torch.distributed.ReduceOp.SUM))
+    return _in_place(
+        t, lambda b: torch.distributed.all_reduce(b, op=torch.distributed.ReduceOp.SUM)
+    )
 
 
 _ONE_MACHINE: list[bool] = []
@@ -200,7 +212,11 @@ def _one_machine() -> bool:
     is never seen before the data), so other architectures use the point-to-point route."""
     if not _ONE_MACHINE:
         boot = Path("/proc/sys/kernel/random/boot_id")
-        me = (socket.gethostname(), boot.read_text().strip() if boot.exists() else "", platform.machine())
+        me = (
+            socket.gethostname(),
+            boot.read_text().strip() if boot.exists() else "",
+            platform.machine(),
+        )
         everyone: list[Any] = [None] * world_size()
         torch.distributed.all_gather_object(everyone, me)
         _ONE_MACHINE.append(all(x == me for x in everyone) and me[2].lower() in ("x86_64", "amd64"))
@@ -267,7 +283,9 @@ class _SharedSum:
                 os.sched_yield()
                 if time.monotonic() > deadline:
                     missing = [i for i, c in enumerate(counters.tolist()) if c < k]
-                    raise RuntimeError(f"ppox: rank(s) {missing} did not reach the exchange within {self.timeout:.0f} s")
+                    raise RuntimeError(
+                        f"ppox: rank(s) {missing} did not reach the exchange within {self.timeout:.0f} s"
+                    )
 
 
 def _new_shared_file(nbytes: int) -> str:
@@ -362,7 +380,9 @@ def merge_across_ranks(m: Moments) -> Moments:
     count = torch.full_like(m2, float(m.count))  # one row per feature, each with the count
     out = _gather_fold(torch.stack([count, mean.reshape(-1), m2], dim=-1))
     shape = tuple(mean.shape)
-    return Moments(float(out[0, 0]), out[:, 1].reshape(shape).numpy(), out[:, 2].reshape(shape).numpy())
+    return Moments(
+        float(out[0, 0]), out[:, 1].reshape(shape).numpy(), out[:, 2].reshape(shape).numpy()
+    )
 
 
 def normalize_advantages_chunks(chunks: list[Tensor], eps: float = 1e-8) -> list[Tensor]:

@@ -16,7 +16,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def collection_seeds(seed: int, n: int, avoid: range, *, rank: int = 0, world: int = 1) -> list[int]:
+def collection_seeds(
+    seed: int, n: int, avoid: range, *, rank: int = 0, world: int = 1
+) -> list[int]:
     """``n`` well-spread env seeds derived from ``seed``, none of them in ``avoid``
     (the evaluation seeds), so training never replays an evaluation episode's start.
 
@@ -53,7 +55,13 @@ def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
     return {
         "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(np.asarray(keys).astype(np.int64)), pos, has_gauss, cached],
+        "numpy": [
+            kind,
+            torch.from_numpy(np.asarray(keys).astype(np.int64)),
+            pos,
+            has_gauss,
+            cached,
+        ],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "generators": {k: g.get_state() for k, g in generators.items()},

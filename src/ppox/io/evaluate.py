@@ -17,8 +17,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from ppox.config import EnvConfig
 from ppox.envs.make import make_env
 from ppox.errors import EnvError
-from ppox.policy import Policy
-from ppox.rollout import MASK_KEY
+from ppox.io.policy import Policy
+from ppox.training.rollout import MASK_KEY
 
 
 def evaluate(
@@ -29,14 +29,18 @@ def evaluate(
     deterministic: bool = True,
 ) -> np.ndarray:
     """Undiscounted raw returns ``[len(seeds)]``, one episode per seed, run side by side."""
-    envs = SyncVectorEnv([lambda: make_env(env_cfg)] * len(seeds), autoreset_mode=AutoresetMode.SAME_STEP)
+    envs = SyncVectorEnv(
+        [lambda: make_env(env_cfg)] * len(seeds), autoreset_mode=AutoresetMode.SAME_STEP
+    )
     generator = torch.Generator().manual_seed(seeds[0])
     returns = np.zeros(len(seeds))
     running = np.ones(len(seeds), dtype=bool)
     try:
         obs, info = envs.reset(seed=list[int | None](seeds))
         while running.any():
-            action = policy.predict(obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator)
+            action = policy.predict(
+                obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator
+            )
             obs, reward, terminated, truncated, info = envs.step(action)
             returns += np.where(running, reward, 0.0)
             running &= ~(terminated | truncated)
@@ -56,7 +60,15 @@ def _render(env: Any, env_id: str) -> Any:
         ) from None
 
 
-def record_gif(policy: Policy, env_cfg: EnvConfig, seed: int, path: Path, *, deterministic: bool = True, fps: int = 30) -> float:
+def record_gif(
+    policy: Policy,
+    env_cfg: EnvConfig,
+    seed: int,
+    path: Path,
+    *,
+    deterministic: bool = True,
+    fps: int = 30,
+) -> float:
     """Render one episode from ``seed`` to an animated GIF; returns the episode's return."""
     import imageio.v2 as imageio
 

@@ -50,7 +50,9 @@ def resolve(path: str | Path) -> Path:
     if p.is_dir():
         p = p / CHECKPOINT_NAME
     if not p.is_file():
-        raise CheckpointError(f"no ppox checkpoint at {p} (expected a run directory or a {CHECKPOINT_NAME} file)")
+        raise CheckpointError(
+            f"no ppox checkpoint at {p} (expected a run directory or a {CHECKPOINT_NAME} file)"
+        )
     return p
 
 
@@ -59,9 +61,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{p} is not a readable ppox checkpoint (corrupted or foreign file): {exc.__class__.__name__}") from None
+        raise CheckpointError(
+            f"{p} is not a readable ppox checkpoint (corrupted or foreign file): {exc.__class__.__name__}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a ppox checkpoint (no '{FORMAT}' tag)")
     if state.get("version") != VERSION:
-        raise CheckpointError(f"{p} has checkpoint version {state.get('version')}; this ppox reads version {VERSION}")
+        raise CheckpointError(
+            f"{p} has checkpoint version {state.get('version')}; this ppox reads version {VERSION}"
+        )
     return state

@@ -1,0 +1,1 @@
+"""Analysis of finished runs: reliability metrics, ablations over seeds, reports."""
