@@ -54,6 +54,12 @@ class EnvConfig:
     """Divide rewards by the running std of the discounted return (SPEC 5.3)."""
     reward_clip: float = 10.0
     """Clip scaled rewards to [-reward_clip, reward_clip]."""
+    nonfinite_env: str = "error"
+    """What a non-finite (NaN or infinite) observation or reward from an environment does:
+    `error` stops the run with one line naming the environment, the worker, the env index and
+    the step (the last checkpoint stays intact); `skip` resets that environment, leaves the
+    transition out of the loss (the step before it is cut as a truncation) and counts it in the
+    metrics column `skipped_transitions`."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,20 @@ class PPOConfig:
     baseline: str = "critic"
     """reinforce: the baseline b in (G_t − b)·∇log π: `critic` (a learned V(s), also used to
     bootstrap cut episodes), `mean` (running mean of past returns) or `none`."""
+    nan_guard: str = "rollback"
+    """What a non-finite loss or gradient does (the PPO × Family course's Q&A on NaN in training):
+    `rollback` skips that minibatch step (counted in `nonfinite_updates`) and, after
+    `nan_patience` such steps in a row, restores the policy and optimizer to their state at the
+    start of the update, multiplies the learning rate by `nan_lr_factor` and carries on
+    (counted in `rollbacks`, with a warning); after `nan_max_rollbacks` rollbacks with no finite
+    update between them the run stops with an error. `error` stops the run at the first
+    non-finite step. Either way no non-finite parameter is ever kept or checkpointed."""
+    nan_patience: int = 3
+    """nan_guard=`rollback`: non-finite minibatch steps in a row that trigger a rollback."""
+    nan_lr_factor: float = 0.5
+    """nan_guard=`rollback`: factor applied to the learning rate at each rollback (0 < f < 1)."""
+    nan_max_rollbacks: int = 5
+    """nan_guard=`rollback`: rollbacks in a row (no finite update between them) before the run stops."""
 
 
 @dataclass(frozen=True)
@@ -218,17 +238,21 @@ class RunConfig:
     device: str = "cpu"
     """`cpu`, `cuda`, `cuda:N` or `auto` (a GPU when one is present)."""
     act_backend: str = "auto"
-    """How collection runs the policy: `auto` acts in NumPy when the policy is a plain MLP on
-    the CPU reading a Box observation, with a Discrete or Box action (3.5–4.5× cheaper per step
-    than torch at a few envs; benchmarks/fixed_costs.py), and in torch otherwise; `torch` always
-    uses torch. How the gradient is computed is `update_backend`."""
+    """How collection runs the policy: `numpy` acts in NumPy (3.5–4.5× cheaper per step than
+    torch at a few envs; benchmarks/fixed_costs.py), which serves a plain MLP policy on the CPU
+    reading a Box observation, whose action head declares a NumPy kernel (Discrete and Box
+    heads do; docs/performance.md); `torch` always uses torch; `auto` takes `numpy` where it
+    serves the policy and `torch` otherwise. An explicit `numpy` that cannot serve the policy is
+    an error naming why. The backend a run got is printed at start and recorded in config.json
+    and summary.json."""
     update_backend: str = "auto"
-    """How PPO-Clip computes each minibatch's gradient: `auto` writes it out by hand in NumPy
-    on the CPU (ppox.nn.fused; a 64-wide MLP's minibatch step at 64–256 samples takes a third
-    to a quarter of autograd's time, a 256-wide one's at 64 samples two thirds;
-    benchmarks/fixed_costs.py) when the policy is one `act_backend=auto` acts with, except a
-    state-dependent σ; `autograd` always uses autograd. PPO-Penalty and REINFORCE use
-    autograd."""
+    """How each minibatch's gradient is computed: `numpy` writes the loss's gradient out by
+    hand in NumPy (a 64-wide MLP's minibatch step at 64–256 samples takes a third to a quarter
+    of autograd's time; benchmarks/fixed_costs.py), which serves PPO-Clip on the policies
+    `act_backend=numpy` serves, and only for settings it is known to honour (every config field
+    is classified; docs/performance.md); `autograd` always uses autograd; `auto` takes `numpy`
+    where it serves the run and `autograd` otherwise. An explicit `numpy` that cannot serve the
+    run is an error naming why. Recorded like `act_backend`."""
     threads: int = 1
     """Intra-op threads of torch and of NumPy's BLAS (per worker under torchrun); 1 is fastest
     for small MLPs on CPU (0: leave both libraries' defaults)."""
@@ -246,6 +270,8 @@ class RunConfig:
 
 
 SECTIONS = ("env", "policy", "ppo", "run")
+RECORD_KEYS = ("backends",)
+"""Keys of a run's config.json that record what the run resolved (not config sections)."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +344,8 @@ class Config:
         kinds = {"env": EnvConfig, "policy": PolicyConfig, "ppo": PPOConfig, "run": RunConfig}
         parts = {}
         for section, values in data.items():
+            if section in RECORD_KEYS:  # what a run recorded beside its config (config.json)
+                continue
             if section not in kinds:
                 raise ConfigError(f"unknown config section {section!r}; allowed: {SECTIONS}")
             names = {f.name for f in dataclasses.fields(kinds[section])}
@@ -429,6 +457,11 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
         ("kl_margin", opt_pos(o.kl_margin), "None or > 0"),
         ("kl_margin_coef", o.kl_margin_coef >= 0, "must be ≥ 0"),
         ("baseline", o.baseline in BASELINES, f"one of {BASELINES}"),
+        ("nonfinite_env", e.nonfinite_env in NONFINITE_ENV, f"one of {NONFINITE_ENV}"),
+        ("nan_guard", o.nan_guard in NAN_GUARDS, f"one of {NAN_GUARDS}"),
+        ("nan_patience", o.nan_patience >= 1, "must be ≥ 1"),
+        ("nan_lr_factor", 0 < o.nan_lr_factor < 1, "must lie in (0, 1)"),
+        ("nan_max_rollbacks", o.nan_max_rollbacks >= 1, "must be ≥ 1"),
         (
             "norm_adv",
             o.norm_adv in ("minibatch", "batch", "off"),
@@ -455,8 +488,8 @@ def _checks(c: Config) -> list[tuple[str, bool, str]]:
 
 
 ENV_BACKENDS = ("gymnasium", "envpool", "auto")
-ACT_BACKENDS = ("auto", "torch")
-UPDATE_BACKENDS = ("auto", "autograd")
+ACT_BACKENDS = ("auto", "numpy", "torch")
+UPDATE_BACKENDS = ("auto", "numpy", "autograd")
 ACTIVATIONS = ("tanh", "relu", "elu")
 INITS = ("orthogonal", "xavier", "normal", "torch")
 ALGOS = ("ppo-clip", "ppo-penalty", "reinforce")
@@ -465,6 +498,8 @@ ORDERS = ("transitions", "trajectories", "fixed")
 GRAD_CLIPS = ("norm", "value", "ignore")
 BASELINES = ("critic", "mean", "none")
 SCOPES = ("global", "per_worker")
+NONFINITE_ENV = ("error", "skip")
+NAN_GUARDS = ("rollback", "error")
 
 
 def _sections() -> dict[str, type]:

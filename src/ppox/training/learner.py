@@ -119,7 +119,9 @@ class Learner:
         self.world, self.rank = distributed.world_size(), distributed.rank()
         self._global_adv = self.world > 1 and cfg.ppo.norm_adv_scope == "global"
         self._unequal = False  # workers hold different numbers of samples in this update
-        fused = cfg.run.update_backend == "auto" and FusedClipStep.supports(model, cfg.ppo)
+        fused = cfg.run.update_backend in ("auto", "numpy") and FusedClipStep.supports(
+            model, cfg.ppo
+        )
         self.fused = FusedClipStep(model) if fused else None
 
     def broadcast_params(self) -> None:

@@ -213,7 +213,11 @@ class Collector:
             None  # as the env gave it (flattened to leaves), unnormalized
         )
         self.mask: Tensor | None = None
-        use_lean = act_backend == "auto" and not self.buffer.on_device and LeanActor.supports(model)
+        use_lean = (
+            act_backend in ("auto", "numpy")
+            and not self.buffer.on_device
+            and LeanActor.supports(model)
+        )
         self.lean = LeanActor(model) if use_lean else None
 
     def reset(self, seeds: list[int]) -> None:
