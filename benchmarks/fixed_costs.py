@@ -3,7 +3,7 @@
 **Acting.** Times the policy's share of one vector step (observations in, actions,
 log-probabilities and values out as NumPy arrays, as the collector stores them) for
 ``run.act_backend`` ``torch`` (the model, a distribution object, a sample, copies to NumPy)
-and ``auto`` (:class:`ppox.nn.lean.LeanActor`), on observations drawn beforehand.
+and ``numpy`` (:class:`ppox.nn.numpy_policy.NumpyActorCritic`), on observations drawn beforehand.
 
 **Updating.** Times ``Learner.update`` on batches sampled from the policy itself (observations from a fixed
 normal draw, actions and log-probabilities from the current policy, random advantages and
@@ -11,7 +11,7 @@ returns: a fresh batch for every update, as in training) and reports microsecond
 minibatch step, everything in the update included: advantage normalization, the shuffle and
 copy by index, forward, loss, gradient, clipping and the Adam step. Each case is one of the
 network and minibatch shapes the benchmarks train with; the two backends (``run.update_backend``
-``autograd`` and ``auto``) alternate for ``--repeats`` rounds in one process with one thread,
+``autograd`` and ``numpy``) alternate for ``--repeats`` rounds in one process with one thread,
 and the table gives medians and the min–max range.
 
     .venv/bin/python benchmarks/fixed_costs.py                     # writes results/fixed_costs.{json,md}
@@ -37,7 +37,7 @@ from compare_sb3 import header, machine_info, write_results  # noqa: E402
 
 from ppox.config import Config  # noqa: E402
 from ppox.nn.actor_critic import ActorCritic  # noqa: E402
-from ppox.nn.lean import LeanActor  # noqa: E402
+from ppox.nn.numpy_policy import NumpyActorCritic  # noqa: E402
 from ppox.training.learner import Learner  # noqa: E402
 from ppox.types import Batch  # noqa: E402
 
@@ -52,7 +52,7 @@ CASES: dict[str, tuple[int, spaces.Space, dict[str, Any], int, int, int]] = {
     "halfcheetah preset (256x256 ReLU, Box(6), 512 / 8 = 64)":
         (17, spaces.Box(-1.0, 1.0, (6,), np.float32), {"hidden_sizes": (256, 256), "activation": "relu"}, 512, 4, 8),
 }  # fmt: skip
-BACKENDS = ("autograd", "auto")
+BACKENDS = ("autograd", "numpy")
 # name: (observation size, action space, envs)
 ACT_CASES: dict[str, tuple[int, spaces.Space, int]] = {
     "CartPole, 8 envs (the cartpole preset)": (4, spaces.Discrete(2), 8),
@@ -63,7 +63,7 @@ ACT_CASES: dict[str, tuple[int, spaces.Space, int]] = {
         1,
     ),
 }
-ACT_BACKENDS = ("torch", "auto")
+ACT_BACKENDS = ("torch", "numpy")
 ACT_STEPS = 2000
 
 
@@ -93,7 +93,7 @@ def time_case(
     torch.manual_seed(0)
     model = ActorCritic(spaces.Box(-10.0, 10.0, (obs_dim,), np.float32), space, cfg.policy)
     learner = Learner(model, cfg, torch.Generator().manual_seed(0))
-    assert (learner.fused is not None) == (backend == "auto")
+    assert learner.backend == backend
     g = torch.Generator().manual_seed(1)
     obs = torch.randn(n, obs_dim, generator=g)
     learner.update(sample_batch(model, obs, g), progress=0.0)  # warm-up
@@ -116,8 +116,8 @@ def time_acting(case: tuple[int, spaces.Space, int], backend: str) -> float:
     )
     g = torch.Generator().manual_seed(0)
     obs = torch.randn(ACT_STEPS, n, obs_dim, generator=g).numpy()
-    if backend == "auto":
-        lean = LeanActor(model)
+    if backend == "numpy":
+        lean = NumpyActorCritic(model)
         lean.refresh()
         noise = lean.noise(ACT_STEPS, n, g)
         t = time.perf_counter()
@@ -150,11 +150,11 @@ def to_markdown(result: dict[str, Any]) -> str:
         "Microseconds (medians over rounds, min–max in brackets). 64×64 tanh networks with separate actor and "
         "critic unless the case says otherwise.", "",
         "## Acting: the policy's share of one vector step", "",
-        "| case | `act_backend=torch` µs | `auto` µs | speed-up |", "|---|---:|---:|---:|",
-        *(_row(name, r["torch"], r["auto"]) for name, r in result["acting"].items()), "",
+        "| case | `act_backend=torch` µs | `numpy` µs | speed-up |", "|---|---:|---:|---:|",
+        *(_row(name, r["torch"], r["numpy"]) for name, r in result["acting"].items()), "",
         "## Updating: one minibatch step, the whole update included", "",
-        "| case | `update_backend=autograd` µs | `auto` µs | speed-up |", "|---|---:|---:|---:|",
-        *(_row(name, r["autograd"], r["auto"]) for name, r in result["cases"].items()),
+        "| case | `update_backend=autograd` µs | `numpy` µs | speed-up |", "|---|---:|---:|---:|",
+        *(_row(name, r["autograd"], r["numpy"]) for name, r in result["cases"].items()),
     ]  # fmt: skip
     return "\n".join([*lines, ""])
 

@@ -5,9 +5,9 @@ process with one thread:
 
 - **a minibatch step** of 256 samples (forward, PPO-Clip loss, backward, Adam): eager
   autograd, the same function under ``torch.compile`` (default inductor backend), and ppox's
-  hand-written NumPy gradient (``update_backend=auto``, through ``Learner.update``);
+  hand-written NumPy gradient (``update_backend=numpy``, through ``Learner.update``);
 - **acting** for 8 envs (forward, sample, log-probability, value): eager torch, the same under
-  ``torch.compile``, and ppox's NumPy actor (``act_backend=auto``).
+  ``torch.compile``, and ppox's NumPy actor (``act_backend=numpy``).
 
 Compilation time is reported separately (it is paid at the start of every run and again on
 every recompilation); inductor's kernel cache is pointed at a fresh temporary folder, so it is
@@ -45,7 +45,7 @@ from fixed_costs import sample_batch  # noqa: E402
 from ppox.config import Config  # noqa: E402
 from ppox.core.losses import clipped_surrogate, value_loss  # noqa: E402
 from ppox.nn.actor_critic import ActorCritic  # noqa: E402
-from ppox.nn.lean import LeanActor  # noqa: E402
+from ppox.nn.numpy_policy import NumpyActorCritic  # noqa: E402
 from ppox.training.learner import Learner  # noqa: E402
 
 B, ENVS = 256, 8
@@ -95,7 +95,7 @@ def update_step(steps: int) -> dict[str, Any]:
     out: dict[str, Any] = {"eager_us": per_call(step, steps)}
     twin = copy.deepcopy(model)
     learner = Learner(twin, cfg, torch.Generator().manual_seed(0))
-    assert learner.fused is not None
+    assert learner.backend == "numpy"
     updates = max(1, steps // cfg.ppo.num_epochs)
     out["ppox_numpy_us"] = (
         per_call(lambda: learner.update(mb, progress=0.0), updates) / cfg.ppo.num_epochs
@@ -115,7 +115,7 @@ def acting(steps: int) -> dict[str, Any]:
         action.numpy(), logp.numpy(), value.numpy()
 
     out: dict[str, Any] = {"eager_us": per_call(act, steps)}
-    lean = LeanActor(model)
+    lean = NumpyActorCritic(model)
     lean.refresh()
     noise, x = lean.noise(1, ENVS, g)[0], obs.numpy()
     out["ppox_numpy_us"] = per_call(lambda: lean.act(x, noise), steps)

@@ -58,9 +58,9 @@ def test_fixed_costs_times_both_backends(tmp_path: Path) -> None:
     result = run_script("fixed_costs.py", out, "--repeats", "1", "--updates", "1")
     assert len(result["cases"]) == 4 and len(result["acting"]) == 3
     for case in result["acting"].values():
-        assert case["torch"]["median"] > 0 and case["auto"]["median"] > 0
+        assert case["torch"]["median"] > 0 and case["numpy"]["median"] > 0
     for case in result["cases"].values():
-        assert case["autograd"]["median"] > 0 and case["auto"]["median"] > 0
+        assert case["autograd"]["median"] > 0 and case["numpy"]["median"] > 0
     assert "speed-up" in out.with_suffix(".md").read_text()
 
 

@@ -1,12 +1,15 @@
-"""Hand-computed checks of the PPO loss terms (src/ppox/core/losses.py)."""
+"""Hand-computed checks of the PPO loss terms (src/ppox/core/losses.py) and of their NumPy
+twins with gradients (src/ppox/core/loss_grads.py), on the same tables."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from ppox.core.loss_grads import clipped_surrogate_grad, value_loss_grad
 from ppox.core.losses import (
     adaptive_kl_coef,
     clip_fraction,
@@ -113,6 +116,74 @@ def test_value_loss_gradient():
     # sample 0: clipped term wins, V_clip = const 0.5 -> grad 0
     # sample 1: unclipped wins, d/dV 0.5*(V-R)^2 = V - R = 2
     assert v.grad.tolist() == pytest.approx([0.0, 2.0], abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# The NumPy twins (the fast update's loss gradients) on the same tables
+# --------------------------------------------------------------------------------------------
+
+
+def n(x: torch.Tensor) -> np.ndarray:
+    return x.numpy()
+
+
+def test_numpy_clipped_surrogate_hand_values_and_gradient():
+    loss, grad, ratio = clipped_surrogate_grad(n(ADV), n(RATIO.log()), clip_coef=0.2, scale=0.5)
+    assert loss.tolist() == pytest.approx(EXPECTED, abs=1e-12)
+    # the autograd test above: [-2.2, 0, -1.0, 1.1, 1.5, 0], times the sample weight 0.5
+    assert grad.tolist() == pytest.approx([-1.1, 0.0, -0.5, 0.55, 0.75, 0.0], abs=1e-12)
+    assert ratio.tolist() == pytest.approx(RATIO.tolist(), abs=1e-12)
+
+
+def test_numpy_dual_clip_values_and_gradient():
+    adv, ratio = t(-1.0, 2.0, -1.0, -1.0), t(10.0, 10.0, 1.5, 10.0)
+    loss, grad, _ = clipped_surrogate_grad(n(adv), n(ratio.log()), clip_coef=0.2, dual_clip=3.0)
+    # as test_dual_clip_bounds_negative_advantage_with_huge_ratio, plus a repeat of sample 0
+    assert loss.tolist() == pytest.approx([3.0, -2.4, 1.5, 3.0], abs=1e-12)
+    # held at -cA: 0; A>0 clipped above: 0; A<0 unclipped: -rho*A = 1.5
+    assert grad.tolist() == pytest.approx([0.0, 0.0, 1.5, 0.0], abs=1e-12)
+    plain_loss, plain_grad, _ = clipped_surrogate_grad(n(adv), n(ratio.log()), clip_coef=0.2)
+    assert plain_loss.tolist() == pytest.approx([10.0, -2.4, 1.5, 10.0], abs=1e-12)
+    assert plain_grad.tolist() == pytest.approx([10.0, 0.0, 1.5, 10.0], abs=1e-12)
+
+
+def test_numpy_value_loss_hand_values_and_gradient():
+    # the four value_loss tables above, in one batch: unclipped twice, clipped term larger,
+    # clipped term smaller
+    v, old, ret = t(1.0, 3.0, 2.0, 2.0), t(100.0, -100.0, 0.0, 0.0), t(2.0, 0.0, 2.0, 0.0)
+    loss, grad = value_loss_grad(n(v[:2]), n(old[:2]), n(ret[:2]), scale=2.0)
+    assert loss.tolist() == pytest.approx([0.5, 4.5], abs=1e-12)
+    assert grad.tolist() == pytest.approx([-2.0, 6.0], abs=1e-12)  # 2·(V − R)
+    loss, grad = value_loss_grad(n(v[2:]), n(old[2:]), n(ret[2:]), clip=0.5)
+    assert loss.tolist() == pytest.approx([1.125, 2.0], abs=1e-12)
+    assert grad.tolist() == pytest.approx([0.0, 2.0], abs=1e-12)  # as test_value_loss_gradient
+
+
+@pytest.mark.parametrize("dual_clip", [None, 3.0])
+def test_numpy_surrogate_gradient_is_autograds_on_random_inputs(dual_clip):
+    g = torch.Generator().manual_seed(0)
+    adv, lr = (
+        torch.randn(500, generator=g, dtype=torch.float64) * 2,
+        torch.randn(500, generator=g, dtype=torch.float64),
+    )
+    x = lr.clone().requires_grad_(True)
+    ref = clipped_surrogate(adv, x, clip_coef=0.2, dual_clip=dual_clip)
+    ref.sum().backward()
+    loss, grad, _ = clipped_surrogate_grad(n(adv), n(lr), clip_coef=0.2, dual_clip=dual_clip)
+    np.testing.assert_allclose(loss, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, x.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("clip", [None, 0.3])
+def test_numpy_value_gradient_is_autograds_on_random_inputs(clip):
+    g = torch.Generator().manual_seed(1)
+    v, old, ret = (torch.randn(500, generator=g, dtype=torch.float64) for _ in range(3))
+    x = v.clone().requires_grad_(True)
+    ref = value_loss(x, old, ret, clip=clip)
+    ref.sum().backward()
+    loss, grad = value_loss_grad(n(v), n(old), n(ret), clip=clip)
+    np.testing.assert_allclose(loss, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, x.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------

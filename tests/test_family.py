@@ -20,6 +20,7 @@ from ppox.config import Config, PolicyConfig
 from ppox.core import adaptive_kl_coef, gae, kl_penalty, nstep_returns, reinforce_loss
 from ppox.nn.actor_critic import ActorCritic
 from ppox.training.learner import Learner, _complete, _segments
+from ppox.training.update_step import NumpyBatch
 from ppox.types import Batch, Rollout
 
 
@@ -199,23 +200,22 @@ def rollout_and_model(make_collector):
 
 def spy_minibatches(learner: Learner) -> list[tuple]:
     """Record (minibatch, parameters before its step) for every minibatch the learner trains on,
-    through autograd or the hand-written gradient (whose NumPy minibatch is recorded as a Batch
-    of tensors with the fields these tests read: obs, adv, value)."""
+    through autograd or the NumPy step (whose minibatch is recorded as a Batch of tensors with
+    the fields these tests read: obs, adv, value)."""
     seen: list[tuple] = []
-    original, fused = learner._minibatch, learner._fused_minibatch
+    original = learner._minibatch
 
-    def spy(mb, ent_coef, adv_ready):
-        seen.append((mb, copy.deepcopy(learner.model.state_dict())))
-        return original(mb, ent_coef, adv_ready)
-
-    def fused_spy(fb, ent_coef, adv_ready):
-        t = torch.from_numpy
-        mb = Batch(t(fb.x), None, t(fb.old_logp), t(fb.old_value), t(fb.adv), t(fb.ret), None)
-        seen.append((copy.deepcopy(mb), copy.deepcopy(learner.model.state_dict())))
-        return fused(fb, ent_coef, adv_ready)
+    def spy(mb, ent_coef):
+        record = mb
+        if isinstance(mb, NumpyBatch):
+            t = torch.from_numpy
+            record = Batch(
+                t(mb.x), None, t(mb.old_logp), t(mb.old_value), t(mb.adv), t(mb.ret), None
+            )
+        seen.append((copy.deepcopy(record), copy.deepcopy(learner.model.state_dict())))
+        return original(mb, ent_coef)
 
     learner._minibatch = spy  # type: ignore[method-assign]
-    learner._fused_minibatch = fused_spy  # type: ignore[method-assign]
     return seen
 
 

@@ -15,3 +15,8 @@ class EnvError(PpoxError, ValueError):
 
 class CheckpointError(PpoxError):
     """A checkpoint or run directory is missing, corrupted or not ppox's."""
+
+
+class NumericalError(PpoxError):
+    """Training produced non-finite numbers that the configured guard does not recover from
+    (``nonfinite_env``, ``nan_guard``); the message says where. The last checkpoint is intact."""

@@ -67,6 +67,7 @@ class Rollout(NamedTuple):
     last_obs: Obs | None = None  # [N, ...] the observation after the last step, normalized
     final_obs: Obs | None = None  # [K, ...] final observations of the K truncated steps, normalized
     final_index: Tensor | None = None  # [K] their flat index t·N + n (int64)
+    valid: Tensor | None = None  # [T, N] bool: transitions that enter the loss (None: all)
 
 
 class Batch(NamedTuple):

@@ -13,8 +13,9 @@ bool tensor ``[B, mask_size]`` that is stored with the transition and reused at 
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +48,80 @@ class ActionDist(Protocol):
         ...
 
 
+class KernelPass(NamedTuple):
+    """What a NumPy kernel's training forward pass keeps: ``logp`` and ``entropy`` ``[B]``, and
+    whatever its backward pass needs (``cache``)."""
+
+    logp: np.ndarray
+    entropy: np.ndarray
+    cache: tuple[Any, ...]
+
+
+class NumpyKernel(Protocol):
+    """The NumPy twin of a head's distribution math, for the fast paths (docs/performance.md).
+
+    ``out`` is the head's output layers (:attr:`out_layers`, ``Linear`` maps of the features)
+    applied to the features and concatenated, ``[B, Σ out_features]``; everything after those
+    layers (temperature, masks, σ, clamping) is the kernel's. A kernel must give the same
+    numbers as the head's torch distribution (a differential test per kernel checks it)."""
+
+    out_layers: list[nn.Linear]
+
+    def refresh(self) -> None:
+        """Re-read views of the head's own parameters outside its output layers (e.g. log σ)."""
+
+    def noise(self, steps: int, num_envs: int, generator: torch.Generator) -> np.ndarray:
+        """The randomness of a rollout of ``steps × num_envs`` actions, drawn at once."""
+        ...
+
+    def act(
+        self, out: np.ndarray, noise: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(action, log π(action) [B] float32)`` for one step's ``noise``."""
+        ...
+
+    def encode(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Stored actions ``[B, *action_shape]`` as :meth:`forward` reads them (arrays of
+        ``B`` rows, so a minibatch is the rows at its indices)."""
+        ...
+
+    def forward(
+        self, out: np.ndarray, encoded: tuple[np.ndarray, ...], mask: np.ndarray | None
+    ) -> KernelPass:
+        """log π(a) and the entropy of each sample under ``out``."""
+        ...
+
+    def backward(
+        self,
+        p: KernelPass,
+        encoded: tuple[np.ndarray, ...],
+        mask: np.ndarray | None,
+        g_logp: np.ndarray,
+        g_entropy: float,
+    ) -> np.ndarray:
+        """d loss / d ``out`` for ``d loss / d log π(a) = g_logp [B]`` and ``d loss / d H =
+        g_entropy``; gradients of the head's own parameters outside ``out_layers`` are written
+        into their ``.grad``."""
+        ...
+
+
+@functools.lru_cache(maxsize=64)
+def float32_ones(n: int) -> np.ndarray:
+    """``[n]`` float32 ones, read-only: a sum over a batch or a row as one BLAS dot product,
+    about 4× faster than a NumPy reduction at a few hundred elements."""
+    ones = np.ones(n, np.float32)
+    ones.flags.writeable = False
+    return ones
+
+
+def numpy_kernel_of(head: nn.Module) -> type | None:
+    """The NumPy kernel class ``type(head)`` itself declares (``numpy_kernel`` in its class
+    body), or None. Never inherited: a subclass may change the math its parent's kernel
+    computes, so it gets the fast paths only by declaring a kernel of its own."""
+    kernel = type(head).__dict__.get("numpy_kernel")
+    return kernel if isinstance(kernel, type) else None
+
+
 class ActionHead(nn.Module, ABC):
     """Maps features ``[B, F]`` (and an optional flat mask) to an :class:`ActionDist`.
 
@@ -59,6 +134,9 @@ class ActionHead(nn.Module, ABC):
     action_shape: tuple[int, ...]
     action_dtype: torch.dtype
     mask_shape: tuple[int, ...] | None = None
+    numpy_kernel: type | None = None
+    """The class of this head's NumPy kernel (:class:`NumpyKernel`), declared in the head's own
+    class body; read only through :func:`numpy_kernel_of` (exact class, never inherited)."""
 
     @abstractmethod
     def forward(self, features: Tensor, mask: Tensor | None = None) -> ActionDist:

@@ -1,7 +1,12 @@
-"""Diagonal Gaussian for Box actions, and the Box head (SPEC §3.2).
+"""Diagonal Gaussian for Box actions, and the Box head, with its NumPy kernel.
 
 Samples are unbounded; the caller stores and trains on them and bounds only the copy sent to
-the environment (seed 002; storing clipped actions changes the density the ratio uses).
+the environment (the PPO × Family course's Q&A on continuous actions: storing clipped actions
+changes the density the ratio uses). σ is fixed, learned independently of the state, or a
+network output (the three modes of the course's action-space lecture).
+
+:class:`GaussianKernel` is the same math in NumPy for the fast paths, declared by
+:class:`GaussianHead` (``numpy_kernel``) and never inherited by its subclasses.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from ppox.config import PolicyConfig
-from ppox.distributions.base import ActionHead
+from ppox.distributions.base import ActionHead, KernelPass, float32_ones
 from ppox.errors import EnvError
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -128,10 +133,113 @@ def check_box(space: spaces.Box) -> int:
     return int(space.shape[0])
 
 
+class GaussianKernel:
+    """:class:`DiagNormal` over a :class:`GaussianHead`'s outputs, in NumPy.
+
+    ``out`` is the mean layer's output ``[B, d]``, followed by the ``log_std_layer``'s
+    ``[B, d]`` (before the clamp) for a state-conditioned σ; a learned or fixed log σ is read
+    from the head (a view of its parameter or buffer, :meth:`refresh`). Acting draws
+    ``mean + σ·ε`` from standard normals drawn per rollout (:meth:`noise`).
+    """
+
+    def __init__(self, head: GaussianHead) -> None:
+        self.head = head
+        self.state_sigma = head.sigma_mode == "state"
+        self.dim = head.action_shape[0]
+        self.out_layers: list[nn.Linear] = [head.mean] + (
+            [head.log_std_layer] if self.state_sigma else []
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Views of a learned or fixed log σ and of a learned one's gradient (the learner's flat
+        buffer may have replaced their storage since the last call)."""
+        self.log_std: np.ndarray | None = None
+        self.log_std_grad: np.ndarray | None = None
+        if not self.state_sigma:
+            log_std = self.head.log_std
+            self.log_std = log_std.detach().numpy()
+            if isinstance(log_std, nn.Parameter) and log_std.grad is not None:
+                self.log_std_grad = log_std.grad.numpy()
+
+    def noise(self, steps: int, num_envs: int, generator: torch.Generator) -> np.ndarray:
+        """A rollout's randomness: ``[T, N, d]`` standard normals (float32)."""
+        return torch.randn((steps, num_envs, self.dim), generator=generator).numpy()
+
+    def _split(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean [B, d], log σ)``: ``[B, d]`` clamped for a state σ, else the ``[d]`` vector."""
+        if self.state_sigma:
+            return out[:, : self.dim], np.clip(out[:, self.dim :], LOG_STD_MIN, LOG_STD_MAX)
+        assert self.log_std is not None
+        return out, self.log_std
+
+    def act(
+        self, out: np.ndarray, noise: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean + σ·ε [B, d], log π [B])`` for one step's normals ``ε`` (float32)."""
+        mean, log_std = self._split(out)
+        log_std = np.broadcast_to(log_std, mean.shape)
+        action = mean + noise * np.exp(log_std)
+        logp = (-0.5 * np.square(noise) - log_std - np.float32(LOG_SQRT_2PI)).sum(-1)
+        return action.astype(np.float32, copy=False), logp.astype(np.float32, copy=False)
+
+    def encode(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Stored actions ``[B, d]`` as float32."""
+        return (action.astype(np.float32, copy=False),)
+
+    def forward(
+        self, out: np.ndarray, encoded: tuple[np.ndarray, ...], mask: np.ndarray | None
+    ) -> KernelPass:
+        """log π(a) and the entropy ``[B]``; keeps ``z = (a − μ)/σ`` and ``1/σ``."""
+        mean, log_std = self._split(out)
+        inv_std = np.exp(-log_std)
+        z = encoded[0] - mean
+        z *= inv_std
+        d = z.shape[1]
+        logp = np.square(z) @ np.full(d, -0.5, np.float32)
+        if self.state_sigma:  # torch's clamp passes the gradient inside its bounds, ends included
+            raw = out[:, d:]
+            live = (raw >= LOG_STD_MIN) & (raw <= LOG_STD_MAX)
+            sum_log_std = log_std @ float32_ones(d)
+            logp -= sum_log_std + LOG_SQRT_2PI * d
+            entropy = sum_log_std + (0.5 + LOG_SQRT_2PI) * d
+            return KernelPass(logp, entropy, (z, inv_std, live))
+        logp -= float(log_std.sum()) + LOG_SQRT_2PI * d
+        entropy = np.full(z.shape[0], np.sum(log_std + (0.5 + LOG_SQRT_2PI)), dtype=np.float32)
+        return KernelPass(logp, entropy, (z, inv_std))
+
+    def backward(
+        self,
+        p: KernelPass,
+        encoded: tuple[np.ndarray, ...],
+        mask: np.ndarray | None,
+        g_logp: np.ndarray,
+        g_entropy: float,
+    ) -> np.ndarray:
+        """d loss / d ``out``: ``d log π/d μ = z/σ``, ``d log π/d log σ = z² − 1`` and
+        ``d H/d log σ = 1`` per dimension; a learned log σ's gradient (the sum over the batch)
+        is written into its ``.grad``, a state σ's passes the clamp where it is not active."""
+        z, inv_std = p.cache[0], p.cache[1]
+        g = g_logp[:, None] * z
+        if self.state_sigma:
+            g_log_std = g * z
+            g_log_std -= g_logp[:, None]
+            g_log_std += g_entropy
+            g_log_std *= p.cache[2]
+            g *= inv_std
+            return np.concatenate([g, g_log_std], 1)
+        if self.log_std_grad is not None:
+            np.dot(float32_ones(g.shape[0]), g * z, out=self.log_std_grad)
+            self.log_std_grad -= float(g_logp.sum()) - g_entropy * g_logp.shape[0]
+        g *= inv_std
+        return g
+
+
 class GaussianHead(ActionHead, SigmaMixin):
     """Diagonal Gaussian over a Box; σ ``independent`` (learned), ``fixed`` or ``state``."""
 
     action_dtype = torch.float32
+    numpy_kernel = GaussianKernel
 
     def __init__(self, in_features: int, space: spaces.Box, cfg: PolicyConfig) -> None:
         super().__init__()

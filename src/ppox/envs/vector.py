@@ -52,10 +52,19 @@ class LeanSyncVectorEnv(VectorEnv):
             if isinstance(seed, Sequence)
             else [None if seed is None else seed + i for i in range(self.num_envs)]
         )
+        options = dict(options or {})
+        # as Gymnasium's vector envs: reset only the envs where options["reset_mask"] is True
+        # (the others keep their current observation; their mask rows are placeholders)
+        which = options.pop("reset_mask", np.ones(self.num_envs, dtype=bool))
         masks = []
         for i, (env, s) in enumerate(zip(self.envs, seeds)):
-            self._obs[i], info = env.reset(seed=s, options=options)
+            info: dict[str, Any] = {}
+            if which[i]:
+                self._obs[i], info = env.reset(seed=s, options=options or None)
             masks.append(info.get(MASK_KEY))
+        if not which.all() and any(m is not None for m in masks):
+            fill = next(m for m in masks if m is not None)
+            masks = [fill if m is None else m for m in masks]
         return self._obs.copy(), _mask_info(masks)
 
     def step(

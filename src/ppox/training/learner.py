@@ -1,4 +1,4 @@
-"""The update: advantages, then epochs × minibatches over one batch (SPEC §1, §2, §5).
+"""The update: advantages, then epochs × minibatches over one batch.
 
 One learner serves the whole family (``algo``): PPO-Clip, PPO-Penalty with the adaptive KL
 coefficient (and DPPO's hinge), and REINFORCE with a baseline. They differ only in the policy
@@ -15,16 +15,16 @@ Per update (:meth:`Learner.update` on a :class:`~ppox.types.Rollout`):
    step skipped (``grad_clip``);
 3. PPO-Penalty: adapt β from the KL between the old and the new policy on the whole batch.
 
-Through autograd, diagnostics are accumulated as tensors and read back once per update, so the
-minibatch loop never waits on a host sync except for the optional target-KL check and
-``grad_clip="ignore"``.
-For PPO-Clip on an MLP policy on the CPU the minibatch gradient is written out by hand in NumPy
-(:class:`ppox.nn.fused.FusedClipStep`, ``run.update_backend``; its diagnostics are floats, read
-for free), otherwise autograd computes it; everything after the gradient (the workers' average,
-clipping, the Adam step) is shared. One minibatch of the whole batch in ``transitions`` order is
-trained on as it is, without a shuffle or a copy.
+Each minibatch step is one :class:`~ppox.training.update_step.UpdateStep` (forward, the
+target-KL check, the gradient) followed by what every backend shares: the workers' average, the
+NaN guard (:mod:`ppox.training.nan_guard`), clipping and the Adam step. The step is autograd's,
+or for PPO-Clip on a plain MLP policy on the CPU the gradient written out by hand in NumPy
+(``run.update_backend``; :mod:`ppox.training.backends` decides, and :attr:`Learner.backend`
+records which ran). One minibatch of the whole batch in ``transitions`` order is trained on as it
+is, without a shuffle or a copy. Autograd's diagnostics stay tensors until the end of the update,
+so its minibatch loop reads the host only for the NaN guard's check.
 
-With several workers (``ppox.training.distributed``, issue 5) each worker trains on its own batch and
+With several workers (``ppox.training.distributed``) each worker trains on its own batch and
 every epoch has the same number of minibatches on every worker, each worker's minibatch being
 its share of the global one. After each backward pass the flat gradient is averaged over the
 workers (one all-reduce) and only then clipped or skipped, so all take the same step; advantage
@@ -34,7 +34,6 @@ statistics (``norm_adv_scope``), the target-KL decision, the KL that adapts β
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,34 +44,17 @@ from torch import Tensor
 
 from ppox.config import Config
 from ppox.core.advantages import gae, next_values, nstep_returns
-from ppox.core.losses import (
-    adaptive_kl_coef,
-    clip_fraction,
-    clipped_surrogate,
-    explained_variance,
-    kl_estimate,
-    kl_penalty,
-    normalize_advantages,
-    reinforce_loss,
-    surrogate,
-    value_loss,
-)
+from ppox.core.losses import adaptive_kl_coef, explained_variance, kl_estimate, normalize_advantages
 from ppox.core.schedules import schedule_value
 from ppox.nn.actor_critic import ActorCritic
-from ppox.nn.fused import FusedBatch, FusedClipStep
-from ppox.training import distributed
+from ppox.training import backends, distributed
+from ppox.training.nan_guard import NanGuard
 from ppox.training.optim import FlatParams, make_optimizer
+from ppox.training.update_step import AutogradStep, NumpyStep, Terms, UpdateStep, finite
 from ppox.types import Batch, Obs, Rollout, obs_map
 
-_TERMS = (
-    "policy_loss",
-    "value_loss",
-    "entropy",
-    "approx_kl",
-    "clip_fraction",
-    "grad_norm",
-    "skipped_updates",
-)
+_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm", "skipped_updates",
+          "nonfinite_updates")  # fmt: skip
 _CHUNK = 8192  # samples per critic forward pass when recomputing values
 BASELINE_DECAY = 0.9
 """REINFORCE ``baseline="mean"``: b ← 0.9·b + 0.1·(mean return of the batch), after each update."""
@@ -100,6 +82,27 @@ class Experience:
     segments: list[Tensor] | None = None  # episode segments as flat indices, for trajectory order
 
 
+class _Totals:
+    """The minibatch terms (:data:`_TERMS`) summed over an update: autograd's as one tensor (read
+    back once at the end), the NumPy step's as floats."""
+
+    def __init__(self) -> None:
+        self.tensor: Tensor | None = None
+        self.host = [0.0] * len(_TERMS)
+        self.n = 0
+
+    def add(self, terms: Tensor | list[float]) -> None:
+        self.n += 1
+        if isinstance(terms, Tensor):
+            self.tensor = terms if self.tensor is None else self.tensor + terms
+        else:
+            self.host = [a + b for a, b in zip(self.host, terms)]
+
+    def sum(self) -> Tensor:
+        host = torch.tensor(self.host)
+        return host if self.tensor is None else self.tensor + host
+
+
 def _whole(minibatches: list[Tensor | None]) -> bool:
     """Whether an epoch's minibatches are the single whole-batch one (``[None]``)."""
     return len(minibatches) == 1 and minibatches[0] is None
@@ -119,10 +122,14 @@ class Learner:
         self.world, self.rank = distributed.world_size(), distributed.rank()
         self._global_adv = self.world > 1 and cfg.ppo.norm_adv_scope == "global"
         self._unequal = False  # workers hold different numbers of samples in this update
-        fused = cfg.run.update_backend in ("auto", "numpy") and FusedClipStep.supports(
-            model, cfg.ppo
-        )
-        self.fused = FusedClipStep(model) if fused else None
+        self.guard = NanGuard(cfg.ppo, self.flat, self.optimizer)
+        self.backend, self.backend_reason = backends.update_backend(cfg, model)
+        """``"numpy"`` or ``"autograd"``, and why not NumPy (None when it is NumPy)."""
+        self.step: UpdateStep = NumpyStep(self) if self.backend == "numpy" else AutogradStep(self)
+        self._at = (
+            0,
+            0,
+        )  # (epoch, minibatch) of the step being taken, for the NaN guard's messages
 
     def broadcast_params(self) -> None:
         """Give every worker rank 0's parameters and buffers (at start and after a resume)."""
@@ -141,17 +148,21 @@ class Learner:
             "kl_coef": self.kl_coef,
             "baseline_mean": self.baseline_mean,
             "skipped_total": self.skipped_total,
+            "nan_guard": self.guard.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kl_coef = float(state["kl_coef"])
         self.baseline_mean = state["baseline_mean"]
         self.skipped_total = int(state["skipped_total"])
+        if "nan_guard" in state:  # checkpoints written before the guard carry none
+            self.guard.load_state_dict(state["nan_guard"])
 
     def coefficients(self, progress: float) -> dict[str, float]:
         """Scheduled values at ``progress`` ∈ [0, 1]: learning rate and entropy weight."""
         o = self.cfg.ppo
         lr = schedule_value("linear" if o.anneal_lr else "constant", o.learning_rate, 0.0, progress)
+        lr *= self.guard.lr_scale  # lowered by each rollback of the NaN guard
         end = o.ent_coef if o.ent_coef_end is None else o.ent_coef_end
         return {
             "learning_rate": lr,
@@ -211,9 +222,12 @@ class Learner:
     def prepare(self, r: Rollout) -> Experience:
         """Advantages and the flat batch for one rollout (what the first epoch trains on)."""
         adv, ret = self.estimate(r, r.value, r.next_value)
-        valid = None
+        valid = (
+            None if r.valid is None else r.valid.reshape(-1)
+        )  # transitions the collector skipped
         if not self.uses_critic:  # REINFORCE without a critic: drop each env's unfinished tail
-            valid = _complete(r.done).reshape(-1)
+            complete = _complete(r.done).reshape(-1)
+            valid = complete if valid is None else complete & valid
         segments = _segments(r.done) if self.cfg.ppo.minibatch_order == "trajectories" else None
         return Experience(flatten_rollout(r, adv, ret), r, valid, segments)
 
@@ -235,13 +249,15 @@ class Learner:
             exp = Experience(data, None, None)
         self._unequal = self.world > 1 and exp.valid is not None
         kl_coef = self.kl_coef
-        totals, n_updates, stopped = self._epochs(exp, coef["ent_coef"])
+        self.guard.begin_update()
+        totals, n_updates, stopped, rolled_back = self._epochs(exp, coef["ent_coef"])
+        self.guard.end_update(rolled_back)
         distributed.all_reduce_mean_(
             totals
         )  # the diagnostics of all workers (grad_norm, skips: the same on each)
-        means = (totals / max(n_updates, 1)).tolist()
-        out = dict(zip(_TERMS, means))
-        out["skipped_updates"] = totals[-1].item()
+        out = dict(zip(_TERMS, (totals / max(n_updates, 1)).tolist()))
+        out["skipped_updates"], out["nonfinite_updates"] = totals[-2].item(), totals[-1].item()
+        out["rollbacks"] = float(rolled_back)
         self.skipped_total += int(out["skipped_updates"])
         out.update(coef)
         keep = slice(None) if exp.valid is None else exp.valid
@@ -256,28 +272,27 @@ class Learner:
                                             factor=o.kl_raise, lower_factor=o.kl_lower)  # fmt: skip
             out["kl_coef"], out["kl_after_update"] = kl_coef, kl
         if o.algo == "reinforce" and o.baseline == "mean":
-            m = self._mean_over_workers(exp.batch.ret[keep])
-            m = (self.baseline_mean or 0.0) if m is None else m
-            self.baseline_mean = (
-                m
-                if self.baseline_mean is None
-                else BASELINE_DECAY * self.baseline_mean + (1 - BASELINE_DECAY) * m
-            )
-            out["baseline"] = self.baseline_mean
+            self._update_baseline(exp, keep)
+            out["baseline"] = self.baseline_mean  # type: ignore[assignment]
         return out
 
-    def _epochs(self, exp: Experience, ent_coef: float) -> tuple[Tensor, int, bool]:
+    def _update_baseline(self, exp: Experience, keep: Any) -> None:
+        m = self._mean_over_workers(exp.batch.ret[keep])
+        m = (self.baseline_mean or 0.0) if m is None else m
+        old = self.baseline_mean
+        self.baseline_mean = m if old is None else BASELINE_DECAY * old + (1 - BASELINE_DECAY) * m
+
+    def _epochs(self, exp: Experience, ent_coef: float) -> tuple[Tensor, int, bool, bool]:
         """The epochs of minibatch steps; returns the summed minibatch terms (``_TERMS``), the
-        number of steps and whether the target-KL check stopped them early."""
-        o = self.cfg.ppo
-        if self.fused is not None:
-            self.fused.refresh()
-        totals = torch.zeros(len(_TERMS))
-        host = [0.0] * len(_TERMS)  # the hand-written gradient's terms, summed as floats
-        n_updates = 0
+        number of steps, whether the target-KL check stopped them early and whether the NaN
+        guard rolled the update back."""
+        o, step = self.cfg.ppo, self.step
+        step.begin_update()
+        totals = _Totals()
         batch = self._normalized(exp.batch, exp.valid)
-        # (batch, as the epoch trains on it, advantages ready, the same for the fused step)
-        prepared: tuple[Batch, Batch, bool, FusedBatch | None] | None = None
+        prepared: tuple[Batch, Any, bool] | None = (
+            None  # (batch, as the step reads it, advantages ready)
+        )
         for epoch in range(o.num_epochs):
             if epoch > 0 and o.recompute_adv and exp.rollout is not None and self.uses_critic:
                 v, nv = self.critic_values(exp.rollout)
@@ -288,30 +303,43 @@ class Learner:
                 _whole(minibatches) and prepared is not None and prepared[0] is batch
             ):  # the whole batch: once
                 epoch_batch, ready = self._minibatch_normalized(batch, minibatches)
-                prepared = (
-                    batch,
-                    epoch_batch,
-                    ready,
-                    None if self.fused is None else self.fused.batch(epoch_batch),
+                prepared = (batch, step.epoch_batch(epoch_batch), ready)
+            for i, idx in enumerate(minibatches):
+                self._at = (epoch + 1, i + 1)
+                terms = self._minibatch(
+                    step.minibatch(prepared[1], idx, normalize_adv=not prepared[2]), ent_coef
                 )
-            _, epoch_batch, ready, fused = prepared
-            for idx in minibatches:
-                if fused is not None:
-                    terms: Tensor | list[float] | None = self._fused_minibatch(
-                        fused if idx is None else fused.take(idx.numpy()), ent_coef, ready
-                    )
-                else:
-                    terms = self._minibatch(
-                        epoch_batch if idx is None else epoch_batch.take(idx), ent_coef, ready
-                    )
                 if terms is None:
-                    return totals + torch.tensor(host), n_updates, True
-                if isinstance(terms, Tensor):
-                    totals += terms
-                else:
-                    host = [a + b for a, b in zip(host, terms)]
-                n_updates += 1
-        return totals + torch.tensor(host), n_updates, False
+                    return totals.sum(), totals.n, True, False
+                totals.add(terms)
+                if self.guard.rollback_due:
+                    self.guard.rollback(self.where)
+                    return totals.sum(), totals.n, False, True
+        return totals.sum(), totals.n, False, False
+
+    def _minibatch(self, mb: Any, ent_coef: float) -> Tensor | list[float] | None:
+        """One gradient step; None (and no step) when the target-KL check stops the epochs."""
+        o, step = self.cfg.ppo, self.step
+        f = step.forward(mb)
+        approx_kl = step.approx_kl(f)
+        if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:
+            return None
+        terms = step.gradient(f, mb, ent_coef)
+        grad_norm, skipped, nonfinite = self._apply_gradient(terms)
+        if isinstance(approx_kl, float):
+            return [
+                *terms[:3],
+                approx_kl,
+                terms[3],
+                float(grad_norm),
+                float(skipped),
+                float(nonfinite),
+            ]
+        norm = torch.as_tensor(grad_norm, dtype=approx_kl.dtype, device=approx_kl.device)
+        flags = norm.new_tensor([float(skipped), float(nonfinite)])
+        return (
+            torch.cat([torch.stack([*terms[:3], approx_kl, terms[3], norm]), flags]).detach().cpu()
+        )
 
     def _normalized(self, batch: Batch, valid: Tensor | None) -> Batch:
         """``norm_adv="batch"``: advantages standardized with the statistics of the samples
@@ -340,10 +368,6 @@ class Learner:
         of the whole batch standardized once (not once per epoch). Returns the batch and whether
         its advantages are ready (the minibatch step then leaves them as they are)."""
         whole = _whole(minibatches)
-        if (
-            whole and self.fused is None
-        ):  # autograd trains on it as it is, not through a copy by index
-            batch = batch.trainable()
         if self.cfg.ppo.norm_adv != "minibatch":
             return batch, True
         if whole:
@@ -363,16 +387,24 @@ class Learner:
         total, count = distributed.all_reduce_sums(float(x.sum()), float(x.numel()))
         return total / count if count else None
 
-    def _reducer(self, n: int) -> Callable[[Tensor], Tensor]:
+    def reducer(self, n: int) -> Callable[[Tensor], Tensor]:
         """How per-sample terms become the minibatch loss: their mean. Across workers holding
-        different numbers of samples (REINFORCE without a critic keeps complete episodes only),
-        each worker's sum × W / (the global minibatch's size), so that the average of the
-        workers' gradients is the gradient of the mean over the global minibatch."""
+        different numbers of samples (REINFORCE without a critic keeps complete episodes only;
+        ``nonfinite_env="skip"`` drops transitions), each worker's sum × :meth:`sample_scale`."""
         if not self._unequal:
             return torch.mean
-        (total,) = distributed.all_reduce_sums(float(n))
-        scale = self.world / max(total, 1.0)
+        scale = self.sample_scale(n)
         return lambda x: x.sum() * scale
+
+    def sample_scale(self, n: int) -> float:
+        """The weight of each of this worker's ``n`` minibatch samples in the loss: ``1/n``, or
+        across workers holding different numbers of samples ``W / (the global minibatch's
+        size)``, so that the average of the workers' gradients is the gradient of the mean over
+        the global minibatch (one all-reduce)."""
+        if not self._unequal:
+            return 1.0 / max(n, 1)
+        (total,) = distributed.all_reduce_sums(float(n))
+        return self.world / max(total, 1.0)
 
     def _minibatches(self, exp: Experience) -> list[Tensor | None]:
         """One epoch's minibatch indices into the flat batch, in ``minibatch_order``; ``[None]``
@@ -415,103 +447,38 @@ class Learner:
         mb = math.ceil(n / o.num_minibatches)
         return list(order.split(mb))
 
-    def _minibatch(self, mb: Batch, ent_coef: float, adv_ready: bool) -> Tensor | None:
-        """One gradient step through autograd; None (and no step) when the target-KL check
-        stops the epoch loop. ``adv_ready``: the minibatch's advantages are already normalized
-        as configured."""
+    def _apply_gradient(self, terms: Terms) -> tuple[Tensor | float, bool, bool]:
+        """Average the gradient over the workers, check it (the NaN guard), clip it, step;
+        return the pre-clip gradient norm, whether the step was skipped by ``grad_clip="ignore"``
+        and whether it was skipped as non-finite. Every worker decides on the averaged gradient
+        (a worker whose loss is not finite poisons its gradient first), so all decide alike."""
         o = self.cfg.ppo
-        mean = self._reducer(mb.adv.shape[0])
-        dist, value = self.model(mb.obs, mb.mask)
-        logp = dist.log_prob(mb.action)
-        log_ratio = logp - mb.logp
-        approx_kl = mean(kl_estimate(log_ratio.detach()))
-        if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:
-            return None
-        adv = mb.adv if adv_ready else normalize_advantages(mb.adv)
-        pg, vl, entropy = self._autograd_step(mb, dist, value, logp, log_ratio, adv, mean, ent_coef)
-        grad_norm, skipped = self._apply_gradient()
-        with torch.no_grad():
-            clipped = (
-                clip_fraction(log_ratio, o.clip_coef)
-                if mb.adv.numel()
-                else torch.zeros((), device=pg.device)
-            )
-            norm = torch.as_tensor(grad_norm, dtype=pg.dtype, device=pg.device)
-            terms = [pg, vl, entropy, approx_kl, clipped, norm, norm.new_tensor(float(skipped))]
-            return torch.stack(terms).detach().cpu()
-
-    def _fused_minibatch(
-        self, fb: FusedBatch, ent_coef: float, adv_ready: bool
-    ) -> list[float] | None:
-        """:meth:`_minibatch` through the hand-written gradient (``self.fused``, NumPy on the CPU)."""
-        o = self.cfg.ppo
-        assert self.fused is not None and not self._unequal
-        if not adv_ready:
-            fb = dataclasses.replace(fb, adv=normalize_advantages(torch.from_numpy(fb.adv)).numpy())
-        f = self.fused.forward(fb)
-        approx_kl = f.approx_kl()
-        if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:
-            return None
-        self.flat.zero_grad()
-        pg, vl, entropy, clipped = self.fused.backward(f, fb, clip_coef=o.clip_coef, dual_clip=o.dual_clip,
-                                                       value_clip=o.value_clip, vf_coef=o.vf_coef,
-                                                       ent_coef=ent_coef)  # fmt: skip
-        grad_norm, skipped = self._apply_gradient()
-        return [pg, vl, entropy, approx_kl, clipped, float(grad_norm), float(skipped)]
-
-    def _autograd_step(self, mb: Batch, dist: Any, value: Tensor, logp: Tensor, log_ratio: Tensor, adv: Tensor,
-                       mean: Callable[[Tensor], Tensor], ent_coef: float) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-        """The loss of the minibatch and its gradient by autograd; returns the loss terms."""
-        o = self.cfg.ppo
-        if o.algo == "ppo-clip":
-            pg = mean(
-                clipped_surrogate(adv, log_ratio, clip_coef=o.clip_coef, dual_clip=o.dual_clip)
-            )
-        elif (
-            o.algo == "ppo-penalty"
-        ):  # DPPO's hinge reads each worker's own minibatch KL, as DPPO's workers do
-            kl = kl_estimate(log_ratio)
-            margin = None if o.kl_margin is None else o.kl_margin * o.kl_target
-            pen = kl_penalty(
-                kl, kl.mean(), coef=self.kl_coef, margin=margin, margin_coef=o.kl_margin_coef
-            )
-            pg = mean(surrogate(adv, log_ratio) + pen)
-        else:
-            pg = mean(reinforce_loss(adv, logp))
-        vl = (
-            mean(value_loss(value, mb.value, mb.ret, clip=o.value_clip))
-            if self.uses_critic
-            else value.sum() * 0.0
-        )
-        entropy = mean(dist.entropy())
-        loss = pg + o.vf_coef * vl - ent_coef * entropy
-        self.flat.zero_grad()
-        loss.backward()
-        return pg, vl, entropy
-
-    def _apply_gradient(self) -> tuple[Tensor | float, bool]:
-        """Average the gradient over the workers, clip it, step; return the pre-clip gradient
-        norm and whether the step was skipped (``grad_clip="ignore"``)."""
-        o = self.cfg.ppo
+        terms_ok = finite(terms)
+        if not terms_ok:
+            self.flat.grad.fill_(math.nan)
         if self.world > 1:
             distributed.all_reduce_mean_(
                 self.flat.grad
             )  # the global minibatch's gradient; clipped below, alike everywhere
-        skipped = False
         if o.grad_clip == "norm":
             grad_norm = self.flat.clip_grad_norm(
                 math.inf if o.max_grad_norm is None else o.max_grad_norm, o.grad_norm_type
             )
         else:
             grad_norm = self.flat.grad_norm(o.grad_norm_type)
-            if o.grad_clip == "value":
-                self.flat.clip_grad_value(o.grad_clip_value)
-        assert o.max_grad_norm is not None or o.grad_clip != "ignore"
+        if not self.guard.allow(float(grad_norm), terms_ok, lambda: self.where):
+            return grad_norm, False, True
+        if o.grad_clip == "value":
+            self.flat.clip_grad_value(o.grad_clip_value)
         if o.grad_clip == "ignore" and float(grad_norm) > o.max_grad_norm:  # type: ignore[operator]
-            skipped = True
-        else:
-            self.optimizer.apply()
-        return grad_norm, skipped
+            return grad_norm, True, False
+        self.optimizer.apply()
+        return grad_norm, False, False
+
+    @property
+    def where(self) -> str:
+        """The step being taken, in words (for the NaN guard's messages)."""
+        return f"epoch {self._at[0]}, minibatch {self._at[1]} of an update"
 
     def _over_workers(self, x: Tensor | float) -> float:
         """A per-worker mean as a number, averaged over the workers (the decision everyone takes)."""

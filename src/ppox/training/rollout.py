@@ -23,8 +23,11 @@ from torch import Tensor
 
 from ppox.core.advantages import next_values
 from ppox.envs.snapshot import Snapshot
+from ppox.errors import NumericalError
 from ppox.nn.actor_critic import ActorCritic
-from ppox.nn.lean import LeanActor
+from ppox.nn.numpy_policy import NumpyActorCritic
+from ppox.training.backends import act_backend as resolve_act_backend
+from ppox.training.nonfinite import all_finite, bad_rows, describe, merge_rows
 from ppox.training.normalizers import ObsNormalizer, RewardScaler
 from ppox.types import MASK_KEY, Obs, ObsArrays, Rollout, cat_obs, obs_map
 
@@ -85,6 +88,9 @@ class RolloutBuffer:
             else None
         )
         self.has_mask = False
+        self.valid = torch.ones((T, N), dtype=torch.bool)  # False: skipped (nonfinite_env="skip")
+        self.np_valid = self.valid.numpy()
+        self.skipped = 0  # transitions skipped in this rollout
         self.np_reward = self.reward.numpy()
         self.np_terminated, self.np_done = self.terminated.numpy(), self.done.numpy()
         if not self.on_device:
@@ -119,6 +125,7 @@ class RolloutBuffer:
             reward=dev(self.reward), terminated=dev(self.terminated), done=done,
             mask=None if mask is None else dev(mask),
             last_obs=obs_map(dev, last_obs), final_obs=final_obs, final_index=final_index,
+            valid=dev(self.valid) if self.skipped else None,
         )  # fmt: skip
 
     def store_obs(self, t: int, obs: ObsArrays, obs_t: Obs) -> None:
@@ -151,7 +158,14 @@ class EpisodeStats:
         self.lengths: deque[int] = deque(maxlen=window)
         self.episodes = 0
 
-    def step(self, reward: np.ndarray, done: np.ndarray) -> None:
+    def step(self, reward: np.ndarray, done: np.ndarray, discard: np.ndarray | None = None) -> None:
+        """Add one vector step; ``discard`` ``[N]`` bool: envs whose episode is dropped unrecorded
+        (a skipped non-finite transition)."""
+        if discard is not None:
+            self.ret[discard] = 0.0
+            self.len[discard] = 0
+            done = done & ~discard
+            reward = np.where(discard, 0.0, reward)
         self.ret += reward
         self.len += 1
         if done.any():
@@ -197,6 +211,8 @@ class Collector:
         generator: torch.Generator,
         act_backend: str = "auto",
         device_storage: bool | None = None,
+        nonfinite: str = "error",
+        label: str = "the environment",
     ) -> None:
         self.envs, self.model, self.obs_norm, self.reward_scaler = (
             envs,
@@ -213,16 +229,21 @@ class Collector:
             None  # as the env gave it (flattened to leaves), unnormalized
         )
         self.mask: Tensor | None = None
-        use_lean = (
-            act_backend in ("auto", "numpy")
-            and not self.buffer.on_device
-            and LeanActor.supports(model)
+        self.act_backend, self.act_backend_reason = resolve_act_backend(
+            act_backend, model, storage_on_device=self.buffer.on_device
         )
-        self.lean = LeanActor(model) if use_lean else None
+        """``"numpy"`` or ``"torch"``, and why not NumPy (None when it is NumPy)."""
+        self.lean = NumpyActorCritic(model) if self.act_backend == "numpy" else None
+        self.nonfinite, self.label = nonfinite, label  # env.nonfinite_env; how errors name the envs
 
     def reset(self, seeds: list[int]) -> None:
         """Reset every env once with its own seed; autoreset continues their RNG afterwards."""
         obs, info = self.envs.reset(seed=seeds)  # type: ignore[arg-type]
+        if not all_finite(obs, np.zeros(self.N)):
+            i = int(np.flatnonzero(bad_rows(obs, np.zeros(self.N)))[0])
+            raise NumericalError(
+                f"{self.label}: env {i} returned a non-finite {describe(obs, np.zeros(self.N), i)} on reset"
+            )
         self._set_obs(obs, info)
 
     def _set_obs(self, raw_obs: Any, info: dict[str, Any]) -> None:
@@ -257,6 +278,9 @@ class Collector:
         """Run ``T`` vector steps; return the filled rollout (a copy on the device)."""
         buf, model, head, lean = self.buffer, self.model, self.model.head, self.lean
         buf.has_mask = self.mask is not None
+        if buf.skipped:
+            buf.np_valid[:] = True
+            buf.skipped = 0
         self._finals: list[tuple[Tensor, Obs, Tensor]] = []
         if lean is not None:
             lean.refresh()
@@ -275,8 +299,13 @@ class Collector:
                 buf.action[t], buf.logp[t], buf.value[t] = action, logp, value
                 action_np = action.cpu().numpy()
             raw_obs, reward, terminated, truncated, info = self.envs.step(head.to_env(action_np))
+            skip = None
+            if not all_finite(raw_obs, reward):
+                raw_obs, reward, terminated, truncated, info, skip = self._nonfinite(
+                    t, raw_obs, reward, terminated, truncated, info
+                )
             done = terminated | truncated
-            self.stats.step(reward, done)
+            self.stats.step(reward, done, skip)
             buf.np_reward[t] = self.reward_scaler(reward, done)
             buf.np_terminated[t] = terminated
             buf.np_done[t] = done
@@ -285,11 +314,57 @@ class Collector:
             self._set_obs(raw_obs, info)
         return buf.rollout(model.value(self.obs), self.obs, self._finals)
 
+    def _nonfinite(
+        self, t: int, raw_obs: Any, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+        info: dict[str, Any],
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any], np.ndarray]:  # fmt: skip
+        """A step where some env returned a non-finite observation or reward: stop the run
+        (``nonfinite_env="error"``), or ``"skip"``: the transition is left out of the loss with a
+        reward of 0 and no bootstrap, the env's previous step is cut there as a truncation
+        (bootstrapping from the last finite observation, so no advantage crosses the corrupted
+        step), the episode is dropped from the statistics and the env is reset."""
+        bad = bad_rows(raw_obs, reward)
+        i = int(np.flatnonzero(bad)[0])
+        what = describe(raw_obs, reward, i)
+        if self.nonfinite == "error":
+            raise NumericalError(
+                f"{self.label}: env {i} returned a non-finite {what} at step {t + 1} of the rollout; nothing was "
+                "trained on it and the last checkpoint is intact (nonfinite_env='skip' drops such transitions)"
+            )
+        if not (hasattr(self.envs, "envs") or hasattr(self.envs, "parent_pipes")):
+            raise NumericalError(f"{self.label}: env {i} returned a non-finite {what}; nonfinite_env='skip' needs "
+                                 "env_backend='gymnasium' (EnvPool cannot reset one env)")  # fmt: skip
+        buf = self.buffer
+        buf.np_valid[t, bad] = False
+        buf.skipped += int(bad.sum())
+        if (
+            t > 0
+        ):  # cut the previous step of each such env: a truncation at the last finite observation
+            for n in np.flatnonzero(bad & (buf.np_done[t - 1] == 0)):
+                buf.np_done[t - 1, n] = 1.0
+                index = torch.tensor([(t - 1) * self.N + n])
+                self._finals.append((index, obs_map(lambda x: x[n : n + 1].clone(), self.obs),  # noqa: B023
+                                     buf.value[t, n : n + 1].to(self.device)))  # fmt: skip
+        reset_obs, reset_info = self.envs.reset(options={"reset_mask": bad})
+        raw_obs = merge_rows(raw_obs, reset_obs, bad)
+        if MASK_KEY in reset_info and MASK_KEY in info:
+            info = {**info, MASK_KEY: merge_rows(info[MASK_KEY], reset_info[MASK_KEY], bad)}
+        if not all_finite(raw_obs, np.zeros(self.N)):
+            raise NumericalError(
+                f"{self.label}: env {i} returned a non-finite observation again after a reset"
+            )
+        reward = np.where(bad, 0.0, reward)
+        return raw_obs, reward, terminated | bad, truncated & ~bad, info, bad
+
     def _bootstrap_truncated(self, t: int, truncated: np.ndarray, info: dict[str, Any]) -> None:
         idx = np.flatnonzero(truncated)
         if idx.size == 0:
             return
         final = self.layout.stack([info["final_obs"][i] for i in idx])
+        if not all_finite(final, np.zeros(len(idx))):
+            i = int(idx[np.flatnonzero(bad_rows(final, np.zeros(len(idx))))[0]])
+            raise NumericalError(f"{self.label}: env {i} returned a non-finite final observation at step {t + 1} "
+                                 "of the rollout (its episode was truncated there)")  # fmt: skip
         final_t = self._tensor(self.obs_norm(final))  # fresh tensors: kept as they are
         self._finals.append(
             (torch.from_numpy(t * self.N + idx), final_t, self.model.value(final_t))
