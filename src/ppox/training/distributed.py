@@ -390,9 +390,8 @@ def merge_across_ranks(m: Moments) -> Moments:
 def normalize_advantages_chunks(chunks: list[Tensor], eps: float = 1e-8) -> list[Tensor]:
     """Each ``chunks[j]`` standardized with the mean and std of chunk ``j`` of every rank
     together (the PPO × Family course's Q&A, A5: all-reduce the statistics, then normalize;
-    docs/design/losses.md), all
-    chunks in one collective: rank ``r``'s ``chunks[j]`` is its share of the global minibatch
-    ``j``. The rules of :func:`ppox.core.normalize_advantages` hold over all ranks: fewer than two
+    docs/design/losses.md), all chunks in one collective: rank ``r``'s ``chunks[j]`` is its share
+    of the global minibatch ``j``. The rules of :func:`ppox.core.normalize_advantages` hold over all ranks: fewer than two
     samples leave a chunk unchanged, all-equal values give zeros. A rank's share may be empty."""
     if world_size() == 1:
         return [_normalize_local(c, eps) for c in chunks]
