@@ -1,9 +1,9 @@
-"""Contract tests for every action space through the one head registry (SPEC §3, issue 3).
+"""Contract tests for every action space through the one head registry (docs/action_spaces.md).
 
 For each space: samples lie in the space, log-prob and entropy are ``[B]``, the joint log-prob
 is the sum of its parts, masked actions are never sampled and have zero probability, the entropy
 is that of the renormalized legal set, and inactive hybrid parameters contribute nothing. Hand
-numbers come from shared research §3.4 and §3.6 (verified there) or are derived in comments.
+numbers are derived in the tests' docstrings and comments.
 """
 
 from __future__ import annotations
@@ -135,8 +135,9 @@ def test_multidiscrete_log_prob_and_entropy_are_sums_of_per_dimension_categorica
 
 
 def test_multidiscrete_hand_example_with_masks():
-    """Research §3.6: nvec [3, 2], head 1 logits 0 with mask [1, 0, 1], head 2 mask [1, 1],
-    action (2, 0) → log π = ln ½ + ln ½ = −1.38629, entropy = 2 ln 2 = 1.38629."""
+    """nvec [3, 2], head 1 logits 0 with mask [1, 0, 1] (two legal actions, ½ each), head 2 logits
+    0 with mask [1, 1] (½ each): action (2, 0) → log π = ln ½ + ln ½ = −1.38629, entropy = 2 ln 2
+    = 1.38629 (the masked entry counts neither in the probability nor in the entropy)."""
     head = make_head(spaces.MultiDiscrete([3, 2]), FEAT, PolicyConfig())
     with torch.no_grad():
         head.logits.weight.zero_()
@@ -230,7 +231,12 @@ def test_flat_multidiscrete_refuses_huge_product_spaces():
 
 
 # --------------------------------------------------------------------------------------------
-# Hybrid actions: masked log-prob, entropy, KL (research §3.4 worked example)
+# Hybrid actions: masked log-prob, entropy, KL. Worked example: type probabilities
+# p = [½, ¼, ¼], parameter means μ = [0.2, −0.4], σ = 1, and the type → parameter mask
+# [[1, 0], [0, 1], [0, 0]] (as in H-PPO's parameterized actions: each type owns its parameters).
+# log N(x; μ, 1) = −0.91894 − (x − μ)²/2, so (k=0, x=[0.2, 5.0]) → masked ln ½ − 0.91894 = −1.61209;
+# unmasked it adds the irrelevant log N(5.0; −0.4, 1) = −0.91894 − 14.58, giving −17.1110.
+# Entropies: H_cat = 1.03972, H(N(·, 1)) = 1.41894 (see test_hybrid_entropy_hand_numbers).
 # --------------------------------------------------------------------------------------------
 
 P_TYPES = torch.tensor([0.5, 0.25, 0.25])

@@ -394,8 +394,9 @@ def test_merged_reward_statistics_are_those_of_every_workers_returns(pair) -> No
 
 
 def test_unequal_shards_merge_exactly_by_hand(pair) -> None:
-    """Research notes §2.5: [1, 2, 3, 4] and [10, 20] → n 6, mean 6.6667, var 43.8889 (the
-    equal-weight mean of means would give 8.75)."""
+    """[1, 2, 3, 4] (n 4, mean 2.5, m2 5) and [10, 20] (n 2, mean 15, m2 50) → n 6, mean 40/6 =
+    6.6667, var 43.8889, the statistics of the concatenation (the equal-weight mean of means
+    would give 8.75)."""
     for rank in range(WORLD):
         count, mean, var = pair[rank]["statistics"]["example"]
         assert count == 6 and mean == pytest.approx(20 / 3) and var == pytest.approx(43.888889)

@@ -1,4 +1,4 @@
-"""The seven realms as switches and the PPO family (issue 4): n-step returns, recompute,
+"""The seven realms as switches and the PPO family (docs/design/course_map.md): n-step returns, recompute,
 minibatch order, gradient clipping modes, initialization schemes, PPO-Penalty, REINFORCE.
 
 Each test is built so that a wrong implementation fails it: hand-computed numbers for the math,
@@ -37,7 +37,7 @@ def cfg_for(**kw) -> Config:
 
 
 # --------------------------------------------------------------------------------------------
-# n-step returns (SPEC 2.2)
+# n-step returns (DPPO's K-step returns; docs/design/advantages.md)
 # --------------------------------------------------------------------------------------------
 
 
@@ -75,7 +75,7 @@ def test_nstep_with_n_at_least_T_is_the_lambda_1_return():
 
 
 # --------------------------------------------------------------------------------------------
-# PPO-Penalty math (SPEC 1.5)
+# PPO-Penalty math (adaptive β and DPPO's hinge; docs/design/losses.md)
 # --------------------------------------------------------------------------------------------
 
 
@@ -86,7 +86,7 @@ def test_kl_penalty_and_dppo_hinge_by_hand():
     # hinge at margin 0.02 with ξ = 1000 on the mean KL 0.03: + 1000·0.01² = 0.1 for every sample
     torch.testing.assert_close(kl_penalty(kl, kl.mean(), coef=0.5, margin=0.02, margin_coef=1000.0),
                                torch.tensor([0.11, 0.12]))  # fmt: skip
-    # the research notes' worked example: KL 0.05, margin 2·0.01... target 0.01 → 1000·(0.05 − 0.02)² = 0.9
+    # DPPO's setting (margin 2·KL_target, ξ = 1000) with target 0.01 and KL 0.05: 1000·(0.05 − 0.02)² = 0.9
     one = torch.tensor([0.05])
     torch.testing.assert_close(
         kl_penalty(one, one.mean(), coef=0.0, margin=0.02, margin_coef=1000.0), torch.tensor([0.9])
@@ -110,7 +110,7 @@ def test_adaptive_kl_coef_separate_factors():
 
 
 # --------------------------------------------------------------------------------------------
-# REINFORCE (SPEC 1.1)
+# REINFORCE (reward-to-go with a baseline; docs/design/losses.md)
 # --------------------------------------------------------------------------------------------
 
 
@@ -323,7 +323,7 @@ def test_minibatch_orders():
 
 
 # --------------------------------------------------------------------------------------------
-# gradient clipping modes (SPEC 5.1)
+# gradient clipping modes (the "免死金牌" realm; docs/design/losses.md)
 # --------------------------------------------------------------------------------------------
 
 
@@ -430,7 +430,7 @@ def test_penalty_gradient_includes_the_kl_term(rollout_and_model):
 
 
 # --------------------------------------------------------------------------------------------
-# initialization schemes (SPEC 4)
+# initialization schemes (the "笨鸟先飞" realm; docs/design/course_map.md)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Structured observations (SPEC §3.5): Dict / Tuple spaces nested to any depth, images, one-hot
+"""Structured observations (docs/observations.md): Dict / Tuple spaces nested to any depth, images, one-hot
 leaves, per-leaf normalization, masks from an observation key, custom encoders, clear errors.
 
 The toy envs are in tests/toy_envs.py (``NestedObsEnv``, ``TwoKeyBanditEnv``, ``ImageBanditEnv``,

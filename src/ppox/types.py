@@ -3,7 +3,7 @@
 Shape glossary: ``T`` rollout steps, ``N`` envs, ``B`` samples in a (mini)batch, ``A`` the
 action shape of the head (``()`` for Discrete, ``(d,)`` for Box), ``M`` the mask shape.
 
-Observations (SPEC §3.5) are an :data:`Obs`: one tensor ``[..., *obs_shape]`` when the space is a
+Observations (docs/observations.md) are an :data:`Obs`: one tensor ``[..., *obs_shape]`` when the space is a
 single leaf (a ``Box``, the fast path, or a ``Discrete`` / ``MultiDiscrete`` / ``MultiBinary``),
 or, for ``Dict`` / ``Tuple`` spaces nested to any depth, a flat dict of *leaf path* → tensor
 ``[..., *leaf_shape]``. A path joins Dict keys and Tuple indices with ``/``: ``"pos"``,

@@ -1,4 +1,4 @@
-"""Ablations: a base config and named variants, each trained on several seeds (SPEC §7).
+"""Ablations: a base config and named variants, each trained on several seeds (docs/metrics.md).
 
 ``ppox ablate --variant "ent: ent_coef=0.01" --seeds 1 2 3 --out abl`` lays out::
 

@@ -1,4 +1,4 @@
-"""Reliability metrics and robust aggregates for learning curves (SPEC §7), in pure NumPy.
+"""Reliability metrics and robust aggregates for learning curves, in pure NumPy.
 
 The metrics follow the taxonomy of Chan et al. 2020, "Measuring the Reliability of Reinforcement
 Learning Algorithms" (ICLR, arXiv 1912.05663); the aggregates and their confidence intervals follow

@@ -1,4 +1,7 @@
-"""Advantage and return estimators (SPEC §2.1; seeds 001, 003, 004).
+"""Advantage and return estimators (docs/design/advantages.md): GAE from "High-Dimensional
+Continuous Control Using Generalized Advantage Estimation" (Schulman et al. 2016), the K-step
+returns of DPPO ("Emergence of Locomotion Behaviours in Rich Environments", Heess et al. 2017) and
+the Monte Carlo reward-to-go of the PPO × Family course's policy-gradient tutorial.
 
 Shapes: ``T`` is the rollout length (time), ``N`` the number of parallel environments. All inputs
 are time-major ``[T, N]`` float tensors (booleans are accepted for ``terminated`` / ``done``).
@@ -128,7 +131,7 @@ def nstep_returns(
     gamma: float,
     n: int,
 ) -> Tensor:
-    """K-step (n-step) returns (SPEC §2.2; DPPO, Heess et al. 2017).
+    """K-step (n-step) returns (DPPO, Heess et al. 2017; docs/design/advantages.md).
 
     ``R_t = r_t + γ r_{t+1} + … + γ^{k−1} r_{t+k−1} + γ^k V(s_{t+k})`` with ``k ≤ n`` steps, where
     the sum stops early at an episode end (``done``: a terminated end adds no bootstrap, a

@@ -1,4 +1,5 @@
-"""PPO loss terms and diagnostics (SPEC §1.2–1.6, §2.5).
+"""PPO loss terms and diagnostics (docs/design/losses.md): "Proximal Policy Optimization
+Algorithms" (Schulman et al. 2017) and the family around it.
 
 Every loss here is *per sample* (shape ``[B]``) and is a quantity to minimize, so weighting,
 masking and reduction stay with the caller. ``B`` is the minibatch size.
@@ -17,7 +18,9 @@ def clipped_surrogate(
     clip_coef: float,
     dual_clip: float | None = None,
 ) -> Tensor:
-    """PPO-Clip policy loss, optionally with dual clip (Ye et al. 2020; seed 001 "extra clip").
+    """PPO-Clip policy loss, optionally with dual clip (Ye et al. 2020, "Mastering Complex
+    Control in MOBA Games with Deep Reinforcement Learning"; the "亡羊补牢" (extra clip) realm of the
+    PPO × Family course's seven realms).
 
     Args:
         adv: ``[B]`` advantages (already normalized if the caller wants that).
@@ -44,9 +47,10 @@ def surrogate(adv: Tensor, log_ratio: Tensor) -> Tensor:
 
 
 def reinforce_loss(adv: Tensor, logp: Tensor) -> Tensor:
-    """REINFORCE (Williams 1992; seed 004): ``−(G_t − b)·log π(a_t|s_t)`` ``[B]``, where ``adv``
-    holds ``G_t − b`` (reward-to-go minus the baseline, no gradient) and ``logp`` is the current
-    policy's log-probability of the taken action (with gradient)."""
+    """REINFORCE (Williams 1992; the PPO × Family course's policy-gradient tutorial):
+    ``−(G_t − b)·log π(a_t|s_t)`` ``[B]``, where ``adv`` holds ``G_t − b`` (reward-to-go minus the
+    baseline, no gradient) and ``logp`` is the current policy's log-probability of the taken action
+    (with gradient)."""
     return -adv.detach() * logp
 
 
@@ -65,7 +69,7 @@ def value_loss(
         returns: ``[B]`` targets R̂.
         clip: ε_v in return units, or None for no clipping.
             ``V_clip = V_old + clip(V − V_old, −ε_v, ε_v)``; note it is a *max*, so the clipped
-            term can only make the loss larger (the PPO2 form; seed 001).
+            term can only make the loss larger (the PPO2 form; the course's extra-clip realm).
 
     Returns:
         ``[B]`` per-sample loss.
@@ -107,7 +111,8 @@ def adaptive_kl_coef(
     factor: float = 2.0,
     lower_factor: float | None = None,
 ) -> float:
-    """The adaptive KL-penalty rule of PPO-Penalty (Schulman et al. 2017, §4; seeds 003, 004).
+    """The adaptive KL-penalty rule of PPO-Penalty (Schulman et al. 2017, §4; DPPO, Heess et al.
+    2017).
 
     If the measured ``kl > tolerance·target`` the coefficient β is multiplied by ``factor``; if
     ``kl < target / tolerance`` it is divided by ``lower_factor`` (default: ``factor``);
@@ -128,7 +133,8 @@ def kl_penalty(
     margin: float | None = None,
     margin_coef: float = 0.0,
 ) -> Tensor:
-    """PPO-Penalty's KL term, per sample, with DPPO's hinge beyond a margin (SPEC §1.5).
+    """PPO-Penalty's KL term, per sample, with DPPO's hinge beyond a margin (Heess et al. 2017,
+    "Emergence of Locomotion Behaviours in Rich Environments").
 
     Args:
         kl: ``[B]`` per-sample KL estimates (e.g. :func:`kl_estimate` ``k3``, which is ≥ 0 and

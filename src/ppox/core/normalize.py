@@ -1,4 +1,6 @@
-"""Mergeable running moments (Welford / Chan et al. parallel merge; SPEC §5.3, §6).
+"""Mergeable running moments (Welford's update and the parallel merge of Chan, Golub &
+LeVeque, "Updating Formulae and a Pairwise Algorithm for Computing Sample Variances";
+docs/design/normalization.md).
 
 Statistics are a ``Moments(count, mean, m2)`` triple where ``m2`` is the sum of squared
 deviations from the mean. Two triples merge exactly, so per-worker or per-step statistics

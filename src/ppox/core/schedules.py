@@ -1,4 +1,5 @@
-"""Schedules of a coefficient over training progress (SPEC §1.6, §5.2).
+"""Schedules of a coefficient over training progress: the learning-rate annealing and the
+entropy schedules of docs/design/losses.md.
 
 ``progress`` runs from 0 (start of training) to 1 (end of the budget).
 """

@@ -2,8 +2,8 @@
 
 Gymnasium's ``SyncVectorEnv`` merges every key of every sub-env's ``info`` into batched arrays
 on each step and copies observations through the space's generic ``concatenate``; for the
-small, fast environments PPO is usually run on that bookkeeping costs about as much as the
-physics (shared research, performance §4.1). This class steps Box-observation envs into one
+small, fast environments PPO is usually run on, that bookkeeping is a sizeable share of each
+step. This class steps Box-observation envs into one
 preallocated array and forwards only what ppox reads from ``info``: ``final_obs`` (with its
 ``_final_obs`` mask) for episodes that ended and ``action_mask`` when the envs provide one.
 Semantics otherwise match ``SyncVectorEnv(autoreset_mode=SAME_STEP)``, which a test checks.

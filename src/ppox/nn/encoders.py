@@ -1,4 +1,4 @@
-"""Observation encoders (SPEC §3.5): one encoder per leaf (or subtree) of the observation
+"""Observation encoders (docs/observations.md): one encoder per leaf (or subtree) of the observation
 space, their features concatenated into the ``[B, F]`` input of the MLP trunks.
 
 Defaults by leaf kind (:class:`ppox.types.ObsLeaf`):

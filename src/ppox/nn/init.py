@@ -1,4 +1,5 @@
-"""Initialization (SPEC §4; seed 001 "笨鸟先飞").
+"""Initialization: the "笨鸟先飞" (network initialization) realm of the PPO × Family course's
+"seven realms" tuning lecture (docs/design/course_map.md).
 
 The default is orthogonal weights with the gain recommended for the activation (√2 for ReLU,
 5/3 for tanh) and zero biases; the policy output layer gets a small gain (0.01) so the initial
@@ -6,8 +7,8 @@ policy is close to uniform / zero-mean, and the value output gain 1 (Andrychowic
 arXiv 2006.05990). The alternatives apply the same gains to another weight distribution:
 
 - ``xavier``: Glorot-uniform, ``U(−a, a)`` with ``a = gain·√(6 / (fan_in + fan_out))``;
-- ``normal``: Gaussian ``N(0, gain² / fan_in)`` (variance scaling, the "Gaussian" of the seed's
-  figure);
+- ``normal``: Gaussian ``N(0, gain² / fan_in)`` (variance scaling, the "Gaussian" scheme the
+  lecture compares);
 - ``torch``: PyTorch's own default for every layer (Kaiming-uniform weights with ``a = √5``,
   uniform biases); gains are not applied.
 """

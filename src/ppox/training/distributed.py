@@ -1,4 +1,4 @@
-"""Distributed overlay: synchronous data-parallel PPO on ``torch.distributed`` (SPEC §6, issue 5).
+"""Distributed overlay: synchronous data-parallel PPO on ``torch.distributed`` (docs/distributed.md).
 
 ``torchrun --nproc-per-node W -m ppox train ...`` starts W workers (ranks). Each runs the whole
 loop on its own environments; they agree only at the few places below, where the trainer, the
@@ -11,7 +11,8 @@ learner and the normalizers call these helpers:
   machine the workers exchange it through shared memory (:func:`all_reduce_sum_`);
 - normalizer statistics and advantage statistics are merged exactly across ranks
   (:func:`merge_across_ranks`, the parallel-variance formula folded in rank order, so every
-  rank gets the same bits; research notes §2.5);
+  rank gets the same bits; Chan, Golub & LeVeque, "Updating Formulae and a Pairwise Algorithm
+  for Computing Sample Variances");
 - decisions that precede a collective (target-KL early stop, the KL coefficient, skipping a
   step) are taken on all-reduced values (:func:`all_reduce_sums`), so no rank waits alone;
 - rank 0 decides what touches the run directory and tells the others (:func:`main_decides`).
@@ -357,8 +358,9 @@ def _gather_fold(rows: Tensor) -> Tensor:
     """``[..., 3]`` rows of (count, mean, m2) from this rank → the same rows for every rank's
     data together, the same bits on every rank.
 
-    The rows are all-gathered in float64 and folded with the exact parallel merge (Chan et al.;
-    research notes §2.5, recipe 3) in rank order, so unequal counts (zero included) weigh right.
+    The rows are all-gathered in float64 and folded with the exact parallel merge (Chan, Golub &
+    LeVeque, "Updating Formulae and a Pairwise Algorithm for Computing Sample Variances") in rank
+    order, so unequal counts (zero included) weigh right.
     """
     local = _comm(rows.detach().to("cpu", torch.float64).contiguous())
     parts = [torch.empty_like(local) for _ in range(world_size())]
@@ -387,9 +389,9 @@ def merge_across_ranks(m: Moments) -> Moments:
 
 def normalize_advantages_chunks(chunks: list[Tensor], eps: float = 1e-8) -> list[Tensor]:
     """Each ``chunks[j]`` standardized with the mean and std of chunk ``j`` of every rank
-    together (seed 000 A5: all-reduce the statistics, then normalize; research notes §2.5), all
-    chunks in one collective: rank ``r``'s ``chunks[j]`` is its share of the global minibatch
-    ``j``. The rules of :func:`ppox.core.normalize_advantages` hold over all ranks: fewer than two
+    together (the PPO × Family course's Q&A, A5: all-reduce the statistics, then normalize;
+    docs/design/losses.md), all chunks in one collective: rank ``r``'s ``chunks[j]`` is its share
+    of the global minibatch ``j``. The rules of :func:`ppox.core.normalize_advantages` hold over all ranks: fewer than two
     samples leave a chunk unchanged, all-equal values give zeros. A rank's share may be empty."""
     if world_size() == 1:
         return [_normalize_local(c, eps) for c in chunks]

@@ -1,4 +1,5 @@
-"""Observation normalization and reward scaling, batched over the vector env (SPEC §5.3).
+"""Observation normalization and reward scaling, batched over the vector env
+(docs/design/normalization.md).
 
 They run at the env boundary in the collector (one NumPy op per step for all envs, instead of
 one wrapper per env) and their statistics are part of the policy: they are saved in every
@@ -51,7 +52,7 @@ class _Shared:
 
 
 class ObsNormalizer(_Shared):
-    """Running mean/std of observations; identity when disabled (SPEC §3.5, §5.3).
+    """Running mean/std of observations; identity when disabled (docs/design/normalization.md).
 
     ``shape`` says what is normalized: ``[*obs_shape]`` for a plain array observation (a
     vector Box); a dict of leaf path → shape for structured observations (the vector Box

@@ -1,4 +1,5 @@
-"""Seeds for collection vs evaluation, and the RNG states that make a resume exact (SPEC §5.4)."""
+"""Seeds for collection vs evaluation, and the RNG states that make a resume exact
+(docs/design/seeds_and_evaluation.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def collection_seeds(
     With ``world`` workers, worker ``rank`` gets the ``rank``-th block of ``n`` out of
     ``n·world`` distinct seeds: the workers' envs never share a seed, worker 0 of a world of 1 gets
     what a single process gets, and a global env count split over more workers keeps the same
-    set of seeds (issue 5)."""
+    set of seeds (docs/distributed.md)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     out: list[int] = []
     seen: set[int] = set()
