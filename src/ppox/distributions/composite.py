@@ -1,5 +1,6 @@
 """Structured actions: Dict / Tuple spaces in general, and hybrid (parameterized) actions
-(SPEC §3.4; seed 000 Q14–Q15; H-PPO, Fan et al. 2019, arXiv 1903.01344).
+(the PPO × Family course's Q&A, Q14–Q15; H-PPO: Fan et al. 2019, "Hybrid Actor-Critic
+Reinforcement Learning in Parameterized Action Space"; docs/action_spaces.md).
 
 **Composite.** A Dict or Tuple of any action spaces (nested too) is the product of its parts'
 distributions: one head per part on the shared features, the joint log-prob, entropy and KL are
@@ -23,7 +24,7 @@ and sent to the env (which ignores them), but they get no gradient and add no en
   one hidden layer, so each type has its own parameter distribution ``π(x | s, k)``. During the
   update it is evaluated at the stored type; the entropy and KL use all K (K is small).
 - ``type_given_params``: the type head reads the features and the parameter head's mean ``μ``
-  (seed 000 Q14). With ``hybrid_detach`` (default) ``μ`` is detached there, so the type loss does
+  (the course's Q&A, Q14). With ``hybrid_detach`` (default) ``μ`` is detached there, so the type loss does
   not train the parameter head; without it the type's gradient flows into ``μ`` as well.
 
 Masks from the env (``info["action_mask"]``) for a hybrid part are a dict with optional entries

@@ -1,4 +1,4 @@
-"""The one place that maps a Gymnasium action space to a policy head (SPEC §3).
+"""The one place that maps a Gymnasium action space to a policy head (docs/action_spaces.md).
 
 ``make_head(space, in_features, cfg)`` looks the space's type up in a registry; new action
 spaces register a builder with :func:`register_head` and nothing else in ppox changes: the

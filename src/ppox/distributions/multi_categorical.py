@@ -1,4 +1,4 @@
-"""Multi-discrete actions (SPEC §3.3): one categorical per dimension, or one over the product.
+"""Multi-discrete actions (docs/action_spaces.md): one categorical per dimension, or one over the product.
 
 ``factored`` (the default): a shared trunk feeds one linear layer of ``Σ nvec`` logits, read as
 ``d`` categoricals; the joint log-prob and entropy are sums over the dimensions, and each

@@ -19,11 +19,14 @@ COLUMNS = (
     "train_return_mean", "train_length_mean", "episodes",
     "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
     "explained_variance", "learning_rate", "ent_coef", "updates", "skipped_updates", "early_stop",
+    "nonfinite_updates", "rollbacks", "skipped_transitions",
     "kl_coef", "kl_after_update", "baseline",
     "eval_return_mean", "eval_return_std",
 )  # fmt: skip
 """``kl_coef`` / ``kl_after_update`` are filled by ``algo=ppo-penalty``, ``baseline`` by
-``algo=reinforce`` with ``baseline=mean``; empty otherwise."""
+``algo=reinforce`` with ``baseline=mean``; empty otherwise. ``nonfinite_updates`` counts minibatch steps the NaN guard skipped, ``rollbacks``
+is 1 on an update it rolled back, ``skipped_transitions`` counts environment steps left out with
+``nonfinite_env="skip"`` (docs/numerics.md)."""
 
 
 def truncate_csv(path: Path, max_step: int) -> None:

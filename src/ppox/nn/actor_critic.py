@@ -1,8 +1,8 @@
-"""Actor-critic: observation encoder → MLP trunks (shared or separate) → head and value (SPEC §4).
+"""Actor-critic: observation encoder → MLP trunks (shared or separate) → head and value (docs/design/networks.md).
 
 A single float Box observation goes straight into the trunks (the fast path, unchanged);
 any other observation space first passes through an :class:`~ppox.nn.encoders.ObsEncoder`
-(per-leaf encoders, SPEC §3.5), which the actor and the critic share.
+(per-leaf encoders, docs/observations.md), which the actor and the critic share.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ _FUNCTIONAL = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.ELU: F.elu}
 
 def run_mlp(trunk: nn.Module, x: Tensor) -> Tensor:
     """``trunk(x)`` without ``Module.__call__`` per layer: for MLPs this small the per-call
-    hook machinery costs more than the matmuls (shared research, performance §4.2)."""
+    hook machinery costs more than the matmuls (docs/performance.md)."""
     for layer in trunk.children():
         if isinstance(layer, nn.Linear):
             x = F.linear(x, layer.weight, layer.bias)

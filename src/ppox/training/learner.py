@@ -354,7 +354,7 @@ class Learner:
 
     def _standardize(self, adv: Tensor) -> Tensor:
         """Advantage normalization; with several workers over all of them unless
-        ``norm_adv_scope="per_worker"`` (seed 000 Q5–Q7)."""
+        ``norm_adv_scope="per_worker"`` (the PPO × Family course's Q&A, Q5–Q7)."""
         return (
             distributed.normalize_advantages(adv) if self._global_adv else normalize_advantages(adv)
         )

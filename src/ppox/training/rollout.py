@@ -1,14 +1,14 @@
-"""Rollout storage and the collector (ARCHITECTURE "data flow").
+"""Rollout storage and the collector (docs/architecture.md, "Data flow").
 
 The collector drives a SAME_STEP-autoreset vector env: each step returns the next observation
 (the reset one where an episode ended) and, for ended episodes, ``info["final_obs"]``. Truncated
-episodes bootstrap from ``V(final_obs)`` (SPEC §2.1); terminated ones do not bootstrap at all.
+episodes bootstrap from ``V(final_obs)`` (docs/design/advantages.md); terminated ones do not bootstrap at all.
 The acting path runs under ``torch.inference_mode`` and writes into preallocated tensors.
 
 Observations are stored as the model reads them (:data:`ppox.types.Obs`): one tensor for a
 Box, a dict of leaf tensors for Dict / Tuple spaces, each leaf in its own dtype (images stay
 uint8). The action mask comes from ``info["action_mask"]``, or from the observation's
-``action_mask`` key when its space has one (SPEC §3.5).
+``action_mask`` key when its space has one (docs/observations.md).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from ppox.config import Config
 from ppox.envs.envpool_backend import resolve_backend
 from ppox.envs.make import make_vec_env
-from ppox.errors import CheckpointError, ConfigError
+from ppox.errors import CheckpointError, ConfigError, NumericalError
 from ppox.io import checkpoint as ckpt
 from ppox.io.evaluate import evaluate
 from ppox.io.logging import RunLogger, truncate_csv
@@ -148,8 +148,9 @@ class Trainer:
         if self.world > 1:
             self.obs_norm.share()
             scaler.share()
+        where = f"env_id={cfg.env.env_id!r}" + (f" on worker {self.rank}" if self.world > 1 else "")
         self.collector = Collector(self.envs, self.model, self.obs_norm, scaler, cfg.ppo.num_steps, self.device, self.sample_gen,
-                                   cfg.run.act_backend)  # fmt: skip
+                                   cfg.run.act_backend, nonfinite=cfg.env.nonfinite_env, label=where)  # fmt: skip
         r = cfg.run
         self.eval_seeds = evaluation_seeds(r.eval_seed, r.eval_episodes)
         self.train_seeds = self._collection_seeds(r.seed)
@@ -204,7 +205,8 @@ class Trainer:
         trainer = cls(cfg, path)
         if is_main():
             path.mkdir(parents=True, exist_ok=True)
-            (path / "config.json").write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
+            record = {**trainer.cfg.to_dict(), "backends": trainer.backends()}
+            (path / "config.json").write_text(json.dumps(record, indent=2))
         trainer.collector.reset(trainer.train_seeds)
         return trainer
 
@@ -231,6 +233,8 @@ class Trainer:
                 total_steps=cfg.run.total_steps,
                 start_step=p.global_step,
             )
+        if is_main():
+            print(f"ppox: backends: {self.describe_backends()}", flush=True)
         try:
             while p.global_step < cfg.run.total_steps:
                 self.iterate(logger)
@@ -244,9 +248,15 @@ class Trainer:
         not evaluation (which is extra work a training run does not need)."""
         cfg, p = self.cfg, self.progress
         t0 = time.perf_counter()
-        rollout = self.collector.collect()
-        self.merge_statistics()
-        metrics = self.learner.update(rollout, progress=p.global_step / cfg.run.total_steps)
+        try:
+            rollout = self.collector.collect()
+            self.merge_statistics()
+            metrics = self.learner.update(rollout, progress=p.global_step / cfg.run.total_steps)
+        except NumericalError as exc:  # say when, as well as where
+            raise NumericalError(
+                f"iteration {p.iteration + 1} (after global step {p.global_step:,}): {exc}"
+            ) from None
+        metrics["skipped_transitions"] = float(self.collector.buffer.skipped)
         p.iteration += 1
         p.global_step += self.global_batch
         row = self.row(metrics, self.global_batch / (time.perf_counter() - t0))
@@ -299,12 +309,21 @@ class Trainer:
         return False
 
     def evaluate_now(self) -> dict[str, float]:
+        """Evaluate the current policy on the fixed seeds; a policy with non-finite parameters
+        (which the NaN guard never lets through) or non-finite returns is never reported."""
+        if not all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values()):
+            raise NumericalError(
+                "the policy's parameters are not finite; it is not evaluated (the last checkpoint is intact)"
+            )
         returns = evaluate(
             self.policy(),
             self.cfg.env,
             self.eval_seeds,
             deterministic=self.cfg.run.eval_deterministic,
         )
+        if not np.isfinite(returns).all():
+            raise NumericalError(f"env_id={self.cfg.env.env_id!r} gave non-finite evaluation returns {returns.tolist()} "
+                                 f"on seeds {self.eval_seeds[0]}…{self.eval_seeds[-1]}; nothing is reported")  # fmt: skip
         self.model.train()
         result = {
             "eval_return_mean": float(returns.mean()),
@@ -312,6 +331,20 @@ class Trainer:
         }
         self.progress.evals.append({"global_step": self.progress.global_step, **result})
         return result
+
+    def backends(self) -> dict[str, Any]:
+        """What this run acts, computes gradients and steps environments with, and why a fast
+        path was not taken (recorded in config.json and summary.json; docs/performance.md)."""
+        c, lr = self.collector, self.learner
+        why = {"act": c.act_backend_reason, "update": lr.backend_reason}
+        return {"act": c.act_backend, "update": lr.backend, "env": self.cfg.env.env_backend,
+                "fallback_reasons": {k: v for k, v in why.items() if v is not None}}  # fmt: skip
+
+    def describe_backends(self) -> str:
+        b = self.backends()
+        why = b["fallback_reasons"]
+        part = {k: b[k] + (f" ({why[k]})" if k in why else "") for k in ("act", "update")}
+        return f"acting {part['act']}, update {part['update']}, env {b['env']}"
 
     def policy(self) -> Policy:
         return Policy(self.model, self.obs_norm, self.cfg)
@@ -345,6 +378,7 @@ class Trainer:
             if self.collector.stats.returns
             else None,
             "resumed_env_state_exactly": self.resumed_envs,
+            "backends": self.backends(),
             **self._workers(),
         }
         if is_main():
