@@ -183,6 +183,59 @@ def check_reinforce(
             "baseline": learner.baseline_mean}  # fmt: skip
 
 
+SCOPE_N = 32  # samples per worker in the advantage-scope checks
+SCOPE_T = 8  # steps per env in the rollout ones (two envs per worker)
+SCOPE_OFFSETS = {0: (6.0, 0.0), 1: (-2.0, 3.0)}  # mean advantage of each worker's env 0 and env 1
+
+
+def scope_batch() -> Batch:
+    """Both workers' samples (rank r holds the r-th half), with advantages whose halves have
+    very different statistics (≈ 3 ± 5 and ≈ 10 ± 1.5), so that each worker's own
+    normalization (``per_worker``) is far from the one over both (``global``)."""
+    b = full_batch(2 * SCOPE_N, seed=5)
+    adv = b.adv.clone()
+    adv[SCOPE_N:] = 10.0 + 0.3 * adv[SCOPE_N:]
+    return b._replace(adv=adv)
+
+
+def scope_rollout(rank: int) -> Rollout:
+    """Worker ``rank``'s ``[SCOPE_T, 2]`` rollout, built so that γ = 0 makes the advantage
+    exactly ``reward − value``: env k's advantages are ``SCOPE_OFFSETS[rank][k] + N(0, 1)``."""
+    g = torch.Generator().manual_seed(20 + rank)
+    obs = torch.rand(SCOPE_T, 2, 4, generator=g) * 2 - 1
+    with torch.no_grad():
+        dist, value = model()(obs.reshape(-1, 4))
+        action, logp = dist.sample_log_prob(g)
+    value, z = value.reshape(SCOPE_T, 2), torch.zeros(SCOPE_T, 2)
+    adv = torch.tensor(SCOPE_OFFSETS[rank]) + torch.randn(SCOPE_T, 2, generator=g)
+    return Rollout(obs, action.reshape(SCOPE_T, 2), logp.reshape(SCOPE_T, 2), value, z, adv + value, z, z, None,
+                   last_obs=torch.zeros(2, 4))  # fmt: skip
+
+
+def scope_cfg(mode: str, scope: str, backend: str, workers: int) -> Config:
+    """``batch``: one minibatch of a ready-made batch, 3 epochs, norm_adv=batch; ``minibatch``:
+    rollouts in ``fixed`` order, one minibatch per env column (each worker's k-th minibatch is
+    its env k), 3 epochs, norm_adv=minibatch, no value loss (a reference below rewrites the
+    rewards)."""
+    common = dict(num_epochs=3, learning_rate=0.02, norm_adv_scope=scope, update_backend=backend)
+    if mode == "batch":
+        return cfg_for(SCOPE_N * workers, norm_adv="batch", **common)
+    return cfg_for(SCOPE_T, num_envs=2 * workers, num_minibatches=2, minibatch_order="fixed", gamma=0.0,
+                   vf_coef=0.0, norm_adv="minibatch", **common)  # fmt: skip
+
+
+def check_adv_scope(rank: int, mode: str, scope: str, backend: str) -> dict[str, Any]:
+    net = model()
+    learner = Learner(net, scope_cfg(mode, scope, backend, 1), torch.Generator().manual_seed(0))
+    data = share(scope_batch(), rank) if mode == "batch" else scope_rollout(rank)
+    metrics = learner.update(data, progress=0.0)
+    return {"params": params_of(net), "metrics": metrics}
+
+
+def params_of(net: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+
 def check_statistics(rank: int) -> dict[str, Any]:
     norm = ObsNormalizer((3,), enabled=True, clip=1e9)
     norm.share()
@@ -245,6 +298,14 @@ CHECKS: dict[str, Callable[[int], dict[str, Any]]] = {
     "reinforce": check_reinforce,
     "reinforce_no_episode_on_rank_1": lambda r: check_reinforce(r, 4, None if r == 0 else []),
     "statistics": check_statistics,
+    **{
+        f"adv_{mode}_{scope}_{backend}": (
+            lambda r, m=mode, s=scope, b=backend: check_adv_scope(r, m, s, b)
+        )
+        for mode in ("batch", "minibatch")
+        for scope in ("global", "per_worker")
+        for backend in ("autograd", "auto")
+    },
 }
 
 
@@ -351,6 +412,68 @@ def test_reinforce_with_unequal_shares_matches_the_concatenated_rollout(pair) ->
         )
         assert pair[rank]["reinforce"]["baseline"] == pytest.approx(one.baseline_mean, rel=1e-6)
     assert torch.equal(pair[0]["reinforce"]["params"], pair[1]["reinforce"]["params"])
+
+
+def pick_envs(r: Rollout, order: list[int]) -> Rollout:
+    """The ``[T, N]`` fields of ``r`` with their env columns in ``order`` (no ``last_obs`` rows
+    needed: nothing here recomputes values)."""
+    fields = {
+        k: None if x is None else x[:, order]
+        for k, x in r._asdict().items()
+        if k in Rollout._fields[:9]
+    }
+    return Rollout(**fields, last_obs=torch.zeros(len(order), 4))  # fmt: skip
+
+
+def standardized(a: torch.Tensor) -> torch.Tensor:
+    """(a − mean) / (population std + 1e-8), the documented advantage normalization."""
+    mean = a.mean()
+    return (a - mean) / ((a - mean).square().mean().sqrt() + 1e-8)
+
+
+def scope_reference(mode: str, scope: str, backend: str) -> torch.Tensor:
+    """One process on both workers' data. ``global``: the same normalization over the
+    concatenated data. ``per_worker``: advantages standardized here, per worker share (of the
+    batch, or of each minibatch: each env column), then trained with norm_adv=off."""
+    cfg = scope_cfg(mode, scope, backend, WORLD)
+    if mode == "batch":
+        b = scope_batch()
+        if scope == "per_worker":
+            b = b._replace(adv=torch.cat([standardized(share(b, r).adv) for r in range(WORLD)]))
+            cfg = cfg.replace(norm_adv="off")
+        data: Batch | Rollout = b
+    else:
+        # columns r0e0, r1e0, r0e1, r1e1: fixed order's global minibatch k is every worker's env k
+        data = pick_envs(cat_envs(scope_rollout(0), scope_rollout(1)), [0, 2, 1, 3])
+        if scope == "per_worker":  # γ = 0: reward = A + V, so standardize A column by column
+            adv = data.reward - data.value
+            cols = torch.stack([standardized(adv[:, k]) for k in range(adv.shape[1])], dim=1)
+            data = data._replace(reward=cols + data.value)
+            cfg = cfg.replace(norm_adv="off")
+    net = model()
+    Learner(net, cfg, torch.Generator().manual_seed(0)).update(data, progress=0.0)
+    return params_of(net)
+
+
+@pytest.mark.parametrize("backend", ["autograd", "auto"])
+@pytest.mark.parametrize("mode", ["batch", "minibatch"])
+def test_norm_adv_scope_per_worker_normalizes_each_workers_share(
+    pair, mode: str, backend: str
+) -> None:
+    """norm_adv_scope=global trains as one process on the concatenated data; per_worker as one
+    process whose advantages were standardized share by share (the DPPO paper's workers). The
+    two workers' shares have very different advantage statistics, so the two scopes land far
+    apart: a learner that ignored the flag would fail one of them."""
+    got = {}
+    for scope in ("global", "per_worker"):
+        want = scope_reference(mode, scope, backend)
+        a, b = (pair[r][f"adv_{mode}_{scope}_{backend}"] for r in range(WORLD))
+        assert torch.equal(a["params"], b["params"])  # replicas stay identical
+        assert a["metrics"]["updates"] == (3 if mode == "batch" else 6)
+        torch.testing.assert_close(a["params"], want, rtol=1e-4, atol=1e-5,
+                                   msg=lambda m, s=scope: f"norm_adv_scope={s}: {m}")  # fmt: skip
+        got[scope] = a["params"]
+    assert float((got["global"] - got["per_worker"]).abs().max()) > 1e-2
 
 
 def test_a_worker_without_samples_still_joins_every_step(pair) -> None:
