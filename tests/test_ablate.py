@@ -3,7 +3,13 @@ report on hand-made runs, and one tiny end-to-end ablation on CartPole with resu
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +182,10 @@ def test_ablation_end_to_end_with_resume_and_report(tmp_path):
     assert manifest["variants"] == {"e4": {"num_epochs": 4, "ent_coef": 0.01}} and manifest[
         "seeds"
     ] == [1, 2]
+    head = checkout_head()
+    assert head is None or (manifest["commit"] or "").removesuffix("+dirty") == head, manifest[
+        "commit"
+    ]
     assert manifest["overrides"]["total_steps"] == 1024 and manifest["command"].startswith(
         "ppox ablate"
     )
@@ -234,10 +244,88 @@ def test_learning_speed_is_the_time_average_of_the_curve():
         _time_average(np.array([1.0]), np.array([1.0]))
 
 
-def test_manifest_records_the_source_commit():
-    import re
+def checkout_head() -> str | None:
+    """HEAD of the git checkout the imported ppox package lies in (None: not a checkout, or no
+    git), found from the package's own directory."""
+    import ppox
 
+    try:
+        p = subprocess.run(["git", "-C", str(Path(ppox.__file__).resolve().parent), "rev-parse", "HEAD"],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    except OSError:
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def test_manifest_records_the_source_commit():
+    """Run from a git checkout (as here and in CI), the commit is that checkout's HEAD, never None."""
     from ppox.analysis.ablate import source_commit
 
+    head = checkout_head()
+    if head is None:
+        pytest.skip("ppox is not imported from a git checkout here")
     c = source_commit()
-    assert c is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", c)
+    assert c is not None and re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", c), c
+    assert c.removesuffix("+dirty") == head
+
+
+def copied_source_commit(tree: Path) -> Callable[[], str | None]:
+    """``source_commit`` of a copy of ablate.py placed at ``tree/src/ppox/analysis/`` (as in a
+    checkout of this project), so the test can commit and dirty that tree at will."""
+    import ppox.analysis.ablate as ablate
+
+    dest = tree / "src" / "ppox" / "analysis" / "ablate.py"
+    dest.parent.mkdir(parents=True)
+    shutil.copy(ablate.__file__, dest)
+    spec = importlib.util.spec_from_file_location(f"ablate_copy_{tree.name}", dest)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module.source_commit
+
+
+def git(tree: Path, *args: str) -> str:
+    p = subprocess.run(["git", "-C", str(tree), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                       capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    return p.stdout.strip()
+
+
+@pytest.fixture
+def committed_tree(tmp_path: Path) -> tuple[Path, Callable[[], str | None]]:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    tree = tmp_path / "checkout"
+    source_commit = copied_source_commit(tree)
+    (tree / "README.md").write_text("x\n")
+    git(tree, "init", "-q")
+    git(tree, "add", "-A")
+    git(tree, "commit", "-q", "-m", "one")
+    return tree, source_commit
+
+
+def test_source_commit_is_the_head_of_a_clean_checkout_and_none_outside_git(
+    committed_tree, tmp_path
+):
+    tree, source_commit = committed_tree
+    assert source_commit() == git(tree, "rev-parse", "HEAD")
+    (tree / "README.md").write_text("changed outside src: still clean\n")
+    assert source_commit() == git(tree, "rev-parse", "HEAD")
+    assert copied_source_commit(tmp_path / "not-a-checkout")() is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="src bug: source_commit runs `git status -- src` from <checkout>/src (parents[2] of "
+    "ablate.py), so the pathspec names <checkout>/src/src and uncommitted changes are never "
+    "marked +dirty",
+)
+def test_source_commit_marks_uncommitted_source_changes_dirty(committed_tree):
+    tree, source_commit = committed_tree
+    head = git(tree, "rev-parse", "HEAD")
+    (tree / "src" / "ppox" / "analysis" / "ablate.py").write_text("# edited\n")
+    assert source_commit() == head + "+dirty"

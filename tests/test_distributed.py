@@ -4,9 +4,11 @@
 file rendezvous); each runs every collective check below on its share of data that both
 generate from fixed seeds, and saves what it saw. The tests then redo the computation in this
 process on the concatenated data. The pair is not marked, so the default suite (and CI) runs
-the multi-process path; it takes a few seconds. The ``torchrun`` runs — training on two workers
-and resuming on one, a worker killed under ``--max-restarts``, a restarted group meeting in the
-store of the dead one — are marked ``distributed`` (``pytest -m distributed``).
+the multi-process path; it takes a few seconds. So does one ``torchrun`` run (about 20 s): a
+worker killed at a known point under ``--max-restarts``, the group restarted and the run resumed
+from its checkpoint. The other ``torchrun`` runs — training on two workers and resuming on one,
+a worker killed at whatever point training has reached, a restarted group meeting in the store
+of the dead one — are marked ``distributed`` (``pytest -m distributed``).
 """
 
 from __future__ import annotations
@@ -183,6 +185,59 @@ def check_reinforce(
             "baseline": learner.baseline_mean}  # fmt: skip
 
 
+SCOPE_N = 32  # samples per worker in the advantage-scope checks
+SCOPE_T = 8  # steps per env in the rollout ones (two envs per worker)
+SCOPE_OFFSETS = {0: (6.0, 0.0), 1: (-2.0, 3.0)}  # mean advantage of each worker's env 0 and env 1
+
+
+def scope_batch() -> Batch:
+    """Both workers' samples (rank r holds the r-th half), with advantages whose halves have
+    very different statistics (≈ 3 ± 5 and ≈ 10 ± 1.5), so that each worker's own
+    normalization (``per_worker``) is far from the one over both (``global``)."""
+    b = full_batch(2 * SCOPE_N, seed=5)
+    adv = b.adv.clone()
+    adv[SCOPE_N:] = 10.0 + 0.3 * adv[SCOPE_N:]
+    return b._replace(adv=adv)
+
+
+def scope_rollout(rank: int) -> Rollout:
+    """Worker ``rank``'s ``[SCOPE_T, 2]`` rollout, built so that γ = 0 makes the advantage
+    exactly ``reward − value``: env k's advantages are ``SCOPE_OFFSETS[rank][k] + N(0, 1)``."""
+    g = torch.Generator().manual_seed(20 + rank)
+    obs = torch.rand(SCOPE_T, 2, 4, generator=g) * 2 - 1
+    with torch.no_grad():
+        dist, value = model()(obs.reshape(-1, 4))
+        action, logp = dist.sample_log_prob(g)
+    value, z = value.reshape(SCOPE_T, 2), torch.zeros(SCOPE_T, 2)
+    adv = torch.tensor(SCOPE_OFFSETS[rank]) + torch.randn(SCOPE_T, 2, generator=g)
+    return Rollout(obs, action.reshape(SCOPE_T, 2), logp.reshape(SCOPE_T, 2), value, z, adv + value, z, z, None,
+                   last_obs=torch.zeros(2, 4))  # fmt: skip
+
+
+def scope_cfg(mode: str, scope: str, backend: str, workers: int) -> Config:
+    """``batch``: one minibatch of a ready-made batch, 3 epochs, norm_adv=batch; ``minibatch``:
+    rollouts in ``fixed`` order, one minibatch per env column (each worker's k-th minibatch is
+    its env k), 3 epochs, norm_adv=minibatch, no value loss (a reference below rewrites the
+    rewards)."""
+    common = dict(num_epochs=3, learning_rate=0.02, norm_adv_scope=scope, update_backend=backend)
+    if mode == "batch":
+        return cfg_for(SCOPE_N * workers, norm_adv="batch", **common)
+    return cfg_for(SCOPE_T, num_envs=2 * workers, num_minibatches=2, minibatch_order="fixed", gamma=0.0,
+                   vf_coef=0.0, norm_adv="minibatch", **common)  # fmt: skip
+
+
+def check_adv_scope(rank: int, mode: str, scope: str, backend: str) -> dict[str, Any]:
+    net = model()
+    learner = Learner(net, scope_cfg(mode, scope, backend, 1), torch.Generator().manual_seed(0))
+    data = share(scope_batch(), rank) if mode == "batch" else scope_rollout(rank)
+    metrics = learner.update(data, progress=0.0)
+    return {"params": params_of(net), "metrics": metrics}
+
+
+def params_of(net: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+
 def check_statistics(rank: int) -> dict[str, Any]:
     norm = ObsNormalizer((3,), enabled=True, clip=1e9)
     norm.share()
@@ -245,6 +300,14 @@ CHECKS: dict[str, Callable[[int], dict[str, Any]]] = {
     "reinforce": check_reinforce,
     "reinforce_no_episode_on_rank_1": lambda r: check_reinforce(r, 4, None if r == 0 else []),
     "statistics": check_statistics,
+    **{
+        f"adv_{mode}_{scope}_{backend}": (
+            lambda r, m=mode, s=scope, b=backend: check_adv_scope(r, m, s, b)
+        )
+        for mode in ("batch", "minibatch")
+        for scope in ("global", "per_worker")
+        for backend in ("autograd", "auto")
+    },
 }
 
 
@@ -351,6 +414,68 @@ def test_reinforce_with_unequal_shares_matches_the_concatenated_rollout(pair) ->
         )
         assert pair[rank]["reinforce"]["baseline"] == pytest.approx(one.baseline_mean, rel=1e-6)
     assert torch.equal(pair[0]["reinforce"]["params"], pair[1]["reinforce"]["params"])
+
+
+def pick_envs(r: Rollout, order: list[int]) -> Rollout:
+    """The ``[T, N]`` fields of ``r`` with their env columns in ``order`` (no ``last_obs`` rows
+    needed: nothing here recomputes values)."""
+    fields = {
+        k: None if x is None else x[:, order]
+        for k, x in r._asdict().items()
+        if k in Rollout._fields[:9]
+    }
+    return Rollout(**fields, last_obs=torch.zeros(len(order), 4))  # fmt: skip
+
+
+def standardized(a: torch.Tensor) -> torch.Tensor:
+    """(a − mean) / (population std + 1e-8), the documented advantage normalization."""
+    mean = a.mean()
+    return (a - mean) / ((a - mean).square().mean().sqrt() + 1e-8)
+
+
+def scope_reference(mode: str, scope: str, backend: str) -> torch.Tensor:
+    """One process on both workers' data. ``global``: the same normalization over the
+    concatenated data. ``per_worker``: advantages standardized here, per worker share (of the
+    batch, or of each minibatch: each env column), then trained with norm_adv=off."""
+    cfg = scope_cfg(mode, scope, backend, WORLD)
+    if mode == "batch":
+        b = scope_batch()
+        if scope == "per_worker":
+            b = b._replace(adv=torch.cat([standardized(share(b, r).adv) for r in range(WORLD)]))
+            cfg = cfg.replace(norm_adv="off")
+        data: Batch | Rollout = b
+    else:
+        # columns r0e0, r1e0, r0e1, r1e1: fixed order's global minibatch k is every worker's env k
+        data = pick_envs(cat_envs(scope_rollout(0), scope_rollout(1)), [0, 2, 1, 3])
+        if scope == "per_worker":  # γ = 0: reward = A + V, so standardize A column by column
+            adv = data.reward - data.value
+            cols = torch.stack([standardized(adv[:, k]) for k in range(adv.shape[1])], dim=1)
+            data = data._replace(reward=cols + data.value)
+            cfg = cfg.replace(norm_adv="off")
+    net = model()
+    Learner(net, cfg, torch.Generator().manual_seed(0)).update(data, progress=0.0)
+    return params_of(net)
+
+
+@pytest.mark.parametrize("backend", ["autograd", "auto"])
+@pytest.mark.parametrize("mode", ["batch", "minibatch"])
+def test_norm_adv_scope_per_worker_normalizes_each_workers_share(
+    pair, mode: str, backend: str
+) -> None:
+    """norm_adv_scope=global trains as one process on the concatenated data; per_worker as one
+    process whose advantages were standardized share by share (the DPPO paper's workers). The
+    two workers' shares have very different advantage statistics, so the two scopes land far
+    apart: a learner that ignored the flag would fail one of them."""
+    got = {}
+    for scope in ("global", "per_worker"):
+        want = scope_reference(mode, scope, backend)
+        a, b = (pair[r][f"adv_{mode}_{scope}_{backend}"] for r in range(WORLD))
+        assert torch.equal(a["params"], b["params"])  # replicas stay identical
+        assert a["metrics"]["updates"] == (3 if mode == "batch" else 6)
+        torch.testing.assert_close(a["params"], want, rtol=1e-4, atol=1e-5,
+                                   msg=lambda m, s=scope: f"norm_adv_scope={s}: {m}")  # fmt: skip
+        got[scope] = a["params"]
+    assert float((got["global"] - got["per_worker"]).abs().max()) > 1e-2
 
 
 def test_a_worker_without_samples_still_joins_every_step(pair) -> None:
@@ -493,20 +618,57 @@ FLAGS = [
 ]  # fmt: skip
 
 
-def torchrun(*args: str, workers: int = WORLD, restarts: int = 0) -> subprocess.Popen:
+def torchrun(*args: str, workers: int = WORLD, restarts: int = 0, log: Path | None = None,
+             env: dict[str, str] | None = None) -> subprocess.Popen:  # fmt: skip
+    """``torchrun … -m ppox train ARGS``, its output piped (or written to ``log``: nothing to
+    drain while the test polls)."""
     cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", str(workers),
            "--max-restarts", str(restarts), "--monitor-interval", "0.2", "-m", "ppox", "train", *args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    out = subprocess.PIPE if log is None else log.open("wb")
+    try:
+        return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    finally:
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (Linux /proc; torchrun starts each worker in a session
+    of its own, so killing the launcher's process group would leave them running)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def kill_tree(p: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every process below it (a no-op once it has exited)."""
+    if p.poll() is not None:
+        return
+    for pid in [*descendants(p.pid), p.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    p.wait(timeout=30)
 
 
 def finish(p: subprocess.Popen, timeout: float = 900) -> str:
     try:
         out, _ = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
+        kill_tree(p)
         raise
     text = out.decode()
     assert p.returncode == 0, text
@@ -590,6 +752,107 @@ def test_a_killed_worker_restarts_the_group_and_training_resumes_from_the_checkp
     policy = ppox.load_policy(run)
     assert policy.predict(np.zeros(4, np.float32)) in (0, 1)
     assert json.loads((run / "summary.json").read_text())["total_steps"] == 16384
+
+
+GATE_MODULE = """
+\"\"\"CartPole for the killed-worker test: every worker process notes torchrun's attempt, and on
+the first attempt an env that has taken PPOX_GATE_STEPS steps waits at its next step (the
+worker's checkpoint and metrics are then final) until the test kills a worker.\"\"\"
+import os
+import time
+from pathlib import Path
+
+import gymnasium as gym
+from gymnasium.envs.classic_control import CartPoleEnv
+
+ATTEMPT, RANK, DIR = os.environ["TORCHELASTIC_RESTART_COUNT"], os.environ["RANK"], Path(os.environ["PPOX_GATE_DIR"])
+(DIR / f"attempt{ATTEMPT}-rank{RANK}-pid{os.getpid()}").touch()
+
+
+class GatedCartPole(CartPoleEnv):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.steps_taken = 0
+
+    def step(self, action):
+        self.steps_taken += 1
+        if ATTEMPT == "0" and self.steps_taken > int(os.environ["PPOX_GATE_STEPS"]):
+            (DIR / f"waiting-rank{RANK}").touch()
+            while True:
+                time.sleep(0.05)
+        return super().step(action)
+
+
+gym.register("GatedCartPole-v0", entry_point=GatedCartPole, max_episode_steps=500)
+"""
+GATED = [
+    "--env-id", "ppox_gate:GatedCartPole-v0", "--total-steps", "1536", "--num-envs", "4", "--num-steps", "64",
+    "--num-epochs", "2", "--num-minibatches", "4", "--checkpoint-every", "2", "--eval-every", "0",
+    "--eval-episodes", "1", "--normalize-obs", "--seed", "3", "--no-tensorboard", "--no-progress",
+]  # fmt: skip
+
+
+def wait_for(ready: Callable[[], bool], p: subprocess.Popen, log: Path, deadline: float) -> None:
+    while not ready():
+        assert p.poll() is None, f"torchrun exited with {p.returncode}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"timed out; torchrun said:\n{log.read_text()}"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def test_torchrun_restarts_a_group_whose_worker_was_killed_and_resumes_from_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The elastic-restart path end to end, in the default suite. Two workers train 6
+    iterations of 256 steps with a checkpoint every 2. On torchrun's first attempt the envs
+    stop at the first step of iteration 4 (see GATE_MODULE), so the kill lands at a known
+    point: rows for steps 256, 512 and 768 are written, the checkpoint holds step 512. Rank 1
+    gets SIGKILL; torchrun (--max-restarts 1) stops rank 0 and starts a second attempt, which
+    must resume from the checkpoint, drop row 768 and redo it, and finish the budget."""
+    run, gate, log = tmp_path / "run", tmp_path / "gate", tmp_path / "torchrun.log"
+    gate.mkdir()
+    (gate / "ppox_gate.py").write_text(GATE_MODULE)
+    path = os.pathsep.join(x for x in (str(gate), os.environ.get("PYTHONPATH")) if x)
+    env = {"PYTHONPATH": path, "PPOX_GATE_DIR": str(gate), "PPOX_GATE_STEPS": str(3 * 64)}
+    p = torchrun(*GATED, "--run-dir", str(run), "--auto-resume", restarts=1, log=log, env=env)
+    deadline = time.monotonic() + 300  # a wedged run fails the test instead of hanging CI
+    try:
+        wait_for(
+            lambda: all((gate / f"waiting-rank{r}").exists() for r in range(WORLD)),
+            p,
+            log,
+            deadline,
+        )
+        assert steps_of(run) == [256, 512, 768]
+        assert load_checkpoint(run)["progress"]["global_step"] == 512
+        first = worker_pids(p.pid)
+        assert sorted(first) == [0, 1]
+        os.kill(first[1], signal.SIGKILL)
+        try:
+            p.wait(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"the restarted group did not finish in time; torchrun said:\n{log.read_text()}"
+            )
+    finally:
+        kill_tree(p)
+    out = log.read_text()
+    assert p.returncode == 0, out
+    # two attempts, each with both ranks, in new processes: the group was restarted
+    marks = sorted(f.name.rsplit("-pid", 1)[0] for f in gate.glob("attempt*"))
+    assert marks == ["attempt0-rank0", "attempt0-rank1", "attempt1-rank0", "attempt1-rank1"], marks
+    pids = {int(f.name.rsplit("-pid", 1)[1]) for f in gate.glob("attempt1-*")}
+    assert not pids & set(first.values())
+    assert out.count("resuming on 2 worker(s)") == 1, out  # the second attempt read the checkpoint
+    final = load_checkpoint(run)
+    assert final["progress"]["global_step"] == 1536 and final["workers"]["world_size"] == 2
+    assert steps_of(run) == list(range(256, 1536 + 1, 256)), out  # 768 cut back, then redone once
+    assert json.loads((run / "summary.json").read_text())["total_steps"] == 1536
+    for pid in [*first.values(), *pids]:  # no worker outlives the run
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        )
 
 
 RESTART_SCRIPT = """

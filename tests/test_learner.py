@@ -16,7 +16,7 @@ from ppox.nn.actor_critic import ActorCritic
 from ppox.training.learner import Learner
 from ppox.training.optim import FlatAdam
 from ppox.training.trainer import Trainer
-from ppox.types import Batch
+from ppox.types import Batch, Rollout
 
 OBS = spaces.Box(-1, 1, (4,), np.float32)
 CPU = torch.device("cpu")
@@ -133,20 +133,24 @@ def test_single_sample_minibatch_is_finite(space, norm_adv):
     assert m["updates"] == 3 and m["early_stop"] == 0
 
 
-@pytest.mark.parametrize("norm_adv", ["minibatch", "batch"])
-def test_all_equal_advantages_are_finite_and_leave_the_actor_alone(norm_adv):
+@pytest.mark.parametrize("backend", ["autograd", "auto"])
+@pytest.mark.parametrize("norm_adv", ["minibatch", "batch", "off"])
+def test_all_equal_advantages_are_finite_and_leave_the_actor_alone(norm_adv, backend):
     """Normalized all-equal advantages are 0: no policy gradient (ent_coef 0), so Adam leaves
-    the actor's parameters exactly unchanged while the critic still learns."""
-    cfg = cfg_for(num_steps=16, num_envs=1, num_minibatches=4, num_epochs=2, norm_adv=norm_adv)
+    the actor's parameters exactly unchanged while the critic still learns. With `off` the
+    same advantages (2.5 everywhere) are a policy gradient: the loss is −ρ·2.5 (−2.5 at the
+    first step, ρ clipped to ≤ 1.2 after) and the actor moves."""
+    cfg = cfg_for(num_steps=16, num_envs=1, num_minibatches=4, num_epochs=2, norm_adv=norm_adv,
+                  update_backend=backend)  # fmt: skip
     model, batch = make_batch(spaces.Discrete(3), 16, adv=torch.full((16,), 2.5))
     before = params_of(model)
     m = Learner(model, cfg, torch.Generator().manual_seed(0)).update(batch, progress=0.0)
     assert all(math.isfinite(v) for v in m.values())
-    assert m["policy_loss"] == 0.0
+    assert m["policy_loss"] == 0.0 if norm_adv != "off" else -2.5 * 1.2 <= m["policy_loss"] < -2.4
     for name, p in model.named_parameters():
         assert torch.isfinite(p).all()
         if name.startswith(("trunks.actor", "head.")):
-            assert torch.equal(p, before[name]), name
+            assert torch.equal(p, before[name]) == (norm_adv != "off"), name
     assert not torch.equal(model.value_out.weight, before["value_out.weight"])
 
 
@@ -331,3 +335,177 @@ def test_flat_adam_takes_torch_adams_steps_and_state_dict(fused, monkeypatch):
         s["exp_avg_sq"], next(iter(ref_opt.state.values()))["exp_avg_sq"]
     )
     assert set(opt.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+
+
+# --------------------------------------------------------------------------------------------
+# Advantage normalization and the clip switches, config → Learner → parameters, on both
+# gradient backends, against a PPO-Clip update written out here with torch.optim.Adam
+# --------------------------------------------------------------------------------------------
+
+BACKENDS = ["autograd", "auto"]  # auto: the hand-written NumPy gradient (PPO-Clip, MLP, CPU)
+T_FIX, N_FIX = 8, 2  # minibatch_order="fixed" with num_minibatches=N_FIX: minibatch k = env k
+
+
+def fixed_order_rollout(space: spaces.Space, seed: int = 0, *, adv_offsets: tuple[float, ...] = (8.0, 2.0),
+                        logp_shift: float = 0.0, value_shift: float = 0.0) -> tuple[ActorCritic, Rollout]:  # fmt: skip
+    """A model and a ``[T_FIX, N_FIX]`` rollout sampled from it, built so that γ = 0 makes the
+    advantage exactly ``reward − value``: env ``k``'s advantages are ``adv_offsets[k] + N(0, 1)``,
+    so the two envs' (= the two fixed-order minibatches') means differ from each other and from
+    0. ``logp_shift``: half the samples get log π_old lowered by it (ratios far above 1 from
+    the first step, where the dual clip bites); ``value_shift``: V_old moved by ± it from the
+    critic's output (where the value clip bites)."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = ActorCritic(OBS, space, PolicyConfig(hidden_sizes=(16,), policy_init_gain=1.0))
+    obs = torch.rand(T_FIX, N_FIX, 4, generator=g) * 2 - 1
+    with torch.no_grad():
+        dist, value = model(obs.reshape(-1, 4))
+        action, logp = dist.sample_log_prob(g)
+    half = (torch.arange(T_FIX * N_FIX) % 2).float()
+    logp = logp - logp_shift * half
+    value = value + value_shift * torch.randn(T_FIX * N_FIX, generator=g).sign()
+    adv = torch.tensor(adv_offsets).expand(T_FIX, N_FIX) + torch.randn(T_FIX, N_FIX, generator=g)
+    if logp_shift:  # negative advantages where the ratio is large: the dual clip's case
+        adv = adv - 2 * adv_offsets[0] * half.reshape(T_FIX, N_FIX)
+    value = value.reshape(T_FIX, N_FIX)
+    z = torch.zeros(T_FIX, N_FIX)
+    r = Rollout(obs, action.reshape(T_FIX, N_FIX, *action.shape[1:]), logp.reshape(T_FIX, N_FIX), value,
+                z, adv + value, z, z, None, last_obs=torch.zeros(N_FIX, 4))  # fmt: skip
+    return model, r
+
+
+def fixed_cfg(backend: str, **kw) -> Config:
+    base = dict(num_steps=T_FIX, num_envs=N_FIX, num_minibatches=N_FIX, minibatch_order="fixed", num_epochs=3,
+                gamma=0.0, learning_rate=1e-2, anneal_lr=False, max_grad_norm=None, vf_coef=0.5,
+                ent_coef=0.01, clip_coef=0.2, update_backend=backend)  # fmt: skip
+    return Config().replace(**{**base, **kw}).validate()
+
+
+def _standardized(a: torch.Tensor) -> torch.Tensor:
+    """(a − mean) / (population std + 1e-8), the documented advantage normalization."""
+    mean = a.mean()
+    return (a - mean) / ((a - mean).square().mean().sqrt() + 1e-8)
+
+
+def reference_update(
+    model: ActorCritic, r: Rollout, cfg: Config
+) -> tuple[ActorCritic, dict[str, float]]:
+    """What the learner should do with ``r`` under ``cfg`` (PPO-Clip, fixed order, γ = 0),
+    written from the formulas: A = reward − V_old and R = reward; per epoch, minibatch k = env
+    k's steps in time order; loss = −mean min(ρA, clip(ρ, 1±ε)A) (with the dual clip:
+    max(that, c·A) where A < 0) + vf·mean ½·(V − R)² (value clip: ½·max((V − R)²,
+    (V_old + clip(V − V_old, ±ε_v) − R)²)) − ent·mean H; one torch.optim.Adam step each.
+    Returns the trained copy and the mean policy and value losses of the steps."""
+    o = cfg.ppo
+    model = copy.deepcopy(model)
+    opt = torch.optim.Adam(model.parameters(), lr=o.learning_rate, eps=o.adam_eps)
+    adv, ret = r.reward - r.value, r.reward  # [T, N]
+    if o.norm_adv == "batch":
+        adv = _standardized(adv.reshape(-1)).reshape(T_FIX, N_FIX)
+    losses: list[tuple[float, float]] = []
+    for _ in range(o.num_epochs):
+        for k in range(N_FIX):
+            a = _standardized(adv[:, k]) if o.norm_adv == "minibatch" else adv[:, k]
+            dist, v = model(r.obs[:, k])
+            ratio = (dist.log_prob(r.action[:, k]) - r.logp[:, k]).exp()
+            obj = torch.minimum(ratio * a, ratio.clamp(1 - o.clip_coef, 1 + o.clip_coef) * a)
+            if o.dual_clip is not None:
+                obj = torch.where(a < 0, torch.maximum(obj, o.dual_clip * a), obj)
+            sq = (v - ret[:, k]).square()
+            if o.value_clip is not None:
+                v_old = r.value[:, k]
+                sq = torch.maximum(
+                    sq,
+                    (v_old + (v - v_old).clamp(-o.value_clip, o.value_clip) - ret[:, k]).square(),
+                )
+            pg, vl = -obj.mean(), 0.5 * sq.mean()
+            loss = pg + o.vf_coef * vl - o.ent_coef * dist.entropy().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append((pg.item(), vl.item()))
+    pg_mean, vl_mean = np.mean(losses, axis=0)
+    return model, {"policy_loss": float(pg_mean), "value_loss": float(vl_mean)}
+
+
+def flat_params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def learner_update(
+    model: ActorCritic, r: Rollout, cfg: Config
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The parameters after ``Learner.update`` on a copy of ``model``, and its metrics."""
+    model = copy.deepcopy(model)
+    m = Learner(model, cfg, torch.Generator().manual_seed(0)).update(r, progress=0.0)
+    return flat_params(model), m
+
+
+TOL = dict(
+    rtol=1e-4, atol=1e-5
+)  # seen: ≤ 6e-7 apart (float32, 6 Adam steps of lr 1e-2); variants: > 0.04
+
+
+def assert_variants_apart(params: dict[str, torch.Tensor]) -> None:
+    """The reference's results for the variants differ by far more than ``TOL``: the data can
+    tell them apart (otherwise a learner ignoring the switch would pass)."""
+    names = list(params)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            gap = float((params[a] - params[b]).abs().max())
+            assert gap > 100 * TOL["atol"], (a, b, gap)
+
+
+@pytest.mark.parametrize(
+    "space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "box"]
+)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_norm_adv_batch_minibatch_and_off_train_as_written(space, backend):
+    """Env 0's advantages ≈ 8 + N(0, 1), env 1's ≈ 2 + N(0, 1), one fixed-order minibatch per env:
+    `batch` standardizes over both envs (env 0 all positive, env 1 all negative), `minibatch`
+    each env on its own (both centred), `off` leaves them (all positive, scale 8 vs 2). Each
+    learner must land on its own variant's parameters and on no other's."""
+    model, r = fixed_order_rollout(space)
+    want, got, metrics = {}, {}, {}
+    for mode in ("batch", "minibatch", "off"):
+        cfg = fixed_cfg(backend, norm_adv=mode)
+        ref, ref_losses = reference_update(model, r, cfg)
+        want[mode] = flat_params(ref)
+        got[mode], m = learner_update(model, r, cfg)
+        metrics[mode] = (m, ref_losses)
+    assert_variants_apart(want)
+    for mode in want:
+        torch.testing.assert_close(
+            got[mode], want[mode], **TOL, msg=lambda s, mode=mode: f"norm_adv={mode}: {s}"
+        )
+        m, ref_losses = metrics[mode]
+        assert m["updates"] == 3 * N_FIX
+        assert m["policy_loss"] == pytest.approx(ref_losses["policy_loss"], rel=1e-4, abs=1e-5), (
+            mode
+        )
+        assert m["value_loss"] == pytest.approx(ref_losses["value_loss"], rel=1e-4), mode
+
+
+@pytest.mark.parametrize(
+    "space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "box"]
+)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dual_clip_and_value_clip_reach_the_loss_from_the_config(space, backend):
+    """Half the samples start at ratio e^1.5 ≈ 4.5 > c = 3 with negative advantages (the dual
+    clip holds their objective at c·A: no gradient from them) and V_old sits ±1 from the critic
+    with ε_v = 0.2 (the clipped value term dominates for some samples). Each of the four on/off
+    combinations must train as written, and they differ from each other."""
+    model, r = fixed_order_rollout(space, seed=1, logp_shift=1.5, value_shift=1.0)
+    want, got, losses = {}, {}, {}
+    for dual in (None, 3.0):
+        for vclip in (None, 0.2):
+            key = f"dual_clip={dual}, value_clip={vclip}"
+            cfg = fixed_cfg(backend, norm_adv="off", dual_clip=dual, value_clip=vclip)
+            ref, losses[key] = reference_update(model, r, cfg)
+            want[key] = flat_params(ref)
+            got[key], m = learner_update(model, r, cfg)
+            assert m["policy_loss"] == pytest.approx(losses[key]["policy_loss"], rel=1e-4), key
+            assert m["value_loss"] == pytest.approx(losses[key]["value_loss"], rel=1e-4), key
+    assert_variants_apart(want)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], **TOL, msg=lambda s, key=key: f"{key}: {s}")
