@@ -164,7 +164,7 @@ def _flip(run: Path) -> None:
 
 
 BROKEN = {
-    "short optimizer": (_short_optimizer, ["optimizer state exp_avg has shape (10,)", "the model needs ("]),
+    "short optimizer": (_short_optimizer, ["optimizer state exp_avg has shape (10,)", "trainable parameters (one flat buffer) need ("]),
     "NaN weight": (_nan_weight, ["holds NaN or infinite values"]),
     "negative step": (_negative_step, ["progress.global_step is -64", "non-negative integer"]),
     "no config": (_no_config, ["holds no 'config' entry"]),

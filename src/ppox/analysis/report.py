@@ -1,4 +1,6 @@
-"""Reports over groups of runs (SPEC §7): curves with bootstrap bands, final-return aggregates with
+"""Reports over groups of runs (Chan et al. 2020, "Measuring the Reliability of Reinforcement Learning
+Algorithms"; Agarwal et al. 2021, "Deep Reinforcement Learning at the Edge of the Statistical
+Precipice"): curves with bootstrap bands, final-return aggregates with
 stratified-bootstrap intervals, and the reliability metrics of :mod:`ppox.analysis.metrics` (docs/metrics.md).
 
 A *group* (variant) is the runs of one config on several seeds. :func:`collect` builds the groups

@@ -53,14 +53,18 @@ def _count(x: Any, name: str) -> int:
 
 
 def _tensor(
-    t: Any, name: str, shape: tuple[int, ...] | None = None, dtype: torch.dtype | None = None
+    t: Any,
+    name: str,
+    shape: tuple[int, ...] | None = None,
+    dtype: torch.dtype | None = None,
+    needs: str = "the model needs",
 ) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise _Bad(f"{name} is a {type(t).__name__}; a tensor is needed")
     if shape is not None and tuple(t.shape) != shape:
-        raise _Bad(f"{name} has shape {tuple(t.shape)}; the model needs {shape}")
+        raise _Bad(f"{name} has shape {tuple(t.shape)}; {needs} {shape}")
     if dtype is not None and t.dtype != dtype:
-        raise _Bad(f"{name} has dtype {t.dtype}; the model needs {dtype}")
+        raise _Bad(f"{name} has dtype {t.dtype}; {needs} {dtype}")
     if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
         raise _Bad(f"{name} holds NaN or infinite values; finite values are needed")
     return t
@@ -130,9 +134,29 @@ def _optimizer(sd: Any, flat: torch.Tensor) -> None:
     """torch's Adam ``state_dict`` over the one flat parameter buffer (FlatAdam)."""
     d = _dict(sd, "optimizer", {"state", "param_groups"})
     groups = d["param_groups"]
-    if not isinstance(groups, list) or len(groups) != 1 or not isinstance(groups[0], dict):
+    if not isinstance(groups, list) or len(groups) != 1:
         raise _Bad(f"optimizer.param_groups is {_show(groups)}; one parameter group is needed")
-    g = groups[0]
+    _param_group(_dict(groups[0], "optimizer.param_groups[0]"))
+    state = _dict(d["state"], "optimizer.state")
+    if not state:
+        return  # no step taken yet
+    _dict(state, "optimizer.state", {0})
+    s = _dict(state[0], "optimizer state", {"step", "exp_avg", "exp_avg_sq"})
+    step = s["step"]
+    if isinstance(step, torch.Tensor):
+        step = float(_tensor(step, "optimizer step", ()))
+    _number(step, "optimizer step", low=0.0)
+    n = (flat.numel(),)
+    needs = f"the model's {n[0]} trainable parameters (one flat buffer) need"
+    _tensor(s["exp_avg"], "optimizer state exp_avg", n, flat.dtype, needs)
+    second = _tensor(s["exp_avg_sq"], "optimizer state exp_avg_sq", n, flat.dtype, needs)
+    if bool((second < 0).any()):
+        raise _Bad(
+            "optimizer state exp_avg_sq holds negative values; it is a running mean of squares"
+        )
+
+
+def _param_group(g: dict[str, Any]) -> None:
     if g.get("params") != [0]:
         raise _Bad(
             f"optimizer.param_groups[0].params is {g.get('params')!r}; [0] (the flat parameters) is needed"
@@ -140,33 +164,14 @@ def _optimizer(sd: Any, flat: torch.Tensor) -> None:
     _number(g.get("lr"), "optimizer lr", low=0.0)
     _number(g.get("eps"), "optimizer eps", low=0.0)
     betas = g.get("betas")
-    if (
-        not isinstance(betas, (list, tuple))
-        or len(betas) != 2
-        or not all(0 <= _number(b, "optimizer beta") < 1 for b in betas)
-    ):
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
         raise _Bad(f"optimizer betas are {betas!r}; two numbers in [0, 1) are needed")
+    for b in betas:
+        if not 0 <= _number(b, "optimizer beta") < 1:
+            raise _Bad(f"optimizer betas are {betas!r}; two numbers in [0, 1) are needed")
     for k, v in g.items():
         if k not in ("params", "betas"):
             _plain(v, f"optimizer.{k}")
-    state = _dict(d["state"], "optimizer.state")
-    if not state:
-        return  # no step taken yet
-    _dict(state, "optimizer.state", {0})
-    s = _dict(state[0], "optimizer state", {"step", "exp_avg", "exp_avg_sq"})
-    n = (flat.numel(),)
-    _number(
-        float(_tensor(s["step"], "optimizer step", ()))
-        if isinstance(s["step"], torch.Tensor)
-        else s["step"],
-        "optimizer step",
-        low=0.0,
-    )
-    _tensor(s["exp_avg"], "optimizer state exp_avg", n, flat.dtype)
-    if bool((_tensor(s["exp_avg_sq"], "optimizer state exp_avg_sq", n, flat.dtype) < 0).any()):
-        raise _Bad(
-            "optimizer state exp_avg_sq holds negative values; it is a running mean of squares"
-        )
 
 
 def _progress(p: Any, cfg: Config) -> int:

@@ -312,7 +312,7 @@ class Trainer:
             p.wall_time_s += time.perf_counter() - t_save
 
     def merge_statistics(self) -> None:
-        """After each collection the workers merge their normalizer statistics (DPPO; SPEC §6),
+        """After each collection the workers merge their normalizer statistics (as the workers of the DPPO paper do: Heess et al. 2017, "Emergence of Locomotion Behaviours in Rich Environments"),
         so all normalize alike from here on; nothing to do in one process."""
         if self.world == 1:
             return
@@ -461,6 +461,10 @@ class Trainer:
                 f"checkpoint in {self.run_dir} does not match its config: {exc}"
             ) from None
         self.learner.broadcast_params()  # every rank loaded the same state; make sure of it
+        self._resume_envs(state, own_envs)
+
+    def _resume_envs(self, state: dict[str, Any], own_envs: bool) -> None:
+        """Worker 0 continues its envs' episodes from their snapshots where it can."""
         # envs that cannot be snapshotted restart from fresh seeds, not from the run's first ones;
         # so do the envs of workers other than 0, and all of them on another number of envs per
         # worker (the checkpoint holds worker 0's envs only)
