@@ -101,9 +101,12 @@ def test_a_directory_held_by_another_process_is_refused_on_every_path(
 
 def test_the_lock_is_released_when_a_run_ends_or_its_process_dies(tmp_path: Path) -> None:
     run = tiny_run(tmp_path / "run")
+    assert not (run / LOCK_NAME).exists()  # a finished run leaves no lock file
     lock = lock_run_dir(run)  # this process again: a process never excludes itself
     Trainer.resume(run, total_steps=192).train()
+    assert (run / LOCK_NAME).read_text() == f"{os.getpid()}\n"  # still held by `lock`
     lock.release()
+    assert not (run / LOCK_NAME).exists()
     p = _popen("-c", HOLDER, str(run))
     assert p.stdout is not None and p.stdout.readline().strip() == "locked"
     os.kill(p.pid, signal.SIGKILL)

@@ -39,7 +39,8 @@ except ImportError:  # pragma: no cover - not POSIX: runs are not locked (docs/t
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".ppox.lock"
-"""The lock file a run holds in its directory (it stays after the run; only the lock goes)."""
+"""The lock file a run holds in its directory (removed when the run ends; a killed run leaves
+it, unlocked, and the next run takes it over)."""
 STARTED_FILES = ("metrics.csv", "summary.json", "curve.png")
 """What a run writes before (or besides) its first checkpoint, next to ``tb/``."""
 FREE_TO_DIFFER = ("total_steps", "run_dir", "progress")
@@ -133,8 +134,8 @@ class RunLock:
         self.path, self._key, self.held = path, key, True
 
     def release(self) -> None:
-        """Give the lock up (idempotent); the directory is unlocked when no lock of this process
-        holds it any more."""
+        """Give the lock up (idempotent). When no lock of this process holds the directory any
+        more, the lock file is removed (if it is still ours) and the lock dropped."""
         if not self.held:
             return
         self.held = False
@@ -142,10 +143,27 @@ class RunLock:
         if count > 1:
             _HELD[self._key] = (fd, count - 1)
         elif fd is not None:
+            _unlink_if_ours(self.path / LOCK_NAME, fd)
             os.close(fd)  # closing the file drops the record lock
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        st, mine = path.stat(), os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _unlink_if_ours(path: Path, fd: int) -> None:
+    if _same_file(path, fd):
+        path.unlink(missing_ok=True)
 
 
 _HELD: dict[tuple[int, int], tuple[int | None, int]] = {}
@@ -171,9 +189,26 @@ def lock_run_dir(path: Path) -> RunLock:
 
 
 def _lock_file(path: Path) -> int | None:
-    """Open and lock ``path``'s lock file; its descriptor (None where there is no ``fcntl``)."""
+    """Open and lock ``path``'s lock file; its descriptor (None where there is no ``fcntl``).
+
+    A run removes its lock file when it ends, so the file locked here must still be the one at
+    that name (a run ending between our open and our lock leaves us holding a removed file):
+    checked, and tried again otherwise."""
     if fcntl is None:  # pragma: no cover
         return None
+    for _ in range(10):
+        fd = _open_locked(path)
+        if _same_file(path / LOCK_NAME, fd):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)
+    raise ConfigError(
+        f"run_dir={str(path)!r}: its lock file {LOCK_NAME} keeps changing; is another run starting there?"
+    )
+
+
+def _open_locked(path: Path) -> int:
     try:
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
@@ -189,8 +224,6 @@ def _lock_file(path: Path) -> int | None:
             f"run_dir={str(path)!r} is in use by another ppox run (process {pid}); wait until it "
             "ends, or choose another --run-dir"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 
