@@ -194,7 +194,9 @@ def _load_torch(p: Path, data: bytes, map_location: str | torch.device) -> Any:
 def config_of(state: dict[str, Any], where: str | Path) -> Config:
     """The valid :class:`Config` a checkpoint carries (building it imports nothing)."""
     if "config" not in state:
-        raise CheckpointError(f"{where} holds no 'config' entry; it cannot be used")
+        raise CheckpointError(
+            f"{where} holds no 'config' entry (every ppox checkpoint carries its run's config); it cannot be used"
+        )
     try:
         if not isinstance(state["config"], dict):
             raise ConfigError(f"a {type(state['config']).__name__}, not a mapping of sections")
