@@ -137,12 +137,13 @@ def test_snapshot_round_trip_reproduces_next_200_steps(env_id, max_steps, tmp_pa
         if term or trunc:
             env.reset()
     blob = get_state(env)
-    assert isinstance(blob, bytes)
+    assert isinstance(blob, dict)  # plain data (ppox.envs.snapshot), never a pickle
     future = _play(env, actions[23:])
     n_resets = sum(1 for x in future if x.shape == (3,) and (x[1] or x[2]))
     assert n_resets >= 3, "the 200 steps must cross several resets"
     for _ in range(2):  # the blob can be restored more than once
-        restored = set_state(blob)
+        restored = make_env(EnvConfig(env_id=env_id, max_episode_steps=max_steps))
+        assert set_state(restored, blob)  # written into a freshly made env
         replay = _play(restored, actions[23:])
         assert len(replay) == len(future)
         for x, y in zip(future, replay, strict=True):
@@ -192,7 +193,7 @@ def test_collector_state_dict_restores_envs_exactly(make_collector, env_id, vect
                        max_episode_steps=25)  # fmt: skip
     c.collect()
     state = copy.deepcopy(c.state_dict())
-    assert all(isinstance(b, bytes) for b in state["env_states"])
+    assert all(isinstance(b, dict) for b in state["env_states"])
     g = c.generator.get_state()
     first = c.collect()
     assert first.done.sum() > 0

@@ -135,3 +135,44 @@ def test_resume_is_exact_with_the_family_state(
         switches.get("grad_clip") == "ignore"
     ):  # the grad norm hovers around 4.5 here: some steps skipped, some not
         assert 0 < a["learner"]["skipped_total"] < 4 * 2 * 4
+
+
+@pytest.mark.parametrize(
+    "env_id, extra",
+    [
+        ("Acrobot-v1", {"max_episode_steps": 40}),
+        ("MountainCar-v0", {"max_episode_steps": 40}),
+        ("MountainCarContinuous-v0", {"max_episode_steps": 40}),
+        ("CartPole-v1", {"vectorization": "async"}),
+        ("Hopper-v5", {}),
+        ("HalfCheetah-v5", {"max_episode_steps": 50}),
+        ("ppox/Moving-v0", {"max_episode_steps": 40}),
+        ("ppox/HardMove-v0", {"vectorization": "async"}),
+        ("PpoxToyCounter-v0", {}),
+        ("PpoxToyNestedObsMask-v0", {}),
+        ("PpoxToyHybridBandit-v0", {}),
+    ],
+)
+def test_resume_with_plain_data_env_snapshots_is_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted_run, env_id: str, extra: dict
+) -> None:
+    """Env snapshots are plain data (ppox.envs.snapshot), restored into freshly made envs: a run
+    stopped mid-episode and resumed in-process ends with the same parameters, normalizer
+    statistics and training returns as one never stopped, for every env family ppox resumes
+    exactly (classic control, MuJoCo, ppox's hybrid envs, toy envs; sync and async)."""
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory
+    cfg = ppox.Config().replace(env_id=env_id, total_steps=2 * 32 * 5, num_envs=2, num_steps=32, num_epochs=2,
+                                num_minibatches=2, checkpoint_every=100, eval_every=0, eval_episodes=1,
+                                normalize_obs=True, scale_reward=True, tensorboard=False, progress=False,
+                                seed=5, **extra)  # fmt: skip
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    ppox.train(cfg, full)
+    interrupted_run(cfg, cut, 2, lost=1)
+    assert all(isinstance(s, dict) for s in load_checkpoint(cut)["collector"]["env_states"])
+    summary = Trainer.resume(cut).train()
+    assert summary["resumed_env_state_exactly"] is True
+    a, b = load_checkpoint(full), load_checkpoint(cut)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["obs_norm"] == b["obs_norm"] and a["reward_scaler"] == b["reward_scaler"]
+    assert a["collector"]["stats"] == b["collector"]["stats"]

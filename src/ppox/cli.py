@@ -17,6 +17,7 @@ from typing import Any
 
 from ppox.config import Config, field_docs, field_sections, field_types, parser_for
 from ppox.errors import ConfigError, PpoxError
+from ppox.io.trust import check_imports, imports_named
 from ppox.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 # short aliases the issue and the docs use
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.distributed backend under torchrun: auto (gloo; NCCL for CUDA tensors), gloo or nccl "
         "(default: $PPOX_DIST_BACKEND or auto)",
     )
+    add_trust_flag(t)
     add_config_flags(t)
     sub.add_parser("presets", help="list the presets")
     e = sub.add_parser("eval", help="evaluate a run's policy on its evaluation seeds")
@@ -102,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also render the first evaluation episode to this GIF",
     )
+    add_trust_flag(e)
     pl = sub.add_parser("plot", help="plot the learning curves of one or more runs into one PNG")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", type=Path, default=Path("curves.png"))
@@ -152,7 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="where report.md goes (default: the ablation directory)",
     )
     add_report_flags(r)
+    add_trust_flag(r)
     return p
+
+
+def add_trust_flag(p: argparse.ArgumentParser) -> None:
+    """``--trust-imports``: the opt-in for config values read from files that import code
+    (ppox.io.trust; docs/trust.md)."""
+    p.add_argument(
+        "--trust-imports",
+        action="store_true",
+        help="let a config read from a file (checkpoint, run directory, --config) import the module "
+        "it names in env_id 'module:Id' or obs_encoders 'module:callable'; refused without it (docs/trust.md)",
+    )
 
 
 def add_report_flags(p: argparse.ArgumentParser) -> None:
@@ -198,6 +213,7 @@ def add_report_flags(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    overrides = {k: v for k, v in vars(args).items() if k in field_sections() and v is not None}
     if args.config:
         try:
             cfg = Config.from_dict(json.loads(Path(args.config).read_text()))
@@ -205,9 +221,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
             raise ConfigError(
                 f"--config {args.config}: cannot read a JSON config ({exc})"
             ) from None
+        check_imports(cfg, f"--config {args.config}", args.trust_imports, typed=overrides)
     else:
         cfg = get_preset(args.preset or DEFAULT_PRESET).config()
-    overrides = {k: v for k, v in vars(args).items() if k in field_sections() and v is not None}
     return cfg.replace(**overrides).validate()
 
 
@@ -230,7 +246,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--resume RUN_DIR and --auto-resume exclude each other (--auto-resume takes --run-dir and the config)"
             )
-        trainer = Trainer.resume(args.resume, total_steps=args.total_steps)
+        trainer = Trainer.resume(
+            args.resume, total_steps=args.total_steps, trust_imports=args.trust_imports
+        )
     elif args.auto_resume:
         trainer = Trainer.create_or_resume(config_from_args(args))
     else:
@@ -254,7 +272,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ppox.io.policy import load_policy
     from ppox.training.seeding import evaluation_seeds
 
-    policy = load_policy(args.run_dir)
+    policy = load_policy(args.run_dir, trust_imports=args.trust_imports)
     r = policy.config.run
     seeds = evaluation_seeds(r.eval_seed, args.episodes or r.eval_episodes)
     returns = evaluate(policy, policy.config.env, seeds, deterministic=not args.stochastic)
@@ -336,7 +354,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         command=shlex.join(["ppox", *args.argv]),
     )
     failed = run_jobs(jobs, args.out, max_jobs=args.jobs)
-    report = write_report(collect([args.out]), args.out, opts)
+    # the configs are the user's own (preset and flags): their runs may import what they name
+    trusted = any(imports_named(j.config) for j in jobs)
+    report = write_report(collect([args.out]), args.out, opts, trust_imports=trusted)
     print(
         f"ppox: wrote {report}"
         + (
@@ -355,7 +375,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.out or (args.run_dirs[0] if is_ablation else None)
     if out is None:
         raise ConfigError("--out DIR is needed when the report is not on one ablation directory")
-    print(f"ppox: wrote {write_report(collect(args.run_dirs), out, _report_options(args))}")
+    study, opts = collect(args.run_dirs), _report_options(args)
+    print(f"ppox: wrote {write_report(study, out, opts, trust_imports=args.trust_imports)}")
     return 0
 
 

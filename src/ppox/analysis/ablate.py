@@ -31,6 +31,7 @@ from typing import Any
 
 from ppox.config import Config, field_sections, parse_field_value
 from ppox.errors import ConfigError
+from ppox.io.trust import imports_named
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # split "a=1, hidden_sizes=64,64, b=2" at the commas that start a new `field=`
@@ -197,8 +198,11 @@ def command(job: Job, out: Path) -> list[str] | None:
     ppox = [sys.executable, "-m", "ppox", "train"]
     if (job.run_dir / "summary.json").is_file():
         return None
+    # the job's config is the user's own (preset, flags, variants): its runs may import the
+    # modules it names, from the files ablate writes for them (docs/trust.md)
+    trust = ["--trust-imports"] if imports_named(job.config) else []
     if (job.run_dir / "checkpoint.pt").is_file():
-        return [*ppox, "--resume", str(job.run_dir)]
+        return [*ppox, "--resume", str(job.run_dir), *trust]
     if job.run_dir.exists():  # killed before its first checkpoint: nothing to resume from
         shutil.rmtree(job.run_dir)
     return [
@@ -210,6 +214,7 @@ def command(job: Job, out: Path) -> list[str] | None:
         "--run-dir",
         str(job.run_dir),
         "--no-progress",
+        *trust,
     ]
 
 

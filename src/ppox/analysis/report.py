@@ -1,4 +1,6 @@
-"""Reports over groups of runs (SPEC §7): curves with bootstrap bands, final-return aggregates with
+"""Reports over groups of runs (Chan et al. 2020, "Measuring the Reliability of Reinforcement Learning
+Algorithms"; Agarwal et al. 2021, "Deep Reinforcement Learning at the Edge of the Statistical
+Precipice"): curves with bootstrap bands, final-return aggregates with
 stratified-bootstrap intervals, and the reliability metrics of :mod:`ppox.analysis.metrics` (docs/metrics.md).
 
 A *group* (variant) is the runs of one config on several seeds. :func:`collect` builds the groups
@@ -137,9 +139,11 @@ def _config_diff(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in other.items() if k not in IGNORED_FIELDS and base.get(k) != v}
 
 
-def rollout_returns(run: Run, episodes: int) -> Array:
+def rollout_returns(run: Run, episodes: int, trust_imports: bool = False) -> Array:
     """Returns ``[episodes]`` of the run's final policy on its first ``episodes`` evaluation seeds
-    (deterministic as the run evaluated), cached in ``rollouts.json`` next to the checkpoint."""
+    (deterministic as the run evaluated), cached in ``rollouts.json`` next to the checkpoint
+    (when the run directory is writable). A checkpoint whose config imports a module is refused
+    unless ``trust_imports`` (:func:`ppox.io.policy.load_policy`)."""
     from ppox.io.evaluate import evaluate
     from ppox.io.policy import load_policy
     from ppox.training.seeding import evaluation_seeds
@@ -156,14 +160,17 @@ def rollout_returns(run: Run, episodes: int) -> Array:
         cached = json.loads(cache.read_text())
         if all(cached.get(k) == v for k, v in key.items()):
             return np.asarray(cached["returns"], dtype=np.float64)
-    policy = load_policy(run.path)
+    policy = load_policy(run.path, trust_imports=trust_imports)
     returns = evaluate(
         policy,
         policy.config.env,
         evaluation_seeds(c["eval_seed"], episodes),
         deterministic=c["eval_deterministic"],
     )
-    cache.write_text(json.dumps({**key, "returns": returns.tolist()}, indent=1))
+    try:
+        cache.write_text(json.dumps({**key, "returns": returns.tolist()}, indent=1))
+    except OSError:  # a read-only run directory: the report still gets its numbers
+        pass
     return returns
 
 
@@ -190,8 +197,11 @@ def _choose_curve(study: Study, opts: ReportOptions) -> tuple[str, int]:
     return name, min(opts.window, shortest - 1)
 
 
-def group_numbers(runs: list[Run], curve: str, window: int, opts: ReportOptions) -> dict[str, Any]:
-    """Every number of one group's report row (None where a metric is not defined)."""
+def group_numbers(
+    runs: list[Run], curve: str, window: int, opts: ReportOptions, trust_imports: bool = False
+) -> dict[str, Any]:
+    """Every number of one group's report row (None where a metric is not defined);
+    ``trust_imports`` as in :func:`rollout_returns`."""
     a = opts.alpha
     ys = [r.curves[curve][1] for r in runs]
     out: dict[str, Any] = {
@@ -224,7 +234,7 @@ def group_numbers(runs: list[Run], curve: str, window: int, opts: ReportOptions)
         "risk": metrics.risk_across_runs([r.final for r in runs], a),
     }
     if opts.episodes > 0:
-        rets = [rollout_returns(r, opts.episodes) for r in runs]
+        rets = [rollout_returns(r, opts.episodes, trust_imports) for r in runs]
         out["across_rollouts"] = {
             "return": _spread([float(x.mean()) for x in rets]),
             "dispersion": _spread([metrics.iqr(x) for x in rets]),
@@ -242,11 +252,18 @@ def _time_average(steps: Array, values: Array) -> float:
     return float(area / (steps[-1] - steps[0]))
 
 
-def write_report(study: Study, out: Path, opts: ReportOptions | None = None) -> Path:
-    """``report.md``, ``report.json`` and ``curves.png`` in ``out``; returns the report's path."""
+def write_report(
+    study: Study, out: Path, opts: ReportOptions | None = None, *, trust_imports: bool = False
+) -> Path:
+    """``report.md``, ``report.json`` and ``curves.png`` in ``out``; returns the report's path.
+    ``trust_imports``: let the runs' checkpoints import the modules their configs name, to
+    roll out their final policies (docs/trust.md); refused otherwise."""
     opts = opts or ReportOptions()
     curve, window = _choose_curve(study, opts)
-    numbers = {g: group_numbers(runs, curve, window, opts) for g, runs in study.groups.items()}
+    numbers = {
+        g: group_numbers(runs, curve, window, opts, trust_imports)
+        for g, runs in study.groups.items()
+    }
     out.mkdir(parents=True, exist_ok=True)
     plot_groups(study, out / "curves.png", opts)
     meta = {

@@ -11,7 +11,9 @@ import torch
 from ppox.config import Config
 from ppox.envs.make import probe_spaces
 from ppox.errors import CheckpointError
-from ppox.io.checkpoint import load_checkpoint
+from ppox.io.checkpoint import config_of, load_checkpoint, resolve
+from ppox.io.trust import check_imports
+from ppox.io.validate import check_policy_state
 from ppox.nn.actor_critic import ActorCritic
 from ppox.training.normalizers import ObsNormalizer
 from ppox.types import MASK_KEY, ObsArrays, obs_map
@@ -103,9 +105,23 @@ def build_model(
     return model, obs_norm
 
 
-def policy_from_state(state: dict[str, Any], device: str = "cpu") -> Policy:
-    cfg = Config.from_dict(state["config"])
+def policy_from_state(
+    state: dict[str, Any],
+    device: str = "cpu",
+    *,
+    trust_imports: bool = False,
+    source: str | Path = "the checkpoint",
+) -> Policy:
+    """The policy in a loaded checkpoint ``state`` (read from ``source``, named in errors).
+
+    A config that would import a module (an ``env_id`` ``module:Id``, an encoder
+    ``module:callable``) is refused unless ``trust_imports`` (:mod:`ppox.io.trust`); the weights
+    and statistics are checked against the network the config describes before they are loaded
+    (:func:`ppox.io.validate.check_policy_state`)."""
+    cfg = config_of(state, source)
+    check_imports(cfg, str(source), trust_imports)
     model, obs_norm = build_model(cfg, device)
+    check_policy_state(state, str(source), model=model, obs_norm=obs_norm.state_dict())
     try:
         model.load_state_dict(state["model"])
         obs_norm.load_state_dict(state["obs_norm"])
@@ -116,6 +132,12 @@ def policy_from_state(state: dict[str, Any], device: str = "cpu") -> Policy:
     return Policy(model, obs_norm, cfg)
 
 
-def load_policy(path: str | Path, device: str = "cpu") -> Policy:
-    """Load the policy of a run directory (or a ``checkpoint.pt``) for ``predict``."""
-    return policy_from_state(load_checkpoint(path, map_location=device), device)
+def load_policy(path: str | Path, device: str = "cpu", *, trust_imports: bool = False) -> Policy:
+    """Load the policy of a run directory (or a ``checkpoint.pt``) for ``predict``.
+
+    ``trust_imports=True`` lets the checkpoint's config import the module it names (an
+    ``env_id`` of the form ``module:Id`` or an encoder ``module:callable``); without it such a
+    checkpoint is refused before anything is imported (docs/trust.md)."""
+    p = resolve(path)
+    state = load_checkpoint(p, map_location=device)
+    return policy_from_state(state, device, trust_imports=trust_imports, source=p)

@@ -383,36 +383,48 @@ class Collector:
         }
 
     def load_state_dict(self, state: dict[str, Any], fallback_seeds: list[int]) -> bool:
-        """Restore; returns False when the envs could not be restored and were reset instead."""
+        """Restore; returns False when the envs could not be restored and were reset instead.
+
+        Env states are plain data (:mod:`ppox.envs.snapshot`); an env that cannot be snapshotted
+        (saved as None), a state that does not fit the env, or the pickled states of checkpoints
+        written before version 2 (bytes, never unpickled) make every env restart from
+        ``fallback_seeds``, with the episode statistics of the interrupted episodes cleared."""
         self.stats.load_state_dict(state["stats"])
-        blobs = state["env_states"]
+        states = state["env_states"]
         # states that were not saved, or envs that cannot take them (a run resumed on another
         # backend, e.g. env_backend="auto" where EnvPool was installed in between)
-        if any(b is None for b in blobs) or not (
-            hasattr(self.envs, "envs") or hasattr(self.envs, "parent_pipes")
-        ):
+        restored = (
+            all(isinstance(s, dict) for s in states)
+            and (hasattr(self.envs, "envs") or hasattr(self.envs, "parent_pipes"))
+            and _set_states(self.envs, states)
+        )
+        if not restored:
             self.reset(fallback_seeds)
             self.stats.ret[:] = 0.0
             self.stats.len[:] = 0
             return False
-        _set_states(self.envs, blobs)
         self.raw_obs = obs_map(Tensor.numpy, state["raw_obs"])
         self.refresh_obs()
         self.mask = None if state["mask"] is None else state["mask"].to(self.device)
         return True
 
 
-def _set_states(envs: VectorEnv, blobs: list[bytes]) -> None:
-    """Give each sub-env its own saved state (``call`` would send the same argument to all)."""
+def _set_states(envs: VectorEnv, states: list[dict[str, Any]]) -> bool:
+    """Give each sub-env its own saved state (``call`` would send the same argument to all);
+    False when some sub-env refused its state (see :func:`ppox.envs.snapshot.set_state`)."""
     if hasattr(envs, "envs"):  # SyncVectorEnv
-        for env, blob in zip(envs.envs, blobs):
+        done = []
+        for env, s in zip(envs.envs, states):
             assert isinstance(env, Snapshot)
-            env.ppox_set_state(blob)
-        return
+            done.append(env.ppox_set_state(s))
+        return all(done)
     pipes = envs.parent_pipes  # type: ignore[attr-defined]  # AsyncVectorEnv
-    for pipe, blob in zip(pipes, blobs):
-        pipe.send(("_call", ("ppox_set_state", (blob,), {})))
+    for pipe, s in zip(pipes, states):
+        pipe.send(("_call", ("ppox_set_state", (s,), {})))
+    results = []
     for pipe in pipes:
         result, ok = pipe.recv()
         if not ok:
             raise RuntimeError(f"restoring an async env failed: {result}")
+        results.append(result is True)
+    return all(results)

@@ -41,7 +41,17 @@ from ppox.io.evaluate import evaluate
 from ppox.io.logging import RunLogger, truncate_csv
 from ppox.io.plotting import plot_runs
 from ppox.io.policy import Policy, build_model
-from ppox.io.rundir import new_run_dir, resumable
+from ppox.io.rundir import (
+    RunLock,
+    check_not_foreign,
+    check_run_dir,
+    claim_new_run_dir,
+    lock_run_dir,
+    new_run_dir,
+    resumable,
+)
+from ppox.io.trust import check_imports
+from ppox.io.validate import check_training_state
 from ppox.training import distributed
 from ppox.training.distributed import is_main
 from ppox.training.learner import Learner
@@ -164,6 +174,9 @@ class Trainer:
                                 rank=self.rank, world=self.world)  # fmt: skip
 
     # --- construction -------------------------------------------------------------------------
+    run_lock: RunLock | None = None
+    """The lock this run holds on its directory (rank 0; :func:`ppox.io.rundir.lock_run_dir`)."""
+
     @classmethod
     def create(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
         """A new run in an empty (or new) directory; never overwrites an existing run."""
@@ -175,51 +188,85 @@ class Trainer:
         return cls._start(cfg, path)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, total_steps: int | None = None) -> Trainer:
-        """Continue the run in ``run_dir`` from its checkpoint (optionally with a new budget)."""
-        path = Path(run_dir)
+    def resume(
+        cls, run_dir: str | Path, total_steps: int | None = None, *, trust_imports: bool = False
+    ) -> Trainer:
+        """Continue the run in ``run_dir`` from its checkpoint (optionally with a new budget).
+
+        The run directory is locked first (another run writing it is refused), what a killed
+        checkpoint write left is removed, and the checkpoint is verified and checked against
+        the network before it is used (docs/trust.md). A checkpoint whose config would import a
+        module (``env_id`` ``module:Id``, an encoder ``module:callable``) is refused unless
+        ``trust_imports``."""
         distributed.init()
+        held: list[RunLock] = []
         # rank 0 reads the checkpoint and sends it to the others: no shared filesystem needed
-        state = distributed.main_decides(lambda: ckpt.load_checkpoint(path, map_location="cpu"))
-        return cls._continue(path, state, total_steps)
+        path, state = distributed.main_decides(
+            lambda: _open_for_resume(Path(run_dir), trust_imports, held)
+        )
+        return cls._continue(path, state, total_steps, held[0] if held else None)
 
     @classmethod
     def create_or_resume(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
         """Resume the run in ``run_dir`` if it holds a checkpoint of ``cfg`` (``total_steps`` may
         differ), else start ``cfg`` there: one command that a restarting launcher
         (``torchrun --max-restarts``) can repeat (``ppox train --auto-resume``). A directory
-        holding another run is refused; see :func:`ppox.io.rundir.resumable`."""
+        holding another run, or locked by a live one, is refused; see
+        :func:`ppox.io.rundir.resumable`."""
         cfg = with_resolved_backend(cfg.validate())
         where = run_dir or cfg.run.run_dir
         if where is None:
             raise ConfigError("--auto-resume needs the run directory to use (--run-dir DIR)")
         path = Path(where)
         distributed.init()
-        state = distributed.main_decides(lambda: resumable(cfg, path))
+        held: list[RunLock] = []
+        state = distributed.main_decides(lambda: _open_for_auto_resume(cfg, path, held))
+        lock = held[0] if held else None
         if state is None:
-            return cls._start(cfg, path)
-        return cls._continue(path, state, cfg.run.total_steps)
+            return cls._start(cfg, path, lock)
+        return cls._continue(path, state, cfg.run.total_steps, lock)
 
     @classmethod
-    def _start(cls, cfg: Config, path: Path) -> Trainer:
+    def _start(cls, cfg: Config, path: Path, lock: RunLock | None = None) -> Trainer:
         trainer = cls(cfg, path)
-        if is_main():
-            path.mkdir(parents=True, exist_ok=True)
-            record = {**trainer.cfg.to_dict(), "backends": trainer.backends()}
-            (path / "config.json").write_text(json.dumps(record, indent=2))
+        try:
+            if lock is None:  # rank 0 creates, locks and checks the directory; the others wait
+                held: list[RunLock] = []
+                distributed.main_decides(lambda: held.append(claim_new_run_dir(path)))
+                lock = held[0] if held else None
+            trainer.run_lock = lock
+            if is_main():
+                record = {**trainer.cfg.to_dict(), "backends": trainer.backends()}
+                (path / "config.json").write_text(json.dumps(record, indent=2))
+        except BaseException:
+            _give_up(trainer, lock)
+            raise
         trainer.collector.reset(trainer.train_seeds)
         return trainer
 
     @classmethod
-    def _continue(cls, path: Path, state: dict[str, Any], total_steps: int | None) -> Trainer:
-        cfg = Config.from_dict(state["config"])
-        if total_steps is not None:
-            cfg = cfg.replace(total_steps=total_steps)
-        trainer = cls(cfg, path)
-        trainer.load_state_dict(state)
+    def _continue(
+        cls, path: Path, state: dict[str, Any], total_steps: int | None, lock: RunLock | None
+    ) -> Trainer:
+        trainer = None
+        try:
+            cfg = ckpt.config_of(state, path / ckpt.CHECKPOINT_NAME)
+            if total_steps is not None:
+                cfg = cfg.replace(total_steps=total_steps)
+            trainer = cls(cfg, path)
+            trainer.run_lock = lock
+            trainer.load_state_dict(state)
+        except BaseException:
+            _give_up(trainer, lock)
+            raise
         if is_main():
             truncate_csv(path / "metrics.csv", trainer.progress.global_step)
         return trainer
+
+    def release_run_dir(self) -> None:
+        """Let another run take the directory (the run has written its last file)."""
+        if self.run_lock is not None:
+            self.run_lock.release()
 
     # --- the loop -----------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -241,7 +288,9 @@ class Trainer:
         finally:
             logger.close()
             self.envs.close()
-        return self.finish()
+        summary = self.finish()
+        self.release_run_dir()
+        return summary
 
     def iterate(self, logger: RunLogger | _NoLogger) -> None:
         """One iteration. ``wall_time_s`` counts collection, update, logging and checkpoints,
@@ -273,7 +322,7 @@ class Trainer:
             p.wall_time_s += time.perf_counter() - t_save
 
     def merge_statistics(self) -> None:
-        """After each collection the workers merge their normalizer statistics (DPPO; SPEC §6),
+        """After each collection the workers merge their normalizer statistics (as the workers of the DPPO paper do: Heess et al. 2017, "Emergence of Locomotion Behaviours in Rich Environments"),
         so all normalize alike from here on; nothing to do in one process."""
         if self.world == 1:
             return
@@ -418,6 +467,14 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the whole run from a loaded checkpoint, after checking every part against the
+        network, optimizer, normalizers and generators built here
+        (:func:`ppox.io.validate.check_training_state`): a state that does not fit is a
+        :class:`CheckpointError` naming it, before anything is changed."""
+        check_training_state(state, str(self.run_dir / ckpt.CHECKPOINT_NAME), cfg=self.cfg,
+                             model=self.model, flat=self.learner.flat.flat,
+                             obs_norm=self.obs_norm.state_dict(),
+                             generators={"sample": self.sample_gen, "shuffle": self.shuffle_gen})  # fmt: skip
         try:
             self.model.load_state_dict(state["model"])
             self.learner.optimizer.load_state_dict(state["optimizer"])
@@ -438,6 +495,10 @@ class Trainer:
                 f"checkpoint in {self.run_dir} does not match its config: {exc}"
             ) from None
         self.learner.broadcast_params()  # every rank loaded the same state; make sure of it
+        self._resume_envs(state, own_envs)
+
+    def _resume_envs(self, state: dict[str, Any], own_envs: bool) -> None:
+        """Worker 0 continues its envs' episodes from their snapshots where it can."""
         # envs that cannot be snapshotted restart from fresh seeds, not from the run's first ones;
         # so do the envs of workers other than 0, and all of them on another number of envs per
         # worker (the checkpoint holds worker 0's envs only)
@@ -448,9 +509,7 @@ class Trainer:
         if own_envs:
             restored = self.collector.load_state_dict(state["collector"], fresh)
             if not restored:
-                print(
-                    f"ppox: the environments of {self.cfg.env.env_id} cannot be snapshotted; resumed episodes restart from new resets"
-                )
+                print(self._fallback_note(state["collector"]["env_states"]))
         else:
             self.collector.reset(fresh)
             restored = False
@@ -460,9 +519,64 @@ class Trainer:
                   f"{len(state['collector']['env_states'])}); " + ("worker 0 continues its episodes, the others start new ones"
                   if restored else "every env starts a new episode"))  # fmt: skip
 
+    def _fallback_note(self, states: list[Any]) -> str:
+        """Why the envs of a resumed run restart from new resets (said once, on resume)."""
+        env = self.cfg.env.env_id
+        if any(isinstance(s, bytes) for s in states):
+            return (f"ppox: the environment states in this checkpoint are pickles (written before checkpoint "
+                    f"version 2), which ppox never unpickles; resumed episodes of {env} restart from new resets")  # fmt: skip
+        if any(s is None for s in states):
+            return f"ppox: the environments of {env} cannot be snapshotted; resumed episodes restart from new resets"
+        return f"ppox: the saved environment states do not fit the environments of {env}; resumed episodes restart from new resets"
+
     def save(self) -> None:
+        """Write the checkpoint (rank 0): atomic, checksummed, and refused with a
+        :class:`CheckpointError` when a model, optimizer, normalizer or learner value is not
+        finite, keeping the previous checkpoint (:func:`ppox.io.checkpoint.save_checkpoint`)."""
         if is_main():
             ckpt.save_checkpoint(self.state_dict(), self.run_dir / ckpt.CHECKPOINT_NAME)
+
+
+def _open_for_resume(
+    run_dir: Path, trust_imports: bool, held: list[RunLock]
+) -> tuple[Path, dict[str, Any]]:
+    """Rank 0 of a resume: lock the run directory, remove what a killed checkpoint write left,
+    read and verify the checkpoint, and refuse a config that names a module to import unless
+    trusted (before anything is imported). Returns the run directory and the state."""
+    file = ckpt.resolve(run_dir)
+    path = file.parent
+    held.append(lock_run_dir(path))
+    try:
+        ckpt.remove_stale_tmp(path)
+        state = ckpt.load_checkpoint(file, map_location="cpu")
+        check_imports(ckpt.config_of(state, file), str(file), trust_imports)
+    except BaseException:
+        held.pop().release()
+        raise
+    return path, state
+
+
+def _open_for_auto_resume(cfg: Config, path: Path, held: list[RunLock]) -> dict[str, Any] | None:
+    """Rank 0 of ``--auto-resume``: lock an existing run directory (a new one is created and
+    locked by ``_start``), then decide (:func:`ppox.io.rundir.resumable`)."""
+    check_run_dir(path)
+    if path.is_dir():
+        check_not_foreign(path)
+        held.append(lock_run_dir(path))
+    try:
+        return resumable(cfg, path)
+    except BaseException:
+        if held:
+            held.pop().release()
+        raise
+
+
+def _give_up(trainer: Trainer | None, lock: RunLock | None) -> None:
+    """A start or resume that failed: close the envs it made and leave the directory."""
+    if trainer is not None:
+        trainer.envs.close()
+    if lock is not None:
+        lock.release()
 
 
 def train(cfg: Config, run_dir: str | Path | None = None) -> dict[str, Any]:
