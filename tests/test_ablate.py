@@ -317,13 +317,6 @@ def test_source_commit_is_the_head_of_a_clean_checkout_and_none_outside_git(
     assert copied_source_commit(tmp_path / "not-a-checkout")() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: source_commit runs `git status -- src` from <checkout>/src (parents[2] of "
-    "ablate.py), so the pathspec names <checkout>/src/src and uncommitted changes are never "
-    "marked +dirty",
-)
 def test_source_commit_marks_uncommitted_source_changes_dirty(committed_tree):
     tree, source_commit = committed_tree
     head = git(tree, "rev-parse", "HEAD")

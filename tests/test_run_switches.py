@@ -174,12 +174,6 @@ def test_without_run_deterministic_the_flag_stays_off(tmp_path, monkeypatch, det
     assert seen and not any(seen)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src: Trainer turns torch's global deterministic flag on for run.deterministic and "
-    "never back off, so a later run in the same process with deterministic=False still runs "
-    "under it (the config's value is silently changed)",
-)
 def test_a_later_run_without_run_deterministic_runs_without_it(
     tmp_path, monkeypatch, deterministic_flag
 ):

@@ -172,7 +172,7 @@ def write_manifest(
 def source_commit() -> str | None:
     """The git commit ppox runs from (with ``+dirty`` for uncommitted changes), or None when it
     is not a git checkout (an installed package)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # src/ppox/analysis/ablate.py → the checkout
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],

@@ -127,8 +127,8 @@ class Trainer:
         self.run_dir = run_dir
         if cfg.run.threads:
             set_threads(cfg.run.threads)
-        if cfg.run.deterministic:
-            torch.use_deterministic_algorithms(True)
+        # torch's flag is global: set it to this run's value, so an earlier run's choice never leaks
+        torch.use_deterministic_algorithms(cfg.run.deterministic)
         self.device = resolve_device(cfg.run.device)
         distributed.init()  # a no-op without torchrun, or when the caller joined a group already
         self.world, self.rank = distributed.world_size(), distributed.rank()
