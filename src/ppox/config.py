@@ -194,8 +194,8 @@ class PolicyConfig:
     shared_trunk: bool = False
     """One trunk for actor and critic (True) or two separate trunks (False)."""
     init: Init = "orthogonal"
-    """Weight initialization (the initialization lesson of the PPO × Family course's "seven
-    realms" tuning lecture): `orthogonal` (the activation's gain, zero biases), `xavier`
+    """Weight initialization (a trick of the PPO × Family course's "seven realms" tuning
+    lecture): `orthogonal` (the activation's gain, zero biases), `xavier`
     (Glorot-uniform with the same gains), `normal` (Gaussian, variance gain²/fan_in) or
     `torch` (PyTorch's default for every layer, output gains ignored)."""
     policy_init_gain: Annotated[float, Span(0, 100)] = 0.01
@@ -223,8 +223,8 @@ class PolicyConfig:
     reads the parameter head's mean)."""
     hybrid_detach: bool = True
     """With `type_given_params`: detach the parameter mean before the type head reads it, so
-    the type's loss does not train the parameter head (the PPO × Family course's Q&A on hybrid
-    action heads)."""
+    the type's loss does not train the parameter head (the PPO × Family course's Q&A on its
+    second lecture, on action spaces, discusses this H-PPO variant)."""
     obs_encoders: dict[str, str] = field(default_factory=dict)
     """Encoder per observation key path (`{"items": "deep_sets"}`; paths join Dict keys and Tuple
     indices with `/`): a name given to `ppox.nn.register_encoder`, or `module:callable`. Other keys
@@ -272,8 +272,8 @@ class PPOConfig:
     gives Monte Carlo returns within the rollout)."""
     recompute_adv: bool = False
     """Recompute values and advantages with the latest critic (no gradient) at the start of every
-    epoch after the first (the recompute lesson of the PPO × Family course's "seven realms"
-    tuning lecture); value clipping then uses those values as V_old."""
+    epoch after the first (a trick of the PPO × Family course's "seven realms" tuning
+    lecture); value clipping then uses those values as V_old."""
     minibatch_order: MinibatchOrder = "transitions"
     """How each epoch cuts minibatches: `transitions` (shuffle single steps), `trajectories`
     (shuffle whole episode segments, keeping their steps in order) or `fixed` (env by env in
@@ -312,9 +312,9 @@ class PPOConfig:
     """Advantage normalization: `minibatch`, `batch` or `off`."""
     norm_adv_scope: Scope = "global"
     """With several workers (docs/distributed.md): normalize advantages with the mean and std of
-    all workers' samples together (`global`, by all-reduce; the PPO × Family course's Q&A) or of
-    each worker's own (`per_worker`, as the DPPO paper's workers do; the course's DPPO
-    summary). No effect in one process."""
+    all workers' samples together (`global`, by all-reduce) or of each worker's own
+    (`per_worker`, as the DPPO paper's workers do); the PPO × Family course's Q&A on its second
+    lecture weighs the two for DPPO. No effect in one process."""
     target_kl: Annotated[float | None, Span(0, 1000, lo_open=True)] = None
     """Stop the epoch loop early when the approximate KL exceeds 1.5 × this (None: off)."""
     kl_coef: Annotated[float, _BETA] = 1.0
