@@ -286,3 +286,17 @@ def test_training_on_an_env_without_time_limit_finishes_and_eval_reports_the_cut
     stats = json.loads(capsys.readouterr().out)
     assert stats["max_steps"] == 10 and stats["truncated_at_cap"] == 2
     assert stats["length_mean"] == 10 and stats["return_max"] <= -10
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self").is_dir(), reason="needs Linux /proc (unwritable even for root)"
+)
+def test_an_output_file_that_cannot_be_written_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "metrics.csv").write_text(
+        "global_step,eval_return_mean,eval_return_std,train_return_mean\n8,1.0,0.0,1.0\n"
+    )
+    one_error(capsys, ["plot", str(run), "--out", "/proc/ppox-curves.png"], "/proc/ppox-curves.png")

@@ -567,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.argv = sys.argv[1:] if argv is None else argv  # recorded in ablation.json
         return COMMANDS[args.command](args)
-    except PpoxError as exc:
+    except (PpoxError, OSError) as exc:  # OSError: a path that cannot be read or written
         print(f"ppox: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -168,5 +168,6 @@ def record_gif(
             done = terminated or truncated
     finally:
         env.close()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
     return GifResult(total, steps, not done)
