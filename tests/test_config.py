@@ -220,6 +220,7 @@ def test_parse_text_reads_command_line_words() -> None:
         ({"vectorization": "async", "num_envs": 300}, "num_envs=300 with vectorization='async'"),
         ({"max_episode_steps": 10, "env_kwargs": {"max_episode_steps": 20}}, "max_episode_steps is given twice"),
         ({"grad_clip": "ignore", "max_grad_norm": None}, "grad_clip='ignore' needs a max_grad_norm"),
+        ({"env_kwargs": {"render_mode": "human"}}, "env_kwargs sets render_mode='human'"),
     ],
 )  # fmt: skip
 def test_rules_between_fields(changes: dict, needle: str) -> None:

@@ -148,7 +148,8 @@ class EnvConfig:
     """Keyword arguments passed to `gymnasium.make` (a JSON object on the command line; standard
     JSON, so no NaN or Infinity, because the run's config.json must read back the same). Any
     error the environment raises while being made is reported as one line naming env_id and
-    env_kwargs. `max_episode_steps` belongs in its own field."""
+    env_kwargs. `max_episode_steps` belongs in its own field; `render_mode` is not allowed
+    (training envs do not render; `ppox eval --gif` does)."""
     num_envs: Annotated[int, Span(1, 4096)] = 8
     """Number of parallel environments collecting experience (at most 4096, and at most 256 with
     `vectorization=async` on Gymnasium, where each is a process of its own)."""
@@ -582,6 +583,12 @@ def _check_rules(c: Config) -> None:
         raise ConfigError(
             "max_episode_steps is given twice, as a field and in env_kwargs; keep the field"
         )
+    if "render_mode" in e.env_kwargs:
+        raise ConfigError(
+            f"env_kwargs sets render_mode={e.env_kwargs['render_mode']!r}: training envs do not "
+            "render (a window or frames every step; no display on a server); `ppox eval --gif` "
+            "renders an evaluation episode"
+        )
 
 
 # --- the parser: Python values and command-line text against a field's annotation ------------
@@ -944,6 +951,6 @@ RULES = (
     "num_minibatches divides num_steps × num_envs, which is at most 2²⁴; grad_clip=`ignore` needs "
     "a max_grad_norm; ent_schedule=`exponential` needs ent_coef > 0 and ent_coef_end > 0; "
     "eval_seed + eval_episodes ≤ 2³²; vectorization=`async` on Gymnasium runs at most 256 envs; "
-    "max_episode_steps is not also given in env_kwargs."
+    "max_episode_steps is not also given in env_kwargs, which does not set render_mode."
 )
 """The rules between fields that :meth:`Config.validate` checks, in words (docs/config.md)."""
