@@ -11,6 +11,7 @@ usage block, no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -18,7 +19,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -379,6 +380,17 @@ def check_writable_dir(label: str, path: Path) -> None:
         raise ConfigError(f"{label} {str(path)!r}: no permission to write in {str(probe)!r}")
 
 
+@contextlib.contextmanager
+def writing(label: str, path: Path) -> Iterator[None]:
+    """An OSError while the command writes ``path`` (or reads what it needs) becomes one line
+    naming the option, the path and the system's reason."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise ConfigError(f"{label} {str(path)!r}: {exc.strerror or exc}{where}") from None
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config of ``ppox train`` / ``ppox ablate``: a preset or a ``--config`` file, changed
     by the flags given, validated."""
@@ -465,8 +477,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     )
     if args.gif:
-        gif = record_gif(policy, policy.config.env, seeds[0], args.gif,
-                         deterministic=not args.stochastic, max_steps=max_steps)  # fmt: skip
+        with writing("--gif", args.gif):
+            gif = record_gif(policy, policy.config.env, seeds[0], args.gif,
+                             deterministic=not args.stochastic, max_steps=max_steps)  # fmt: skip
         cut = f"; cut at {max_steps} steps" if gif.cut else ""
         print(
             f"ppox: wrote {args.gif} (seed {seeds[0]}, return {gif.ret:.2f}, {gif.length} steps{cut})"
@@ -478,7 +491,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from ppox.io.plotting import plot_runs
 
     check_output_path("--out", args.out, FIGURE_SUFFIXES)
-    out = plot_runs([Path(d) for d in args.run_dirs], args.out)
+    with writing("--out", args.out):
+        out = plot_runs([Path(d) for d in args.run_dirs], args.out)
     print(f"ppox: wrote {out}")
     return 0
 
@@ -541,7 +555,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if out is None:
         raise ConfigError("--out DIR is needed when the report is not on one ablation directory")
     check_writable_dir("--out", out)
-    print(f"ppox: wrote {write_report(collect(args.run_dirs), out, _report_options(args))}")
+    with writing("--out", out):
+        report = write_report(collect(args.run_dirs), out, _report_options(args))
+    print(f"ppox: wrote {report}")
     return 0
 
 
