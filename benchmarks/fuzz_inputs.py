@@ -426,6 +426,8 @@ def config_diff(run: Path, expect: dict[str, Any]) -> str:
         if name == "run_dir" or name not in flat:
             continue
         have = flat[name]
+        if name == "env_backend" and want == "auto" and have in ("gymnasium", "envpool"):
+            continue  # documented: a run records the backend `auto` resolved to
         if isinstance(want, tuple):
             want = list(want)
         if have != want and not (isinstance(have, (int, float)) and isinstance(want, (int, float))
