@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 import tempfile
 import typing
 from pathlib import Path
@@ -314,3 +315,67 @@ def test_command_line_options_are_parsed_in_range_or_refused_in_one_line(
         assert option in str(exc) and "\n" not in str(exc), str(exc)
         return
     assert ok(getattr(args, attr)), (option, text, getattr(args, attr))
+
+
+# --- the end-to-end fuzzing script's own judgement ---------------------------------------------
+def fuzz_script() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_inputs.py"
+    spec = importlib.util.spec_from_file_location("fuzz_inputs", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fuzz_script_classifies_outcomes(tmp_path: Path) -> None:
+    fz = fuzz_script()
+    case = fz.Case("flag", ["train"], ["num_envs", "--num-envs"], {"num_envs": 4})
+    before: set[Path] = set()
+    one = "ppox: error: argument --num-envs: num_envs=0 is not allowed\n"
+    assert fz.classify(case, 2, "", one, tmp_path, before)[0] == "clear error"
+    assert (
+        fz.classify(case, 2, "", "ppox: error: something else\n", tmp_path, before)[0]
+        == "unclear error"
+    )
+    assert (
+        fz.classify(
+            case, 1, "", "Traceback (most recent call last):\n  x\nValueError\n", tmp_path, before
+        )[0]
+        == "traceback"
+    )
+    assert (
+        fz.classify(case, 2, "", "usage: ppox\nppox: error: --num-envs\n", tmp_path, before)[0]
+        == "usage block"
+    )
+    (tmp_path / "run").mkdir()
+    assert fz.classify(case, 2, "", one, tmp_path, before)[0] == "error after writing"
+    (tmp_path / "run" / "config.json").write_text(
+        json.dumps(Config().replace(num_envs=8).to_dict())
+    )
+    assert fz.classify(case, 0, "", "", tmp_path, set())[0:2] == (
+        "changed silently",
+        "num_envs: asked 4, config.json holds 8",
+    )
+    (tmp_path / "run" / "metrics.csv").write_text("iteration,value_loss\n1,nan\n")
+    case.expect = {"num_envs": 8}
+    assert fz.classify(case, 0, "", "", tmp_path, set())[0] == "non-finite"
+    case.unreadable = ["seed"]
+    assert fz.classify(case, 0, "", "", tmp_path, set())[0] == "changed silently"
+
+
+def test_the_fuzz_script_reads_values_independently_of_ppox() -> None:
+    fz = fuzz_script()
+    kinds = fz.field_kinds()
+    assert fz.read_as(kinds["num_envs"], "8") == (True, 8)
+    assert fz.read_as(kinds["num_envs"], "1e3")[0] is False
+    assert fz.read_as(kinds["learning_rate"], "inf")[0] is False
+    assert fz.read_as(kinds["grad_norm_type"], "inf") == (True, math.inf)
+    assert fz.read_as(kinds["max_grad_norm"], "none") == (True, None)
+    assert fz.read_as(kinds["hidden_sizes"], "64,32") == (True, [64, 32])
+    assert fz.read_as(kinds["normalize_obs"], "no")[0] is False
+    cases = fz.draw_cases(60, 3, "trained-s1")
+    assert len(cases) == 60 and {c.kind for c in cases} >= {"flag", "config", "env"}
+    assert fz.draw_cases(60, 3, "trained-s1")[5].argv == cases[5].argv  # the seed fixes the draw
