@@ -352,11 +352,15 @@ def _cumulative(makers: list[tuple[Any, float]]) -> list[tuple[Any, float]]:
 
 # --- running and classifying ------------------------------------------------------------------
 def run_case(case: Case, folder: Path, timeout: float) -> Case:
+    """Run one case in ``folder`` (inside the work folder that holds the reference run); the
+    results name both folders as {dir} and {work}, never as paths of this machine."""
     folder.mkdir(parents=True)
     for name, text in case.files.items():
         (folder / name).write_text(text)
     before = set(folder.rglob("*"))
-    argv = [a.replace("{dir}", str(folder)) for a in case.argv]
+    argv = [
+        a.replace("{dir}", str(folder)).replace("{work}", str(folder.parent)) for a in case.argv
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
            "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore::DeprecationWarning"}  # fmt: skip
     t0 = time.perf_counter()
@@ -371,7 +375,8 @@ def run_case(case: Case, folder: Path, timeout: float) -> Case:
         return case
     finally:
         case.seconds = time.perf_counter() - t0
-    case.outcome, case.detail = classify(case, proc.returncode, out, err, folder, before)
+    case.outcome, detail = classify(case, proc.returncode, out, err, folder, before)
+    case.detail = detail.replace(str(folder), "{dir}").replace(str(folder.parent), "{work}")
     return case
 
 
