@@ -45,8 +45,8 @@ def test_a_string_for_an_int_is_refused_in_a_config_file_and_in_python(
 ) -> None:
     cfg = write_json(tmp_path / "c.json", {"env": {"num_envs": "8"}})
     one_error(capsys, ["train", "--config", cfg, "--run-dir", str(tmp_path / "r")],
-              "num_envs='8'", "expected an integer", "(got a string)", cfg)  # fmt: skip
-    with pytest.raises(ConfigError, match=r"^num_envs='8' is not allowed: expected an integer"):
+              "num_envs='8' is not allowed: an integer", "(got a string)", cfg)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^num_envs='8' is not allowed: an integer"):
         Config().replace(num_envs="8")
     assert not (tmp_path / "r").exists()
 
@@ -55,7 +55,9 @@ def test_a_string_for_a_bool_in_a_config_file_no_longer_turns_normalization_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = write_json(tmp_path / "c.json", {"env": {"normalize_obs": "no"}})
-    one_error(capsys, ["train", "--config", cfg], "normalize_obs='no'", "expected true or false")
+    one_error(
+        capsys, ["train", "--config", cfg], "normalize_obs='no' is not allowed: true or false"
+    )
     with pytest.raises(ConfigError, match="^normalize_obs='no'"):
         Config().replace(normalize_obs="no").validate()
 
@@ -85,7 +87,7 @@ def test_structured_fields_and_null_in_config_files(
     needle: str,
 ) -> None:
     cfg = write_json(tmp_path / "c.json", {section: {field: value}})
-    one_error(capsys, ["train", "--config", cfg], needle, "is not allowed: expected")
+    one_error(capsys, ["train", "--config", cfg], needle, "is not allowed: ")
 
 
 # --- values that trained to NaN or crashed ----------------------------------------------------

@@ -232,7 +232,7 @@ def _dist_backend(text: str) -> str:
     parts = [part.rpartition(":")[2] for part in text.split(",")]
     if text != "auto" and not all(part in BACKENDS for part in parts):
         raise argparse.ArgumentTypeError(
-            f"dist_backend={text!r} is not allowed: expected auto, {', '.join(BACKENDS)} or a "
+            f"dist_backend={text!r} is not allowed: auto, {', '.join(BACKENDS)} or a "
             "per-device list such as cpu:gloo,cuda:nccl"
         )
     return text
@@ -345,9 +345,7 @@ def add_report_flags(p: argparse.ArgumentParser) -> None:
 def _odd_width(text: str) -> int:
     width: int = typed("smooth_width", _int(1, 10_001))(text)
     if width % 2 == 0:
-        raise argparse.ArgumentTypeError(
-            f"smooth_width={width} is not allowed: expected an odd integer"
-        )
+        raise argparse.ArgumentTypeError(f"smooth_width={width} is not allowed: an odd integer")
     return width
 
 

@@ -537,7 +537,7 @@ def _section_from_dict(section: str, values: Any) -> Any:
     if section == "policy" and "ortho_init" in values:  # configs written before `init` existed
         old = values.pop("ortho_init")
         if not isinstance(old, bool):
-            raise ConfigError(f"ortho_init={_show(old)} is not allowed: expected true or false")
+            raise ConfigError(f"ortho_init={_show(old)} is not allowed: true or false")
         values.setdefault("init", "orthogonal" if old else "torch")
     names = [f.name for f in dataclasses.fields(kind)]
     unknown = [str(k) for k in values if k not in names]
@@ -606,7 +606,7 @@ def check_value(label: str, value: Any, tp: Any) -> Any:
         return canonical
     base = _strip_optional(_strip(tp)[0])[0]
     got = f" (got {_kind(value)})" if value is None or not _type_fits(value, base) else ""
-    raise ConfigError(f"{label}={_show(value)} is not allowed: expected {describe_type(tp)}{got}")
+    raise ConfigError(f"{label}={_show(value)} is not allowed: {describe_type(tp)}{got}")
 
 
 def _strip(tp: Any) -> tuple[Any, list[Any]]:
@@ -784,9 +784,7 @@ def parse_text(label: str, text: str, tp: Any) -> Any:
     try:
         value = _from_text(text, base)
     except (ValueError, TypeError, RecursionError):
-        raise ConfigError(
-            f"{label}={_show(text)} is not allowed: expected {describe_type(tp)}"
-        ) from None
+        raise ConfigError(f"{label}={_show(text)} is not allowed: {describe_type(tp)}") from None
     return check_value(label, value, tp)
 
 
