@@ -159,17 +159,16 @@ def read_as(kind: tuple[str, Any, bool], text: str | bool) -> tuple[bool, Any]:
         return isinstance(text, bool), text
     if optional and text.strip().lower() in ("none", "null"):
         return True, None
-    try:
-        value: Any = {"int": int, "float": float, "str": str, "choice": str}.get(what, json.loads)(
-            text
-        )
-    except (ValueError, TypeError):
-        if what != "list":
-            return False, None
+    if what == "list" and not text.strip().startswith("["):  # `64,64` (ppox's list syntax)
         try:
-            value = [int(x) for x in text.replace(",", " ").split()]
+            return True, [int(x) for x in text.replace(",", " ").split()]
         except ValueError:
             return False, None
+    reader = {"int": int, "float": float, "str": str, "choice": str}.get(what, json.loads)
+    try:
+        value: Any = reader(text)
+    except (ValueError, TypeError):
+        return False, None
     if what == "float" and not math.isfinite(value) and not (value == math.inf and kind[1].inf):
         return False, None  # readable, but no float field may hold it
     return True, value

@@ -375,6 +375,9 @@ def test_the_fuzz_script_reads_values_independently_of_ppox() -> None:
     assert fz.read_as(kinds["grad_norm_type"], "inf") == (True, math.inf)
     assert fz.read_as(kinds["max_grad_norm"], "none") == (True, None)
     assert fz.read_as(kinds["hidden_sizes"], "64,32") == (True, [64, 32])
+    assert fz.read_as(kinds["hidden_sizes"], "53") == (True, [53])
+    assert fz.read_as(kinds["hidden_sizes"], "[8, 8]") == (True, [8, 8])
+    assert fz.read_as(kinds["hidden_sizes"], "1e30") == (False, None)
     assert fz.read_as(kinds["normalize_obs"], "no")[0] is False
     cases = fz.draw_cases(60, 3, "trained-s1")
     assert len(cases) == 60 and {c.kind for c in cases} >= {"flag", "config", "env"}
