@@ -480,7 +480,7 @@ def _tensors(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def train_reference(folder: Path) -> str:
-    """A small finished CartPole run for the eval / plot / report cases."""
+    """A small finished CartPole run for the eval / plot / report cases ({work}/trained-s1)."""
     run = folder / "trained-s1"
     cmd = [sys.executable, "-m", "ppox", *train_argv({})[:-1], f"--run-dir={run}"]
     env = {
@@ -488,7 +488,7 @@ def train_reference(folder: Path) -> str:
         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
     }
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=600)
-    return str(run)
+    return "{work}/trained-s1"
 
 
 # --- results ------------------------------------------------------------------------------------
