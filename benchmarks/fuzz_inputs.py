@@ -233,13 +233,10 @@ def config_case(rng: random.Random, kinds: dict[str, Any]) -> Case:
                 '{"env": {"num_envs": 2, "num_envs": 4}}',
             ]
         )
-    base = [
-        a for a in train_argv({}) if not a.startswith(("--total-steps", "--num-envs", "--eval"))
-    ]
     flat = {n: v for sec in data.values() if isinstance(sec, dict) for n, v in sec.items()}
     expect = {n: v for n, v in flat.items() if not (isinstance(v, float) and not math.isfinite(v))}
-    return Case("config", [*base, "--config={dir}/config.json"], [*names, "--config", "config"],
-                expect, files={"config.json": text})  # fmt: skip
+    argv = ["train", "--run-dir={dir}/run", "--config={dir}/config.json"]  # all else from the file
+    return Case("config", argv, [*names, "--config", "config"], expect, files={"config.json": text})
 
 
 def misuse_case(rng: random.Random, kinds: dict[str, Any]) -> Case:
