@@ -115,7 +115,7 @@ def test_python_api_loads_a_policy_and_predicts(trained: Path) -> None:
     [
         (["--env", "CartPol-v1"], ["env_id='CartPol-v1'", "CartPole-v1"]),
         (["--num-minibatches", "1000"], ["num_minibatches=1000"]),
-        (["--learning-rate", "-0.1"], ["learning_rate=-0.1", "must be > 0"]),
+        (["--learning-rate", "-0.1"], ["learning_rate=-0.1", "> 0 and ≤ 1"]),
         (["--preset", "nope"], ["preset='nope'", "cartpole"]),
         (["--norm-adv", "sometimes"], ["norm_adv='sometimes'", "'minibatch'"]),
     ],

@@ -292,3 +292,16 @@ def test_clip_fraction():
     # with eps = 0.12: 0.3, 0.3, 0.15 exceed -> 3/5 = 0.6
     assert clip_fraction(lr, 0.12).item() == pytest.approx(0.6)
     assert clip_fraction(lr, 0.5).item() == 0.0
+
+
+def test_adaptive_kl_coef_stays_within_its_limits():
+    # doubling forever would reach inf (and β·KL a non-finite loss); halving forever 0
+    beta = 1.0
+    for _ in range(2000):
+        beta = adaptive_kl_coef(beta, 1.0, target=0.01)
+    assert beta == 1e6
+    for _ in range(4000):
+        beta = adaptive_kl_coef(beta, 0.0, target=0.01)
+    assert beta == 1e-10
+    assert adaptive_kl_coef(3.0, 1.0, target=0.01, limits=(0.5, 4.0)) == 4.0
+    assert adaptive_kl_coef(0.6, 0.0, target=0.01, limits=(0.5, 4.0)) == 0.5

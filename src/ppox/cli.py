@@ -1,21 +1,40 @@
 """The ``ppox`` command: train, eval, plot, presets, ablate, report.
 
 Every config field is a flag of ``ppox train`` (``--learning-rate 3e-4``, ``--no-anneal-lr``),
-with its docstring as the help text. Bad input ends with one line naming the problem.
+with its docstring as the help text. Flag values are parsed by the config's own parser
+(:func:`ppox.config.parse_text`), the one a ``--config`` file and the Python API go through, so
+the three agree on what is allowed. Bad input ends with one line ``ppox: error: …`` naming the
+flag or field, the value and what is allowed, exit status 2, before anything is written: no
+usage block, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import difflib
 import json
 import os
+import re
 import shlex
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NoReturn
 
-from ppox.config import Config, field_docs, field_sections, field_types, parser_for
+from ppox.config import (
+    SEED_LIMIT,
+    Config,
+    Span,
+    allowed,
+    field_docs,
+    field_sections,
+    field_types,
+    is_bool_field,
+    parse_text,
+    read_config_file,
+)
 from ppox.errors import ConfigError, PpoxError
 from ppox.io.trust import check_imports, imports_named
 from ppox.presets import DEFAULT_PRESET, PRESETS, get_preset
@@ -27,123 +46,137 @@ ALIASES = {
     "run_dir": ["--run-dir"],
     "seed": ["--seed"],
 }
+NEGATIVE_NUMBER = re.compile(
+    r"^-(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE
+)
+"""What argparse should read as a (negative) value rather than a flag: ``-1e-3``, ``-inf``
+(its own pattern knows only ``-1`` and ``-0.5``)."""
+
+
+class UsageError(PpoxError):
+    """A command line argparse cannot read (unknown flag, missing or bad value)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with ppox's error rule: one line, no usage block, and flags spelled in full
+    (a prefix such as ``--learning`` is not silently taken for ``--learning-rate``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
+
+    def error(self, message: str) -> NoReturn:
+        if "ignored explicit argument" in message:  # --normalize-obs=no
+            message += " (an on/off flag takes no value: --flag or --no-flag)"
+        raise UsageError(message)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._hint(extras, ns)}")
+        return ns
+
+    def _hint(self, extras: list[str], ns: argparse.Namespace) -> str:
+        """' (did you mean --x?)' for the first unknown flag, among the subcommand's flags."""
+        flag = next((e.split("=")[0] for e in extras if e.startswith("--")), None)
+        sub = _subparser(self, getattr(ns, "command", None))
+        if flag is None or sub is None:
+            return ""
+        options = [o for a in sub._actions for o in a.option_strings]
+        close = difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
+        return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> Any:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return None
+
+
+class _Once(argparse.Action):
+    """Store a flag's value, refusing the same flag given twice with different values (argparse
+    would keep the last one silently)."""
+
+    def __call__(self, parser: Any, ns: Any, values: Any, option_string: Any = None) -> None:
+        _set_once(self, ns, values)
+
+
+class _OnceBool(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag``, refusing both on one command line."""
+
+    def __call__(self, parser: Any, ns: Any, values: Any, option_string: Any = None) -> None:
+        _set_once(self, ns, not str(option_string).startswith("--no-"))
+
+
+def _set_once(action: argparse.Action, ns: argparse.Namespace, value: Any) -> None:
+    if hasattr(ns, action.dest) and getattr(ns, action.dest) != value:
+        raise argparse.ArgumentError(
+            action, f"given twice, as {getattr(ns, action.dest)!r} and {value!r}; give it once"
+        )
+    setattr(ns, action.dest, value)
+
+
+def typed(label: str, tp: Any) -> Callable[[str], Any]:
+    """An argparse ``type=``: command-line text → a value of the annotation ``tp``, by the
+    config's parser; a bad value is one line naming ``label``, the value and what is allowed."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse_text(label, text, tp)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = label
+    return convert
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per config field, help from its docstring and annotation. A flag that is not
+    given is absent from the namespace (so an explicit ``none`` is kept: see
+    :func:`config_overrides`)."""
     docs, types_ = field_docs(), field_types()
     defaults = dataclasses.asdict(Config())
     groups = {s: p.add_argument_group(f"{s} options") for s in ("env", "policy", "ppo", "run")}
     for name, section in field_sections().items():
-        flags = [f"--{name.replace('_', '-')}"] + [
-            a for a in ALIASES.get(name, []) if a != f"--{name.replace('_', '-')}"
-        ]
-        default = defaults[section][name]
-        help_ = f"{docs.get(name, '')} (default: {default})".replace(
-            "%", "%%"
-        )  # argparse formats help with %
-        if types_[name] is bool:
-            groups[section].add_argument(
-                *flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_
-            )
+        flag = f"--{name.replace('_', '-')}"
+        flags = [flag] + [a for a in ALIASES.get(name, []) if a != flag]
+        help_ = (
+            f"{docs.get(name, '')} Allowed: {allowed(name)}. (default: {defaults[section][name]})"
+        )
+        kwargs: dict[str, Any] = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": help_.replace("%", "%%"),
+        }
+        if is_bool_field(name):
+            groups[section].add_argument(*flags, action=_OnceBool, **kwargs)
         else:
-            groups[section].add_argument(
-                *flags,
-                dest=name,
-                type=parser_for(types_[name], name),
-                default=None,
-                metavar=name.upper(),
-                help=help_,
-            )
+            groups[section].add_argument(*flags, action=_Once, type=typed(name, types_[name]),
+                                         metavar=name.upper(), **kwargs)  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ppox", description="Train and evaluate PPO agents.")
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a policy (default preset: cartpole)")
-    t.add_argument(
-        "--preset",
-        default=None,
-        help=f"start from a tuned preset (default: {DEFAULT_PRESET}; see `ppox presets`)",
-    )
-    t.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        default=None,
-        help="continue the run in RUN_DIR exactly where its checkpoint left it",
-    )
-    t.add_argument(
-        "--config", metavar="JSON", default=None, help="start from a config.json of an earlier run"
-    )
-    t.add_argument(
-        "--auto-resume",
-        action="store_true",
-        help="continue the run in --run-dir if it holds a checkpoint of this config, else start it there "
-        "(the command to give torchrun --max-restarts; docs/distributed.md)",
-    )
-    t.add_argument(
-        "--dist-backend",
-        default=None,
-        metavar="NAME",
-        help="torch.distributed backend under torchrun: auto (gloo; NCCL for CUDA tensors), gloo or nccl "
-        "(default: $PPOX_DIST_BACKEND or auto)",
-    )
-    add_trust_flag(t)
-    add_config_flags(t)
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given on the command line, parsed (``none`` included)."""
+    return {k: v for k, v in vars(args).items() if k in field_sections()}
+
+
+def _int(lo: int, hi: int) -> Any:
+    return Annotated[int, Span(lo, hi)]
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="ppox", description="Train and evaluate PPO agents.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _train_parser(sub)
     sub.add_parser("presets", help="list the presets")
-    e = sub.add_parser("eval", help="evaluate a run's policy on its evaluation seeds")
-    e.add_argument("run_dir")
-    e.add_argument(
-        "--episodes", type=int, default=None, help="episodes (default: the run's eval_episodes)"
-    )
-    e.add_argument(
-        "--stochastic", action="store_true", help="sample actions instead of taking the mode"
-    )
-    e.add_argument(
-        "--gif",
-        type=Path,
-        default=None,
-        help="also render the first evaluation episode to this GIF",
-    )
-    add_trust_flag(e)
+    _eval_parser(sub)
     pl = sub.add_parser("plot", help="plot the learning curves of one or more runs into one PNG")
     pl.add_argument("run_dirs", nargs="+")
-    pl.add_argument("--out", type=Path, default=Path("curves.png"))
-    a = sub.add_parser(
-        "ablate", help="train a base config and named variants on several seeds, then report"
-    )
-    a.add_argument(
-        "--preset",
-        default=None,
-        help=f"base preset (default: {DEFAULT_PRESET}); config flags below change the base",
-    )
-    a.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar='"NAME: FIELD=VALUE[, FIELD=VALUE...]"',
-        help="a variant: config changes on top of the base (repeatable); the base runs as variant 'base'",
-    )
-    a.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[1, 2, 3, 4, 5],
-        help="seeds of every variant (default: 1 2 3 4 5)",
-    )
-    a.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="runs at a time, one torch thread each (default: CPUs)",
-    )
-    a.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="ablation directory (run the same command again to resume)",
-    )
-    add_report_flags(a)
-    add_config_flags(a)
+    pl.add_argument("--out", type=Path, default=Path("curves.png"),
+                    help=f"the figure ({', '.join(FIGURE_SUFFIXES)}; default: curves.png)")  # fmt: skip
+    _ablate_parser(sub)
     r = sub.add_parser(
         "report", help="report on an ablation directory or on runs named <variant>-s<seed>"
     )
@@ -170,33 +203,145 @@ def add_trust_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _train_parser(sub: Any) -> None:
+    t = sub.add_parser("train", help="train a policy (default preset: cartpole)")
+    t.add_argument(
+        "--preset",
+        default=None,
+        help=f"start from a tuned preset (default: {DEFAULT_PRESET}; see `ppox presets`)",
+    )
+    t.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR exactly where its checkpoint left it",
+    )
+    t.add_argument(
+        "--config",
+        metavar="JSON",
+        default=None,
+        help="start from a config.json of an earlier run (instead of a preset; flags change it)",
+    )
+    t.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="continue the run in --run-dir if it holds a checkpoint of this config, else start it there "
+        "(the command to give torchrun --max-restarts; docs/distributed.md)",
+    )
+    t.add_argument(
+        "--dist-backend",
+        default=None,
+        metavar="NAME",
+        type=_dist_backend,
+        help="torch.distributed backend under torchrun: auto (gloo; NCCL for CUDA tensors), gloo or nccl "
+        "(default: $PPOX_DIST_BACKEND or auto)",
+    )
+    add_trust_flag(t)
+    add_config_flags(t)
+
+
+def _dist_backend(text: str) -> str:
+    from ppox.training.distributed import BACKENDS
+
+    parts = [part.rpartition(":")[2] for part in text.split(",")]
+    if text != "auto" and not all(part in BACKENDS for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"dist_backend={text!r} is not allowed: auto, {', '.join(BACKENDS)} or a "
+            "per-device list such as cpu:gloo,cuda:nccl"
+        )
+    return text
+
+
+def _eval_parser(sub: Any) -> None:
+    e = sub.add_parser("eval", help="evaluate a run's policy on its evaluation seeds")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=typed("episodes", _int(1, 10_000)), default=None,
+                   help="episodes, 1 to 10000 (default: the run's eval_episodes)")  # fmt: skip
+    e.add_argument(
+        "--max-steps",
+        type=typed("max_steps", _int(1, 10**9)),
+        default=None,
+        help="the most steps of one episode; an episode cut there is reported in "
+        "truncated_at_cap (default: the run's eval_max_steps)",
+    )
+    e.add_argument(
+        "--stochastic", action="store_true", help="sample actions instead of taking the mode"
+    )
+    e.add_argument(
+        "--gif",
+        type=Path,
+        default=None,
+        help="also render the first evaluation episode to this GIF (a .gif path)",
+    )
+    add_trust_flag(e)
+
+
+def _ablate_parser(sub: Any) -> None:
+    a = sub.add_parser(
+        "ablate", help="train a base config and named variants on several seeds, then report"
+    )
+    a.add_argument(
+        "--preset",
+        default=None,
+        help=f"base preset (default: {DEFAULT_PRESET}); config flags below change the base",
+    )
+    a.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar='"NAME: FIELD=VALUE[, FIELD=VALUE...]"',
+        help="a variant: config changes on top of the base (repeatable); the base runs as variant 'base'",
+    )
+    a.add_argument(
+        "--seeds",
+        type=typed("seeds", _int(0, SEED_LIMIT - 1)),
+        nargs="+",
+        default=[1, 2, 3, 4, 5],
+        help="seeds of every variant (default: 1 2 3 4 5)",
+    )
+    a.add_argument(
+        "--jobs",
+        type=typed("jobs", _int(1, 1024)),
+        default=os.cpu_count() or 1,
+        help="runs at a time, one torch thread each, 1 to 1024 (default: CPUs)",
+    )
+    a.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="ablation directory (run the same command again to resume)",
+    )
+    add_report_flags(a)
+    add_config_flags(a)
+
+
 def add_report_flags(p: argparse.ArgumentParser) -> None:
     from ppox.analysis.report import ReportOptions
 
     d, g = ReportOptions(), p.add_argument_group("report options (docs/metrics.md)")
     g.add_argument(
         "--rollout-episodes",
-        type=int,
+        type=typed("rollout_episodes", _int(0, 10_000)),
         default=d.episodes,
-        help=f"episodes per final policy for the across-rollout metrics; 0 skips them (default: {d.episodes})",
+        help=f"episodes per final policy for the across-rollout metrics, 0 to 10000; 0 skips them (default: {d.episodes})",
     )
     g.add_argument(
         "--metric-window",
-        type=int,
+        type=typed("metric_window", _int(2, 10**6)),
         default=d.window,
-        help=f"within-run dispersion window, in first differences (default: {d.window})",
+        help=f"within-run dispersion window, in first differences, ≥ 2 (default: {d.window})",
     )
     g.add_argument(
         "--cvar-alpha",
-        type=float,
+        type=typed("cvar_alpha", Annotated[float, Span(0, 1, lo_open=True)]),
         default=d.alpha,
-        help=f"CVaR level of the risk metrics (default: {d.alpha})",
+        help=f"CVaR level of the risk metrics, in (0, 1] (default: {d.alpha})",
     )
     g.add_argument(
         "--smooth-width",
-        type=int,
+        type=_odd_width,
         default=d.smooth,
-        help=f"moving-average width (odd) before the across-run IQR (default: {d.smooth})",
+        help=f"moving-average width (odd, 1 to 10001) before the across-run IQR (default: {d.smooth})",
     )
     g.add_argument(
         "--metric-curve",
@@ -206,101 +351,172 @@ def add_report_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--bootstrap-reps",
-        type=int,
+        type=typed("bootstrap_reps", _int(1, 10**6)),
         default=d.reps,
-        help=f"bootstrap resamples (default: {d.reps})",
+        help=f"bootstrap resamples, 1 to 1000000 (default: {d.reps})",
     )
 
 
+def _odd_width(text: str) -> int:
+    width: int = typed("smooth_width", _int(1, 10_001))(text)
+    if width % 2 == 0:
+        raise argparse.ArgumentTypeError(f"smooth_width={width} is not allowed: an odd integer")
+    return width
+
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
+
+
+def check_output_path(label: str, path: Path, suffixes: Sequence[str] = ()) -> None:
+    """Refuse, before any work, an output path that cannot be written: a directory where a
+    file goes, a parent that is a file, a place without write permission, a suffix the writer
+    does not know."""
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{label} {str(path)!r}: expected a path ending in {', '.join(suffixes)}")
+    if suffixes and path.is_dir():
+        raise ConfigError(f"{label} {str(path)!r} is a directory; expected a file path")
+    check_writable_dir(label, path.parent if suffixes else path)
+
+
+def check_writable_dir(label: str, path: Path) -> None:
+    """``path`` is a directory, or can be made one, where this process may write."""
+    if "\x00" in str(path):
+        raise ConfigError(f"{label} {str(path)!r}: a path cannot hold a NUL character")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"{label} {str(path)!r}: {str(probe)!r} is a file, not a directory")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{label} {str(path)!r}: no permission to write in {str(probe)!r}")
+
+
+@contextlib.contextmanager
+def writing(label: str, path: Path) -> Iterator[None]:
+    """An OSError while the command writes ``path`` (or reads what it needs) becomes one line
+    naming the option, the path and the system's reason."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise ConfigError(f"{label} {str(path)!r}: {exc.strerror or exc}{where}") from None
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
-    overrides = {k: v for k, v in vars(args).items() if k in field_sections() and v is not None}
-    if args.config:
-        try:
-            cfg = Config.from_dict(json.loads(Path(args.config).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
+    """The config of ``ppox train`` / ``ppox ablate``: a preset or a ``--config`` file, changed
+    by the flags given, validated."""
+    if getattr(args, "config", None):
+        if args.preset:
             raise ConfigError(
-                f"--config {args.config}: cannot read a JSON config ({exc})"
-            ) from None
-        check_imports(cfg, f"--config {args.config}", args.trust_imports, typed=overrides)
+                "--preset and --config exclude each other (a config file holds every field)"
+            )
+        cfg = read_config_file(args.config)
+        trusted = getattr(args, "trust_imports", False)
+        check_imports(cfg, f"--config {args.config}", trusted, typed=config_overrides(args))
     else:
         cfg = get_preset(args.preset or DEFAULT_PRESET).config()
-    return cfg.replace(**overrides).validate()
+    cfg = cfg.replace(**config_overrides(args)).validate()
+    if cfg.run.run_dir is not None:
+        check_writable_dir("--run-dir", Path(cfg.run.run_dir))
+    return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ppox.training import distributed
     from ppox.training.trainer import Trainer
 
-    distributed.init(
-        backend=args.dist_backend
-    )  # joins torchrun's process group; nothing in a single process
     if args.resume:
-        extra = {k for k, v in vars(args).items() if k in field_sections() and v is not None} - {
-            "total_steps"
-        }
-        if extra or args.preset or args.config:
-            raise ConfigError(
-                f"--resume continues a run with its own config; only --total-steps may change (got {sorted(extra)})"
-            )
-        if args.auto_resume:
-            raise ConfigError(
-                "--resume RUN_DIR and --auto-resume exclude each other (--auto-resume takes --run-dir and the config)"
-            )
-        trainer = Trainer.resume(
-            args.resume, total_steps=args.total_steps, trust_imports=args.trust_imports
-        )
-    elif args.auto_resume:
-        trainer = Trainer.create_or_resume(config_from_args(args))
+        trainer = _resume(args)
     else:
-        trainer = Trainer.create(config_from_args(args))
+        cfg = config_from_args(args)
+        distributed.init(backend=args.dist_backend)  # torchrun's process group; nothing alone
+        create = Trainer.create_or_resume if args.auto_resume else Trainer.create
+        trainer = create(cfg)
     main = distributed.is_main()  # only rank 0 talks
     if main:
         workers = f" on {trainer.world} workers" if trainer.world > 1 else ""
         print(f"ppox: training {trainer.cfg.env.env_id}{workers} → {trainer.run_dir}")
     s = trainer.train()
     if main:
-        print(
-            f"ppox: {s['total_steps']:,} steps in {s['wall_time_s']:.1f} s ({s['steps_per_second']:,.0f} steps/s); "
-            f"eval return {s['eval_return_mean']:.2f} ± {s['eval_return_std']:.2f} on seeds {s['eval_seeds'][0]}…{s['eval_seeds'][-1]}"
-        )
+        print(f"ppox: {s['total_steps']:,} steps in {s['wall_time_s']:.1f} s ({s['steps_per_second']:,.0f} steps/s); "
+              + _eval_words(s))  # fmt: skip
     distributed.shutdown()
     return 0
 
 
+def _eval_words(s: dict[str, Any]) -> str:
+    """The final evaluation of a summary, in words (none when no iteration ran: a resumed run
+    whose budget was already spent)."""
+    if s["eval_return_mean"] is None:
+        return "no evaluation (no iteration ran: the run had reached its budget)"
+    seeds = s["eval_seeds"]
+    return f"eval return {s['eval_return_mean']:.2f} ± {s['eval_return_std']:.2f} on seeds {seeds[0]}…{seeds[-1]}"
+
+
+def _resume(args: argparse.Namespace) -> Any:
+    from ppox.training import distributed
+    from ppox.training.trainer import Trainer
+
+    given = config_overrides(args)
+    extra = set(given) - {"total_steps"}
+    if extra or args.preset or args.config:
+        raise ConfigError(
+            f"--resume continues a run with its own config; only --total-steps may change (got {sorted(extra)})"
+        )
+    if args.auto_resume:
+        raise ConfigError(
+            "--resume RUN_DIR and --auto-resume exclude each other (--auto-resume takes --run-dir and the config)"
+        )
+    distributed.init(backend=args.dist_backend)
+    return Trainer.resume(
+        args.resume, total_steps=given.get("total_steps"), trust_imports=args.trust_imports
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ppox.io.evaluate import evaluate, record_gif
+    from ppox.io.evaluate import evaluate_episodes, record_gif
     from ppox.io.policy import load_policy
     from ppox.training.seeding import evaluation_seeds
 
+    if args.gif is not None:
+        check_output_path("--gif", args.gif, (".gif",))
     policy = load_policy(args.run_dir, trust_imports=args.trust_imports)
     r = policy.config.run
-    seeds = evaluation_seeds(r.eval_seed, args.episodes or r.eval_episodes)
-    returns = evaluate(policy, policy.config.env, seeds, deterministic=not args.stochastic)
+    episodes = args.episodes or r.eval_episodes
+    if r.eval_seed + episodes > SEED_LIMIT:
+        raise ConfigError(
+            f"--episodes {episodes}: the run's evaluation seeds start at {r.eval_seed}, so at most "
+            f"{SEED_LIMIT - r.eval_seed} episodes stay below 2³²"
+        )
+    max_steps = args.max_steps or r.eval_max_steps
+    seeds = evaluation_seeds(r.eval_seed, episodes)
+    result = evaluate_episodes(
+        policy, policy.config.env, seeds, deterministic=not args.stochastic, max_steps=max_steps
+    )
     print(
         json.dumps(
-            {
-                "episodes": len(seeds),
-                "seeds": [seeds[0], seeds[-1]],
-                "return_mean": float(returns.mean()),
-                "return_std": float(returns.std()),
-                "return_min": float(returns.min()),
-                "return_max": float(returns.max()),
-            },
-            indent=2,
+            {"episodes": len(seeds), "seeds": [seeds[0], seeds[-1]], **result.summary()}, indent=2
         )
     )
     if args.gif:
-        ret = record_gif(
-            policy, policy.config.env, seeds[0], args.gif, deterministic=not args.stochastic
+        with writing("--gif", args.gif):
+            gif = record_gif(policy, policy.config.env, seeds[0], args.gif,
+                             deterministic=not args.stochastic, max_steps=max_steps)  # fmt: skip
+        cut = f"; cut at {max_steps} steps" if gif.cut else ""
+        print(
+            f"ppox: wrote {args.gif} (seed {seeds[0]}, return {gif.ret:.2f}, {gif.length} steps{cut})"
         )
-        print(f"ppox: wrote {args.gif} (seed {seeds[0]}, return {ret:.2f})")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from ppox.io.plotting import plot_runs
 
-    out = plot_runs([Path(d) for d in args.run_dirs], args.out)
+    check_output_path("--out", args.out, FIGURE_SUFFIXES)
+    with writing("--out", args.out):
+        out = plot_runs([Path(d) for d in args.run_dirs], args.out)
     print(f"ppox: wrote {out}")
     return 0
 
@@ -308,7 +524,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def _report_options(args: argparse.Namespace) -> Any:
     from ppox.analysis.report import ReportOptions
 
-    o = ReportOptions(
+    return ReportOptions(
         episodes=args.rollout_episodes,
         window=args.metric_window,
         alpha=args.cvar_alpha,
@@ -316,16 +532,6 @@ def _report_options(args: argparse.Namespace) -> Any:
         curve=args.metric_curve,
         reps=args.bootstrap_reps,
     )
-    for name, ok in (
-        ("--rollout-episodes", o.episodes >= 0),
-        ("--metric-window", o.window >= 2),
-        ("--cvar-alpha", 0 < o.alpha <= 1),
-        ("--smooth-width", o.smooth >= 1 and o.smooth % 2 == 1),
-        ("--bootstrap-reps", o.reps >= 1),
-    ):
-        if not ok:
-            raise ConfigError(f"{name} is out of range (see `ppox report --help`)")
-    return o
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -333,14 +539,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from ppox.analysis.report import collect, write_report
 
     opts = _report_options(args)
-    overrides = {k: v for k, v in vars(args).items() if k in field_sections() and v is not None}
+    overrides = config_overrides(args)
     for name in ("seed", "run_dir"):
         if name in overrides:
             raise ConfigError(
                 f"--{name.replace('_', '-')} is set per run by ppox ablate (use --seeds / --out)"
             )
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs {args.jobs} must be ≥ 1")
+    check_writable_dir("--out", args.out)
     preset = args.preset or DEFAULT_PRESET
     base = get_preset(preset).config().replace(**{"threads": 1, **overrides})
     variants = [parse_variant(v) for v in args.variant]
@@ -375,8 +580,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.out or (args.run_dirs[0] if is_ablation else None)
     if out is None:
         raise ConfigError("--out DIR is needed when the report is not on one ablation directory")
-    study, opts = collect(args.run_dirs), _report_options(args)
-    print(f"ppox: wrote {write_report(study, out, opts, trust_imports=args.trust_imports)}")
+    check_writable_dir("--out", out)
+    with writing("--out", out):
+        study, opts = collect(args.run_dirs), _report_options(args)
+        report = write_report(study, out, opts, trust_imports=args.trust_imports)
+    print(f"ppox: wrote {report}")
     return 0
 
 
@@ -387,21 +595,23 @@ def cmd_presets(_: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "plot": cmd_plot,
+    "presets": cmd_presets,
+    "ablate": cmd_ablate,
+    "report": cmd_report,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else argv  # recorded in ablation.json
-    commands = {
-        "train": cmd_train,
-        "eval": cmd_eval,
-        "plot": cmd_plot,
-        "presets": cmd_presets,
-        "ablate": cmd_ablate,
-        "report": cmd_report,
-    }
     try:
-        return commands[args.command](args)
-    except PpoxError as exc:
-        print(f"ppox: error: {exc}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+        args.argv = sys.argv[1:] if argv is None else argv  # recorded in ablation.json
+        return COMMANDS[args.command](args)
+    except (PpoxError, OSError) as exc:  # OSError: a path that cannot be read or written
+        print(f"ppox: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -3,58 +3,179 @@
 The docstring under each field is the documentation of that switch: the CLI shows it as the
 ``--help`` text (see :func:`field_docs`) and ``docs/config.md`` lists it. Field names are
 unique across sections so that every field is a flat CLI flag (``--learning-rate 3e-4``).
-Validation happens once, in :meth:`Config.validate`, with a message that names the field.
+
+The annotation of a field is its whole contract: the type (``int``, ``float``, ``bool``,
+``str``, ``Literal[...]`` for a choice, ``X | None`` where ``None`` means something) and, in
+``Annotated[..., Span(...)]``, the range of a number. One parser reads it (:func:`check_value`
+for Python values, :func:`parse_text` for command-line text), for every entry point: the
+flags of ``ppox train``, a ``--config`` JSON file (:func:`read_config_file`) and the Python
+API (``Config(...)``, :meth:`Config.replace`, :meth:`Config.from_dict`, then
+:meth:`Config.validate`). A value that does not fit is a :class:`ConfigError` naming the
+field, the value and what is allowed; the allowed text is generated from the same annotation
+(:func:`describe_type`) and listed in ``docs/config.md``.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import inspect
 import json
 import math
+import numbers
+import re
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from ppox.core.schedules import SCHEDULES
 from ppox.errors import ConfigError
+
+# --- the types of the choices ------------------------------------------------------------------
+Vectorization = Literal["sync", "async"]
+EnvBackend = Literal["gymnasium", "envpool", "auto"]
+NonfiniteEnv = Literal["error", "skip"]
+Activation = Literal["tanh", "relu", "elu"]
+Init = Literal["orthogonal", "xavier", "normal", "torch"]
+SigmaMode = Literal["independent", "fixed", "state"]
+ActionBound = Literal["clip", "rescale"]
+MultiDiscreteHead = Literal["factored", "flat"]
+HybridMode = Literal["independent", "autoregressive", "type_given_params"]
+Algo = Literal["ppo-clip", "ppo-penalty", "reinforce"]
+AdvantageKind = Literal["gae", "nstep", "mc"]
+MinibatchOrder = Literal["transitions", "trajectories", "fixed"]
+Schedule = Literal["constant", "linear", "exponential"]
+"""The same kinds as ``ppox.core.schedules.SCHEDULES`` (a test keeps them equal)."""
+GradClip = Literal["norm", "value", "ignore"]
+NormAdv = Literal["minibatch", "batch", "off"]
+Scope = Literal["global", "per_worker"]
+Baseline = Literal["critic", "mean", "none"]
+NanGuard = Literal["rollback", "error"]
+ActBackend = Literal["auto", "numpy", "torch"]
+UpdateBackend = Literal["auto", "numpy", "autograd"]
+
+
+# --- what a field's annotation may carry besides its type --------------------------------------
+@dataclass(frozen=True)
+class Span:
+    """The range of a number: ``lo ≤ x ≤ hi`` (``<`` at an open end); floats must be finite,
+    and ``+inf`` is allowed only where ``inf`` is set (it means something there)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    inf: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if isinstance(x, float) and not math.isfinite(x):
+            return self.inf and x == math.inf
+        lo_ok = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
+        hi_ok = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
+        return lo_ok and hi_ok
+
+    def describe(self) -> str:
+        lo, hi = _num(self.lo), _num(self.hi)
+        if self.lo is not None and self.hi is not None and not (self.lo_open or self.hi_open):
+            text = f"from {lo} to {hi}"
+        else:
+            parts = []
+            if self.lo is not None:
+                parts.append(f"{'>' if self.lo_open else '≥'} {lo}")
+            if self.hi is not None:
+                parts.append(f"{'<' if self.hi_open else '≤'} {hi}")
+            text = " and ".join(parts)
+        return text + (", or inf" if self.inf else "")
+
+
+def _num(x: float | None) -> str:
+    """A bound as a reader writes it: 4096, 1e-12, 0.5, 4294967295."""
+    if x is None:
+        return ""
+    if float(x).is_integer() and abs(x) < 1e16:
+        return str(int(x))
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Seq:
+    """A list of integers (``hidden_sizes``): its length and the range of each item."""
+
+    item: Span
+    min_len: int
+    max_len: int
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string that must match ``pattern`` (whole), described as ``what``."""
+
+    pattern: str
+    what: str
+
+
+SEED_LIMIT = 2**32
+"""Seeds are integers in [0, 2³²): the range NumPy's ``seed`` takes; every seed ppox derives
+(evaluation seeds ``eval_seed + i``, the shuffling generator's ``seed + 1``) stays within what
+NumPy, torch and Gymnasium accept."""
+LOG_STD_BOUNDS = (-20.0, 2.0)
+"""The clamp of a state-dependent log σ (``ppox.distributions.normal.LOG_STD_MIN/MAX``; a test
+keeps them equal): the initial log σ must lie in it too."""
+MAX_BATCH = 2**24
+"""The most transitions one iteration may collect (``num_steps × num_envs``, per worker)."""
+MAX_ASYNC_ENVS = 256
+"""The most envs ``vectorization="async"`` starts on Gymnasium: one worker process each."""
+
+_STEPS = Span(1, 10**12)
+_COEF = Span(0, 1000)
+_BETA = Span(0, 1e6)
+_FACTOR = Span(1, 100)
+_COUNT = Span(1, 10**6)
 
 
 @dataclass(frozen=True)
 class EnvConfig:
     """Which environment to train on and how it is vectorized and normalized."""
 
-    env_id: str = "CartPole-v1"
+    env_id: Annotated[str, Text(r"\S.*", "a Gymnasium environment id")] = "CartPole-v1"
     """Gymnasium environment id (any registered id, including ones you register yourself; a
     `module:Id` form imports `module` first so its registration runs)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments passed to `gymnasium.make` (JSON on the command line)."""
-    num_envs: int = 8
-    """Number of parallel environments collecting experience."""
-    vectorization: str = "sync"
+    """Keyword arguments passed to `gymnasium.make` (a JSON object on the command line; standard
+    JSON, so no NaN or Infinity, because the run's config.json must read back the same). Any
+    error the environment raises while being made is reported as one line naming env_id and
+    env_kwargs. `max_episode_steps` belongs in its own field; `render_mode` is not allowed
+    (training envs do not render; `ppox eval --gif` does)."""
+    num_envs: Annotated[int, Span(1, 4096)] = 8
+    """Number of parallel environments collecting experience (at most 4096, and at most 256 with
+    `vectorization=async` on Gymnasium, where each is a process of its own)."""
+    vectorization: Vectorization = "sync"
     """`sync` (all envs in this process) or `async` (one subprocess per env). With EnvPool:
     one worker thread (`sync`) or one per env up to the CPU count (`async`)."""
-    env_backend: str = "gymnasium"
+    env_backend: EnvBackend = "gymnasium"
     """`gymnasium`, `envpool` (C++ batched envs for the ids listed in docs/envpool.md; `pip install
     envpool`; no exact resume of in-flight episodes) or `auto` (EnvPool when it is installed and
     supports the id, else Gymnasium; the run's config.json and checkpoint record the one it got,
     and a resume uses that one)."""
-    max_episode_steps: int | None = None
-    """Override the environment's time limit (None keeps the registered one)."""
+    max_episode_steps: Annotated[int | None, Span(1, 2**31 - 1)] = None
+    """Override the environment's time limit (None keeps the registered one); at most 2³¹ − 1,
+    the largest limit EnvPool stores."""
     normalize_obs: bool = False
     """Normalize observations with running mean/std; the statistics are saved with the policy."""
-    obs_clip: float = 10.0
-    """Clip normalized observations to [-obs_clip, obs_clip]."""
+    obs_clip: Annotated[float, Span(0, 1e6, lo_open=True)] = 10.0
+    """Clip normalized observations to [-obs_clip, obs_clip] (a normalized observation is a
+    number of standard deviations, so 1e6 is as good as no clipping)."""
     scale_reward: bool = False
-    """Divide rewards by the running std of the discounted return (SPEC 5.3)."""
-    reward_clip: float = 10.0
-    """Clip scaled rewards to [-reward_clip, reward_clip]."""
-    nonfinite_env: str = "error"
+    """Divide rewards by the running std of the discounted return (Engstrom et al. 2020,
+    "Implementation Matters in Deep Policy Gradients: A Case Study on PPO and TRPO")."""
+    reward_clip: Annotated[float, Span(0, 1e6, lo_open=True)] = 10.0
+    """Clip scaled rewards to [-reward_clip, reward_clip] (in standard deviations of the return,
+    so 1e6 is as good as no clipping)."""
+    nonfinite_env: NonfiniteEnv = "error"
     """What a non-finite (NaN or infinite) observation or reward from an environment does:
     `error` stops the run with one line naming the environment, the worker, the env index and
     the step (the last checkpoint stays intact); `skip` resets that environment, leaves the
@@ -66,45 +187,50 @@ class EnvConfig:
 class PolicyConfig:
     """Network and action head."""
 
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the MLP hidden layers."""
-    activation: str = "tanh"
+    hidden_sizes: Annotated[tuple[int, ...], Seq(Span(1, 4096), 1, 16)] = (64, 64)
+    """Widths of the MLP hidden layers: 1 to 16 layers of 1 to 4096 units (a comma-separated
+    list on the command line, `64,64`; a JSON list in a config file)."""
+    activation: Activation = "tanh"
     """Hidden activation: `tanh`, `relu` or `elu`."""
     shared_trunk: bool = False
     """One trunk for actor and critic (True) or two separate trunks (False)."""
-    init: str = "orthogonal"
-    """Weight initialization (seed 001 "笨鸟先飞"): `orthogonal` (the activation's gain, zero
-    biases), `xavier` (Glorot-uniform with the same gains), `normal` (Gaussian, variance
-    gain²/fan_in) or `torch` (PyTorch's default for every layer, output gains ignored)."""
-    policy_init_gain: float = 0.01
+    init: Init = "orthogonal"
+    """Weight initialization (a trick of the PPO × Family course's "seven realms" tuning
+    lecture): `orthogonal` (the activation's gain, zero biases), `xavier`
+    (Glorot-uniform with the same gains), `normal` (Gaussian, variance gain²/fan_in) or
+    `torch` (PyTorch's default for every layer, output gains ignored)."""
+    policy_init_gain: Annotated[float, Span(0, 100)] = 0.01
     """Init gain of the policy output layer; small so early actions are near uniform."""
-    value_init_gain: float = 1.0
+    value_init_gain: Annotated[float, Span(0, 100)] = 1.0
     """Init gain of the value output layer."""
-    sigma_mode: str = "independent"
+    sigma_mode: SigmaMode = "independent"
     """Gaussian σ for Box actions: `independent` (learned, state-independent), `fixed`,
     or `state` (a network output)."""
-    init_log_std: float = 0.0
-    """Initial log σ (the value for `fixed`)."""
-    temperature: float = 1.0
-    """Sampling temperature of categorical heads (logits are divided by it)."""
-    action_bound: str = "clip"
+    init_log_std: Annotated[float, Span(-20.0, 2.0)] = 0.0
+    """Initial log σ (the value for `fixed`), within the clamp [-20, 2] that a state-dependent
+    log σ is held to (σ from 2e-9 to 7.4)."""
+    temperature: Annotated[float, Span(1e-3, 1e3)] = 1.0
+    """Sampling temperature of categorical heads (logits are divided by it); from 1e-3 (already
+    greedy) to 1e3 (already uniform), so the divided logits stay far from float32 overflow."""
+    action_bound: ActionBound = "clip"
     """How Box actions reach the env: `clip` to the bounds, or `rescale` from [-1, 1] to the
     bounds. The unclipped sample is what is stored and trained on."""
-    multi_discrete: str = "factored"
+    multi_discrete: MultiDiscreteHead = "factored"
     """MultiDiscrete / MultiBinary head: `factored` (one categorical per dimension, log-probs
     summed) or `flat` (one categorical over every combination; for comparison, small spaces)."""
-    hybrid_mode: str = "independent"
+    hybrid_mode: HybridMode = "independent"
     """Hybrid (Discrete type + Box parameters) head: `independent` (H-PPO), `autoregressive`
     (parameters conditioned on the chosen type) or `type_given_params` (the type head also
     reads the parameter head's mean)."""
     hybrid_detach: bool = True
     """With `type_given_params`: detach the parameter mean before the type head reads it, so
-    the type's loss does not train the parameter head (seed 000 Q14)."""
+    the type's loss does not train the parameter head (the PPO × Family course's Q&A on its
+    second lecture, on action spaces, discusses this H-PPO variant)."""
     obs_encoders: dict[str, str] = field(default_factory=dict)
     """Encoder per observation key path (`{"items": "deep_sets"}`; paths join Dict keys and Tuple
     indices with `/`): a name given to `ppox.nn.register_encoder`, or `module:callable`. Other keys
     get the default for their kind (docs/observations.md)."""
-    cnn_features: int = 512
+    cnn_features: Annotated[int, Span(1, 4096)] = 512
     """Output width of the CNN that encodes uint8 image observations."""
 
 
@@ -112,94 +238,108 @@ class PolicyConfig:
 class PPOConfig:
     """Algorithm, rollout, loss and optimizer settings."""
 
-    algo: str = "ppo-clip"
-    """`ppo-clip`, `ppo-penalty` (adaptive KL penalty, SPEC 1.5) or `reinforce` (Monte Carlo
-    reward-to-go with a baseline, SPEC 1.1); all share the collector and the learner."""
+    algo: Algo = "ppo-clip"
+    """`ppo-clip`, `ppo-penalty` (the adaptive KL penalty of "Proximal Policy Optimization
+    Algorithms", Schulman et al. 2017, §4) or `reinforce` (Monte Carlo reward-to-go with a
+    baseline, as in the PPO × Family course's policy-gradient tutorial); all share the
+    collector and the learner."""
 
-    num_steps: int = 32
-    """Steps collected per environment per iteration (batch = num_steps × num_envs)."""
-    num_epochs: int = 20
+    num_steps: Annotated[int, Span(1, 2**20)] = 32
+    """Steps collected per environment per iteration (batch = num_steps × num_envs, at most
+    2²⁴ transitions)."""
+    num_epochs: Annotated[int, Span(1, 1000)] = 20
     """Passes over the batch per iteration."""
-    num_minibatches: int = 1
-    """Minibatches per epoch (minibatch = batch / num_minibatches)."""
-    learning_rate: float = 1e-3
-    """Adam learning rate at the start of training."""
+    num_minibatches: Annotated[int, Span(1, MAX_BATCH)] = 1
+    """Minibatches per epoch (minibatch = batch / num_minibatches; it must divide the batch)."""
+    learning_rate: Annotated[float, Span(0, 1, lo_open=True)] = 1e-3
+    """Adam learning rate at the start of training; at most 1 (Adam moves each parameter by
+    about the learning rate per step, so larger values leave any sensible scale in a few
+    steps)."""
     anneal_lr: bool = True
     """Anneal the learning rate linearly to 0 over the step budget."""
-    adam_eps: float = 1e-5
-    """Adam epsilon."""
-    gamma: float = 0.98
+    adam_eps: Annotated[float, Span(1e-12, 1)] = 1e-5
+    """Adam epsilon, from 1e-12 to 1: the step is lr·m/(√v + ε), so a tinier ε lets a nearly
+    zero gradient take a full step (or divide 0 by 0 in float32)."""
+    gamma: Annotated[float, Span(0, 1)] = 0.98
     """Discount factor γ of the return."""
-    lam: float = 0.8
+    lam: Annotated[float, Span(0, 1)] = 0.8
     """GAE λ: 0 gives one-step TD errors, 1 Monte Carlo advantages."""
-    advantage: str = "gae"
+    advantage: AdvantageKind = "gae"
     """Advantage estimator: `gae` (GAE(γ, λ)), `nstep` (n_step-step returns minus V) or `mc`
     (Monte Carlo returns minus V, bootstrapped only where the rollout or a truncation cuts an
     episode; the same as `gae` with λ = 1). Ignored by `reinforce`."""
-    n_step: int = 5
-    """Rewards summed before bootstrapping when advantage=`nstep` (DPPO's K)."""
+    n_step: Annotated[int, Span(1, 2**20)] = 5
+    """Rewards summed before bootstrapping when advantage=`nstep` (DPPO's K; n_step ≥ num_steps
+    gives Monte Carlo returns within the rollout)."""
     recompute_adv: bool = False
     """Recompute values and advantages with the latest critic (no gradient) at the start of every
-    epoch after the first (seed 001 "稳扎稳打"); value clipping then uses those values as V_old."""
-    minibatch_order: str = "transitions"
+    epoch after the first (a trick of the PPO × Family course's "seven realms" tuning
+    lecture); value clipping then uses those values as V_old."""
+    minibatch_order: MinibatchOrder = "transitions"
     """How each epoch cuts minibatches: `transitions` (shuffle single steps), `trajectories`
     (shuffle whole episode segments, keeping their steps in order) or `fixed` (env by env in
     time order, the same every epoch)."""
-    clip_coef: float = 0.2
-    """PPO clip ε."""
-    dual_clip: float | None = None
-    """Dual-clip bound c > 1 for negative advantages (None: off)."""
-    value_clip: float | None = None
-    """Value-clip ε_v in return units (None: off; SPEC 1.4)."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus at the start of training."""
-    ent_coef_end: float | None = None
+    clip_coef: Annotated[float, Span(0, 1, lo_open=True)] = 0.2
+    """PPO clip ε, in (0, 1] (with ε > 1 the lower bound 1 − ε of the ratio would be negative)."""
+    dual_clip: Annotated[float | None, Span(1, 100, lo_open=True)] = None
+    """Dual-clip bound c > 1 for negative advantages, at most 100 (None: off)."""
+    value_clip: Annotated[float | None, Span(0, 1e6, lo_open=True)] = None
+    """Value-clip ε_v in return units (None: off; the value-function clipping of "The 37
+    Implementation Details of Proximal Policy Optimization", Huang et al. 2022)."""
+    vf_coef: Annotated[float, _COEF] = 0.5
+    """Weight of the value loss, from 0 to 1000 (loss weights are bounded so that a weighted
+    float32 loss term cannot overflow while its loss is below 1e35)."""
+    ent_coef: Annotated[float, _COEF] = 0.0
+    """Weight of the entropy bonus at the start of training (0 to 1000, as vf_coef)."""
+    ent_coef_end: Annotated[float | None, _COEF] = None
     """Entropy weight at the end of training (None: same as ent_coef)."""
-    ent_schedule: str = "constant"
-    """How the entropy weight moves from ent_coef to ent_coef_end: constant, linear, exponential."""
-    max_grad_norm: float | None = 0.5
+    ent_schedule: Schedule = "constant"
+    """How the entropy weight moves from ent_coef to ent_coef_end: `constant`, `linear` or
+    `exponential` (geometric, so both ends must be > 0)."""
+    max_grad_norm: Annotated[float | None, Span(0, 1e6, lo_open=True)] = 0.5
     """Gradient-norm threshold for grad_clip `norm` and `ignore` (None: no clipping). The
     pre-clip norm is logged as `grad_norm`."""
-    grad_clip: str = "norm"
+    grad_clip: GradClip = "norm"
     """`norm`: scale the gradient down to total norm ≤ max_grad_norm; `value`: clamp every
     element to ±grad_clip_value; `ignore`: skip the optimizer step of a minibatch whose norm
     exceeds max_grad_norm (counted as `skipped_updates`)."""
-    grad_norm_type: float = 2.0
-    """p of the total gradient norm (any p > 0; `inf` for the max-abs norm)."""
-    grad_clip_value: float = 1.0
+    grad_norm_type: Annotated[float, Span(1, 4, inf=True)] = 2.0
+    """p of the total gradient norm: 1 ≤ p ≤ 4, or `inf` for the max-abs norm (p < 1 is not a
+    norm, and float32 |g|^p overflows for |g| > 3.4e38^(1/p), already 7e3 at p = 10, which
+    would zero the clipped gradient)."""
+    grad_clip_value: Annotated[float, Span(0, 1e6, lo_open=True)] = 1.0
     """Element bound for grad_clip=`value`."""
-    norm_adv: str = "minibatch"
+    norm_adv: NormAdv = "minibatch"
     """Advantage normalization: `minibatch`, `batch` or `off`."""
-    norm_adv_scope: str = "global"
+    norm_adv_scope: Scope = "global"
     """With several workers (docs/distributed.md): normalize advantages with the mean and std of
-    all workers' samples together (`global`, by all-reduce; seed 000 A5) or of each worker's own
-    (`per_worker`, as the DPPO paper's workers do; seed 000 Q7). No effect in one process."""
-    target_kl: float | None = None
+    all workers' samples together (`global`, by all-reduce) or of each worker's own
+    (`per_worker`, as the DPPO paper's workers do); the PPO × Family course's Q&A on its second
+    lecture weighs the two for DPPO. No effect in one process."""
+    target_kl: Annotated[float | None, Span(0, 1000, lo_open=True)] = None
     """Stop the epoch loop early when the approximate KL exceeds 1.5 × this (None: off)."""
-    kl_coef: float = 1.0
-    """ppo-penalty: initial KL weight β."""
-    kl_target: float = 0.01
+    kl_coef: Annotated[float, _BETA] = 1.0
+    """ppo-penalty: initial KL weight β, from 0 to 1e6."""
+    kl_target: Annotated[float, Span(0, 100, lo_open=True)] = 0.01
     """ppo-penalty: the KL the adaptive rule aims for."""
-    kl_tolerance: float = 1.5
+    kl_tolerance: Annotated[float, _FACTOR] = 1.5
     """ppo-penalty: β grows when KL > kl_tolerance·kl_target, shrinks when KL < kl_target/kl_tolerance."""
-    kl_raise: float = 2.0
-    """ppo-penalty: factor β is multiplied by when the KL is too high."""
-    kl_lower: float = 2.0
-    """ppo-penalty: factor β is divided by when the KL is too low."""
-    kl_coef_scope: str = "global"
+    kl_raise: Annotated[float, _FACTOR] = 2.0
+    """ppo-penalty: factor β is multiplied by when the KL is too high (1 to 100)."""
+    kl_lower: Annotated[float, _FACTOR] = 2.0
+    """ppo-penalty: factor β is divided by when the KL is too low (1 to 100)."""
+    kl_coef_scope: Scope = "global"
     """ppo-penalty with several workers: adapt β from the KL over all workers' batches (`global`,
     one β everywhere) or from each worker's own batch (`per_worker`, DPPO's per-worker
     adaptation; β then differs by worker and checkpoints keep worker 0's). No effect in one process."""
-    kl_margin: float | None = None
+    kl_margin: Annotated[float | None, Span(0, 100, lo_open=True)] = None
     """ppo-penalty: DPPO's hinge ξ·max(0, KL − kl_margin·kl_target)² per minibatch (None: off; DPPO uses 2)."""
-    kl_margin_coef: float = 1000.0
-    """ppo-penalty: ξ, the weight of the hinge (DPPO: 1000)."""
-    baseline: str = "critic"
+    kl_margin_coef: Annotated[float, _BETA] = 1000.0
+    """ppo-penalty: ξ, the weight of the hinge (DPPO: 1000; at most 1e6)."""
+    baseline: Baseline = "critic"
     """reinforce: the baseline b in (G_t − b)·∇log π: `critic` (a learned V(s), also used to
     bootstrap cut episodes), `mean` (running mean of past returns) or `none`."""
-    nan_guard: str = "rollback"
+    nan_guard: NanGuard = "rollback"
     """What a non-finite loss or gradient does (the PPO × Family course's Q&A on NaN in training):
     `rollback` skips that minibatch step (counted in `nonfinite_updates`) and, after
     `nan_patience` such steps in a row, restores the policy and optimizer to their state at the
@@ -207,11 +347,11 @@ class PPOConfig:
     (counted in `rollbacks`, with a warning); after `nan_max_rollbacks` rollbacks with no finite
     update between them the run stops with an error. `error` stops the run at the first
     non-finite step. Either way no non-finite parameter is ever kept or checkpointed."""
-    nan_patience: int = 3
+    nan_patience: Annotated[int, _COUNT] = 3
     """nan_guard=`rollback`: non-finite minibatch steps in a row that trigger a rollback."""
-    nan_lr_factor: float = 0.5
+    nan_lr_factor: Annotated[float, Span(0, 1, lo_open=True, hi_open=True)] = 0.5
     """nan_guard=`rollback`: factor applied to the learning rate at each rollback (0 < f < 1)."""
-    nan_max_rollbacks: int = 5
+    nan_max_rollbacks: Annotated[int, _COUNT] = 5
     """nan_guard=`rollback`: rollbacks in a row (no finite update between them) before the run stops."""
 
 
@@ -219,25 +359,35 @@ class PPOConfig:
 class RunConfig:
     """Budget, seeds, evaluation, logging and checkpoints."""
 
-    total_steps: int = 100_000
-    """Environment steps to train for (summed over all envs)."""
-    seed: int = 1
-    """Master seed: drives Python, NumPy, torch and the collection envs' seeds."""
-    eval_every: int = 10_000
+    total_steps: Annotated[int, _STEPS] = 100_000
+    """Environment steps to train for (summed over all envs; at most 1e12)."""
+    seed: Annotated[int, Span(0, SEED_LIMIT - 1)] = 1
+    """Master seed: drives Python, NumPy, torch and the collection envs' seeds; 0 ≤ seed < 2³²
+    (NumPy's seed range)."""
+    eval_every: Annotated[int, Span(0, 10**12)] = 10_000
     """Evaluate every this many environment steps (0: only at the end)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation; episode i uses seed eval_seed + i."""
-    eval_seed: int = 1_000_000
-    """First evaluation seed. Collection seeds are drawn to avoid the evaluation set."""
+    eval_episodes: Annotated[int, Span(1, 10_000)] = 10
+    """Episodes per evaluation, run side by side (one env each, at most 10,000); episode i uses
+    seed eval_seed + i."""
+    eval_seed: Annotated[int, Span(0, SEED_LIMIT - 1)] = 1_000_000
+    """First evaluation seed; eval_seed + eval_episodes ≤ 2³² so every evaluation seed is a
+    valid seed. Collection seeds are drawn to avoid the evaluation set."""
     eval_deterministic: bool = True
     """Evaluate the mode of the policy (True) or sample from it (False)."""
-    checkpoint_every: int = 10
+    eval_max_steps: Annotated[int, Span(1, 10**9)] = 100_000
+    """The most steps one evaluation episode may take (also in `ppox eval` and its GIF). An
+    environment without a time limit (CliffWalking-v1, say) could otherwise keep an evaluation
+    going forever; 100,000 is above every time limit Gymnasium registers (the longest, Atari's,
+    is 108,000 frames = 27,000 steps at the default frame skip), so only episodes that would
+    not end on their own are cut. A cut episode counts its return so far and is reported as
+    cut (`truncated_at_cap` in `ppox eval`'s output, a warning during training)."""
+    checkpoint_every: Annotated[int, Span(1, 10**9)] = 10
     """Write a checkpoint every this many iterations (and always at the end)."""
-    run_dir: str | None = None
+    run_dir: Annotated[str | None, Text(r"[^\x00]+", "a directory path")] = None
     """Where the run is written (default: runs/<env>-s<seed>-<time>)."""
-    device: str = "cpu"
+    device: Annotated[str, Text(r"cpu|auto|cuda(:\d{1,3})?", "cpu, cuda, cuda:N or auto")] = "cpu"
     """`cpu`, `cuda`, `cuda:N` or `auto` (a GPU when one is present)."""
-    act_backend: str = "auto"
+    act_backend: ActBackend = "auto"
     """How collection runs the policy: `numpy` acts in NumPy (3.5–4.5× cheaper per step than
     torch at a few envs; benchmarks/fixed_costs.py), which serves a plain MLP policy on the CPU
     reading a Box observation, whose action head declares a NumPy kernel (Discrete and Box
@@ -245,7 +395,7 @@ class RunConfig:
     serves the policy and `torch` otherwise. An explicit `numpy` that cannot serve the policy is
     an error naming why. The backend a run got is printed at start and recorded in config.json
     and summary.json."""
-    update_backend: str = "auto"
+    update_backend: UpdateBackend = "auto"
     """How each minibatch's gradient is computed: `numpy` writes the loss's gradient out by
     hand in NumPy (a 64-wide MLP's minibatch step at 64–256 samples takes a third to a quarter
     of autograd's time; benchmarks/fixed_costs.py), which serves PPO-Clip on the policies
@@ -253,10 +403,11 @@ class RunConfig:
     is classified; docs/performance.md); `autograd` always uses autograd; `auto` takes `numpy`
     where it serves the run and `autograd` otherwise. An explicit `numpy` that cannot serve the
     run is an error naming why. Recorded like `act_backend`."""
-    threads: int = 1
+    threads: Annotated[int, Span(0, 1024)] = 1
     """Intra-op threads of torch and of NumPy's BLAS (per worker under torchrun); 1 is fastest
-    for small MLPs on CPU (0: leave both libraries' defaults)."""
-    batch_scope: str = "global"
+    for small MLPs on CPU (0: leave both libraries' defaults; at most 1024, more than any CPU
+    has cores)."""
+    batch_scope: Scope = "global"
     """With W workers under torchrun (docs/distributed.md): `global` makes num_envs, the batch
     (num_steps × num_envs) and its minibatches count all workers together, each worker running
     num_envs / W envs, so a run learns the same way on any number of workers; `per_worker` gives
@@ -325,13 +476,15 @@ class Config:
         return max(1, math.ceil(self.run.total_steps / self.batch_size))
 
     def replace(self, **flat: Any) -> Config:
-        """A copy with fields changed by flat name, e.g. ``cfg.replace(learning_rate=3e-4)``."""
+        """A copy with fields changed by flat name, e.g. ``cfg.replace(learning_rate=3e-4)``.
+        Each value is checked against its field's annotation (:class:`ConfigError` naming the
+        field); the rules between fields are :meth:`validate`'s."""
         where = field_sections()
         updates: dict[str, dict[str, Any]] = {}
         for name, value in flat.items():
             if name not in where:
-                raise ConfigError(f"unknown config field {name!r}")
-            updates.setdefault(where[name], {})[name] = value
+                raise ConfigError(f"unknown config field {name!r}{_did_you_mean(name, where)}")
+            updates.setdefault(where[name], {})[name] = check_field(name, value)
         parts = {s: dataclasses.replace(getattr(self, s), **u) for s, u in updates.items()}
         return dataclasses.replace(self, **parts)
 
@@ -339,169 +492,367 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Config:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming the key."""
-        kinds = {"env": EnvConfig, "policy": PolicyConfig, "ppo": PPOConfig, "run": RunConfig}
+    def from_dict(cls, data: Any) -> Config:
+        """Inverse of :meth:`to_dict`: sections of fields, as a config.json holds them. Unknown
+        sections and keys, and values that do not fit their field, are a :class:`ConfigError`
+        naming them."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"a config is a JSON object of sections {SECTIONS} (got {_kind(data)})"
+            )
         parts = {}
         for section, values in data.items():
             if section in RECORD_KEYS:  # what a run recorded beside its config (config.json)
                 continue
-            if section not in kinds:
-                raise ConfigError(f"unknown config section {section!r}; allowed: {SECTIONS}")
-            names = {f.name for f in dataclasses.fields(kinds[section])}
-            unknown = set(values) - names - ({"ortho_init"} if section == "policy" else set())
-            if unknown:
+            if section not in _sections():
                 raise ConfigError(
-                    f"unknown field(s) {sorted(unknown)} in config section {section!r}"
+                    f"unknown config section {section!r}{_did_you_mean(str(section), SECTIONS)}; "
+                    f"allowed: {', '.join(SECTIONS)}"
                 )
-            values = dict(values)
-            if (
-                section == "policy" and "ortho_init" in values
-            ):  # configs written before `init` existed
-                values.setdefault("init", "orthogonal" if values.pop("ortho_init") else "torch")
-            if "hidden_sizes" in values:
-                values["hidden_sizes"] = tuple(values["hidden_sizes"])
-            parts[section] = kinds[section](**values)
+            parts[section] = _section_from_dict(section, values)
         return cls(**parts)
 
     def validate(self) -> Config:
-        """Raise :class:`ConfigError` naming the first impossible field; return self."""
-        for name, ok, allowed in _checks(self):
-            if not ok:
-                raise ConfigError(f"{name}={flat_values(self)[name]!r} is not allowed: {allowed}")
-        if self.minibatch_size < 1 or self.batch_size % self.ppo.num_minibatches:
-            raise ConfigError(
-                f"num_minibatches={self.ppo.num_minibatches} must divide the batch of "
-                f"num_steps × num_envs = {self.batch_size} into minibatches of at least one sample"
-            )
-        return self
+        """Raise :class:`ConfigError` naming the first field that does not fit its annotation,
+        or the first rule between fields that fails; return the config with every value in its
+        canonical form (ints as floats in float fields, lists as tuples): ``self`` when they
+        already are."""
+        values = flat_values(self)
+        canonical = {name: check_field(name, value) for name, value in values.items()}
+        changed = {
+            k: v for k, v in canonical.items() if type(v) is not type(values[k]) or v != values[k]
+        }
+        cfg = self.replace(**changed) if changed else self
+        _check_rules(cfg)
+        return cfg
 
 
-def _checks(c: Config) -> list[tuple[str, bool, str]]:
-    e, p, o, r = c.env, c.policy, c.ppo, c.run
-    pos = "must be > 0"
-
-    def opt_pos(x: float | None) -> bool:
-        return x is None or x > 0
-
-    return [
-        ("env_id", bool(e.env_id), "a non-empty Gymnasium id"),
-        ("num_envs", e.num_envs >= 1, "must be ≥ 1"),
-        ("vectorization", e.vectorization in ("sync", "async"), "one of 'sync', 'async'"),
-        ("env_backend", e.env_backend in ENV_BACKENDS, f"one of {ENV_BACKENDS}"),
-        (
-            "max_episode_steps",
-            e.max_episode_steps is None or e.max_episode_steps >= 1,
-            "None or ≥ 1",
-        ),
-        ("obs_clip", e.obs_clip > 0, pos),
-        ("reward_clip", e.reward_clip > 0, pos),
-        (
-            "hidden_sizes",
-            len(p.hidden_sizes) > 0 and all(h >= 1 for h in p.hidden_sizes),
-            "one or more widths ≥ 1",
-        ),
-        ("activation", p.activation in ACTIVATIONS, f"one of {ACTIVATIONS}"),
-        ("init", p.init in INITS, f"one of {INITS}"),
-        (
-            "sigma_mode",
-            p.sigma_mode in ("independent", "fixed", "state"),
-            "one of 'independent', 'fixed', 'state'",
-        ),
-        ("temperature", p.temperature > 0, pos),
-        ("action_bound", p.action_bound in ("clip", "rescale"), "one of 'clip', 'rescale'"),
-        ("multi_discrete", p.multi_discrete in ("factored", "flat"), "one of 'factored', 'flat'"),
-        (
-            "hybrid_mode",
-            p.hybrid_mode in ("independent", "autoregressive", "type_given_params"),
-            "one of 'independent', 'autoregressive', 'type_given_params'",
-        ),
-        (
-            "obs_encoders",
-            all(isinstance(k, str) and isinstance(v, str) and v for k, v in p.obs_encoders.items()),
-            "a mapping of observation key path → encoder name or 'module:callable'",
-        ),
-        ("cnn_features", p.cnn_features >= 1, "must be ≥ 1"),
-        ("num_steps", o.num_steps >= 1, "must be ≥ 1"),
-        ("num_epochs", o.num_epochs >= 1, "must be ≥ 1"),
-        ("num_minibatches", o.num_minibatches >= 1, "must be ≥ 1"),
-        ("learning_rate", o.learning_rate > 0, pos),
-        ("adam_eps", o.adam_eps > 0, pos),
-        ("gamma", 0 <= o.gamma <= 1, "must lie in [0, 1]"),
-        ("lam", 0 <= o.lam <= 1, "must lie in [0, 1]"),
-        ("clip_coef", o.clip_coef > 0, pos),
-        ("dual_clip", o.dual_clip is None or o.dual_clip > 1, "None or > 1"),
-        ("value_clip", opt_pos(o.value_clip), "None or > 0"),
-        ("vf_coef", o.vf_coef >= 0, "must be ≥ 0"),
-        ("ent_coef", o.ent_coef >= 0, "must be ≥ 0"),
-        ("ent_coef_end", o.ent_coef_end is None or o.ent_coef_end >= 0, "None or ≥ 0"),
-        ("ent_schedule", o.ent_schedule in SCHEDULES, f"one of {SCHEDULES}"),
-        ("max_grad_norm", opt_pos(o.max_grad_norm), "None or > 0"),
-        ("grad_clip", o.grad_clip in GRAD_CLIPS, f"one of {GRAD_CLIPS}"),
-        (
-            "grad_clip",
-            not (o.grad_clip == "ignore" and o.max_grad_norm is None),
-            "'ignore' needs a max_grad_norm",
-        ),
-        ("grad_norm_type", o.grad_norm_type > 0, "must be > 0 (inf for the max norm)"),
-        ("grad_clip_value", o.grad_clip_value > 0, pos),
-        ("algo", o.algo in ALGOS, f"one of {ALGOS}"),
-        ("advantage", o.advantage in ADVANTAGES, f"one of {ADVANTAGES}"),
-        ("n_step", o.n_step >= 1, "must be ≥ 1"),
-        ("minibatch_order", o.minibatch_order in ORDERS, f"one of {ORDERS}"),
-        ("kl_coef", o.kl_coef >= 0, "must be ≥ 0"),
-        ("kl_target", o.kl_target > 0, pos),
-        ("kl_tolerance", o.kl_tolerance >= 1, "must be ≥ 1"),
-        ("kl_raise", o.kl_raise >= 1, "must be ≥ 1"),
-        ("kl_lower", o.kl_lower >= 1, "must be ≥ 1"),
-        ("kl_margin", opt_pos(o.kl_margin), "None or > 0"),
-        ("kl_margin_coef", o.kl_margin_coef >= 0, "must be ≥ 0"),
-        ("baseline", o.baseline in BASELINES, f"one of {BASELINES}"),
-        ("nonfinite_env", e.nonfinite_env in NONFINITE_ENV, f"one of {NONFINITE_ENV}"),
-        ("nan_guard", o.nan_guard in NAN_GUARDS, f"one of {NAN_GUARDS}"),
-        ("nan_patience", o.nan_patience >= 1, "must be ≥ 1"),
-        ("nan_lr_factor", 0 < o.nan_lr_factor < 1, "must lie in (0, 1)"),
-        ("nan_max_rollbacks", o.nan_max_rollbacks >= 1, "must be ≥ 1"),
-        (
-            "norm_adv",
-            o.norm_adv in ("minibatch", "batch", "off"),
-            "one of 'minibatch', 'batch', 'off'",
-        ),
-        ("norm_adv_scope", o.norm_adv_scope in SCOPES, f"one of {SCOPES}"),
-        ("kl_coef_scope", o.kl_coef_scope in SCOPES, f"one of {SCOPES}"),
-        ("batch_scope", r.batch_scope in SCOPES, f"one of {SCOPES}"),
-        ("target_kl", opt_pos(o.target_kl), "None or > 0"),
-        ("total_steps", r.total_steps >= 1, "must be ≥ 1"),
-        ("eval_every", r.eval_every >= 0, "must be ≥ 0"),
-        ("eval_episodes", r.eval_episodes >= 1, "must be ≥ 1"),
-        ("eval_seed", r.eval_seed >= 0, "must be ≥ 0"),
-        ("checkpoint_every", r.checkpoint_every >= 1, "must be ≥ 1"),
-        ("threads", r.threads >= 0, "must be ≥ 0"),
-        ("act_backend", r.act_backend in ACT_BACKENDS, f"one of {ACT_BACKENDS}"),
-        ("update_backend", r.update_backend in UPDATE_BACKENDS, f"one of {UPDATE_BACKENDS}"),
-        (
-            "device",
-            r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"),
-            "cpu, cuda, cuda:N or auto",
-        ),
-    ]
+def _section_from_dict(section: str, values: Any) -> Any:
+    kind = _sections()[section]
+    if not isinstance(values, Mapping):
+        raise ConfigError(
+            f"config section {section!r} must be a JSON object of fields (got {_kind(values)})"
+        )
+    values = dict(values)
+    if section == "policy" and "ortho_init" in values:  # configs written before `init` existed
+        old = values.pop("ortho_init")
+        if not isinstance(old, bool):
+            raise ConfigError(f"ortho_init={_show(old)} is not allowed: true or false")
+        values.setdefault("init", "orthogonal" if old else "torch")
+    names = [f.name for f in dataclasses.fields(kind)]
+    unknown = [str(k) for k in values if k not in names]
+    if unknown:
+        hint = _did_you_mean(unknown[0], names)
+        raise ConfigError(f"unknown field(s) {sorted(unknown)} in config section {section!r}{hint}")
+    return kind(**{name: check_field(name, value) for name, value in values.items()})
 
 
-ENV_BACKENDS = ("gymnasium", "envpool", "auto")
-ACT_BACKENDS = ("auto", "numpy", "torch")
-UPDATE_BACKENDS = ("auto", "numpy", "autograd")
-ACTIVATIONS = ("tanh", "relu", "elu")
-INITS = ("orthogonal", "xavier", "normal", "torch")
-ALGOS = ("ppo-clip", "ppo-penalty", "reinforce")
-ADVANTAGES = ("gae", "nstep", "mc")
-ORDERS = ("transitions", "trajectories", "fixed")
-GRAD_CLIPS = ("norm", "value", "ignore")
-BASELINES = ("critic", "mean", "none")
-SCOPES = ("global", "per_worker")
-NONFINITE_ENV = ("error", "skip")
-NAN_GUARDS = ("rollback", "error")
+def _check_rules(c: Config) -> None:
+    """The rules between fields, each raising :class:`ConfigError` naming the fields."""
+    e, o, r = c.env, c.ppo, c.run
+    if c.batch_size > MAX_BATCH:
+        raise ConfigError(
+            f"num_steps × num_envs = {o.num_steps} × {e.num_envs} = {c.batch_size} is not allowed: "
+            f"a batch holds at most {MAX_BATCH} transitions"
+        )
+    if c.batch_size % o.num_minibatches:
+        raise ConfigError(
+            f"num_minibatches={o.num_minibatches} must divide the batch of "
+            f"num_steps × num_envs = {c.batch_size} into minibatches of at least one sample"
+        )
+    if o.grad_clip == "ignore" and o.max_grad_norm is None:
+        raise ConfigError("grad_clip='ignore' needs a max_grad_norm (got None)")
+    end = o.ent_coef if o.ent_coef_end is None else o.ent_coef_end
+    if o.ent_schedule == "exponential" and (o.ent_coef <= 0 or end <= 0):
+        raise ConfigError(
+            f"ent_schedule='exponential' needs ent_coef > 0 and ent_coef_end > 0 (got ent_coef="
+            f"{o.ent_coef}, ent_coef_end={o.ent_coef_end}): a geometric schedule cannot reach or "
+            "leave 0; use 'linear'"
+        )
+    if r.eval_seed + r.eval_episodes > SEED_LIMIT:
+        raise ConfigError(
+            f"eval_seed + eval_episodes = {r.eval_seed} + {r.eval_episodes} is not allowed: the "
+            f"evaluation seeds eval_seed … eval_seed + eval_episodes − 1 must stay below 2³² = {SEED_LIMIT}"
+        )
+    if e.vectorization == "async" and e.env_backend != "envpool" and e.num_envs > MAX_ASYNC_ENVS:
+        raise ConfigError(
+            f"num_envs={e.num_envs} with vectorization='async' is not allowed: at most "
+            f"{MAX_ASYNC_ENVS} env processes (use 'sync', or env_backend='envpool')"
+        )
+    if e.max_episode_steps is not None and "max_episode_steps" in e.env_kwargs:
+        raise ConfigError(
+            "max_episode_steps is given twice, as a field and in env_kwargs; keep the field"
+        )
+    if "render_mode" in e.env_kwargs:
+        raise ConfigError(
+            f"env_kwargs sets render_mode={e.env_kwargs['render_mode']!r}: training envs do not "
+            "render (a window or frames every step; no display on a server); `ppox eval --gif` "
+            "renders an evaluation episode"
+        )
 
 
+# --- the parser: Python values and command-line text against a field's annotation ------------
+def check_field(name: str, value: Any) -> Any:
+    """``value`` in its canonical form if it fits field ``name``'s annotation; else a
+    :class:`ConfigError` naming the field, the value and what is allowed."""
+    return check_value(name, value, field_types()[name])
+
+
+def check_value(label: str, value: Any, tp: Any) -> Any:
+    """``value`` in its canonical form if it fits the annotation ``tp`` (a field's, or a
+    command-line option's); else a :class:`ConfigError` ``label=value is not allowed: …``."""
+    ok, canonical = _conform(value, tp)
+    if ok:
+        return canonical
+    base = _strip_optional(_strip(tp)[0])[0]
+    got = f" (got {_kind(value)})" if value is None or not _type_fits(value, base) else ""
+    raise ConfigError(f"{label}={_show(value)} is not allowed: {describe_type(tp)}{got}")
+
+
+def _strip(tp: Any) -> tuple[Any, list[Any]]:
+    """``Annotated[T, m...]`` → ``(T, [m...])``; anything else → ``(tp, [])``."""
+    if typing.get_origin(tp) is Annotated:
+        base, *meta = typing.get_args(tp)
+        return base, meta
+    return tp, []
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    """``T | None`` → ``(T, True)``; anything else → ``(tp, False)``."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _meta(meta: list[Any], kind: type) -> Any:
+    return next((m for m in meta if isinstance(m, kind)), None)
+
+
+def _conform(value: Any, tp: Any) -> tuple[bool, Any]:
+    base, meta = _strip(tp)
+    base, optional = _strip_optional(base)
+    if value is None:
+        return optional, None
+    if not _type_fits(value, base):
+        return False, None
+    if typing.get_origin(base) is Literal:
+        return value in typing.get_args(base), value
+    if base is bool:
+        return True, value
+    if base is int or base is float:
+        return _conform_number(value, base, _meta(meta, Span))
+    if base is str:
+        text = _meta(meta, Text)
+        return (
+            bool(value) if text is None else re.fullmatch(text.pattern, value) is not None
+        ), value
+    if typing.get_origin(base) is tuple:
+        return _conform_seq(value, _meta(meta, Seq))
+    return _conform_dict(value, typing.get_args(base))
+
+
+def _type_fits(value: Any, base: Any) -> bool:
+    """Whether ``value`` has the Python type ``base`` asks for (a bool is no number; an int is
+    a float; any list or tuple is a sequence; any mapping a dict)."""
+    origin = typing.get_origin(base)
+    if origin is Literal or base is str:
+        return isinstance(value, str)
+    if base is bool:
+        return isinstance(value, bool)
+    if base is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if base is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if origin is tuple:
+        return isinstance(value, (list, tuple))
+    if origin is dict or base is dict:
+        return isinstance(value, Mapping)
+    raise TypeError(f"no rule for the annotation {base!r}")  # pragma: no cover - a new field kind
+
+
+def _conform_number(value: Any, base: type, span: Span | None) -> tuple[bool, Any]:
+    try:
+        x = base(value)
+    except (OverflowError, ValueError):  # an int too large for a float
+        return False, None
+    if span is None:
+        return math.isfinite(x), x
+    return x in span, x
+
+
+def _conform_seq(value: Any, seq: Seq) -> tuple[bool, Any]:
+    items = []
+    for v in value:
+        if not _type_fits(v, int) or int(v) not in seq.item:
+            return False, None
+        items.append(int(v))
+    return seq.min_len <= len(items) <= seq.max_len, tuple(items)
+
+
+def _conform_dict(value: Mapping, args: tuple[Any, ...]) -> tuple[bool, Any]:
+    out = dict(value)
+    if not all(isinstance(k, str) for k in out):
+        return False, None
+    if args and args[1] is str:  # obs_encoders: key path → encoder name
+        return all(
+            isinstance(v, str) and v.strip() for v in out.values()
+        ), out  # "" is the whole observation
+    try:  # env_kwargs: what standard JSON writes and reads back unchanged
+        same = json.loads(json.dumps(out, allow_nan=False)) == out
+    except (TypeError, ValueError, RecursionError):
+        return False, None
+    return same, out
+
+
+def describe_type(tp: Any) -> str:
+    """What an annotation allows, in words (error messages, ``--help``, docs/config.md)."""
+    base, meta = _strip(tp)
+    base, optional = _strip_optional(base)
+    text = _describe_base(base, meta)
+    return f"{text}, or none" if optional else text
+
+
+def _describe_base(base: Any, meta: list[Any]) -> str:
+    span, seq, txt = _meta(meta, Span), _meta(meta, Seq), _meta(meta, Text)
+    if typing.get_origin(base) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(base))
+    if base is bool:
+        return "true or false"
+    if base is int:
+        return f"an integer {span.describe()}" if span else "an integer"
+    if base is float:
+        number = "a number" if span and span.inf else "a finite number"
+        return f"{number} {span.describe()}" if span else number
+    if base is str:
+        return txt.what if txt else "a non-empty string"
+    if typing.get_origin(base) is tuple:
+        return f"a list of {seq.min_len} to {seq.max_len} integers, each {seq.item.describe()}"
+    if typing.get_args(base)[1:] == (str,):
+        return "a JSON object of key paths ('' is the whole observation) to non-empty names"
+    return "a JSON object (standard JSON: no NaN or Infinity)"
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` on one line, shortened to 80 characters."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr itself fails
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _kind(value: Any) -> str:
+    """The JSON-ish kind of a value, for '(got …)'."""
+    if value is None:
+        return "none"
+    names = {bool: "a bool", int: "an integer", float: "a number", str: "a string",
+             list: "a list", tuple: "a list", dict: "an object"}  # fmt: skip
+    for kind, name in names.items():
+        if type(value) is kind:
+            return name
+    return f"type {type(value).__name__}"
+
+
+def _did_you_mean(name: str, choices: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+NONE_WORDS = ("none", "null")
+"""How optional fields are set to None on the command line."""
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+              "false": False, "0": False, "no": False, "off": False}  # fmt: skip
+"""How a boolean is written in an ablation variant (``normalize_obs=yes``)."""
+
+
+def parse_text(label: str, text: str, tp: Any) -> Any:
+    """The value that command-line ``text`` spells for the annotation ``tp``, checked with
+    :func:`check_value`; :class:`ConfigError` ``label='text' is not allowed: …`` otherwise.
+
+    Numbers are Python literals (``3e-4``, ``1_000``; ``nan`` and ``inf`` parse and are then
+    refused unless allowed), ``none``/``null`` is None for optional fields, a list is
+    ``64,64`` (or JSON), a dict is a JSON object."""
+    base, _ = _strip(tp)
+    base, optional = _strip_optional(base)
+    if optional and text.strip().lower() in NONE_WORDS:
+        return check_value(label, None, tp)
+    try:
+        value = _from_text(text, base)
+    except (ValueError, TypeError, RecursionError):
+        raise ConfigError(f"{label}={_show(text)} is not allowed: {describe_type(tp)}") from None
+    return check_value(label, value, tp)
+
+
+def _from_text(text: str, base: Any) -> Any:
+    if base is bool:
+        return BOOL_WORDS[text.strip().lower()] if text.strip().lower() in BOOL_WORDS else text
+    if base is int:
+        return int(text)
+    if base is float:
+        return float(text)
+    if typing.get_origin(base) is tuple:
+        if text.strip().startswith("["):
+            return loads_json(text)
+        return tuple(int(x) for x in text.replace(",", " ").split())
+    if typing.get_origin(base) is dict or base is dict:
+        return loads_json(text)
+    return text  # str and Literal
+
+
+def parse_field_value(name: str, text: str) -> Any:
+    """A config field's value from text as its flag parses it (booleans as true/false, 1/0,
+    yes/no, on/off); :class:`ConfigError` naming the field otherwise."""
+    if name not in field_sections():
+        raise ConfigError(f"unknown config field {name!r}{_did_you_mean(name, field_sections())}")
+    return parse_text(name, text, field_types()[name])
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that refuses a key given twice in one object (json would keep the last
+    silently)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                raise ValueError(f"key {k!r} appears twice in one object")
+            out[k] = v
+        return out
+
+    return json.loads(text, object_pairs_hook=pairs)
+
+
+def read_config_file(path: str | Path) -> Config:
+    """The config in a JSON file (a run's config.json, or one written by hand), checked field by
+    field; every problem is a :class:`ConfigError` naming the file (call
+    :meth:`Config.validate` for the rules between fields)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"--config {path}: cannot read the file ({_one_line(exc)})") from None
+    try:
+        data = loads_json(text)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"--config {path}: not valid JSON ({_one_line(exc)})") from None
+    try:
+        return Config.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --- the fields: sections, types, docs ---------------------------------------------------------
 def _sections() -> dict[str, type]:
     """Section name → its dataclass."""
     return {"env": EnvConfig, "policy": PolicyConfig, "ppo": PPOConfig, "run": RunConfig}
@@ -524,6 +875,33 @@ def flat_values(cfg: Config) -> dict[str, Any]:
 
 
 @cache
+def field_types() -> dict[str, Any]:
+    """Flat field name → its full annotation (``Annotated`` metadata included)."""
+    out: dict[str, Any] = {}
+    for kind in _sections().values():
+        hints = typing.get_type_hints(kind, include_extras=True)
+        out.update({f.name: hints[f.name] for f in dataclasses.fields(kind)})
+    return out
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The allowed values of a choice field, read from its ``Literal`` annotation."""
+    base = _strip_optional(_strip(field_types()[name])[0])[0]
+    if typing.get_origin(base) is not Literal:
+        raise ValueError(f"config field {name!r} is not a choice")
+    return typing.get_args(base)
+
+
+def is_bool_field(name: str) -> bool:
+    return field_types()[name] is bool
+
+
+def allowed(name: str) -> str:
+    """What field ``name`` allows, in words."""
+    return describe_type(field_types()[name])
+
+
+@cache
 def field_docs() -> dict[str, str]:
     """Flat field name → its docstring, read from this module's source (attribute docstrings)."""
     docs: dict[str, str] = {}
@@ -538,84 +916,41 @@ def field_docs() -> dict[str, str]:
 
 
 def config_markdown() -> str:
-    """The config reference page (``docs/config.md``), generated from the field docstrings."""
+    """The config reference page (``docs/config.md``), generated from the field docstrings and
+    annotations."""
     defaults = dataclasses.asdict(Config())
     docs = field_docs()
     lines = [
         "# Configuration reference",
         "",
-        "Generated from the field docstrings in `src/ppox/config.py` by `ppox.config.config_markdown()`",
-        "(`make docs` rewrites this file; a test keeps the two in sync).",
+        "Generated from the field docstrings and annotations in `src/ppox/config.py` by",
+        "`ppox.config.config_markdown()` (`make docs` rewrites this file; a test keeps the two in sync).",
         "Every field is a flag of `ppox train` (`--field-name VALUE`; booleans as `--flag` / `--no-flag`;",
-        "`none` for optional fields) and a keyword of `Config.replace(field_name=value)` in Python.",
+        "`none` for optional fields), a key of its section in a `--config` JSON file (`null` for",
+        "none) and a keyword of `Config.replace(field_name=value)` in Python. All three are checked",
+        "by one parser against the field's annotation: a value outside **allowed** is an error",
+        "naming the field, the value and what is allowed, before anything is written.",
     ]
     for section, kind in _sections().items():
         lines += [
             "",
             f"## `{section}`: {(kind.__doc__ or '').strip()}",
             "",
-            "| field | default | meaning |",
-            "|---|---|---|",
+            "| field | default | allowed | meaning |",
+            "|---|---|---|---|",
         ]
         for f in dataclasses.fields(kind):
             lines.append(
-                f"| `{f.name}` | `{defaults[section][f.name]!r}` | {docs.get(f.name, '')} |"
+                f"| `{f.name}` | `{defaults[section][f.name]!r}` | {allowed(f.name)} | {docs.get(f.name, '')} |"
             )
+    lines += ["", f"Rules between fields: {RULES}"]
     return "\n".join(lines) + "\n"
 
 
-# --- parsing field values from text (the CLI flags, ablation variants) ------------------------
-def field_types() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kind in _sections().values():
-        hints = typing.get_type_hints(kind)
-        out.update({f.name: hints[f.name] for f in dataclasses.fields(kind)})
-    return out
-
-
-def parser_for(tp: Any, name: str) -> Any:
-    """A string → value converter for a field's annotation."""
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-        inner = parser_for(next(a for a in args if a is not type(None)), name)
-        return lambda s: None if s.lower() in ("none", "null", "off") else inner(s)
-    if typing.get_origin(tp) is tuple:
-        return lambda s: tuple(int(x) for x in s.replace(",", " ").split())
-    if typing.get_origin(tp) is dict or tp is dict:
-        return _json_dict(name)
-    return tp
-
-
-def parse_field_value(name: str, text: str) -> Any:
-    """A config field's value from text as its flag parses it; booleans as true/false (1/0, yes/no)."""
-    tp = field_types()[name]
-    if tp is bool:
-        words = {
-            "true": True,
-            "1": True,
-            "yes": True,
-            "on": True,
-            "false": False,
-            "0": False,
-            "no": False,
-            "off": False,
-        }
-        if text.lower() not in words:
-            raise ValueError("expected true or false")
-        return words[text.lower()]
-    return parser_for(tp, name)(text)
-
-
-def _json_dict(name: str) -> Any:
-    def parse(s: str) -> dict[str, Any]:
-        try:
-            value = json.loads(s)
-        except json.JSONDecodeError as exc:
-            raise argparse.ArgumentTypeError(
-                f"--{name.replace('_', '-')} expects a JSON object: {exc}"
-            ) from None
-        if not isinstance(value, dict):
-            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} expects a JSON object")
-        return value
-
-    return parse
+RULES = (
+    "num_minibatches divides num_steps × num_envs, which is at most 2²⁴; grad_clip=`ignore` needs "
+    "a max_grad_norm; ent_schedule=`exponential` needs ent_coef > 0 and ent_coef_end > 0; "
+    "eval_seed + eval_episodes ≤ 2³²; vectorization=`async` on Gymnasium runs at most 256 envs; "
+    "max_episode_steps is not also given in env_kwargs, which does not set render_mode."
+)
+"""The rules between fields that :meth:`Config.validate` checks, in words (docs/config.md)."""

@@ -110,18 +110,22 @@ def adaptive_kl_coef(
     tolerance: float = 1.5,
     factor: float = 2.0,
     lower_factor: float | None = None,
+    limits: tuple[float, float] = (1e-10, 1e6),
 ) -> float:
     """The adaptive KL-penalty rule of PPO-Penalty (Schulman et al. 2017, §4; DPPO, Heess et al.
     2017).
 
     If the measured ``kl > tolerance·target`` the coefficient β is multiplied by ``factor``; if
     ``kl < target / tolerance`` it is divided by ``lower_factor`` (default: ``factor``);
-    otherwise it is unchanged.
+    otherwise it is unchanged. The result is kept within ``limits``: left alone the rule can
+    double β every update until it overflows to infinity (or halve it to 0), and β·KL then
+    turns the loss non-finite.
     """
+    lo, hi = limits
     if kl > tolerance * target:
-        return coef * factor
+        return min(coef * factor, max(coef, hi))
     if kl < target / tolerance:
-        return coef / (factor if lower_factor is None else lower_factor)
+        return max(coef / (factor if lower_factor is None else lower_factor), min(coef, lo))
     return coef
 
 

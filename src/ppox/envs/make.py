@@ -4,7 +4,11 @@ Vector envs always use ``AutoresetMode.SAME_STEP``: the step that ends an episod
 reset observation and puts the true final observation in ``info["final_obs"]``, so every
 transition in the rollout is a real one and truncated episodes can bootstrap from their final
 observation (Gymnasium ≥ 1.1 defaults to NEXT_STEP, which inserts a junk transition per
-episode; see shared research §4.6).
+episode; see Gymnasium's documentation of the vector autoreset modes).
+
+Whatever goes wrong while an environment is made (an unknown id, a module that does not
+import, keyword arguments the env refuses, an assertion in its constructor) is one
+:class:`EnvError` naming ``env_id`` and ``env_kwargs``, raised before a run directory exists.
 """
 
 from __future__ import annotations
@@ -20,11 +24,20 @@ from ppox.config import EnvConfig
 from ppox.envs.envpool_backend import EnvPoolVectorEnv, resolve_backend
 from ppox.envs.snapshot import Snapshot
 from ppox.envs.vector import LeanSyncVectorEnv
-from ppox.errors import EnvError
+from ppox.errors import EnvError, PpoxError
+
+NOT_REGISTERED = (
+    gym.error.NameNotFound,
+    gym.error.VersionNotFound,
+    gym.error.NamespaceNotFound,
+    gym.error.DeprecatedEnv,
+    gym.error.UnregisteredEnv,
+)
 
 
 def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
-    """One environment from ``cfg.env_id`` (raises :class:`EnvError` for an unknown id)."""
+    """One environment from ``cfg.env_id``; any failure to make it is an :class:`EnvError`
+    naming the id and the keyword arguments."""
     kwargs: dict[str, Any] = dict(cfg.env_kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
@@ -32,18 +45,32 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         kwargs["render_mode"] = render_mode
     try:
         return gym.make(cfg.env_id, **kwargs)
-    except gym.error.Error as exc:  # NameNotFound, VersionNotFound, NamespaceNotFound, ...
+    except PpoxError:  # ppox's own envs say what is wrong themselves
+        raise
+    except NOT_REGISTERED as exc:
         raise EnvError(_unknown_env_message(cfg.env_id, exc)) from None
     except ModuleNotFoundError as exc:
         # Gymnasium re-raises a bare ModuleNotFoundError (name None) for `module:Id` ids
         module = exc.name or cfg.env_id.partition(":")[0]
         raise EnvError(
-            f"env_id={cfg.env_id!r} needs the module {module!r}, which cannot be imported ({exc})"
+            f"env_id={cfg.env_id!r} needs the module {module!r}, which cannot be imported ({_line(exc)})"
         ) from None
-    except TypeError as exc:
+    except Exception as exc:  # the env's constructor or a wrapper refused its arguments
         raise EnvError(
-            f"env_kwargs={cfg.env_kwargs!r} do not fit env_id={cfg.env_id!r}: {exc}"
+            f"env_id={cfg.env_id!r} cannot be made with env_kwargs={_short(kwargs)}: "
+            f"{type(exc).__name__}: {_line(exc)}"
         ) from None
+
+
+def _line(exc: BaseException) -> str:
+    """An exception's message on one line, at most 300 characters."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _short(kwargs: dict[str, Any]) -> str:
+    text = " ".join(repr(kwargs).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _unknown_env_message(env_id: str, exc: Exception) -> str:

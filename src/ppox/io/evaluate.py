@@ -1,12 +1,19 @@
-"""Evaluation on a fixed, reported set of seeds (SPEC §5.4, §7).
+"""Evaluation on a fixed, reported set of seeds, with a step cap per episode.
 
 Each evaluation episode ``i`` starts from ``reset(seed=seeds[i])`` in a fresh environment, so
 evaluations are comparable across checkpoints and runs, and they never touch the training
 envs or the training RNGs (stochastic evaluation draws from its own generator).
+
+An episode stops when the environment ends it or after ``max_steps`` steps (the run's
+``eval_max_steps``): an environment without a time limit would otherwise keep an evaluation
+going forever. An episode cut at the cap keeps the return it collected and is counted in
+``EvalResult.truncated_at_cap``, so a report can say that its returns are partial.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +28,98 @@ from ppox.io.policy import Policy
 from ppox.training.rollout import MASK_KEY
 
 
+@dataclass(frozen=True)
+class EvalResult:
+    """The episodes of one evaluation, one entry per seed."""
+
+    returns: np.ndarray
+    """Undiscounted raw return of each episode (up to the cap for a cut one)."""
+    lengths: np.ndarray
+    """Steps each episode took."""
+    cut: np.ndarray
+    """Whether each episode was stopped at the step cap rather than by the environment."""
+    max_steps: int
+    """The cap."""
+
+    @property
+    def truncated_at_cap(self) -> int:
+        return int(self.cut.sum())
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers ``ppox eval`` prints (and a summary.json can record)."""
+        r = self.returns
+        return {
+            "return_mean": float(r.mean()),
+            "return_std": float(r.std()),
+            "return_min": float(r.min()),
+            "return_max": float(r.max()),
+            "length_mean": float(self.lengths.mean()),
+            "max_steps": self.max_steps,
+            "truncated_at_cap": self.truncated_at_cap,
+        }
+
+
+def evaluate_episodes(
+    policy: Policy,
+    env_cfg: EnvConfig,
+    seeds: list[int],
+    *,
+    deterministic: bool = True,
+    max_steps: int | None = None,
+) -> EvalResult:
+    """One episode per seed, run side by side, each stopped by the env or after ``max_steps``
+    steps (default: the policy's config's ``eval_max_steps``)."""
+    cap = policy.config.run.eval_max_steps if max_steps is None else max_steps
+    envs = SyncVectorEnv(
+        [lambda: make_env(env_cfg)] * len(seeds), autoreset_mode=AutoresetMode.SAME_STEP
+    )
+    generator = torch.Generator().manual_seed(seeds[0])
+    returns = np.zeros(len(seeds))
+    lengths = np.zeros(len(seeds), dtype=np.int64)
+    running = np.ones(len(seeds), dtype=bool)
+    try:
+        obs, info = envs.reset(seed=list[int | None](seeds))
+        for _ in range(cap):
+            action = policy.predict(
+                obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator
+            )
+            obs, reward, terminated, truncated, info = envs.step(action)
+            returns += np.where(running, reward, 0.0)
+            lengths += running
+            running &= ~(terminated | truncated)
+            if not running.any():
+                break
+    finally:
+        envs.close()
+    return EvalResult(returns, lengths, running.copy(), cap)
+
+
 def evaluate(
     policy: Policy,
     env_cfg: EnvConfig,
     seeds: list[int],
     *,
     deterministic: bool = True,
+    max_steps: int | None = None,
 ) -> np.ndarray:
-    """Undiscounted raw returns ``[len(seeds)]``, one episode per seed, run side by side."""
-    envs = SyncVectorEnv(
-        [lambda: make_env(env_cfg)] * len(seeds), autoreset_mode=AutoresetMode.SAME_STEP
+    """Undiscounted raw returns ``[len(seeds)]`` of :func:`evaluate_episodes`; warns when some
+    episode was cut at the step cap (its return is then partial)."""
+    result = evaluate_episodes(
+        policy, env_cfg, seeds, deterministic=deterministic, max_steps=max_steps
     )
-    generator = torch.Generator().manual_seed(seeds[0])
-    returns = np.zeros(len(seeds))
-    running = np.ones(len(seeds), dtype=bool)
-    try:
-        obs, info = envs.reset(seed=list[int | None](seeds))
-        while running.any():
-            action = policy.predict(
-                obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator
-            )
-            obs, reward, terminated, truncated, info = envs.step(action)
-            returns += np.where(running, reward, 0.0)
-            running &= ~(terminated | truncated)
-    finally:
-        envs.close()
-    return returns
+    warn_if_cut(result, env_cfg)
+    return result.returns
+
+
+def warn_if_cut(result: EvalResult, env_cfg: EnvConfig) -> None:
+    """Warn when some evaluation episode was cut at the step cap (its return is then partial)."""
+    if result.truncated_at_cap:
+        warnings.warn(
+            f"ppox: {result.truncated_at_cap} of {len(result.returns)} evaluation episodes of "
+            f"{env_cfg.env_id} were cut at eval_max_steps={result.max_steps} steps; their "
+            "returns are partial",
+            stacklevel=3,
+        )
 
 
 def _render(env: Any, env_id: str) -> Any:
@@ -60,6 +133,16 @@ def _render(env: Any, env_id: str) -> Any:
         ) from None
 
 
+@dataclass(frozen=True)
+class GifResult:
+    """The episode a GIF shows."""
+
+    ret: float
+    length: int
+    cut: bool
+    """Stopped at the step cap rather than by the environment."""
+
+
 def record_gif(
     policy: Policy,
     env_cfg: EnvConfig,
@@ -68,24 +151,28 @@ def record_gif(
     *,
     deterministic: bool = True,
     fps: int = 30,
-) -> float:
-    """Render one episode from ``seed`` to an animated GIF; returns the episode's return."""
+    max_steps: int | None = None,
+) -> GifResult:
+    """Render one episode from ``seed`` to an animated GIF, at most ``max_steps`` steps
+    (default: the policy's config's ``eval_max_steps``)."""
     import imageio.v2 as imageio
 
+    cap = policy.config.run.eval_max_steps if max_steps is None else max_steps
     env = make_env(env_cfg, render_mode="rgb_array")
     frames: list = []
-    total = 0.0
+    total, steps, done = 0.0, 0, False
     try:
         obs, info = env.reset(seed=seed)
         frames.append(_render(env, env_cfg.env_id))
-        done = False
-        while not done:
+        while not done and steps < cap:
             action = policy.predict(obs, deterministic=deterministic, mask=info.get(MASK_KEY))
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
+            steps += 1
             frames.append(_render(env, env_cfg.env_id))
             done = terminated or truncated
     finally:
         env.close()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
-    return total
+    return GifResult(total, steps, not done)

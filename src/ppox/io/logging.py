@@ -21,7 +21,7 @@ COLUMNS = (
     "explained_variance", "learning_rate", "ent_coef", "updates", "skipped_updates", "early_stop",
     "nonfinite_updates", "rollbacks", "skipped_transitions",
     "kl_coef", "kl_after_update", "baseline",
-    "eval_return_mean", "eval_return_std",
+    "eval_return_mean", "eval_return_std", "eval_truncated_at_cap",
 )  # fmt: skip
 """``kl_coef`` / ``kl_after_update`` are filled by ``algo=ppo-penalty``, ``baseline`` by
 ``algo=reinforce`` with ``baseline=mean``; empty otherwise. ``nonfinite_updates`` counts minibatch steps the NaN guard skipped, ``rollbacks``

@@ -81,7 +81,7 @@ FIELDS: dict[str, Field] = {
          "baseline"], _UNUSED),
     # run: budgets, seeds, evaluation, I/O; the device is the model's (checked on the model)
     **dict.fromkeys(
-        ["total_steps", "seed", "eval_every", "eval_episodes", "eval_seed", "eval_deterministic", "checkpoint_every",
+        ["total_steps", "seed", "eval_every", "eval_episodes", "eval_seed", "eval_deterministic", "eval_max_steps", "checkpoint_every",
          "run_dir", "act_backend", "update_backend", "threads", "batch_scope", "deterministic", "tensorboard",
          "progress"], _SHARED),
     "device": _MODEL,

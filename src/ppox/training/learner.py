@@ -261,9 +261,8 @@ class Learner:
         self.skipped_total += int(out["skipped_updates"])
         out.update(coef)
         keep = slice(None) if exp.valid is None else exp.valid
-        out["explained_variance"] = float(
-            explained_variance(exp.batch.value[keep], exp.batch.ret[keep])
-        )
+        ev = float(explained_variance(exp.batch.value[keep], exp.batch.ret[keep]))
+        out["explained_variance"] = ev if math.isfinite(ev) else None  # type: ignore[assignment]  # undefined: constant returns
         out["updates"] = float(n_updates)
         out["early_stop"] = float(stopped)
         if o.algo == "ppo-penalty":

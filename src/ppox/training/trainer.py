@@ -37,7 +37,7 @@ from ppox.envs.envpool_backend import resolve_backend
 from ppox.envs.make import make_vec_env
 from ppox.errors import CheckpointError, ConfigError, NumericalError
 from ppox.io import checkpoint as ckpt
-from ppox.io.evaluate import evaluate
+from ppox.io.evaluate import evaluate_episodes, warn_if_cut
 from ppox.io.logging import RunLogger, truncate_csv
 from ppox.io.plotting import plot_runs
 from ppox.io.policy import Policy, build_model
@@ -229,6 +229,11 @@ class Trainer:
     @classmethod
     def _start(cls, cfg: Config, path: Path, lock: RunLock | None = None) -> Trainer:
         trainer = cls(cfg, path)
+        try:  # the first reset before the directory exists: an env that fails there leaves nothing behind
+            trainer.collector.reset(trainer.train_seeds)
+        except BaseException:
+            _give_up(trainer, lock)
+            raise
         try:
             if lock is None:  # rank 0 creates, locks and checks the directory; the others wait
                 held: list[RunLock] = []
@@ -241,7 +246,6 @@ class Trainer:
         except BaseException:
             _give_up(trainer, lock)
             raise
-        trainer.collector.reset(trainer.train_seeds)
         return trainer
 
     @classmethod
@@ -357,19 +361,21 @@ class Trainer:
             return True
         return False
 
-    def evaluate_now(self) -> dict[str, float]:
+    def evaluate_now(self) -> dict[str, Any]:
         """Evaluate the current policy on the fixed seeds; a policy with non-finite parameters
         (which the NaN guard never lets through) or non-finite returns is never reported."""
         if not all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values()):
             raise NumericalError(
                 "the policy's parameters are not finite; it is not evaluated (the last checkpoint is intact)"
             )
-        returns = evaluate(
+        episodes = evaluate_episodes(
             self.policy(),
             self.cfg.env,
             self.eval_seeds,
             deterministic=self.cfg.run.eval_deterministic,
         )
+        warn_if_cut(episodes, self.cfg.env)
+        returns = episodes.returns
         if not np.isfinite(returns).all():
             raise NumericalError(f"env_id={self.cfg.env.env_id!r} gave non-finite evaluation returns {returns.tolist()} "
                                  f"on seeds {self.eval_seeds[0]}…{self.eval_seeds[-1]}; nothing is reported")  # fmt: skip
@@ -377,6 +383,8 @@ class Trainer:
         result = {
             "eval_return_mean": float(returns.mean()),
             "eval_return_std": float(returns.std()),
+            # episodes stopped at eval_max_steps rather than by the env: their returns are partial
+            "eval_truncated_at_cap": episodes.truncated_at_cap,
         }
         self.progress.evals.append({"global_step": self.progress.global_step, **result})
         return result
@@ -419,6 +427,8 @@ class Trainer:
             "eval_return_std": last.get("eval_return_std"),
             "eval_seeds": self.eval_seeds,
             "eval_deterministic": self.cfg.run.eval_deterministic,
+            "eval_max_steps": self.cfg.run.eval_max_steps,
+            "eval_truncated_at_cap": last.get("eval_truncated_at_cap"),
             "best_eval_return_mean": max((e["eval_return_mean"] for e in p.evals), default=None),
             "evals": p.evals,
             "wall_time_s": p.wall_time_s,
