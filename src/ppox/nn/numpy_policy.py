@@ -57,17 +57,6 @@ JOINT_MAX_WIDTH = 128
 than the calls they save. Wider trunks run one after the other."""
 
 
-def activate(z: np.ndarray, kind: str | None) -> np.ndarray:
-    """``kind(z)``, in place where NumPy allows (tanh, ReLU; ELU makes a new array)."""
-    if kind == "tanh":
-        return np.tanh(z, out=z)
-    if kind == "relu":
-        return np.maximum(z, 0.0, out=z)
-    if kind == "elu":
-        return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
-    return z
-
-
 def _tanh_(z: np.ndarray) -> np.ndarray:
     return np.tanh(z, out=z)
 
@@ -118,16 +107,26 @@ class NumpyLinear:
             self.gw, self.gb = w.grad.numpy(), b.grad.numpy()
 
     def out(self, x: np.ndarray) -> np.ndarray:
-        """``act(x Wᵀ + b)`` ``[B, out]``."""
+        """``act(x Wᵀ + b)`` ``[B, out]`` (the activation inlined: this runs per layer per step)."""
         z = x @ self.w.T
         z += self.b
-        return activate(z, self.kind)
+        kind = self.kind
+        if kind is None:
+            return z
+        if kind == "tanh":
+            return np.tanh(z, out=z)
+        if kind == "relu":
+            return np.maximum(z, 0.0, out=z)
+        return _elu(z)
 
-    def grad(self, g: np.ndarray, x: np.ndarray, need_input: bool = True) -> np.ndarray | None:
+    def grad(
+        self, g: np.ndarray, x: np.ndarray, ones: np.ndarray, need_input: bool = True
+    ) -> np.ndarray | None:
         """Write the gradients of W and b from d loss / d the pre-activation output ``g`` and
-        the input ``x``; return d loss / d ``x`` when asked."""
+        the input ``x``; return d loss / d ``x`` when asked. ``ones``: ``[B]`` float32 ones (the
+        bias gradient as one BLAS call)."""
         np.dot(g.T, x, out=self.gw)
-        np.dot(float32_ones(g.shape[0]), g, out=self.gb)
+        np.dot(ones, g, out=self.gb)
         return g @ self.w if need_input else None
 
     def scalar_out(self, x: np.ndarray) -> np.ndarray:
@@ -173,13 +172,14 @@ class NumpyMLP:
             hs.append(layer.out(hs[-1]))
         return hs
 
-    def backward(self, hs: list[np.ndarray], g: np.ndarray) -> None:
-        """Write every layer's gradients from d loss / d the trunk's output ``g``."""
+    def backward(self, hs: list[np.ndarray], g: np.ndarray, ones: np.ndarray) -> None:
+        """Write every layer's gradients from d loss / d the trunk's output ``g`` (``ones``:
+        ``[B]`` float32 ones)."""
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             if layer.kind is not None:
                 g = activation_grad(g, hs[i + 1], layer.kind)
-            nxt = layer.grad(g, hs[i], need_input=i > 0)
+            nxt = layer.grad(g, hs[i], ones, need_input=i > 0)
             if nxt is not None:
                 g = nxt
 
@@ -354,20 +354,21 @@ class NumpyActorCritic:
         and ``d/d V = g_value [B]`` into every parameter's ``.grad``."""
         g_out = self.kernel.backward(f.head, encoded, mask, g_logp, g_entropy)
         h = f.actor[-1]
+        ones = float32_ones(h.shape[0])
         if len(self.out) == 1:
-            g_actor = self.out[0].grad(g_out, h)
+            g_actor = self.out[0].grad(g_out, h, ones)
         else:
             g_actor, start = None, 0
             for layer in self.out:
                 end = start + layer.w.shape[0]
-                part = layer.grad(np.ascontiguousarray(g_out[:, start:end]), h)
+                part = layer.grad(np.ascontiguousarray(g_out[:, start:end]), h, ones)
                 g_actor = part if g_actor is None else g_actor + part
                 start = end
         g_critic = self.value_out.scalar_grad(g_value, f.critic[-1])
         assert g_actor is not None
         if self.shared:
             g_actor += g_critic
-            self.actor.backward(f.actor, g_actor)
+            self.actor.backward(f.actor, g_actor, ones)
         else:
-            self.actor.backward(f.actor, g_actor)
-            self.critic.backward(f.critic, g_critic)
+            self.actor.backward(f.actor, g_actor, ones)
+            self.critic.backward(f.critic, g_critic, ones)
