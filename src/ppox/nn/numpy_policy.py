@@ -57,10 +57,6 @@ JOINT_MAX_WIDTH = 128
 than the calls they save. Wider trunks run one after the other."""
 
 
-def _tanh_(z: np.ndarray) -> np.ndarray:
-    return np.tanh(z, out=z)
-
-
 def _relu_(z: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0.0, out=z)
 
@@ -69,8 +65,13 @@ def _elu(z: np.ndarray) -> np.ndarray:
     return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
 
 
-_IN_PLACE = {"tanh": _tanh_, "relu": _relu_, "elu": _elu}
-"""The activations as one call each, for the acting plan (no dispatch on the name per layer)."""
+_IN_PLACE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "tanh": np.tanh,
+    "relu": _relu_,
+    "elu": _elu,
+}
+"""The activations as one call each, for the acting plan (no dispatch on the name per layer;
+tanh as the bare ufunc: a fresh array of a few rows costs less than a Python frame)."""
 
 Plan = list[tuple[np.ndarray, np.ndarray, "Callable[[np.ndarray], np.ndarray] | None"]]
 """An acting plan: ``(Wᵀ, b, activation or None)`` per layer, contiguous copies."""
