@@ -6,6 +6,9 @@ round after round (the order flips every round), so that the machine's drifts hi
 - ``fixed_costs``: each commit's own ``benchmarks/fixed_costs.py`` (one repeat per round): the
   policy's share of an acting step and one minibatch step, each commit's fast path (``auto`` /
   ``numpy``) and its torch reference;
+- ``micro``: this tree's ``benchmarks/ab_micro.py`` against each commit's package (the same
+  cases, each timed as the best of many short repeats, which a shared machine disturbs less than
+  ``fixed_costs``'s one timing per round);
 - ``sb3``: whole training runs of this tree's ``benchmarks/compare_sb3.py`` harness (which uses
   only ppox's public API, so both commits run the same harness) for ppox at each commit, with
   Stable-Baselines3 run in the same rounds as the reference of the SB3 comparison.
@@ -86,6 +89,14 @@ def fixed_costs_round(tree: Path, updates: int, tmp: Path) -> dict[str, dict[str
     return rows
 
 
+def micro_round(tree: Path, tmp: Path) -> dict[str, float]:
+    """``{case: best µs}`` from one run of ``ab_micro.py`` against the commit's package."""
+    out = tmp / "micro.json"
+    return _run(
+        [sys.executable, str(ROOT / "benchmarks" / "ab_micro.py"), str(out)], tree / "src", out
+    )
+
+
 def sb3_round(impl: str, tree: Path | None, suite: str, seed: int, steps: int, tmp: Path) -> float:
     """Training-loop steps per second of one run (ppox at ``tree``, or SB3)."""
     out = tmp / "run.json"
@@ -98,6 +109,7 @@ def collect(
     args: argparse.Namespace, trees: dict[str, Path], base: str, head: str
 ) -> dict[str, Any]:
     fixed: dict[str, dict[str, list[dict[str, float]]]] = {base: {}, head: {}}
+    micro: dict[str, dict[str, list[float]]] = {base: {}, head: {}}
     sps: dict[str, dict[str, list[float]]] = {base: {}, head: {}, "sb3": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.rounds):
@@ -106,6 +118,10 @@ def collect(
                 for c in order:
                     for name, row in fixed_costs_round(trees[c], args.updates, Path(tmp)).items():
                         fixed[c].setdefault(name, []).append(row)
+            if "micro" in args.what:
+                for c in order:
+                    for name, us in micro_round(trees[c], Path(tmp)).items():
+                        micro[c].setdefault(name, []).append(us)
             if "sb3" in args.what:
                 for suite in args.suites:
                     for seed in args.seeds:
@@ -118,7 +134,7 @@ def collect(
                             sb3_round("sb3", None, suite, seed, args.steps, Path(tmp))
                         )
             print(f"round {k + 1}/{args.rounds} done", file=sys.stderr)
-    return {"fixed_costs": fixed, "sps": sps}
+    return {"fixed_costs": fixed, "micro": micro, "sps": sps}
 
 
 def summarize(raw: dict[str, Any], base: str, head: str) -> dict[str, Any]:
@@ -130,6 +146,10 @@ def summarize(raw: dict[str, Any], base: str, head: str) -> dict[str, Any]:
         ref_b, ref_h = med(x["reference"] for x in b), med(x["reference"] for x in h)
         fixed[name] = {"base_us": fast_b, "head_us": fast_h, "head_over_base": fast_h / fast_b,
                        "reference_head_over_base": ref_h / ref_b}  # fmt: skip
+    micro = {}
+    for name in raw.get("micro", {base: {}})[base]:
+        b, h = med(raw["micro"][base][name]), med(raw["micro"][head][name])
+        micro[name] = {"base_us": b, "head_us": h, "head_over_base": h / b}
     sps = {}
     for key in raw["sps"][base]:
         b, h, s = (
@@ -139,7 +159,7 @@ def summarize(raw: dict[str, Any], base: str, head: str) -> dict[str, Any]:
         )
         sps[key] = {"base_sps": b, "head_sps": h, "head_over_base": h / b, "sb3_sps": s, "base_over_sb3": b / s,
                     "head_over_sb3": h / s}  # fmt: skip
-    return {"fixed_costs": fixed, "sps": sps}
+    return {"fixed_costs": fixed, "micro": micro, "sps": sps}
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -152,6 +172,11 @@ def to_markdown(result: dict[str, Any]) -> str:
                   f"| case | {base} | {head} | {head} / {base} | torch reference {head} / {base} |", "|---|---:|---:|---:|---:|",
                   *(f"| {k} | {v['base_us']:.1f} | {v['head_us']:.1f} | {v['head_over_base']:.3f} | "
                     f"{v['reference_head_over_base']:.3f} |" for k, v in s["fixed_costs"].items())]  # fmt: skip
+    if s.get("micro"):
+        lines += ["", "## Fixed costs, best of many repeats (µs; `ab_micro.py` against each commit)", "",
+                  f"| case | {base} | {head} | {head} / {base} |", "|---|---:|---:|---:|",
+                  *(f"| {k} | {v['base_us']:.1f} | {v['head_us']:.1f} | {v['head_over_base']:.3f} |"
+                    for k, v in s["micro"].items())]  # fmt: skip
     if s["sps"]:
         lines += ["", f"## Training loop, steps per second (`compare_sb3.py` settings, {result['args']['steps']:,} steps)", "",
                   f"| run | ppox {base} | ppox {head} | {head} / {base} | SB3 | {base} / SB3 | {head} / SB3 |",
@@ -171,7 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument(
-        "--what", nargs="+", choices=("fixed_costs", "sb3"), default=["fixed_costs", "sb3"]
+        "--what",
+        nargs="+",
+        choices=("fixed_costs", "micro", "sb3"),
+        default=["fixed_costs", "micro", "sb3"],
     )
     p.add_argument("--updates", type=int, default=20, help="fixed_costs: timed updates per round")
     p.add_argument("--suites", nargs="+", choices=list(SUITES), default=list(SUITES))

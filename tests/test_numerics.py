@@ -20,6 +20,7 @@ from ppox.errors import NumericalError
 from ppox.io.checkpoint import load_checkpoint
 from ppox.nn.actor_critic import ActorCritic
 from ppox.training.learner import Learner
+from ppox.training.nan_guard import finite_tensor
 from ppox.training.trainer import Trainer
 from ppox.types import Batch
 
@@ -278,3 +279,20 @@ def test_the_guard_state_is_checkpointed_and_resumed(tmp_path):
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["backends"] == config["backends"]
     assert copy.deepcopy(summary["backends"]["fallback_reasons"]) == {}
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([1.0, -2.0], True),
+        (
+            [3e38, 3e38],
+            True,
+        ),  # finite, but the float32 sum overflows: the element-wise check decides
+        ([1.0, math.nan], False),
+        ([math.inf, 1.0], False),
+        ([math.inf, -math.inf], False),  # the sum is NaN
+    ],
+)
+def test_finite_tensor_sum_first_is_exact(values: list[float], expected: bool) -> None:
+    assert finite_tensor(torch.tensor(values, dtype=torch.float32)) is expected
