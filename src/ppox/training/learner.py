@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -250,7 +251,8 @@ class Learner:
         self._unequal = self.world > 1 and exp.valid is not None
         kl_coef = self.kl_coef
         self.guard.begin_update()
-        totals, n_updates, stopped, rolled_back = self._epochs(exp, coef["ent_coef"])
+        with np.errstate(over="ignore", invalid="ignore"):  # the NaN guard reports non-finite steps
+            totals, n_updates, stopped, rolled_back = self._epochs(exp, coef["ent_coef"])
         self.guard.end_update(rolled_back)
         distributed.all_reduce_mean_(
             totals
