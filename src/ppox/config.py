@@ -48,6 +48,8 @@ HybridMode = Literal["independent", "autoregressive", "type_given_params"]
 Algo = Literal["ppo-clip", "ppo-penalty", "reinforce"]
 AdvantageKind = Literal["gae", "nstep", "mc"]
 MinibatchOrder = Literal["transitions", "trajectories", "fixed"]
+Memory = Literal["none", "lstm", "gru"]
+MemoryStates = Literal["stale", "fresh"]
 Schedule = Literal["constant", "linear", "exponential"]
 """The same kinds as ``ppox.core.schedules.SCHEDULES`` (a test keeps them equal)."""
 GradClip = Literal["norm", "value", "ignore"]
@@ -232,6 +234,15 @@ class PolicyConfig:
     get the default for their kind (docs/observations.md)."""
     cnn_features: Annotated[int, Span(1, 4096)] = 512
     """Output width of the CNN that encodes uint8 image observations."""
+    memory: Memory = "none"
+    """A recurrent memory stage between the observation encoder and the MLP trunks: `none`,
+    `lstm` or `gru` (docs/memory.md). Trained with truncated backpropagation through time over
+    sequences of `bptt` steps; every action head works unchanged on its output."""
+    memory_size: Annotated[int, Span(1, 4096)] = 64
+    """Hidden size of the memory core (an LSTM's state is twice this: h and c)."""
+    memory_shared: bool = False
+    """One memory core read by the actor and the critic (True), or one each (False, as
+    sb3-contrib's `enable_critic_lstm`). `shared_trunk` needs a shared core."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +290,16 @@ class PPOConfig:
     """How each epoch cuts minibatches: `transitions` (shuffle single steps), `trajectories`
     (shuffle whole episode segments, keeping their steps in order) or `fixed` (env by env in
     time order, the same every epoch)."""
+    bptt: Annotated[int | None, Span(1, 2**20)] = None
+    """With `memory`: the length K of the sequences trained with truncated backpropagation
+    through time (None: the whole rollout, `num_steps`). It must divide `num_steps`; the
+    rollout of each env is cut into num_steps / K sequences and minibatches are whole
+    sequences (docs/memory.md)."""
+    memory_states: MemoryStates = "stale"
+    """With `memory`: the state each training sequence starts from: `stale` (as stored during
+    collection) or `fresh` (recomputed with the current network before every epoch after the
+    first, from the state stored at the start of the rollout; costs one forward pass of the
+    memory core over the rollout per epoch)."""
     clip_coef: Annotated[float, Span(0, 1, lo_open=True)] = 0.2
     """PPO clip ε, in (0, 1] (with ε > 1 the lower bound 1 − ε of the ratio would be negative)."""
     dual_clip: Annotated[float | None, Span(1, 100, lo_open=True)] = None
@@ -464,6 +485,14 @@ class Config:
                 f"num_minibatches={k} must divide each of the {world} workers' batches of "
                 f"num_steps × {self.worker_envs(world)} envs = {local}"
             )
+        if self.policy.memory != "none":
+            seqs = self.ppo.num_steps // sequence_length(self) * self.worker_envs(world)
+            if seqs % k:
+                raise ConfigError(
+                    f"num_minibatches={k} must divide each of the {world} workers' {seqs} "
+                    f"sequences (num_steps / bptt × {self.worker_envs(world)} envs): with "
+                    f"memory={self.policy.memory!r} minibatches are whole sequences"
+                )
         return self
 
     @property
@@ -560,6 +589,7 @@ def _check_rules(c: Config) -> None:
             f"num_minibatches={o.num_minibatches} must divide the batch of "
             f"num_steps × num_envs = {c.batch_size} into minibatches of at least one sample"
         )
+    _check_memory(c)
     if o.grad_clip == "ignore" and o.max_grad_norm is None:
         raise ConfigError("grad_clip='ignore' needs a max_grad_norm (got None)")
     end = o.ent_coef if o.ent_coef_end is None else o.ent_coef_end
@@ -588,6 +618,49 @@ def _check_rules(c: Config) -> None:
             f"env_kwargs sets render_mode={e.env_kwargs['render_mode']!r}: training envs do not "
             "render (a window or frames every step; no display on a server); `ppox eval --gif` "
             "renders an evaluation episode"
+        )
+
+
+def sequence_length(c: Config) -> int:
+    """K, the length of the sequences a recurrent policy trains on (``bptt`` or ``num_steps``)."""
+    return c.ppo.num_steps if c.ppo.bptt is None else c.ppo.bptt
+
+
+def _check_memory(c: Config) -> None:
+    """The rules of a recurrent policy (``memory``): whole sequences in every minibatch."""
+    p, o = c.policy, c.ppo
+    if p.memory == "none":
+        return
+    k = sequence_length(c)
+    if o.num_steps % k:
+        raise ConfigError(
+            f"bptt={k} must divide num_steps={o.num_steps}: each env's rollout is cut into "
+            "sequences of bptt steps"
+        )
+    sequences = o.num_steps // k * c.env.num_envs
+    if sequences % o.num_minibatches:
+        raise ConfigError(
+            f"num_minibatches={o.num_minibatches} must divide the {sequences} sequences of a rollout "
+            f"(num_steps / bptt × num_envs = {o.num_steps} / {k} × {c.env.num_envs}): with "
+            f"memory={p.memory!r} minibatches are whole sequences"
+        )
+    unsupported = {
+        "minibatch_order": (o.minibatch_order == "trajectories", "'transitions' or 'fixed'"),
+        "recompute_adv": (o.recompute_adv, "false"),
+        "nonfinite_env": (c.env.nonfinite_env == "skip", "'error'"),
+        "baseline": (o.algo == "reinforce" and o.baseline != "critic", "'critic'"),
+    }
+    for name, (bad, allowed) in unsupported.items():
+        if bad:
+            value = flat_values(c)[name]
+            raise ConfigError(
+                f"{name}={value!r} is not available with memory={p.memory!r} (training "
+                f"sequences are never cut or thinned): use {allowed} (docs/memory.md)"
+            )
+    if p.shared_trunk and not p.memory_shared:
+        raise ConfigError(
+            f"shared_trunk=True with memory={p.memory!r} needs memory_shared=True (a shared "
+            "trunk reads one memory core)"
         )
 
 

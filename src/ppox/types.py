@@ -68,6 +68,13 @@ class Rollout(NamedTuple):
     final_obs: Obs | None = None  # [K, ...] final observations of the K truncated steps, normalized
     final_index: Tensor | None = None  # [K] their flat index t·N + n (int64)
     valid: Tensor | None = None  # [T, N] bool: transitions that enter the loss (None: all)
+    # a policy with memory (docs/memory.md):
+    state: Tensor | None = (
+        None  # [T, N, D] the recurrent state carried into each step (before its reset)
+    )
+    starts: Tensor | None = (
+        None  # [T, N] bool: the step begins an episode (the state is reset first)
+    )
 
 
 class Batch(NamedTuple):
@@ -80,6 +87,8 @@ class Batch(NamedTuple):
     adv: Tensor
     ret: Tensor
     mask: Tensor | None
+    state: Tensor | None = None  # [B, D] recurrent state carried into each step (memory only)
+    starts: Tensor | None = None  # [B] bool: the step begins an episode (memory only)
 
     def take(self, idx: Tensor) -> Batch:
         """The samples at ``idx`` ``[b]`` (of every leaf of a dict observation too)."""

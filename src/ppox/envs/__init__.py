@@ -2,6 +2,7 @@
 
 from ppox.envs import (
     hybrid,  # noqa: F401  (registers ppox/Moving-v0, ppox/Sliding-v0, ppox/HardMove-v0)
+    partial,  # noqa: F401  (registers ppox/CartPoleNoVel-v1, ppox/PendulumNoVel-v1, ppox/LunarLanderNoVel-v3)
     traffic,  # noqa: F401  (registers ppox/Traffic-v0; SUMO is imported only when it is made)
 )
 from ppox.envs.make import make_env, make_vec_env, probe_spaces

@@ -77,13 +77,16 @@ def evaluate_episodes(
     returns = np.zeros(len(seeds))
     lengths = np.zeros(len(seeds), dtype=np.int64)
     running = np.ones(len(seeds), dtype=bool)
+    state, start = None, np.ones(len(seeds), dtype=bool)  # a recurrent policy carries its state
     try:
         obs, info = envs.reset(seed=list[int | None](seeds))
         for _ in range(cap):
-            action = policy.predict(
-                obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator
-            )
+            action, state = policy.predict(
+                obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator,
+                state=state, episode_start=start,
+            )  # fmt: skip
             obs, reward, terminated, truncated, info = envs.step(action)
+            start = terminated | truncated
             returns += np.where(running, reward, 0.0)
             lengths += running
             running &= ~(terminated | truncated)
@@ -161,11 +164,15 @@ def record_gif(
     env = make_env(env_cfg, render_mode="rgb_array")
     frames: list = []
     total, steps, done = 0.0, 0, False
+    state = None  # a policy with memory carries its state from step to step
     try:
         obs, info = env.reset(seed=seed)
         frames.append(_render(env, env_cfg.env_id))
         while not done and steps < cap:
-            action = policy.predict(obs, deterministic=deterministic, mask=info.get(MASK_KEY))
+            action, state = policy.predict(
+                obs, deterministic=deterministic, mask=info.get(MASK_KEY), state=state,
+                episode_start=np.array([steps == 0]),
+            )  # fmt: skip
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             steps += 1

@@ -22,7 +22,9 @@ from ppox.types import MASK_KEY, ObsArrays, obs_map
 class Policy:
     """``predict(obs)`` → an action the environment accepts (bounded, offset, shaped).
 
-    The observation statistics are the ones the policy was trained with, frozen.
+    The observation statistics are the ones the policy was trained with, frozen. A policy with
+    memory (``memory`` lstm / gru) is stepped as in sb3-contrib:
+    ``action, state = policy.predict(obs, state=state, episode_start=done)``.
     """
 
     def __init__(self, model: ActorCritic, obs_norm: ObsNormalizer, config: Config) -> None:
@@ -39,6 +41,8 @@ class Policy:
         deterministic: bool = True,
         mask: Any = None,
         generator: torch.Generator | None = None,
+        state: Any = None,
+        episode_start: Any = None,
     ) -> Any:
         """One observation or a batch of ``B`` → env action(s).
 
@@ -48,6 +52,13 @@ class Policy:
         in ``info["action_mask"]`` (for one env or the batch); a Dict observation with an
         ``action_mask`` key carries its own, which is used instead. Actions come back as the
         env takes them: arrays, or a tuple / dict of arrays for Tuple / Dict action spaces.
+
+        A policy with memory returns ``(action, state)``: ``state`` is the recurrent state to
+        pass back with the next observation (``[D]`` for one observation, ``[B, D]`` for a batch,
+        float32), and ``episode_start`` (bool, one per observation) says where an episode begins,
+        resetting the state there. ``state=None`` starts every episode afresh. A policy without
+        memory returns the action alone, or ``(action, None)`` when ``state`` or
+        ``episode_start`` is given, so code written for recurrent policies runs both.
         """
         layout = self.model.obs_layout
         if layout.fast:
@@ -69,10 +80,48 @@ class Policy:
             if mask is None or head.mask_shape is None
             else torch.from_numpy(head.read_mask(mask, n)).to(self.device)
         )
-        dist = self.model.dist(t, m)
+        recurrent = self.model.memory is not None
+        if recurrent:
+            h, start = self._memory_input(state, episode_start, n, single)
+            dist, _, new_state = self.model.step(t, m, h, start)
+        else:
+            dist = self.model.dist(t, m)
         action = dist.mode() if deterministic else dist.sample(generator)
         out = head.to_env(action.cpu().numpy())
-        return _first(out) if single else out
+        out = _first(out) if single else out
+        if recurrent:
+            h_out = new_state.cpu().numpy()
+            return out, (h_out[0] if single else h_out)
+        if state is not None or episode_start is not None:
+            return out, None
+        return out
+
+    def _memory_input(
+        self, state: Any, episode_start: Any, n: int, single: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recurrent state ``[n, D]`` and episode starts ``[n]`` for :meth:`predict`, checked."""
+        d = self.model.state_size
+        if state is None:
+            h = np.zeros((n, d), dtype=np.float32)
+            begin = np.ones(n, dtype=bool) if episode_start is None else episode_start
+        else:
+            h = np.asarray(state, dtype=np.float32)
+            h = h[None] if single and h.ndim == 1 else h
+            if h.shape != (n, d) or not np.isfinite(h).all():
+                raise ValueError(
+                    f"state has shape {tuple(np.shape(state))}; this policy's state is "
+                    f"{'[' if single else f'[{n}, '}{d}] finite float32 (the state predict returned)"
+                )
+            begin = np.zeros(n, dtype=bool) if episode_start is None else episode_start
+        start = np.asarray(begin, dtype=bool).reshape(-1)
+        if start.shape != (n,):
+            raise ValueError(
+                f"episode_start has {start.size} entries; one per observation ({n}) is needed"
+            )
+        return (
+            torch.from_numpy(h).to(self.device),
+            torch.from_numpy(start.copy()).to(self.device),
+        )
 
 
 def _batch_of_one(obs: Any) -> Any:

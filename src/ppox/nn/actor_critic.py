@@ -1,8 +1,12 @@
-"""Actor-critic: observation encoder → MLP trunks (shared or separate) → head and value (docs/design/networks.md).
+"""Actor-critic: observation encoder → memory core (optional) → MLP trunks (shared or
+separate) → head and value (docs/design/networks.md).
 
 A single float Box observation goes straight into the trunks (the fast path, unchanged);
 any other observation space first passes through an :class:`~ppox.nn.encoders.ObsEncoder`
-(per-leaf encoders, docs/observations.md), which the actor and the critic share.
+(per-leaf encoders, docs/observations.md), which the actor and the critic share. With
+``memory`` an LSTM or GRU core (:mod:`ppox.nn.memory`, one shared or one each) sits between the
+encoder and the trunks; the heads read the trunks as they always do, so every action head works
+with memory unchanged (docs/memory.md).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from ppox.config import PolicyConfig
 from ppox.distributions.base import ActionDist
 from ppox.distributions.heads import make_head
 from ppox.nn.encoders import ObsEncoder, obs_features
-from ppox.nn.init import init_actor_critic
-from ppox.types import Obs, ObsLayout
+from ppox.nn.init import init_actor_critic, init_memory
+from ppox.nn.memory import MemoryCore, Recurrence, cut_sequences
+from ppox.types import Obs, ObsLayout, obs_map
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 _FUNCTIONAL = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.ELU: F.elu}
@@ -75,6 +80,14 @@ class ActorCritic(nn.Module):
         else:
             self.encoder = ObsEncoder(self.obs_layout, cfg)
             in_features = self.encoder.out_features
+        self.memory: nn.ModuleDict | None = None
+        if cfg.memory != "none":
+            names = ("actor",) if cfg.memory_shared else ("actor", "critic")
+            self.memory = nn.ModuleDict(
+                {n: MemoryCore(cfg.memory, in_features, cfg.memory_size) for n in names}
+            )
+            init_memory(self.memory, cfg.init)
+            in_features = cfg.memory_size
         width = cfg.hidden_sizes[-1]
         self.shared = cfg.shared_trunk
         actor = mlp(in_features, cfg.hidden_sizes, cfg.activation)
@@ -102,21 +115,110 @@ class ActorCritic(nn.Module):
         assert isinstance(obs, Tensor)
         return obs.reshape(obs.shape[0], -1) if len(self.obs_shape) > 1 else obs
 
-    def forward(self, obs: Obs, mask: Tensor | None = None) -> tuple[ActionDist, Tensor]:
-        x = self.encode(obs)
-        features = run_mlp(self.trunks["actor"], x)
-        critic_features = features if self.shared else run_mlp(self.trunks["critic"], x)
+    # --- memory ---------------------------------------------------------------------------------
+    @property
+    def state_size(self) -> int:
+        """Width of the flat recurrent state (0 without memory)."""
+        if self.memory is None:
+            return 0
+        return sum(core.state_size for core in self.memory.values())  # type: ignore[misc]
+
+    def initial_state(self, batch: int) -> Tensor:
+        """``[batch, state_size]`` zeros: the state at an episode's start."""
+        return torch.zeros(batch, self.state_size, device=self.value_out.weight.device)
+
+    def _memory(
+        self, x: Tensor, rec: Recurrence | None, need_final: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The trunks' inputs (actor's, critic's) and, with ``need_final``, the state after the
+        last step of every sequence."""
+        if self.memory is None:
+            return x, x, None
+        if rec is None:
+            raise ValueError(
+                "this policy has memory: it needs its recurrent state (Recurrence) at every call"
+            )
+        K = rec.length
+        C = x.shape[0] // K
+        xs = x.reshape(C, K, -1).transpose(0, 1)
+        starts = rec.starts.reshape(C, K).t()
+        cut = cut_sequences(xs, starts)  # the same for every core
+        outs, finals, at = [], [], 0
+        for core in self.memory.values():
+            assert isinstance(core, MemoryCore)
+            state = rec.state[:, at : at + core.state_size]
+            at += core.state_size
+            out, final = core.sequence(xs, state, starts, need_final=need_final, cut=cut)
+            outs.append(out.transpose(0, 1).reshape(C * K, -1))
+            finals.append(final)
+        final_state = torch.cat(finals, dim=1) if need_final else None  # type: ignore[arg-type]
+        return outs[0], outs[-1], final_state
+
+    @torch.no_grad()
+    def sequence_states(self, obs: Obs, state: Tensor, starts: Tensor, length: int) -> Tensor:
+        """The state at the start of every ``length``-step sequence of a ``[T, N]`` rollout
+        (``obs`` ``[T, N, ...]``, ``starts`` ``[T, N]``), carried by this network from ``state``
+        ``[N, D]`` at step 0: ``[T / length, N, D]``, one fused call per sequence and core."""
+        assert self.memory is not None
+        T, N = starts.shape
+        out = []
+        for j in range(T // length):
+            out.append(state)
+            part = obs_map(lambda o: o[j * length : (j + 1) * length].flatten(0, 1), obs)  # noqa: B023
+            xs = self.encode(part).reshape(length, N, -1)
+            cut = cut_sequences(xs, starts[j * length : (j + 1) * length])
+            finals, at = [], 0
+            for core in self.memory.values():
+                assert isinstance(core, MemoryCore)
+                own = state[:, at : at + core.state_size]
+                at += core.state_size
+                finals.append(
+                    core.sequence(
+                        xs, own, starts[j * length : (j + 1) * length], need_final=True, cut=cut
+                    )[1]
+                )
+            state = torch.cat(finals, dim=1)  # type: ignore[arg-type]
+        return torch.stack(out)
+
+    # --- the passes ------------------------------------------------------------------------------
+    def forward(
+        self, obs: Obs, mask: Tensor | None = None, rec: Recurrence | None = None
+    ) -> tuple[ActionDist, Tensor]:
+        """``(dist, value)``; a policy with memory reads ``obs`` as ``rec``'s sequences."""
+        actor_x, critic_x, _ = self._memory(self.encode(obs), rec)
+        return self._outputs(actor_x, critic_x, mask)
+
+    def _outputs(
+        self, actor_x: Tensor, critic_x: Tensor, mask: Tensor | None
+    ) -> tuple[ActionDist, Tensor]:
+        features = run_mlp(self.trunks["actor"], actor_x)
+        critic_features = features if self.shared else run_mlp(self.trunks["critic"], critic_x)
         return self.head(features, mask), self._value_out(critic_features)
+
+    def step(
+        self, obs: Obs, mask: Tensor | None, state: Tensor, start: Tensor
+    ) -> tuple[ActionDist, Tensor, Tensor]:
+        """One step of a policy with memory: ``obs`` ``[N, ...]``, ``state`` ``[N, D]`` as carried,
+        ``start`` ``[N]`` bool (an episode begins here: the state is reset first) →
+        ``(dist, value, state after the step)``."""
+        actor_x, critic_x, new = self._memory(self.encode(obs), Recurrence(state, start, 1), True)
+        dist, value = self._outputs(actor_x, critic_x, mask)
+        assert new is not None
+        return dist, value, new
 
     def _value_out(self, features: Tensor) -> Tensor:
         return F.linear(features, self.value_out.weight, self.value_out.bias).squeeze(-1)
 
-    def value(self, obs: Obs) -> Tensor:
+    def value(self, obs: Obs, rec: Recurrence | None = None) -> Tensor:
+        _, critic_x, _ = self._memory(self.encode(obs), rec)
         trunk = self.trunks["actor"] if self.shared else self.trunks["critic"]
-        return self._value_out(run_mlp(trunk, self.encode(obs)))
+        return self._value_out(run_mlp(trunk, critic_x))
 
-    def dist(self, obs: Obs, mask: Tensor | None = None) -> ActionDist:
-        return self.head(run_mlp(self.trunks["actor"], self.encode(obs)), mask)
+    def dist(
+        self, obs: Obs, mask: Tensor | None = None, rec: Recurrence | None = None
+    ) -> ActionDist:
+        actor_x, _, _ = self._memory(self.encode(obs), rec)
+        return self.head(run_mlp(self.trunks["actor"], actor_x), mask)
 
     def n_params(self) -> int:
         """Number of trainable parameters."""

@@ -76,3 +76,23 @@ def init_actor_critic(
     for layer in policy_outputs:
         init_layer(layer, scheme, policy_gain)
     init_layer(value_out, scheme, value_gain)
+
+
+def init_memory(cores: nn.Module, scheme: str) -> None:
+    """Initialize the recurrent layers inside ``cores`` (:mod:`ppox.nn.memory`): every weight
+    matrix (input-to-hidden and hidden-to-hidden, all gates stacked) by ``scheme`` with gain 1 and
+    every bias zero, as CleanRL's recurrent PPO does for ``orthogonal``; ``torch`` keeps
+    PyTorch's default (uniform in ±1/√size)."""
+    if scheme == "torch":
+        return
+    for m in cores.modules():
+        if isinstance(m, nn.RNNBase):
+            for name, p in m.named_parameters():
+                if name.startswith("bias"):
+                    nn.init.zeros_(p)
+                elif scheme == "orthogonal":
+                    nn.init.orthogonal_(p, 1.0)
+                elif scheme == "xavier":
+                    nn.init.xavier_uniform_(p, 1.0)
+                else:
+                    nn.init.normal_(p, 0.0, 1.0 / math.sqrt(p.shape[1]))

@@ -191,6 +191,8 @@ def numpy_support(model: nn.Module) -> str | None:
     if type(model) is not ActorCritic:
         return f"the model is a {type(model).__name__}, not ppox's ActorCritic"
     assert isinstance(model, ActorCritic)
+    if model.memory is not None:
+        return "the policy has memory; the NumPy paths serve feed-forward policies"
     if model.encoder is not None:
         return "the observation goes through an encoder (only a Box read directly by the MLP is served)"
     if numpy_kernel_of(model.head) is None:

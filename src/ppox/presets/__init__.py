@@ -12,6 +12,7 @@ from ppox.config import Config
 from ppox.errors import ConfigError
 from ppox.presets.classic import CLASSIC
 from ppox.presets.hybrid import HYBRID
+from ppox.presets.memory import MEMORY
 from ppox.presets.mujoco import MUJOCO
 from ppox.presets.traffic import TRAFFIC
 
@@ -28,7 +29,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     name: Preset(name, desc, ov)
-    for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID, **TRAFFIC}.items()
+    for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID, **TRAFFIC, **MEMORY}.items()
 }
 DEFAULT_PRESET = "cartpole"
 

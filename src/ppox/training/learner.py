@@ -43,11 +43,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ppox.config import Config
+from ppox.config import Config, sequence_length
 from ppox.core.advantages import gae, next_values, nstep_returns
 from ppox.core.losses import adaptive_kl_coef, explained_variance, kl_estimate, normalize_advantages
 from ppox.core.schedules import schedule_value
 from ppox.nn.actor_critic import ActorCritic
+from ppox.nn.memory import Recurrence
 from ppox.training import backends, distributed
 from ppox.training.nan_guard import NanGuard
 from ppox.training.optim import FlatParams, make_optimizer
@@ -61,16 +62,29 @@ BASELINE_DECAY = 0.9
 """REINFORCE ``baseline="mean"``: b ← 0.9·b + 0.1·(mean return of the batch), after each update."""
 
 
-def flatten_rollout(r: Rollout, adv: Tensor, ret: Tensor, value: Tensor | None = None) -> Batch:
+def flatten_rollout(
+    r: Rollout, adv: Tensor, ret: Tensor, value: Tensor | None = None, seq_len: int = 0
+) -> Batch:
     """``[T, N, ...]`` rollout plus ``[T, N]`` advantages and returns → a flat ``[T·N, ...]`` batch
-    (index ``t·N + n``); ``value`` replaces the rollout's values (after a recompute)."""
+    (index ``t·N + n``); ``value`` replaces the rollout's values (after a recompute).
+
+    With ``seq_len`` K (a policy with memory) the batch is in sequence order instead: each env's
+    rollout cut into T / K sequences of K steps, env by env, sequence ``c = n·(T/K) + j`` holding
+    steps ``j·K … j·K + K − 1`` of env ``n`` at flat indices ``c·K + k``."""
+    T, N = r.reward.shape
 
     def flat(x: Tensor) -> Tensor:
-        return x.reshape(-1, *x.shape[2:])
+        if not seq_len:
+            return x.reshape(-1, *x.shape[2:])
+        tail = x.shape[2:]
+        x = x.reshape(T // seq_len, seq_len, N, *tail).movedim(2, 0)  # [N, T/K, K, ...]
+        return x.reshape(-1, *tail)
 
     v = r.value if value is None else value
+    memory = seq_len and r.state is not None and r.starts is not None
     return Batch(obs_map(flat, r.obs), flat(r.action), flat(r.logp), flat(v), flat(adv), flat(ret),
-                 None if r.mask is None else flat(r.mask))  # fmt: skip
+                 None if r.mask is None else flat(r.mask),
+                 flat(r.state) if memory else None, flat(r.starts) if memory else None)  # type: ignore[arg-type]  # fmt: skip
 
 
 @dataclass
@@ -131,6 +145,15 @@ class Learner:
             0,
             0,
         )  # (epoch, minibatch) of the step being taken, for the NaN guard's messages
+        self.seq_len = sequence_length(cfg) if model.memory is not None else 0
+        """K, the length of the training sequences of a policy with memory (0: none)."""
+
+    def recurrence(self, mb: Batch) -> Recurrence | None:
+        """The recurrent input of a minibatch of whole sequences (None without memory): each
+        sequence's stored initial state and the episode starts inside it."""
+        if not self.seq_len or mb.state is None or mb.starts is None:
+            return None
+        return Recurrence(mb.state[:: self.seq_len], mb.starts, self.seq_len)
 
     def broadcast_params(self) -> None:
         """Give every worker rank 0's parameters and buffers (at start and after a resume)."""
@@ -230,7 +253,7 @@ class Learner:
             complete = _complete(r.done).reshape(-1)
             valid = complete if valid is None else complete & valid
         segments = _segments(r.done) if self.cfg.ppo.minibatch_order == "trajectories" else None
-        return Experience(flatten_rollout(r, adv, ret), r, valid, segments)
+        return Experience(flatten_rollout(r, adv, ret, seq_len=self.seq_len), r, valid, segments)
 
     # --- the update ------------------------------------------------------------------------------
     def update(self, data: Rollout | Batch, progress: float) -> dict[str, float]:
@@ -299,6 +322,13 @@ class Learner:
                 v, nv = self.critic_values(exp.rollout)
                 adv, ret = self.estimate(exp.rollout, v, nv)
                 batch = self._normalized(flatten_rollout(exp.rollout, adv, ret, v), exp.valid)
+            if (
+                epoch > 0
+                and self.seq_len
+                and o.memory_states == "fresh"
+                and exp.rollout is not None
+            ):
+                batch = self._fresh_states(batch, exp.rollout)
             minibatches = self._minibatches(exp)
             if not (
                 _whole(minibatches) and prepared is not None and prepared[0] is batch
@@ -341,6 +371,18 @@ class Learner:
         return (
             torch.cat([torch.stack([*terms[:3], approx_kl, terms[3], norm]), flags]).detach().cpu()
         )
+
+    @torch.no_grad()
+    def _fresh_states(self, batch: Batch, r: Rollout) -> Batch:
+        """``memory_states="fresh"``: the batch with each sequence's initial state recomputed by
+        the current network, carried through the rollout from the state stored at its start."""
+        assert r.state is not None and r.starts is not None
+        states = self.model.sequence_states(
+            r.obs, r.state[0], r.starts, self.seq_len
+        )  # [T/K, N, D]
+        state = batch.state.clone()  # type: ignore[union-attr]
+        state[:: self.seq_len] = states.transpose(0, 1).reshape(-1, states.shape[-1])
+        return batch._replace(state=state)
 
     def _normalized(self, batch: Batch, valid: Tensor | None) -> Batch:
         """``norm_adv="batch"``: advantages standardized with the statistics of the samples
@@ -421,6 +463,8 @@ class Learner:
             and size
         ):
             return [None]
+        if self.seq_len:
+            return self._sequence_minibatches(size)
         if o.minibatch_order == "transitions":
             order = torch.randperm(size, generator=self.generator)
         elif o.minibatch_order == "fixed":
@@ -447,6 +491,19 @@ class Learner:
             return []
         mb = math.ceil(n / o.num_minibatches)
         return list(order.split(mb))
+
+    def _sequence_minibatches(self, size: int) -> list[Tensor | None]:
+        """Minibatches of whole sequences (a policy with memory): the sequences shuffled
+        (``transitions``) or in order (``fixed``: env by env, in time), each minibatch the flat
+        indices of its sequences' steps, sequence by sequence."""
+        o, K = self.cfg.ppo, self.seq_len
+        count = size // K
+        if o.minibatch_order == "fixed":
+            order = torch.arange(count)
+        else:
+            order = torch.randperm(count, generator=self.generator)
+        steps = (order.unsqueeze(1) * K + torch.arange(K)).reshape(-1)
+        return list(steps.to(self.flat.flat.device).split(size // o.num_minibatches))
 
     def _apply_gradient(self, terms: Terms) -> tuple[Tensor | float, bool, bool]:
         """Average the gradient over the workers, check it (the NaN guard), clip it, step;
@@ -493,9 +550,12 @@ class Learner:
         """Mean KL(π_old ‖ π_new) over the whole batch (k3 estimator), after the update."""
         size = batch.adv.shape[0]
         total = 0.0
-        for i in range(0, size, _CHUNK):
-            mb = batch.take(torch.arange(i, min(i + _CHUNK, size), device=batch.adv.device))
-            dist = self.model.dist(mb.obs, mb.mask)
+        step = (
+            max(self.seq_len, _CHUNK - _CHUNK % self.seq_len) if self.seq_len else _CHUNK
+        )  # whole sequences
+        for i in range(0, size, step):
+            mb = batch.take(torch.arange(i, min(i + step, size), device=batch.adv.device))
+            dist = self.model.dist(mb.obs, mb.mask, self.recurrence(mb))
             total += float(kl_estimate(dist.log_prob(mb.action) - mb.logp).sum())
         count = float(size)
         if self.world > 1 and self.cfg.ppo.kl_coef_scope == "global":

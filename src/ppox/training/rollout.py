@@ -25,6 +25,7 @@ from ppox.core.advantages import next_values
 from ppox.envs.snapshot import Snapshot
 from ppox.errors import NumericalError
 from ppox.nn.actor_critic import ActorCritic
+from ppox.nn.memory import Recurrence
 from ppox.nn.numpy_policy import NumpyActorCritic
 from ppox.training.backends import act_backend as resolve_act_backend
 from ppox.training.nonfinite import all_finite, bad_rows, describe, merge_rows
@@ -88,6 +89,10 @@ class RolloutBuffer:
             else None
         )
         self.has_mask = False
+        self.memory = model.memory is not None
+        if self.memory:  # the state carried into each step, and where episodes begin
+            self.state = z(model.state_size, where=policy_side)
+            self.starts = z(dtype=torch.bool, where=policy_side)
         self.valid = torch.ones((T, N), dtype=torch.bool)  # False: skipped (nonfinite_env="skip")
         self.np_valid = self.valid.numpy()
         self.skipped = 0  # transitions skipped in this rollout
@@ -126,6 +131,8 @@ class RolloutBuffer:
             mask=None if mask is None else dev(mask),
             last_obs=obs_map(dev, last_obs), final_obs=final_obs, final_index=final_index,
             valid=dev(self.valid) if self.skipped else None,
+            state=dev(self.state) if self.memory else None,
+            starts=dev(self.starts) if self.memory else None,
         )  # fmt: skip
 
     def store_obs(self, t: int, obs: ObsArrays, obs_t: Obs) -> None:
@@ -235,6 +242,15 @@ class Collector:
         """``"numpy"`` or ``"torch"``, and why not NumPy (None when it is NumPy)."""
         self.lean = NumpyActorCritic(model) if self.act_backend == "numpy" else None
         self.nonfinite, self.label = nonfinite, label  # env.nonfinite_env; how errors name the envs
+        # memory: the state carried into the next step, and which envs begin an episode there
+        self.state = model.initial_state(self.N)
+        self.start = torch.ones(self.N, dtype=torch.bool, device=device)
+
+    def _rec(self, idx: Any = slice(None)) -> Recurrence | None:
+        """The next step's recurrent input for the envs at ``idx`` (None without memory)."""
+        if self.model.memory is None:
+            return None
+        return Recurrence(self.state[idx], self.start[idx], 1)
 
     def reset(self, seeds: list[int]) -> None:
         """Reset every env once with its own seed; autoreset continues their RNG afterwards."""
@@ -245,6 +261,8 @@ class Collector:
                 f"{self.label}: env {i} returned a non-finite {describe(obs, np.zeros(self.N), i)} on reset"
             )
         self._set_obs(obs, info)
+        self.state = self.model.initial_state(self.N)
+        self.start.fill_(True)
 
     def _set_obs(self, raw_obs: Any, info: dict[str, Any]) -> None:
         masks = raw_obs if self.layout.mask_in_obs else info  # both hold it under MASK_KEY
@@ -293,6 +311,12 @@ class Collector:
                 mask = None if self.mask is None else self.mask.numpy()
                 action_np, buf.np_logp[t], buf.np_value[t] = lean.act(self.obs_np, noise[t], mask)  # type: ignore[arg-type]
                 buf.np_action[t] = action_np
+            elif buf.memory:
+                buf.state[t], buf.starts[t] = self.state, self.start
+                dist, value, self.state = model.step(self.obs, self.mask, self.state, self.start)
+                action, logp = dist.sample_log_prob(self.generator)
+                buf.action[t], buf.logp[t], buf.value[t] = action, logp, value
+                action_np = action.cpu().numpy()
             else:
                 dist, value = model(self.obs, self.mask)
                 action, logp = dist.sample_log_prob(self.generator)
@@ -312,7 +336,9 @@ class Collector:
             if truncated.any():
                 self._bootstrap_truncated(t, truncated & ~terminated, info)
             self._set_obs(raw_obs, info)
-        return buf.rollout(model.value(self.obs), self.obs, self._finals)
+            if buf.memory:
+                self.start = torch.from_numpy(done).to(self.device)
+        return buf.rollout(model.value(self.obs, self._rec()), self.obs, self._finals)
 
     def _nonfinite(
         self, t: int, raw_obs: Any, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
@@ -366,8 +392,16 @@ class Collector:
             raise NumericalError(f"{self.label}: env {i} returned a non-finite final observation at step {t + 1} "
                                  "of the rollout (its episode was truncated there)")  # fmt: skip
         final_t = self._tensor(self.obs_norm(final))  # fresh tensors: kept as they are
+        rec = (
+            None  # memory: the final observation continues its episode from the state after step t
+        )
+        if self.model.memory is not None:
+            rows = torch.from_numpy(idx).to(self.device)
+            rec = Recurrence(
+                self.state[rows], torch.zeros(len(idx), dtype=torch.bool, device=self.device), 1
+            )
         self._finals.append(
-            (torch.from_numpy(t * self.N + idx), final_t, self.model.value(final_t))
+            (torch.from_numpy(t * self.N + idx), final_t, self.model.value(final_t, rec))
         )
 
     # --- exact resume -------------------------------------------------------------------------
@@ -380,6 +414,11 @@ class Collector:
             "mask": None if self.mask is None else self.mask.cpu(),
             "env_states": list(env_states),
             "stats": self.stats.state_dict(),
+            **(
+                {"memory": {"state": self.state.cpu(), "start": self.start.cpu()}}
+                if self.model.memory is not None
+                else {}
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any], fallback_seeds: list[int]) -> bool:
@@ -406,6 +445,9 @@ class Collector:
         self.raw_obs = obs_map(Tensor.numpy, state["raw_obs"])
         self.refresh_obs()
         self.mask = None if state["mask"] is None else state["mask"].to(self.device)
+        if self.model.memory is not None:
+            self.state = state["memory"]["state"].to(self.device)
+            self.start = state["memory"]["start"].to(self.device)
         return True
 
 

@@ -52,6 +52,7 @@ from ppox.io.rundir import (
 )
 from ppox.io.trust import check_imports
 from ppox.io.validate import check_training_state
+from ppox.nn.memory import Recurrence
 from ppox.training import distributed
 from ppox.training.distributed import is_main
 from ppox.training.learner import Learner
@@ -410,8 +411,13 @@ class Trainer:
     def _histograms(self, r: Rollout) -> dict[str, torch.Tensor]:
         if not self.cfg.run.tensorboard or not is_main():
             return {}
+        rec = (
+            None
+            if r.state is None or r.starts is None
+            else Recurrence(r.state[-1], r.starts[-1], 1)
+        )
         dist = self.model.dist(
-            obs_map(lambda x: x[-1], r.obs), None if r.mask is None else r.mask[-1]
+            obs_map(lambda x: x[-1], r.obs), None if r.mask is None else r.mask[-1], rec
         )
         return {k: v.flatten().cpu() for k, v in dist.histograms().items()}
 

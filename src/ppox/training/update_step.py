@@ -106,7 +106,7 @@ class AutogradStep:
 
     def forward(self, mb: Batch) -> tuple[Any, Tensor, Tensor, Tensor, Callable[[Tensor], Tensor]]:
         mean = self.learner.reducer(mb.adv.shape[0])
-        dist, value = self.learner.model(mb.obs, mb.mask)
+        dist, value = self.learner.model(mb.obs, mb.mask, self.learner.recurrence(mb))
         logp = dist.log_prob(mb.action)
         return dist, value, logp, logp - mb.logp, mean
 
