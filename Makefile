@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
-# The optional backends (SUMO for ppox/Traffic-v0, EnvPool) are large (~1 GB with their assets):
-# `make train` does without them, `make test` installs them so their tests run instead of skipping.
+# The optional backends (SUMO for ppox/Traffic-v0, EnvPool: ~1 GB with their assets) and POPGym's
+# tasks: `make train` does without them, `make test` installs them so their tests run instead of skipping.
 $(EXTRAS): $(STAMP)
-	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool]"
+	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym]"
 	touch $(EXTRAS)
 
 setup: $(STAMP)

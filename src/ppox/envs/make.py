@@ -43,6 +43,7 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    register_popgym(cfg.env_id)
     try:
         return gym.make(cfg.env_id, **kwargs)
     except PpoxError:  # ppox's own envs say what is wrong themselves
@@ -59,6 +60,21 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         raise EnvError(
             f"env_id={cfg.env_id!r} cannot be made with env_kwargs={_short(kwargs)}: "
             f"{type(exc).__name__}: {_line(exc)}"
+        ) from None
+
+
+def register_popgym(env_id: str) -> None:
+    """Register the POPGym suite's ids (``popgym-…``) by importing the ``popgym`` package, a fixed
+    name (never one read from a config), when such an id is asked for and not registered yet
+    (docs/memory.md). Without the package: an :class:`EnvError` saying what to install."""
+    if not env_id.startswith("popgym-") or env_id in gym.registry:
+        return
+    try:
+        import popgym  # noqa: F401  (registers its ids with Gymnasium)
+    except ImportError:
+        raise EnvError(
+            f"env_id={env_id!r} is a POPGym task, and the popgym package is not installed: "
+            "pip install 'ppox[popgym]'"
         ) from None
 
 

@@ -239,9 +239,11 @@ def _rng(r: Any, generators: Mapping[str, torch.Generator]) -> None:
         _tensor(gens[k], f"rng.generators.{k}", tuple(g.get_state().shape), torch.uint8)
 
 
-def _collector(c: Any, layout: ObsLayout) -> int:
-    """The collector's state; returns the number of envs it holds."""
-    d = _dict(c, "collector", {"raw_obs", "mask", "env_states", "stats"})
+def _collector(c: Any, layout: ObsLayout, state_size: int = 0) -> int:
+    """The collector's state; returns the number of envs it holds. A policy with memory
+    (``state_size`` > 0) also carries each env's recurrent state and episode-start flag."""
+    keys = {"raw_obs", "mask", "env_states", "stats"} | ({"memory"} if state_size else set())
+    d = _dict(c, "collector", keys)
     states = d["env_states"]
     if not isinstance(states, list) or not states:
         raise _Bad(f"collector.env_states is {_show(states)}; one entry per env is needed")
@@ -262,7 +264,15 @@ def _collector(c: Any, layout: ObsLayout) -> int:
         _tensor(mask, "collector.mask").dtype != torch.bool or mask.shape[:1] != (n,)
     ):
         raise _Bad(f"collector.mask must be None or a bool tensor with {n} rows")
-    stats = _dict(d["stats"], "collector.stats", {"ret", "len", "returns", "lengths", "episodes"})
+    _collector_stats(d["stats"], n)
+    if state_size:
+        _collector_memory(d["memory"], n, state_size)
+    return n
+
+
+def _collector_stats(st: Any, n: int) -> None:
+    """The episode statistics of ``n`` envs."""
+    stats = _dict(st, "collector.stats", {"ret", "len", "returns", "lengths", "episodes"})
     _like(stats["ret"], [0.0] * n, "collector.stats.ret")
     for name in ("len", "lengths"):
         if not isinstance(stats[name], list) or (name == "len" and len(stats[name]) != n):
@@ -276,7 +286,13 @@ def _collector(c: Any, layout: ObsLayout) -> int:
     for i, x in enumerate(stats["returns"]):
         _number(x, f"collector.stats.returns[{i}]")
     _count(stats["episodes"], "collector.stats.episodes")
-    return n
+
+
+def _collector_memory(m: Any, n: int, state_size: int) -> None:
+    """Each env's recurrent state and episode-start flag (a policy with memory)."""
+    memory = _dict(m, "collector.memory", {"state", "start"})
+    _tensor(memory["state"], "collector.memory.state", (n, state_size), torch.float32)
+    _tensor(memory["start"], "collector.memory.start", (n,), torch.bool)
 
 
 def check_training_state(state: dict[str, Any], where: str, *, cfg: Config, model: nn.Module,
@@ -295,7 +311,8 @@ def check_training_state(state: dict[str, Any], where: str, *, cfg: Config, mode
         _optimizer(state["optimizer"], flat)
         _progress(state["progress"], cfg)
         _like(state["obs_norm"], obs_norm, "obs_norm")
-        n = _collector(state["collector"], getattr(model, "obs_layout"))  # noqa: B009
+        layout, state_size = getattr(model, "obs_layout"), getattr(model, "state_size", 0)  # noqa: B009
+        n = _collector(state["collector"], layout, state_size)
         _like(
             state["reward_scaler"],
             {"count": 0.0, "mean": 0.0, "m2": 0.0, "ret": [0.0] * n},
