@@ -68,6 +68,9 @@ TARGETS: dict[str, float] = {
     "halfcheetah": 2500.0,
     "hopper": 2000.0,
     "walker2d": 2500.0,
+    # partially observed (docs/memory.md): an LSTM policy on 5 of 5 seeds within 100k steps
+    "cartpole-novel": 475.0,
+    "pendulum-novel": -250.0,
 }
 DEFAULT_PRESETS = ["hopper", "walker2d", "lunarlander", "halfcheetah"]
 REPO = Path(__file__).resolve().parent.parent
