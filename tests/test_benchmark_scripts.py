@@ -69,3 +69,17 @@ def test_torch_compile_check_runs(tmp_path: Path) -> None:
     result = run_script("torch_compile.py", tmp_path / "compile.json", "--steps", "3")
     for part in ("update", "acting"):
         assert result[part]["compile_s"] > 0 and result[part]["ppox_numpy_us"] > 0
+
+
+def test_recurrent_sb3_runs_both_libraries(tmp_path: Path) -> None:
+    pytest.importorskip("sb3_contrib")
+    out = tmp_path / "rec.json"
+    args = ("--tasks", "cartpole", "--steps", "512", "--eval-every", "256", "--seeds", "1")
+    result = run_script("recurrent_sb3.py", out, *args)
+    assert [r["lib"] for r in result["runs"]] == ["ppox", "sb3"]
+    for run in result["runs"]:  # evaluated at 256 and at the end, on ppox's evaluation seeds
+        assert [e[0] for e in run["evals"]] == [256, 512], run["evals"]
+        assert run["eval_seeds"] == result["runs"][0]["eval_seeds"]
+        assert run["sps"] > 0 and run["process_s"] > 0
+    assert result["summary"]["cartpole"]["sps_ratio_ppox_over_sb3"] > 0
+    assert "RecurrentPPO" in out.with_suffix(".md").read_text()

@@ -334,3 +334,83 @@ def _keep(env: gym.Env) -> list[int]:
     while not hasattr(env, "keep"):
         env = env.env  # type: ignore[attr-defined]
     return env.keep  # type: ignore[no-any-return]
+
+
+# --- learning with memory, and every head through the memory stage ---------------------------------
+FAST = dict(
+    num_envs=8, num_steps=16, num_epochs=4, num_minibatches=2, learning_rate=3e-3, anneal_lr=False,
+    hidden_sizes=(32,), memory_size=32, gamma=0.9, eval_every=0, eval_episodes=40, tensorboard=False,
+    progress=False,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("memory", ["lstm", "gru"])
+def test_memory_recalls_a_cue_that_a_feed_forward_policy_cannot(memory, tmp_path) -> None:
+    import toy_envs  # noqa: F401
+
+    import ppox
+
+    cfg = Config().replace(env_id="PpoxToyCueRecall-v0", total_steps=4096, seed=1, bptt=8, **FAST)
+    recalled = ppox.train(cfg.replace(memory=memory), run_dir=tmp_path / memory)
+    assert recalled["eval_return_mean"] >= 0.9, recalled["eval_return_mean"]
+    blind = ppox.train(cfg, run_dir=tmp_path / "none")
+    assert blind["eval_return_mean"] <= 0.7, blind["eval_return_mean"]
+
+
+HEADS = {
+    "discrete-masked": ("PpoxToyMasked-v0", {}),
+    "gaussian": ("PpoxToyContinuousBandit-v0", {}),
+    "gaussian-state-sigma": ("PpoxToyContinuousBandit-v0", {"sigma_mode": "state"}),
+    "multidiscrete": ("PpoxToyMultiDiscreteBandit-v0", {}),
+    "hybrid-autoregressive": ("PpoxToyHybridBandit-v0", {"hybrid_mode": "autoregressive"}),
+    "nested-dict-obs-and-action": ("PpoxToyNestedDictBandit-v0", {}),
+    "image-obs": ("PpoxToyImageBandit-v0", {"cnn_features": 16}),
+}
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_every_head_and_encoder_runs_through_the_memory_stage(name, tmp_path) -> None:
+    import toy_envs
+
+    import ppox
+
+    env_id, overrides = HEADS[name]
+    cfg = Config().replace(
+        env_id=env_id, memory="gru", total_steps=512, seed=1, **{**FAST, **overrides}
+    )
+    summary = ppox.train(cfg, run_dir=tmp_path / name)
+    assert summary["total_steps"] == 512 and math.isfinite(summary["eval_return_mean"])
+    policy = ppox.load_policy(tmp_path / name)
+    env = toy_envs.gym.make(env_id)
+    obs, info = env.reset(seed=5)
+    action, state = policy.predict(obs, mask=info.get("action_mask"))
+    assert env.action_space.contains(action) and state.shape == (policy.model.state_size,)
+    obs, *_, info = env.step(action)
+    action, _ = policy.predict(
+        obs, mask=info.get("action_mask"), state=state, episode_start=np.array([False])
+    )
+    assert env.action_space.contains(action)
+    env.close()
+
+
+def test_collector_resets_after_collecting() -> None:
+    """reset() after collect() (which runs in inference mode) starts every env's episode again."""
+    from ppox.config import EnvConfig, PolicyConfig
+    from ppox.envs.make import make_vec_env, probe_spaces
+    from ppox.nn.actor_critic import ActorCritic
+    from ppox.training.normalizers import ObsNormalizer, RewardScaler
+    from ppox.training.rollout import Collector
+
+    e = EnvConfig(env_id="CartPole-v1", num_envs=2)
+    o, a = probe_spaces(e)
+    m = ActorCritic(o, a, PolicyConfig(memory="lstm", memory_size=4))
+    norm = ObsNormalizer(m.obs_layout.norm_shape, enabled=False, clip=10.0)
+    scaler = RewardScaler(2, enabled=False, gamma=0.99, clip=10.0)
+    c = Collector(
+        make_vec_env(e), m, norm, scaler, 8, torch.device("cpu"), torch.Generator().manual_seed(0)
+    )
+    c.reset([1, 2])
+    c.collect()
+    c.reset([3, 4])
+    assert c.start.all() and c.state.abs().sum() == 0
+    c.envs.close()

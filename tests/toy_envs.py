@@ -456,3 +456,39 @@ IDS.update(OBS_IDS)
 for _id, (_cls, _steps) in OBS_IDS.items():
     if _id not in gym.registry:
         gym.register(_id, entry_point=_cls, max_episode_steps=_steps, disable_env_checker=True)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class CueRecallEnv(gym.Env):
+    """A task only memory solves: step 0 shows a cue (obs[0] = ±1), the next ``delay`` steps show
+    nothing, then a query (obs[1] = 1) asks for the cue: reward 1 iff the action is the cue's
+    class (0 for −1, 1 for +1), and the episode ends. Other steps give 0 whatever the action.
+    A policy without memory cannot beat 0.5 on the query."""
+
+    def __init__(self, delay: int = 6) -> None:
+        self.delay = delay
+        self.observation_space = spaces.Box(-1, 1, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.cue, self.t = 0, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.cue, self.t = int(self.np_random.integers(2)), 0
+        return np.array([2.0 * self.cue - 1.0, 0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t <= self.delay:
+            query = float(self.t == self.delay)
+            return np.array([0.0, query], np.float32), 0.0, False, False, {}
+        return np.zeros(2, np.float32), float(int(action) == self.cue), True, False, {}
+
+
+MEMORY_IDS = {"PpoxToyCueRecall-v0": (CueRecallEnv, None)}
+IDS.update(MEMORY_IDS)
+
+for _id, (_cls, _steps) in MEMORY_IDS.items():
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=_cls, max_episode_steps=_steps, disable_env_checker=True)

@@ -7,10 +7,12 @@ from typing import Any
 _LSTM = {"memory": "lstm", "memory_size": 64, "hidden_sizes": (64,), "activation": "relu"}
 
 MEMORY: dict[str, tuple[str, dict[str, Any]]] = {
-    # The RL Zoo's CartPoleNoVel-v1 entry for sb3-contrib's RecurrentPPO: 8 envs × 32 steps, one
-    # minibatch of the whole batch, 20 epochs, γ 0.98, λ 0.8, learning rate 1e-3 annealed
-    # linearly, normalized observations and rewards, an LSTM of 64 for the actor and another for
-    # the critic, then one ReLU layer of 64 each. ppox's change: sequences of K = 8 steps whose
+    # The RL Zoo's CartPoleNoVel-v1 entry for sb3-contrib's RecurrentPPO (rl-zoo3 2.9.2,
+    # hyperparams/ppo_lstm.yml): 8 envs × 32 steps, one minibatch of the whole batch, 20 epochs,
+    # γ 0.98, λ 0.8, learning rate 1e-3 annealed linearly, normalized observations and rewards, an
+    # LSTM of 64 for the actor and another for the critic, then one ReLU layer of 64 each. Not
+    # followed: the Zoo also anneals the clip range (ppox keeps 0.2) and uses PyTorch's default
+    # initialization (ppox: orthogonal). ppox's change: sequences of K = 8 steps whose
     # initial states are recomputed before every epoch (memory_states="fresh"); with the Zoo's
     # whole 32-step sequences and stored states, seed 1 reached 500 at 20k steps and fell back to
     # ~220 by 100k (benchmarks/results/memory).
@@ -32,9 +34,10 @@ MEMORY: dict[str, tuple[str, dict[str, Any]]] = {
             "lam": 0.8, "normalize_obs": True, "scale_reward": True, "total_steps": 100_000, "eval_every": 10_000,
         },
     ),
-    # The RL Zoo's PendulumNoVel-v1 entry (4 envs × 1024 steps, 10 epochs, minibatches of 64 steps,
-    # lr 1e-3, γ 0.9, λ 0.95) without gSDE, which ppox does not have: sequences of K = 64 steps,
-    # one per minibatch, as the Zoo's minibatches of 64 steps are.
+    # After the RL Zoo's PendulumNoVel-v1 entry (4 envs × 1024 steps, 10 epochs, lr 1e-3, γ 0.9,
+    # λ 0.95) without gSDE, which ppox does not have. The entry leaves RecurrentPPO's minibatch of
+    # 128 steps and a constant learning rate; ppox trains on minibatches of one 64-step sequence
+    # (K = 64) and anneals the learning rate (its default).
     "pendulum-novel": (
         "Pendulum-v1 with the angular velocity hidden, LSTM policy: ≥ -250 within 100k steps",
         {

@@ -262,7 +262,7 @@ class Collector:
             )
         self._set_obs(obs, info)
         self.state = self.model.initial_state(self.N)
-        self.start.fill_(True)
+        self.start = torch.ones(self.N, dtype=torch.bool, device=self.device)
 
     def _set_obs(self, raw_obs: Any, info: dict[str, Any]) -> None:
         masks = raw_obs if self.layout.mask_in_obs else info  # both hold it under MASK_KEY
