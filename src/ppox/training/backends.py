@@ -66,7 +66,8 @@ FIELDS: dict[str, Field] = {
     # policy: the network's shape and head are checked on the built model
     **dict.fromkeys(
         ["hidden_sizes", "activation", "shared_trunk", "sigma_mode", "init_log_std", "temperature", "multi_discrete",
-         "hybrid_mode", "hybrid_detach", "obs_encoders", "cnn_features"], _MODEL),
+         "hybrid_mode", "hybrid_detach", "obs_encoders", "cnn_features", "memory", "memory_size", "memory_shared"],
+        _MODEL),
     **dict.fromkeys(["init", "policy_init_gain", "value_init_gain", "action_bound"], _SHARED),
     # ppo: the loss terms the NumPy step writes out, and what the learner does around the step
     "algo": Field("requires", ("ppo-clip",)),
@@ -75,7 +76,7 @@ FIELDS: dict[str, Field] = {
         ["num_steps", "num_epochs", "num_minibatches", "learning_rate", "anneal_lr", "adam_eps", "gamma", "lam",
          "advantage", "n_step", "recompute_adv", "minibatch_order", "ent_coef_end", "ent_schedule", "max_grad_norm",
          "grad_clip", "grad_norm_type", "grad_clip_value", "norm_adv", "norm_adv_scope", "target_kl", "nan_guard",
-         "nan_patience", "nan_lr_factor", "nan_max_rollbacks"], _SHARED),
+         "nan_patience", "nan_lr_factor", "nan_max_rollbacks", "bptt", "memory_states"], _SHARED),
     **dict.fromkeys(
         ["kl_coef", "kl_target", "kl_tolerance", "kl_raise", "kl_lower", "kl_coef_scope", "kl_margin", "kl_margin_coef",
          "baseline"], _UNUSED),
