@@ -156,29 +156,21 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def sequence_states(self, obs: Obs, state: Tensor, starts: Tensor, length: int) -> Tensor:
-        """The state at the start of every ``length``-step sequence of a ``[T, N]`` rollout
-        (``obs`` ``[T, N, ...]``, ``starts`` ``[T, N]``), carried by this network from ``state``
-        ``[N, D]`` at step 0: ``[T / length, N, D]``, one fused call per sequence and core."""
+        """The state carried into the first step of every ``length``-step sequence of a
+        ``[T, N]`` rollout (``obs`` ``[T, N, ...]``, ``starts`` ``[T, N]``) by this network, from
+        ``state`` ``[N, D]`` at step 0: ``[T / length, N, D]`` (see
+        :meth:`ppox.nn.memory.MemoryCore.carried_states`)."""
         assert self.memory is not None
         T, N = starts.shape
-        out = []
-        for j in range(T // length):
-            out.append(state)
-            part = obs_map(lambda o: o[j * length : (j + 1) * length].flatten(0, 1), obs)  # noqa: B023
-            xs = self.encode(part).reshape(length, N, -1)
-            cut = cut_sequences(xs, starts[j * length : (j + 1) * length])
-            finals, at = [], 0
-            for core in self.memory.values():
-                assert isinstance(core, MemoryCore)
-                own = state[:, at : at + core.state_size]
-                at += core.state_size
-                finals.append(
-                    core.sequence(
-                        xs, own, starts[j * length : (j + 1) * length], need_final=True, cut=cut
-                    )[1]
-                )
-            state = torch.cat(finals, dim=1)  # type: ignore[arg-type]
-        return torch.stack(out)
+        x = self.encode(obs_map(lambda o: o.flatten(0, 1), obs)).reshape(T, N, -1)
+        parts, at = [], 0
+        for core in self.memory.values():
+            assert isinstance(core, MemoryCore)
+            parts.append(
+                core.carried_states(x, state[:, at : at + core.state_size], starts, length)
+            )
+            at += core.state_size
+        return torch.cat(parts, dim=2)
 
     # --- the passes ------------------------------------------------------------------------------
     def forward(

@@ -92,6 +92,24 @@ class MemoryCore(nn.Module):
             return out, self._join(hx) if need_final else None
         return self._segmented(cut, h0, need_final)
 
+    @torch.no_grad()
+    def carried_states(self, x: Tensor, state: Tensor, starts: Tensor, length: int) -> Tensor:
+        """The state carried into steps ``0, length, 2·length, …`` of ``x`` ``[T, N, F]`` run from
+        ``state`` ``[N, D]`` with resets at ``starts`` ``[T, N]``: ``[T / length, N, D]`` (the
+        fresh initial states of training sequences). A GRU's output is its state, so one fused
+        call over the whole rollout gives them; an LSTM's cell state is not an output of the
+        fused layer, so it is carried step by step through the fused cell."""
+        T = starts.shape[0]
+        if self.kind == "gru":
+            out, _ = self.sequence(x, state, starts)
+            return torch.cat([state.unsqueeze(0), out[length - 1 : T - 1 : length]])
+        kept = []
+        for t in range(T):
+            if t % length == 0:
+                kept.append(state)
+            state = self._cell(x[t], torch.where(starts[t].unsqueeze(1), 0.0, state))[1]
+        return torch.stack(kept)
+
     def _cell(self, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
         w_ih, w_hh, b_ih, b_hh = (
             cast(Tensor, getattr(self.rnn, n))
