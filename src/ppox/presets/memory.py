@@ -31,7 +31,7 @@ MEMORY: dict[str, tuple[str, dict[str, Any]]] = {
         "CartPole-v1 with the velocities hidden, the same network without memory (a control: it should fail)",
         {
             "env_id": "ppox/CartPoleNoVel-v1", "hidden_sizes": (64,), "activation": "relu", "num_envs": 8,
-            "num_steps": 32, "num_epochs": 20, "num_minibatches": 1, "learning_rate": 1e-3, "gamma": 0.98,
+            "num_steps": 32, "num_epochs": 20, "num_minibatches": 1, "learning_rate": 5e-4, "gamma": 0.98,
             "lam": 0.8, "normalize_obs": True, "scale_reward": True, "total_steps": 100_000, "eval_every": 10_000,
         },
     ),
