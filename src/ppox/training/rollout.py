@@ -246,11 +246,11 @@ class Collector:
         self.state = model.initial_state(self.N)
         self.start = torch.ones(self.N, dtype=torch.bool, device=device)
 
-    def _rec(self, idx: Any = slice(None)) -> Recurrence | None:
-        """The next step's recurrent input for the envs at ``idx`` (None without memory)."""
+    def _rec(self) -> Recurrence | None:
+        """The next step's recurrent input (None without memory)."""
         if self.model.memory is None:
             return None
-        return Recurrence(self.state[idx], self.start[idx], 1)
+        return Recurrence(self.state, self.start, 1)
 
     def reset(self, seeds: list[int]) -> None:
         """Reset every env once with its own seed; autoreset continues their RNG afterwards."""
@@ -392,14 +392,10 @@ class Collector:
             raise NumericalError(f"{self.label}: env {i} returned a non-finite final observation at step {t + 1} "
                                  "of the rollout (its episode was truncated there)")  # fmt: skip
         final_t = self._tensor(self.obs_norm(final))  # fresh tensors: kept as they are
-        rec = (
-            None  # memory: the final observation continues its episode from the state after step t
-        )
+        rec = None  # with memory the final observation continues from the state after step t
         if self.model.memory is not None:
-            rows = torch.from_numpy(idx).to(self.device)
-            rec = Recurrence(
-                self.state[rows], torch.zeros(len(idx), dtype=torch.bool, device=self.device), 1
-            )
+            no_start = torch.zeros(len(idx), dtype=torch.bool, device=self.device)
+            rec = Recurrence(self.state[torch.from_numpy(idx).to(self.device)], no_start, 1)
         self._finals.append(
             (torch.from_numpy(t * self.N + idx), final_t, self.model.value(final_t, rec))
         )
