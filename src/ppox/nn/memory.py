@@ -98,23 +98,26 @@ class MemoryCore(nn.Module):
         ``state`` ``[N, D]`` with resets at ``starts`` ``[T, N]``: ``[T / length, N, D]`` (the
         fresh initial states of training sequences). A GRU's output is its state, so one fused
         call over the whole rollout gives them; an LSTM's cell state is not an output of the
-        fused layer, so it is carried step by step through the fused cell."""
+        fused layer, so it is carried from sequence to sequence, one fused call each (packed, so
+        that each segment's last state is its own)."""
         T = starts.shape[0]
         if self.kind == "gru":
             out, _ = self.sequence(x, state, starts)
             return torch.cat([state.unsqueeze(0), out[length - 1 : T - 1 : length]])
-        kept = []
-        for t in range(T):
-            if t % length == 0:
-                kept.append(state)
-            state = self._cell(x[t], torch.where(starts[t].unsqueeze(1), 0.0, state))[1]
+        kept = []  # an LSTM: one fused call per sequence, carrying (h, c) from one to the next
+        for j in range(0, T, length):
+            kept.append(state)
+            part = starts[j : j + length]
+            state = self.sequence(x[j : j + length], state, part, need_final=True)[1]  # type: ignore[assignment]
         return torch.stack(kept)
 
+    def _weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        w_ih, w_hh, b_ih, b_hh = (cast(Tensor, getattr(self.rnn, n)) for n in names)
+        return w_ih, w_hh, b_ih, b_hh
+
     def _cell(self, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
-        w_ih, w_hh, b_ih, b_hh = (
-            cast(Tensor, getattr(self.rnn, n))
-            for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-        )
+        w_ih, w_hh, b_ih, b_hh = self._weights()
         if self.kind == "lstm":
             h, c = torch.lstm_cell(x, self._split_cell(h0), w_ih, w_hh, b_ih, b_hh)
             return h.unsqueeze(0), torch.cat([h, c], dim=1)
