@@ -29,7 +29,8 @@ Quick end-to-end check::
     .venv/bin/python benchmarks/recurrent_sb3.py --steps 4096 --seeds 1 --tasks cartpole \\
         --out /tmp/recurrent_sb3.json
 
-Results go to benchmarks/results/recurrent_sb3.json and a .md beside it (``--out``).
+Results go to benchmarks/results/recurrent_sb3.json, a .md and a .png of the curves beside it
+(``--out``); ``--plot-only RESULTS.json`` redraws the curves of an earlier run.
 """
 
 from __future__ import annotations
@@ -483,6 +484,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path(__file__).parent / "results" / "recurrent_sb3.json",
         help="results JSON (the .md goes beside it)",
     )
+    p.add_argument("--plot-only", type=Path, help="redraw the curves (.png) of a results JSON")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # TASK SEED RESULT (sb3-contrib)
     p.add_argument("--eval-seeds", type=int, nargs="+", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -490,6 +492,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.plot_only:
+        plot_curves(json.loads(args.plot_only.read_text()), args.plot_only.with_suffix(".png"))
+        return
     if args.worker:
         task, seed, out = args.worker
         row = run_sb3(task, int(seed), args.steps, args.threads, args.eval_every, args.eval_seeds)
@@ -522,7 +527,35 @@ def main(argv: list[str] | None = None) -> None:
         runs=[{k: v for k, v in r.items() if k != "config"} for r in rows],
     )
     write_results(args.out, result, to_markdown(result))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}", file=sys.stderr)
+    plot_curves(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}, its .md and .png", file=sys.stderr)
+
+
+def plot_curves(result: dict[str, Any], path: Path) -> None:
+    """One panel per task: each run's evaluation curve (thin) and the median over seeds (thick),
+    ppox and sb3-contrib side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(result["summary"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for lib, color in (("ppox", "tab:blue"), ("sb3", "tab:orange")):
+            for r in result["runs"]:
+                if r["task"] == task and r["lib"] == lib:
+                    xs, ys = zip(*r["evals"])
+                    ax.plot(xs, ys, color=color, alpha=0.25, linewidth=1)
+            curve = result["summary"][task][lib]["curve"]
+            name = "sb3-contrib RecurrentPPO" if lib == "sb3" else "ppox"
+            ax.plot(*zip(*curve), color=color, linewidth=2.5, label=f"{name} (median)")
+        ax.axhline(result["summary"][task]["solved_threshold"], color="gray", linestyle=":")
+        ax.set(title=TASKS[task]["env_id"], xlabel="environment steps", ylabel="evaluation return")
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
