@@ -66,9 +66,6 @@ class MemoryCore(nn.Module):
             return torch.cat([hx[0][0], hx[1][0]], dim=-1)
         return hx[0]
 
-    def initial_state(self, batch: int, device: torch.device | None = None) -> Tensor:
-        return torch.zeros(batch, self.state_size, device=device)
-
     def sequence(
         self,
         x: Tensor,
