@@ -180,11 +180,21 @@ def via_json(values: dict[str, Any], cli: Any, folder: Path) -> tuple[str, Any]:
         data.setdefault(field_sections()[name], {})[name] = value
     try:
         text = json.dumps(data)
-    except (TypeError, ValueError):  # not expressible in JSON (a non-str key): no JSON entry point
+    except (TypeError, ValueError):  # not expressible in JSON: no JSON entry point
+        return "skip", None
+    if _has_non_str_key(data):  # json.dumps would write the int key 1 as "1": another value
         return "skip", None
     path = folder / "config.json"
     path.write_text(text)
     return cli(["train", "--config", str(path)])
+
+
+def _has_non_str_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(not isinstance(k, str) or _has_non_str_key(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_str_key(v) for v in value)
+    return False
 
 
 def as_text(value: Any) -> str:
