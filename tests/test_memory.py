@@ -414,3 +414,30 @@ def test_collector_resets_after_collecting() -> None:
     c.reset([3, 4])
     assert c.start.all() and c.state.abs().sum() == 0
     c.envs.close()
+
+
+# --- POPGym ---------------------------------------------------------------------------------------
+def test_popgym_ids_register_on_demand_and_train_with_memory(tmp_path) -> None:
+    pytest.importorskip("popgym")
+    import ppox
+
+    cfg = Config().replace(
+        env_id="popgym-RepeatFirstEasy-v0", memory="gru", memory_size=8, hidden_sizes=(8,), num_envs=2,
+        num_steps=51, total_steps=102, eval_every=0, eval_episodes=1, tensorboard=False, progress=False,
+    )  # fmt: skip
+    summary = ppox.train(cfg, run_dir=tmp_path / "pg")
+    assert summary["total_steps"] == 102 and -1.0 <= summary["eval_return_mean"] <= 1.0
+
+
+def test_a_popgym_id_without_the_package_names_what_to_install(monkeypatch) -> None:
+    import sys
+
+    from ppox.config import EnvConfig
+    from ppox.envs.make import make_env
+    from ppox.errors import EnvError
+
+    monkeypatch.setitem(sys.modules, "popgym", None)  # as if it were not installed
+    with pytest.raises(
+        EnvError, match=r"popgym package is not installed: pip install 'ppox\[popgym\]'"
+    ):
+        make_env(EnvConfig(env_id="popgym-NoSuchTask-v0"))
