@@ -68,13 +68,10 @@ class Rollout(NamedTuple):
     final_obs: Obs | None = None  # [K, ...] final observations of the K truncated steps, normalized
     final_index: Tensor | None = None  # [K] their flat index t·N + n (int64)
     valid: Tensor | None = None  # [T, N] bool: transitions that enter the loss (None: all)
-    # a policy with memory (docs/memory.md):
-    state: Tensor | None = (
-        None  # [T, N, D] the recurrent state carried into each step (before its reset)
-    )
-    starts: Tensor | None = (
-        None  # [T, N] bool: the step begins an episode (the state is reset first)
-    )
+    # a policy with memory (docs/memory.md): [T, N, D] the recurrent state carried into each
+    # step (before its reset), and [T, N] bool: the step begins an episode (the state is reset)
+    state: Tensor | None = None
+    starts: Tensor | None = None
 
 
 class Batch(NamedTuple):

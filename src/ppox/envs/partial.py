@@ -20,6 +20,7 @@ observation: ``HideVelocity(env, keep=(0, 2))``.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -66,8 +67,6 @@ NO_VELOCITY: dict[str, tuple[str, str, tuple[int, ...], int]] = {
 
 def _maker(module: str, name: str, keep: tuple[int, ...]) -> Any:
     def make(**kwargs: Any) -> gym.Env:
-        import importlib
-
         cls = getattr(importlib.import_module(module), name)  # one of the fixed names above
         return HideVelocity(cls(**kwargs), keep)
 

@@ -89,7 +89,7 @@ def evaluate_episodes(
             start = terminated | truncated
             returns += np.where(running, reward, 0.0)
             lengths += running
-            running &= ~(terminated | truncated)
+            running &= ~start
             if not running.any():
                 break
     finally:

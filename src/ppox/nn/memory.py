@@ -55,10 +55,8 @@ class MemoryCore(nn.Module):
     def _split(self, state: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """``[B, D]`` → the layer's ``h0`` (and ``c0``), ``[1, B, size]`` each."""
         if self.kind == "lstm":
-            return (
-                state[:, : self.size].unsqueeze(0).contiguous(),
-                state[:, self.size :].unsqueeze(0).contiguous(),
-            )
+            h, c = self._split_cell(state)
+            return h.unsqueeze(0), c.unsqueeze(0)
         return state.unsqueeze(0).contiguous()
 
     def _join(self, hx: Tensor | tuple[Tensor, Tensor]) -> Tensor:
@@ -80,7 +78,7 @@ class MemoryCore(nn.Module):
         ``need_final``, each sequence's state after its last step ``[C, D]`` (else None).
         ``cut``: :func:`cut_sequences` of ``x`` and ``starts``, when the caller has it already
         (several cores reading the same input share it)."""
-        h0 = torch.where(starts[0].unsqueeze(1), torch.zeros_like(state), state)
+        h0 = torch.where(starts[0].unsqueeze(1), 0.0, state)
         if starts.shape[0] == 1:  # one step (acting): the fused cell, without the layer's setup
             return self._cell(x[0], h0)
         cut = cut if cut is not None else cut_sequences(x, starts)
@@ -122,6 +120,7 @@ class MemoryCore(nn.Module):
         return h.unsqueeze(0), h
 
     def _split_cell(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """An LSTM's ``[B, 2·size]`` state → ``h``, ``c`` ``[B, size]`` each."""
         return state[:, : self.size].contiguous(), state[:, self.size :].contiguous()
 
     def _segmented(self, cut: Cut, h0: Tensor, need_final: bool) -> tuple[Tensor, Tensor | None]:

@@ -90,9 +90,9 @@ class RolloutBuffer:
         )
         self.has_mask = False
         self.memory = model.memory is not None
-        if self.memory:  # the state carried into each step, and where episodes begin
+        if self.memory:  # the state carried into each step, and the episode starts at step 0
             self.state = z(model.state_size, where=policy_side)
-            self.starts = z(dtype=torch.bool, where=policy_side)
+            self.first_start = torch.ones(N, dtype=torch.bool, device=policy_side)
         self.valid = torch.ones((T, N), dtype=torch.bool)  # False: skipped (nonfinite_env="skip")
         self.np_valid = self.valid.numpy()
         self.skipped = 0  # transitions skipped in this rollout
@@ -132,8 +132,14 @@ class RolloutBuffer:
             last_obs=obs_map(dev, last_obs), final_obs=final_obs, final_index=final_index,
             valid=dev(self.valid) if self.skipped else None,
             state=dev(self.state) if self.memory else None,
-            starts=dev(self.starts) if self.memory else None,
+            starts=self._starts(done) if self.memory else None,
         )  # fmt: skip
+
+    def _starts(self, done: Tensor) -> Tensor:
+        """``[T, N]`` bool: the steps that begin an episode (step 0's flags as collected, then
+        wherever the step before ended one)."""
+        first = self.first_start.to(self.device).unsqueeze(0)
+        return torch.cat([first, done[:-1].bool()])
 
     def store_obs(self, t: int, obs: ObsArrays, obs_t: Obs) -> None:
         """Write the (normalized) observations of step ``t``, ``[N, ...]`` or a dict of leaves:
@@ -312,7 +318,9 @@ class Collector:
                 action_np, buf.np_logp[t], buf.np_value[t] = lean.act(self.obs_np, noise[t], mask)  # type: ignore[arg-type]
                 buf.np_action[t] = action_np
             elif buf.memory:
-                buf.state[t], buf.starts[t] = self.state, self.start
+                buf.state[t] = self.state
+                if t == 0:
+                    buf.first_start.copy_(self.start)
                 dist, value, self.state = model.step(self.obs, self.mask, self.state, self.start)
                 action, logp = dist.sample_log_prob(self.generator)
                 buf.action[t], buf.logp[t], buf.value[t] = action, logp, value
