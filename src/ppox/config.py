@@ -49,6 +49,7 @@ Algo = Literal["ppo-clip", "ppo-penalty", "reinforce"]
 AdvantageKind = Literal["gae", "nstep", "mc"]
 MinibatchOrder = Literal["transitions", "trajectories", "fixed"]
 Memory = Literal["none", "lstm", "gru"]
+Cnn = Literal["auto", "nature", "impala", "small", "minatar"]
 MemoryStates = Literal["stale", "fresh"]
 Schedule = Literal["constant", "linear", "exponential"]
 """The same kinds as ``ppox.core.schedules.SCHEDULES`` (a test keeps them equal)."""
@@ -177,6 +178,31 @@ class EnvConfig:
     reward_clip: Annotated[float, Span(0, 1e6, lo_open=True)] = 10.0
     """Clip scaled rewards to [-reward_clip, reward_clip] (in standard deviations of the return,
     so 1e6 is as good as no clipping)."""
+    sign_reward: bool = False
+    """Replace each reward by its sign (−1, 0 or +1) where the learner reads it, before
+    `scale_reward`, as the DQN and PPO Atari setups clip rewards (Mnih et al. 2015). Episode
+    statistics and evaluations keep the game's score (docs/pixels.md)."""
+    atari_preprocessing: bool = True
+    """For Atari ids (ale-py's, e.g. `BreakoutNoFrameskip-v4`, `ALE/Pong-v5`): apply the standard
+    preprocessing below (docs/pixels.md). False makes the id as Gymnasium registers it. The
+    `atari_*` fields may differ from their defaults only for Atari ids."""
+    atari_noop_max: Annotated[int, Span(0, 1000)] = 30
+    """Atari: up to this many NOOP frames after a real reset (drawn uniformly from 1 … n; 0 for none)."""
+    atari_frame_skip: Annotated[int, Span(1, 64)] = 4
+    """Atari: frames per action, rewards summed, the observation the pixel-wise maximum of the
+    last two frames."""
+    atari_screen_size: Annotated[int, Span(8, 1024)] = 84
+    """Atari: side of the square frame the screen is resized to (area interpolation)."""
+    atari_grayscale: bool = True
+    """Atari: ALE's grayscale screen (True) or its RGB screen (False, 3 channels per frame)."""
+    atari_frame_stack: Annotated[int, Span(1, 64)] = 4
+    """Atari: the observation is the last n processed frames, oldest first (channels first)."""
+    atari_fire_reset: bool = True
+    """Atari: after each reset (a lost life included), press FIRE, then action 2, in games whose
+    action 1 is FIRE (games that wait for FIRE to start)."""
+    atari_episodic_life: bool = True
+    """Atari: a lost life ends the training episode as terminated (no bootstrap across it) while
+    the game goes on; training statistics and evaluation count whole games."""
     nonfinite_env: NonfiniteEnv = "error"
     """What a non-finite (NaN or infinite) observation or reward from an environment does:
     `error` stops the run with one line naming the environment, the worker, the env index and
@@ -189,9 +215,11 @@ class EnvConfig:
 class PolicyConfig:
     """Network and action head."""
 
-    hidden_sizes: Annotated[tuple[int, ...], Seq(Span(1, 4096), 1, 16)] = (64, 64)
-    """Widths of the MLP hidden layers: 1 to 16 layers of 1 to 4096 units (a comma-separated
-    list on the command line, `64,64`; a JSON list in a config file)."""
+    hidden_sizes: Annotated[tuple[int, ...], Seq(Span(1, 4096), 0, 16)] = (64, 64)
+    """Widths of the MLP hidden layers: 0 to 16 layers of 1 to 4096 units (a comma-separated
+    list on the command line, `64,64`; a JSON list in a config file). An empty list (`''` on the
+    command line) has the heads read the encoder's features directly, as the Atari CNN policies
+    do (docs/pixels.md)."""
     activation: Activation = "tanh"
     """Hidden activation: `tanh`, `relu` or `elu`."""
     shared_trunk: bool = False
@@ -232,8 +260,15 @@ class PolicyConfig:
     """Encoder per observation key path (`{"items": "deep_sets"}`; paths join Dict keys and Tuple
     indices with `/`): a name given to `ppox.nn.register_encoder`, or `module:callable`. Other keys
     get the default for their kind (docs/observations.md)."""
+    cnn: Cnn = "auto"
+    """The CNN for image observations (docs/pixels.md): `nature` (Mnih et al. 2015: 8×8/4, 4×4/2,
+    3×3/1 convolutions, then a linear layer; images ≥ 36 pixels a side), `impala` (the IMPALA
+    ResNet of Espeholt et al. 2018: three stages of a convolution, a max-pool and two residual
+    blocks, 16/32/32 channels), `small` (three 3×3 convolutions for small images), `minatar`
+    (one 3×3 convolution of 16 channels, as the MinAtar paper's networks) or `auto` (`nature`
+    from 36 pixels a side, `small` below)."""
     cnn_features: Annotated[int, Span(1, 4096)] = 512
-    """Output width of the CNN that encodes uint8 image observations."""
+    """Output width of the CNN that encodes uint8 image observations (its last linear layer)."""
     memory: Memory = "none"
     """A recurrent memory stage between the observation encoder and the MLP trunks: `none`,
     `lstm` or `gru` (docs/memory.md). Trained with truncated backpropagation through time over

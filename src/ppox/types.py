@@ -107,7 +107,7 @@ class Batch(NamedTuple):
 
 LEAF_KINDS = ("vector", "image", "discrete", "multi_discrete", "binary")
 SUPPORTED_OBS = (
-    "Box (float vectors of any shape; uint8 images with bounds [0, 255], HW, HWC or CHW), "
+    "Box (float vectors of any shape; uint8 images with bounds [0, 255] or [0, 1], HW, HWC or CHW), "
     "Discrete, MultiDiscrete, MultiBinary, and Dict / Tuple of these nested to any depth"
 )
 
@@ -130,11 +130,18 @@ class ObsLeaf(NamedTuple):
 
 
 def is_image(space: spaces.Space) -> bool:
-    """A uint8 Box of 2 or 3 dimensions with bounds exactly [0, 255]."""
+    """A uint8 Box of 2 or 3 dimensions with bounds exactly [0, 255], or exactly [0, 1] (binary
+    planes, as MinAtar's observations; the encoder scales by the upper bound)."""
     return (
         isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) in (2, 3)
-        and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255))
+        and bool(np.all(space.low == 0)) and image_high(space) in (1, 255)
     )  # fmt: skip
+
+
+def image_high(space: spaces.Box) -> int:
+    """The upper bound of a uint8 Box when it is the same everywhere (0 otherwise)."""
+    high = np.asarray(space.high)
+    return int(high.flat[0]) if high.size and bool(np.all(high == high.flat[0])) else 0
 
 
 def channels_first(shape: tuple[int, ...]) -> bool:

@@ -2,6 +2,7 @@
 
 from ppox.envs import (
     hybrid,  # noqa: F401  (registers ppox/Moving-v0, ppox/Sliding-v0, ppox/HardMove-v0)
+    minatar,  # noqa: F401  (registers ppox/MinAtar-{Game}-v1; minatar is imported only when made)
     partial,  # noqa: F401  (registers ppox/CartPoleNoVel-v1, ppox/PendulumNoVel-v1, ppox/LunarLanderNoVel-v3)
     traffic,  # noqa: F401  (registers ppox/Traffic-v0; SUMO is imported only when it is made)
 )

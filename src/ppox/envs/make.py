@@ -13,6 +13,7 @@ import, keyword arguments the env refuses, an assertion in its constructor) is o
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ import gymnasium as gym
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from ppox.config import EnvConfig
+from ppox.envs.atari import AtariOptions, AtariPreprocessing, atari_kwargs, is_atari
 from ppox.envs.envpool_backend import EnvPoolVectorEnv, resolve_backend
 from ppox.envs.snapshot import Snapshot
 from ppox.envs.vector import LeanSyncVectorEnv
@@ -35,17 +37,22 @@ NOT_REGISTERED = (
 )
 
 
-def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
+def make_env(cfg: EnvConfig, render_mode: str | None = None, evaluation: bool = False) -> gym.Env:
     """One environment from ``cfg.env_id``; any failure to make it is an :class:`EnvError`
-    naming the id and the keyword arguments."""
+    naming the id and the keyword arguments. Atari ids get the preprocessing of
+    :mod:`ppox.envs.atari` (with ``evaluation``, whole games: no end of episode at a lost life)."""
     kwargs: dict[str, Any] = dict(cfg.env_kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     register_popgym(cfg.env_id)
+    opts = atari_options(cfg, evaluation)
+    if opts is not None:
+        kwargs = atari_kwargs(cfg.env_id, kwargs, opts)
     try:
-        return gym.make(cfg.env_id, **kwargs)
+        env = gym.make(cfg.env_id, **kwargs)
+        return env if opts is None else AtariPreprocessing(env, opts)
     except PpoxError:  # ppox's own envs say what is wrong themselves
         raise
     except NOT_REGISTERED as exc:
@@ -61,6 +68,30 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
             f"env_id={cfg.env_id!r} cannot be made with env_kwargs={_short(kwargs)}: "
             f"{type(exc).__name__}: {_line(exc)}"
         ) from None
+
+
+def atari_options(cfg: EnvConfig, evaluation: bool = False) -> AtariOptions | None:
+    """The Atari preprocessing ``cfg`` asks for (None: not an Atari id, or preprocessing off).
+    ``atari_*`` fields changed from their defaults for an id that is not Atari are an error."""
+    opts = AtariOptions(
+        noop_max=cfg.atari_noop_max, frame_skip=cfg.atari_frame_skip,
+        screen_size=cfg.atari_screen_size, grayscale=cfg.atari_grayscale,
+        frame_stack=cfg.atari_frame_stack, fire_reset=cfg.atari_fire_reset,
+        episodic_life=cfg.atari_episodic_life and not evaluation,
+    )  # fmt: skip
+    if is_atari(cfg.env_id):
+        return opts if cfg.atari_preprocessing else None
+    changed = [
+        f"atari_{f.name}={getattr(cfg, 'atari_' + f.name)!r}"
+        for f in dataclasses.fields(AtariOptions)
+        if getattr(cfg, "atari_" + f.name) != f.default
+    ]
+    if changed:
+        raise EnvError(
+            f"{', '.join(changed)} set for env_id={cfg.env_id!r}, which is not an Atari id "
+            "(the atari_* fields apply to ale-py's ids only; pip install 'ppox[atari]' for them)"
+        )
+    return None
 
 
 def register_popgym(env_id: str) -> None:

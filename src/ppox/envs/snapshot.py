@@ -6,7 +6,9 @@ carries it loads with ``torch.load(weights_only=True)`` and nothing in it can ru
 
 :func:`get_state` walks the wrapper chain down to the unwrapped env and captures, layer by
 layer, every instance attribute that is plain data (recursively: lists, tuples, dicts, deques,
-NumPy arrays and scalars, NumPy generators by their bit generator's state). A documented set of
+NumPy arrays and scalars, NumPy generators by their bit generator's state, NumPy's legacy
+``RandomState`` by its MT19937 state, and the objects of :data:`NESTED_MODULES` attribute by
+attribute, restored into the fresh env's object of the same class). A documented set of
 attributes is left out because a freshly made env of the same config already has them right
 (:data:`STATIC_NAMES`; spaces, whose RNG state alone is kept; the ``EnvSpec``; renderers;
 MuJoCo's ``model`` and ``data``, whose dynamic state is saved with ``mj_getState`` over the full
@@ -39,6 +41,9 @@ VERSION = 1
 STATIC_NAMES = frozenset({"metadata", "_metadata", "_cached_spec", "spec"})
 """Attribute names left out of every layer: the env's static description (render modes, fps,
 its registration), which the freshly made env already has."""
+NESTED_MODULES = ("minatar.environments.",)
+"""Modules whose objects an env may hold and a snapshot captures attribute by attribute (their
+state is plain data): MinAtar's games (:mod:`ppox.envs.minatar`)."""
 _RENDER_MODULES = ("pygame", "gymnasium.envs.mujoco.mujoco_rendering")
 """Renderer objects (windows, clocks, MuJoCo's renderer) are left out: render-only, rebuilt lazily."""
 _BIT_GENERATORS: dict[str, type[np.random.BitGenerator]] = {
@@ -72,6 +77,8 @@ def _encode(value: Any, depth: int = 0) -> Any:
         return {_TAG: "scalar", **_encode_array(np.asarray(value))}
     if isinstance(value, np.random.Generator):
         return {_TAG: "generator", "state": _encode(value.bit_generator.state, depth + 1)}
+    if type(value) is np.random.RandomState:
+        return {_TAG: "random_state", "state": _encode(value.get_state(legacy=False), depth + 1)}
     if type(value) is list:
         return [_encode(v, depth + 1) for v in value]
     if type(value) is tuple:
@@ -130,6 +137,13 @@ def _skipped(obj: Any, name: str, value: Any) -> bool:
     return module.startswith(_RENDER_MODULES)
 
 
+def _nested(value: Any) -> bool:
+    """An object captured attribute by attribute like a layer: an instance of a Python class
+    from :data:`NESTED_MODULES` (restored into the fresh env's object of the same class)."""
+    module = type(value).__module__
+    return module.startswith(NESTED_MODULES)
+
+
 def _layer(obj: Any) -> dict[str, Any]:
     _check_layout(type(obj))
     attrs: dict[str, Any] = {}
@@ -138,6 +152,8 @@ def _layer(obj: Any) -> dict[str, Any]:
             rngs = _space_rngs(value)
             if rngs is not None:
                 attrs[name] = rngs
+        elif _nested(value):
+            attrs[name] = {_TAG: "object", **_layer(value)}
         elif not _skipped(obj, name, value):
             try:
                 attrs[name] = _encode(value)
@@ -221,6 +237,8 @@ def _decode(data: Any, depth: int = 0) -> Any:
         return array if tag == "array" else array[()]
     if tag == "generator":
         return _decode_generator(_decode(data["state"], depth + 1))
+    if tag == "random_state":
+        return _decode_random_state(_decode(data["state"], depth + 1))
     return _decode_container(tag, data, depth)
 
 
@@ -281,6 +299,18 @@ def _decode_generator(state: Any) -> np.random.Generator:
     return np.random.Generator(bit_generator)
 
 
+def _decode_random_state(state: Any) -> np.random.RandomState:
+    """NumPy's legacy generator (MT19937 only) from ``RandomState.get_state(legacy=False)``."""
+    if not isinstance(state, dict) or state.get("bit_generator") != "MT19937":
+        raise SnapshotError("a RandomState entry that is not an MT19937 state")
+    rs = np.random.RandomState()
+    try:
+        rs.set_state(state)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise SnapshotError(f"RandomState state: {exc}") from None
+    return rs
+
+
 @dataclass
 class _Write:
     """One decoded attribute, written only once every attribute has decoded."""
@@ -323,6 +353,11 @@ def _layer_writes(obj: Any, layer: Any, out: list[_Write]) -> None:
         have = current.get(name)
         if isinstance(have, gym.spaces.Space):
             _space_writes(have, data, out)
+            continue
+        if type(data) is dict and data.get(_TAG) == "object":
+            if not _nested(have):
+                raise SnapshotError(f"{_type_name(obj)}.{name} holds no object to restore into")
+            _layer_writes(have, data, out)
             continue
         if name in STATIC_NAMES or (name in current and _skipped(obj, name, have)):
             raise SnapshotError(f"{_type_name(obj)}.{name} is not restored from a snapshot")

@@ -5,7 +5,8 @@ on each step and copies observations through the space's generic ``concatenate``
 small, fast environments PPO is usually run on, that bookkeeping is a sizeable share of each
 step. This class steps Box-observation envs into one
 preallocated array and forwards only what ppox reads from ``info``: ``final_obs`` (with its
-``_final_obs`` mask) for episodes that ended and ``action_mask`` when the envs provide one.
+``_final_obs`` mask) for episodes that ended, ``action_mask`` when the envs provide one, and
+``life_lost`` for Atari episodes that ended at a lost life.
 Semantics otherwise match ``SyncVectorEnv(autoreset_mode=SAME_STEP)``, which a test checks.
 """
 
@@ -20,6 +21,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, iterate
 
 MASK_KEY = "action_mask"
+LIFE_LOST_KEY = "life_lost"
+"""Forwarded as ``[N]`` bool for steps that ended a training episode at a lost life
+(:mod:`ppox.envs.atari`)."""
 
 
 class LeanSyncVectorEnv(VectorEnv):
@@ -76,6 +80,10 @@ class LeanSyncVectorEnv(VectorEnv):
         for i, env in enumerate(self.envs):
             obs, reward, terminated, truncated, env_info = env.step(per_env[i])
             if terminated or truncated:
+                if env_info.get(LIFE_LOST_KEY):  # the game goes on (ppox.envs.atari)
+                    if LIFE_LOST_KEY not in info:
+                        info[LIFE_LOST_KEY] = np.zeros(self.num_envs, dtype=bool)
+                    info[LIFE_LOST_KEY][i] = True
                 if "final_obs" not in info:
                     info["final_obs"] = np.full(self.num_envs, None, dtype=object)
                     info["_final_obs"] = np.zeros(self.num_envs, dtype=bool)

@@ -71,7 +71,8 @@ def evaluate_episodes(
     steps (default: the policy's config's ``eval_max_steps``)."""
     cap = policy.config.run.eval_max_steps if max_steps is None else max_steps
     envs = SyncVectorEnv(
-        [lambda: make_env(env_cfg)] * len(seeds), autoreset_mode=AutoresetMode.SAME_STEP
+        [lambda: make_env(env_cfg, evaluation=True)] * len(seeds),
+        autoreset_mode=AutoresetMode.SAME_STEP,
     )
     generator = torch.Generator().manual_seed(seeds[0])
     returns = np.zeros(len(seeds))
@@ -161,7 +162,7 @@ def record_gif(
     import imageio.v2 as imageio
 
     cap = policy.config.run.eval_max_steps if max_steps is None else max_steps
-    env = make_env(env_cfg, render_mode="rgb_array")
+    env = make_env(env_cfg, render_mode="rgb_array", evaluation=True)
     frames: list = []
     total, steps, done = 0.0, 0, False
     state = None  # a policy with memory carries its state from step to step

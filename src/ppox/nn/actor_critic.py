@@ -88,7 +88,7 @@ class ActorCritic(nn.Module):
             )
             init_memory(self.memory, cfg.init)
             in_features = cfg.memory_size
-        width = cfg.hidden_sizes[-1]
+        width = cfg.hidden_sizes[-1] if cfg.hidden_sizes else in_features
         self.shared = cfg.shared_trunk
         actor = mlp(in_features, cfg.hidden_sizes, cfg.activation)
         critic = actor if self.shared else mlp(in_features, cfg.hidden_sizes, cfg.activation)

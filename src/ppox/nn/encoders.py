@@ -5,8 +5,9 @@ Defaults by leaf kind (:class:`ppox.types.ObsLeaf`):
 
 - ``vector`` (a float Box, any shape) → ``flatten``: the values as they are (normalized when
   ``normalize_obs``); the MLP trunk that reads the concatenation is their MLP.
-- ``image`` (a uint8 Box with bounds [0, 255]: HW, HWC or CHW) → ``cnn``: the Nature CNN
-  (Mnih et al. 2015) on ``x / 255``, or a 3×3 variant for images under 36 pixels a side.
+- ``image`` (a uint8 Box with bounds [0, 255] or [0, 1]: HW, HWC or CHW) → ``cnn``: the CNN
+  ``PolicyConfig.cnn`` names (Nature, IMPALA, small, MinAtar; docs/pixels.md) on ``x / 255``
+  (``x / 1`` for binary planes), converted from uint8 one minibatch at a time.
 - ``discrete`` / ``multi_discrete`` → ``one_hot`` (one block per dimension).
 - ``binary`` (MultiBinary) → ``flatten`` (0/1 as floats).
 
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 from ppox.config import PolicyConfig
 from ppox.errors import ConfigError
 from ppox.nn.init import init_layers
-from ppox.types import ObsLayout, channels_first
+from ppox.types import ObsLayout, channels_first, image_high
 
 EncoderBuilder = Callable[[spaces.Space, PolicyConfig], nn.Module]
 _REGISTRY: dict[str, EncoderBuilder] = {}
@@ -127,40 +128,113 @@ NATURE_LAYERS = ((32, 8, 4, 0), (64, 4, 2, 0), (64, 3, 1, 0))
 """(channels, kernel, stride, padding) of the Nature CNN; it needs ≥ 36 pixels a side."""
 SMALL_LAYERS = ((32, 3, 1, 1), (64, 3, 2, 1), (64, 3, 1, 1))
 """The variant for smaller images: 3×3 kernels, padding 1, strides 1, 2, 1 (any size ≥ 1)."""
+MINATAR_LAYERS = ((16, 3, 1, 0),)
+"""One 3×3 convolution of 16 channels, no padding: the MinAtar paper's networks (Young & Tian
+2019, "MinAtar: An Atari-Inspired Testbed for Thorough and Reproducible Reinforcement Learning
+Experiments"); any size ≥ 3."""
 NATURE_MIN_SIDE = 36
+IMPALA_CHANNELS = (16, 32, 32)
+"""Channels of the IMPALA ResNet's three stages (Espeholt et al. 2018, "IMPALA: Scalable
+Distributed Deep-RL with Importance Weighted Actor-Learner Architectures", Figure 3)."""
+
+
+def image_geometry(shape: tuple[int, ...]) -> tuple[bool, int, int, int]:
+    """``(hwc, channels, height, width)`` of an HW, HWC or CHW image shape."""
+    hwc = len(shape) == 3 and not channels_first(shape)
+    if len(shape) == 2:
+        return False, 1, shape[0], shape[1]
+    if hwc:
+        return True, shape[2], shape[0], shape[1]
+    return False, shape[0], shape[1], shape[2]
 
 
 class ImageEncoder(nn.Module):
     """uint8 images ``[B, H, W]``, ``[B, H, W, C]`` or ``[B, C, H, W]`` → ``[B, features]``.
 
-    Three ReLU convolutions (:data:`NATURE_LAYERS`, or :data:`SMALL_LAYERS` when a side is
-    under 36 pixels) on ``x / 255``, then a linear layer and a ReLU. The channel axis is the
+    ReLU convolutions (``layers``: (channels, kernel, stride, padding) each) on ``x / high``
+    (255, or 1 for binary planes), then a linear layer and a ReLU. The channel axis is the
     shorter of the first and last axes (:func:`ppox.types.channels_first`); HWC is permuted.
+    The images stay uint8 until this forward pass: a minibatch is converted, never the rollout.
     """
 
-    def __init__(self, shape: tuple[int, ...], features: int) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        features: int,
+        layers: tuple[tuple[int, int, int, int], ...] | None = None,
+        high: int = 255,
+    ) -> None:
         super().__init__()
-        self.hwc = len(shape) == 3 and not channels_first(shape)
-        c, h, w = (
-            (1, *shape)
-            if len(shape) == 2
-            else ((shape[2], shape[0], shape[1]) if self.hwc else shape)
-        )
-        layers: list[nn.Module] = []
-        for out, k, s, p in NATURE_LAYERS if min(h, w) >= NATURE_MIN_SIDE else SMALL_LAYERS:
-            layers += [nn.Conv2d(c, out, k, s, p), nn.ReLU()]
-            c, h, w = out, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        self.convs = nn.Sequential(*layers)
+        self.hwc, c, h, w = image_geometry(shape)
+        if layers is None:
+            layers = NATURE_LAYERS if min(h, w) >= NATURE_MIN_SIDE else SMALL_LAYERS
+        modules: list[nn.Module] = []
+        for out, k, s, p in layers:
+            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            if h < 1 or w < 1:
+                raise ConfigError(f"image observations of shape {shape} are too small for this CNN")
+            modules += [nn.Conv2d(c, out, k, s, p), nn.ReLU()]
+            c = out
+        self.convs = nn.Sequential(*modules)
         self.linear = nn.Linear(c * h * w, features)
         self.out_features = features
+        self.scale = 1.0 / high
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim == 3:
-            x = x.unsqueeze(1)
-        elif self.hwc:
-            x = x.permute(0, 3, 1, 2)
-        y = self.convs(x.float() / 255.0)
+        y = self.convs(_chw(x, self.hwc).float() * self.scale)
         return torch.relu(self.linear(y.flatten(1)))
+
+
+def _chw(x: Tensor, hwc: bool) -> Tensor:
+    """``[B, C, H, W]`` in the channels-last memory layout (still uint8): the same convolution,
+    and on CPU oneDNN's faster kernels for it (docs/pixels.md, "Speed")."""
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif hwc:
+        x = x.permute(0, 3, 1, 2)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+class ResidualBlock(nn.Module):
+    """``x + conv(relu(conv(relu(x))))``, 3×3 convolutions that keep the channels."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaEncoder(nn.Module):
+    """The IMPALA ResNet (:data:`IMPALA_CHANNELS`): per stage a 3×3 convolution, a 3×3 max-pool
+    of stride 2 and two :class:`ResidualBlock`; then a ReLU, a linear layer to ``features`` and a
+    ReLU. uint8 images in, scaled by ``1 / high`` in the forward pass."""
+
+    def __init__(self, shape: tuple[int, ...], features: int, high: int = 255) -> None:
+        super().__init__()
+        self.hwc, c, h, w = image_geometry(shape)
+        stages: list[nn.Module] = []
+        for out in IMPALA_CHANNELS:
+            stages += [
+                nn.Conv2d(c, out, 3, padding=1),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                ResidualBlock(out),
+                ResidualBlock(out),
+            ]
+            c, h, w = out, (h + 1) // 2, (w + 1) // 2
+        self.stages = nn.Sequential(*stages)
+        self.linear = nn.Linear(c * h * w, features)
+        self.out_features = features
+        self.scale = 1.0 / high
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.relu(self.stages(_chw(x, self.hwc).float() * self.scale))
+        return torch.relu(self.linear(y.flatten(1)))
+
+
+CNN_LAYERS = {"nature": NATURE_LAYERS, "small": SMALL_LAYERS, "minatar": MINATAR_LAYERS}
 
 
 @register_encoder("flatten")
@@ -179,13 +253,28 @@ def _one_hot(space: spaces.Space, cfg: PolicyConfig) -> nn.Module:
 
 @register_encoder("cnn")
 def _cnn(space: spaces.Space, cfg: PolicyConfig) -> nn.Module:
+    """The CNN ``cfg.cnn`` names, initialized as the literature does: the Nature, small and
+    MinAtar CNNs orthogonally with gain √2 (ReLU layers; as in OpenAI Baselines' and CleanRL's
+    Atari PPO) unless ``cfg.init`` says otherwise; the IMPALA ResNet's convolutions keep
+    PyTorch's default, as in CleanRL's Procgen PPO, and its linear layer gets ``cfg.init``."""
     shape = tuple(space.shape or ())
     if len(shape) not in (2, 3):
         raise ConfigError(f"the cnn encoder takes HW, HWC or CHW Box spaces, not {space}")
-    enc = ImageEncoder(shape, cfg.cnn_features)
-    if (
-        cfg.init != "torch"
-    ):  # √2 for the ReLU layers, as in the Atari PPO setups (CleanRL ppo_atari)
+    high = image_high(space) if isinstance(space, spaces.Box) else 255
+    high = high if high in (1, 255) else 255
+    enc: nn.Module
+    if cfg.cnn == "impala":
+        enc = ImpalaEncoder(shape, cfg.cnn_features, high)
+        if cfg.init != "torch":
+            init_layers(enc.linear, cfg.init, math.sqrt(2))
+        return enc
+    if cfg.cnn == "nature" and min(image_geometry(shape)[2:]) < NATURE_MIN_SIDE:
+        raise ConfigError(
+            f"cnn='nature' needs images of at least {NATURE_MIN_SIDE} pixels a side, not {shape} "
+            "(use cnn='small', 'minatar', 'impala' or 'auto')"
+        )
+    enc = ImageEncoder(shape, cfg.cnn_features, CNN_LAYERS.get(cfg.cnn), high)
+    if cfg.init != "torch":  # √2 for the ReLU layers, as in the Atari PPO setups
         init_layers(enc, cfg.init, math.sqrt(2))
     return enc
 

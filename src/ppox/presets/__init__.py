@@ -14,6 +14,7 @@ from ppox.presets.classic import CLASSIC
 from ppox.presets.hybrid import HYBRID
 from ppox.presets.memory import MEMORY
 from ppox.presets.mujoco import MUJOCO
+from ppox.presets.pixels import PIXELS
 from ppox.presets.traffic import TRAFFIC
 
 
@@ -29,7 +30,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     name: Preset(name, desc, ov)
-    for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID, **TRAFFIC, **MEMORY}.items()
+    for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID, **TRAFFIC, **MEMORY, **PIXELS}.items()
 }
 DEFAULT_PRESET = "cartpole"
 

@@ -62,11 +62,13 @@ FIELDS: dict[str, Field] = {
     # env: collection, normalizers and the env mapping are shared by every backend
     **dict.fromkeys(
         ["env_id", "env_kwargs", "num_envs", "vectorization", "env_backend", "max_episode_steps", "normalize_obs",
-         "obs_clip", "scale_reward", "reward_clip", "nonfinite_env"], _SHARED),
+         "obs_clip", "scale_reward", "reward_clip", "nonfinite_env", "sign_reward", "atari_preprocessing",
+         "atari_noop_max", "atari_frame_skip", "atari_screen_size", "atari_grayscale", "atari_frame_stack",
+         "atari_fire_reset", "atari_episodic_life"], _SHARED),
     # policy: the network's shape and head are checked on the built model
     **dict.fromkeys(
         ["hidden_sizes", "activation", "shared_trunk", "sigma_mode", "init_log_std", "temperature", "multi_discrete",
-         "hybrid_mode", "hybrid_detach", "obs_encoders", "cnn_features", "memory", "memory_size", "memory_shared"],
+         "hybrid_mode", "hybrid_detach", "obs_encoders", "cnn", "cnn_features", "memory", "memory_size", "memory_shared"],
         _MODEL),
     **dict.fromkeys(["init", "policy_init_gain", "value_init_gain", "action_bound"], _SHARED),
     # ppo: the loss terms the NumPy step writes out, and what the learner does around the step

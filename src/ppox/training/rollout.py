@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ppox.core.advantages import next_values
 from ppox.envs.snapshot import Snapshot
+from ppox.envs.vector import LIFE_LOST_KEY
 from ppox.errors import NumericalError
 from ppox.nn.actor_critic import ActorCritic
 from ppox.nn.memory import Recurrence
@@ -161,8 +162,21 @@ class RolloutBuffer:
             self.np_obs[t] = obs
 
 
+def life_lost(info: dict[str, Any], n: int) -> np.ndarray:
+    """``[n]`` bool: the envs whose training episode ended at a lost life while the game goes on
+    (:mod:`ppox.envs.atari`); the episode statistics count whole games. ppox's vector envs put
+    it in ``info``; Gymnasium's keep the ended step's info under ``final_info``."""
+    flags = info.get(LIFE_LOST_KEY)
+    if flags is None and isinstance(info.get("final_info"), dict):
+        flags = info["final_info"].get(LIFE_LOST_KEY)
+    if flags is None:
+        return np.zeros(n, dtype=bool)
+    return np.asarray(flags, dtype=bool)
+
+
 class EpisodeStats:
-    """Raw (unnormalized) returns and lengths of the episodes finished during training."""
+    """Raw (unnormalized) returns and lengths of the episodes finished during training (whole
+    games for Atari with ``atari_episodic_life``: the caller leaves lost lives out of ``done``)."""
 
     def __init__(self, num_envs: int, window: int = 100) -> None:
         self.ret = np.zeros(num_envs)
@@ -226,6 +240,7 @@ class Collector:
         device_storage: bool | None = None,
         nonfinite: str = "error",
         label: str = "the environment",
+        sign_reward: bool = False,
     ) -> None:
         self.envs, self.model, self.obs_norm, self.reward_scaler = (
             envs,
@@ -248,6 +263,7 @@ class Collector:
         """``"numpy"`` or ``"torch"``, and why not NumPy (None when it is NumPy)."""
         self.lean = NumpyActorCritic(model) if self.act_backend == "numpy" else None
         self.nonfinite, self.label = nonfinite, label  # env.nonfinite_env; how errors name the envs
+        self.sign = sign_reward  # env.sign_reward: the learner reads the rewards' signs
         # memory: the state carried into the next step, and which envs begin an episode there
         self.state = model.initial_state(self.N)
         self.start = torch.ones(self.N, dtype=torch.bool, device=device)
@@ -337,8 +353,8 @@ class Collector:
                     t, raw_obs, reward, terminated, truncated, info
                 )
             done = terminated | truncated
-            self.stats.step(reward, done, skip)
-            buf.np_reward[t] = self.reward_scaler(reward, done)
+            self.stats.step(reward, done & ~life_lost(info, self.N), skip)
+            buf.np_reward[t] = self.reward_scaler(np.sign(reward) if self.sign else reward, done)
             buf.np_terminated[t] = terminated
             buf.np_done[t] = done
             if truncated.any():

@@ -161,7 +161,8 @@ class Trainer:
             scaler.share()
         where = f"env_id={cfg.env.env_id!r}" + (f" on worker {self.rank}" if self.world > 1 else "")
         self.collector = Collector(self.envs, self.model, self.obs_norm, scaler, cfg.ppo.num_steps, self.device, self.sample_gen,
-                                   cfg.run.act_backend, nonfinite=cfg.env.nonfinite_env, label=where)  # fmt: skip
+                                   cfg.run.act_backend, nonfinite=cfg.env.nonfinite_env, label=where,
+                                   sign_reward=cfg.env.sign_reward)  # fmt: skip
         r = cfg.run
         self.eval_seeds = evaluation_seeds(r.eval_seed, r.eval_episodes)
         self.train_seeds = self._collection_seeds(r.seed)
