@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
-# The optional backends (SUMO for ppox/Traffic-v0, EnvPool: ~1 GB with their assets) and POPGym's
-# tasks: `make train` does without them, `make test` installs them so their tests run instead of skipping.
+# The optional backends (SUMO for ppox/Traffic-v0, EnvPool: ~1 GB with their assets), POPGym's
+# tasks, Atari (ale-py, OpenCV) and MinAtar: `make train` does without them, `make test` installs
+# them so their tests run instead of skipping.
 $(EXTRAS): $(STAMP)
-	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym]"
+	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym,atari,minatar]"
 	touch $(EXTRAS)
 
 setup: $(STAMP)

@@ -465,3 +465,12 @@ def test_minatar_vector_env_and_presets() -> None:
     obs, _ = envs.reset(seed=[1, 2])
     assert obs.shape == (2, 10, 10, 10) and obs.dtype == np.uint8
     envs.close()
+
+
+def test_an_mlp_policy_without_hidden_layers_falls_back_from_the_numpy_paths() -> None:
+    from ppox.nn.numpy_policy import numpy_support
+
+    model = ActorCritic(
+        spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(2), PolicyConfig(hidden_sizes=())
+    )
+    assert "no hidden layers" in (numpy_support(model) or "")

@@ -45,6 +45,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ppox.config import EnvConfig
+from ppox.envs.atari import is_atari
 from ppox.errors import EnvError
 
 INSTALL_HINT = 'pip install envpool (or pip install -e ".[envpool]")'
@@ -85,6 +86,11 @@ NOT_THE_SAME: dict[str, str] = {
 }
 """Ids EnvPool has under the same name that are not the same task here, and why."""
 
+ATARI_NOT_THE_SAME = (
+    "EnvPool 1.2's Atari tasks restart the game when an env that lost a life is reset at once, "
+    "which ppox's same-step autoreset does, so its end-of-life episodes are not the Gymnasium "
+    "path's; docs/pixels.md"
+)
 _POOL_KEYS = {"num_envs", "batch_size", "num_threads", "max_num_players", "thread_affinity_offset",
               "base_path", "seed", "env_seed", "gym_reset_return_info", "max_episode_steps"}  # fmt: skip
 _NEVER_REACHED = 2**30  # EnvPool's own time limit; the adapter applies Gymnasium's
@@ -123,6 +129,8 @@ def resolve_backend(cfg: EnvConfig) -> str:
         )
     if cfg.env_id not in ENVPOOL_IDS:
         why = f" ({NOT_THE_SAME[cfg.env_id]})" if cfg.env_id in NOT_THE_SAME else ""
+        if is_atari(cfg.env_id):
+            why = f" ({ATARI_NOT_THE_SAME})"
         raise EnvError(
             f"env_id={cfg.env_id!r} has no EnvPool counterpart that is the same task{why}; "
             f"env_backend='envpool' supports: {', '.join(ENVPOOL_IDS)} (use env_backend='gymnasium' "

@@ -200,6 +200,8 @@ def numpy_support(model: nn.Module) -> str | None:
     for name, trunk in model.trunks.items():
         if type(trunk) is not nn.Sequential:
             return f"the {name} trunk is a {type(trunk).__name__}, not an nn.Sequential"
+        if len(trunk) == 0:
+            return "the policy has no hidden layers (hidden_sizes is empty); the NumPy paths serve MLPs"
         for m in trunk.children():
             if type(m) is not nn.Linear and type(m) not in ACTIVATIONS:
                 return (
