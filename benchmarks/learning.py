@@ -72,6 +72,11 @@ TARGETS: dict[str, float] = {
     "cartpole-novel": 475.0,
     "pendulum-novel": -250.0,
     "popgym-repeat-first": 0.9,
+    # MinAtar at 1M steps (docs/pixels.md): gymnax-blines' PPO at 0.96M steps (one seed, lr 5e-4)
+    "minatar-breakout": 16.6,
+    "minatar-spaceinvaders": 50.4,
+    "minatar-asterix": 1.8,
+    "minatar-freeway": 29.0,
 }
 DEFAULT_PRESETS = ["hopper", "walker2d", "lunarlander", "halfcheetah"]
 REPO = Path(__file__).resolve().parent.parent
