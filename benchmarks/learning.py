@@ -462,7 +462,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     )
     result = {
         "generated_utc": stamp(),
-        "criterion": "median over seeds of the final evaluation return (deterministic policy, eval seeds "
+        "criterion": "median over seeds of the final evaluation return (the preset's evaluation policy: deterministic "
+        "unless it sets eval_deterministic=false, as the MinAtar and Atari presets do; eval seeds "
         "1000000..; end of the preset's step budget) >= target",
         "targets": TARGETS,
         "commits": commits,
@@ -508,7 +509,8 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         "one torch thread per run (how many ran side by side is in benchmarks/README.md).",
         "",
         "Criterion: the **median over seeds of the final evaluation return** (mean over the evaluation "
-        "episodes of the deterministic policy, at the end of the preset's step budget) must reach the "
+        "episodes of the deterministic policy, or of the sampling policy for presets with "
+        "`eval_deterministic=false` such as MinAtar's and Atari's, at the end of the preset's step budget) must reach the "
         "target. The best evaluation along the way is shown for reference only.",
         "",
         "| preset | env | "

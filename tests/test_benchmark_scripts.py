@@ -83,3 +83,23 @@ def test_recurrent_sb3_runs_both_libraries(tmp_path: Path) -> None:
         assert run["sps"] > 0 and run["process_s"] > 0
     assert result["summary"]["cartpole"]["sps_ratio_ppox_over_sb3"] > 0
     assert "RecurrentPPO" in out.with_suffix(".md").read_text()
+
+
+def test_atari_cleanrl_reads_cleanrl_logs_and_compares_at_a_common_step(tmp_path: Path) -> None:
+    """CleanRL itself is not installed in CI; the parts of the script that turn its output into
+    the compared numbers are checked on a log written by hand."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import atari_cleanrl
+
+    log = tmp_path / "cleanrl.log"
+    lines = [f"global_step={1000 * (i + 1)}, episodic_return=[{float(i)}]" for i in range(150)]
+    log.write_text("\n".join(["SPS: 90", *lines[:75], "SPS: 101", *lines[75:], ""]))
+    r = atari_cleanrl.cleanrl_result(log)
+    assert r["games"] == 150 and r["steps"] == 150_000 and r["sps"] == 101
+    assert r["curve"][9] == [10_000, 4.5]  # the mean of the first 10 games
+    assert r["curve"][-1] == [150_000, sum(range(50, 150)) / 100]  # the last 100
+    assert atari_cleanrl.at_step(r["curve"], 10_500) == 4.5
+    assert atari_cleanrl.at_step(r["curve"], 999) is None
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(SystemExit, match="no cleanrl/ppo_atari.py"):
+        atari_cleanrl.main(["--cleanrl-dir", str(tmp_path / "missing"), "--steps", "8"])

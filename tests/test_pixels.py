@@ -474,3 +474,23 @@ def test_an_mlp_policy_without_hidden_layers_falls_back_from_the_numpy_paths() -
         spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(2), PolicyConfig(hidden_sizes=())
     )
     assert "no hidden layers" in (numpy_support(model) or "")
+
+
+@needs_ale
+def test_an_atari_run_trains_evaluates_and_resumes(tmp_path: Path) -> None:
+    """The atari preset's network and switches, shrunk: training, whole-game evaluation, resume
+    (not exact: the emulator cannot be snapshotted, which summary.json says)."""
+    from ppox.presets import get_preset
+
+    cfg = get_preset("atari").config().replace(num_envs=2, num_steps=32, num_minibatches=2, num_epochs=1,
+                                               total_steps=128, eval_every=128, eval_episodes=1,
+                                               eval_max_steps=200, cnn_features=32, checkpoint_every=1,
+                                               tensorboard=False, progress=False)  # fmt: skip
+    ppox.train(cfg, tmp_path / "run")
+    summary = (tmp_path / "run" / "summary.json").read_text()
+    assert '"resumed_env_state_exactly"' in summary
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["config"]["env"]["sign_reward"] is True
+    t = Trainer.resume(tmp_path / "run", total_steps=256)
+    t.train()
+    assert '"resumed_env_state_exactly": false' in (tmp_path / "run" / "summary.json").read_text()

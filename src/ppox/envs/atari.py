@@ -37,6 +37,7 @@ the game's score.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,13 +67,19 @@ class AtariOptions:
 
 def register_ale(env_id: str) -> None:
     """Register ale-py's ids with Gymnasium (importing ``ale_py``, a fixed name) when ``env_id``
-    may be one of them and is not registered yet. Without ale-py nothing happens here; making an
-    Atari-looking id then fails with an error that says what to install."""
+    may be one of them and is not registered yet. Without ale-py, an id that can only be Atari
+    (``ALE/…``, ``…NoFrameskip-v4``, ``…Deterministic-v4``) is an :class:`EnvError` saying what to
+    install; other ids go on to Gymnasium's own error."""
     if env_id in gym.registry or not looks_like_atari(env_id):
         return
     try:
         import ale_py
     except ImportError:
+        if env_id.startswith("ALE/") or env_id.endswith(("NoFrameskip-v4", "Deterministic-v4")):
+            raise EnvError(
+                f"env_id={env_id!r} is an Atari game, and ale-py is not installed: "
+                "pip install 'ppox[atari]'"
+            ) from None
         return
     gym.register_envs(ale_py)
 
@@ -124,6 +131,11 @@ class AtariPreprocessing(gym.Wrapper):
         h, w = (side, side) if resize else tuple(space.shape[:2])
         self.size = (int(h), int(w))
         self.resize = resize and tuple(space.shape[:2]) != self.size
+        if self.resize and importlib.util.find_spec("cv2") is None:
+            raise EnvError(
+                "the Atari preprocessing resizes frames with OpenCV, which is not installed: "
+                "pip install 'ppox[atari]'"
+            )
         channels = 3 if self.rgb else 1
         self.observation_space = gym.spaces.Box(
             0, 255, (channels * opts.frame_stack, *self.size), np.uint8
@@ -253,7 +265,3 @@ def _action_meanings(env: gym.Env) -> list[str]:
     get = getattr(env.unwrapped, "get_action_meanings", None)
     return list(get()) if callable(get) else []
 
-
-def wrap_atari(env: gym.Env, opts: AtariOptions) -> gym.Env:
-    """``env`` (made with :func:`atari_kwargs`) in :class:`AtariPreprocessing`."""
-    return AtariPreprocessing(env, opts)
