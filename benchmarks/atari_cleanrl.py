@@ -34,7 +34,7 @@ one torch thread. Quick check::
         --out /tmp/atari_cleanrl.json
 
 Results go to benchmarks/results/atari_cleanrl_<game>.json, a .md and a .png beside it
-(``--out``); ``--plot-only RESULTS.json`` redraws the curves.
+(``--out``); ``--plot-only RESULTS.json`` redraws the curves and rewrites the Markdown.
 """
 
 from __future__ import annotations
@@ -217,8 +217,12 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines += ["", "Shims applied to CleanRL's process (its script itself is unmodified):", ""]
     lines += [f"- {s}" for s in SHIMS]
     lines += ["", "Differences that remain: ppox takes ALE's own grayscale screen and resizes it; CleanRL's "
-              "stack resizes the RGB screen and converts it with OpenCV. ppox stores observations as uint8, "
-              "CleanRL as float32. ppox writes a checkpoint every 10 iterations within its timed loop.", ""]  # fmt: skip
+              "stack resizes the RGB screen and converts it with Gymnasium 1.x's GrayscaleObservation "
+              "(luminance weights 0.2125, 0.7154, 0.0721; Gymnasium 0.29's converted with OpenCV). ppox "
+              "stores observations as uint8, CleanRL as float32. CleanRL runs budget // 1024 iterations, "
+              "ppox enough to reach the budget (one more when 1024 does not divide it), and each anneals "
+              "its learning rate over its own count. ppox writes a checkpoint every 10 iterations within "
+              "its timed loop.", ""]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -264,8 +268,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         cleanrl_worker(args)
         return
-    if args.plot_only:
-        plot(json.loads(Path(args.plot_only).read_text()), Path(args.plot_only))
+    if args.plot_only:  # the curves and the Markdown again, from the JSON
+        result = json.loads(Path(args.plot_only).read_text())
+        Path(args.plot_only).with_suffix(".md").write_text(to_markdown(result))
+        plot(result, Path(args.plot_only))
         return
     if not (Path(args.cleanrl_dir) / "cleanrl" / "ppo_atari.py").exists():
         sys.exit(

@@ -238,6 +238,22 @@ def test_sign_reward_feeds_the_signs_to_the_learner_and_whole_games_to_the_stati
     assert set(c.stats.lengths) == {6}
 
 
+def test_whole_game_statistics_through_gymnasiums_vector_env() -> None:
+    """Gymnasium's vector envs (``vectorization=async`` uses them) keep the ended step's info
+    under ``final_info``; the collector reads the lost lives from there."""
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    envs = SyncVectorEnv([Lives, Lives], autoreset_mode=AutoresetMode.SAME_STEP)
+    model = ActorCritic(envs.single_observation_space, envs.single_action_space, PolicyConfig())
+    c = Collector(envs, model, ObsNormalizer((2,), enabled=False, clip=10.0),
+                  RewardScaler(2, enabled=False, gamma=0.99, clip=10.0), 12, torch.device("cpu"),
+                  torch.Generator().manual_seed(0))  # fmt: skip
+    c.reset([0, 1])
+    r = c.collect()
+    assert sorted(set(r.reward.flatten().tolist())) == [-3.0, 5.0]  # no sign_reward
+    assert c.stats.episodes == 4 and list(c.stats.returns) == [6.0] * 4
+
+
 # --------------------------------------------------------------------------------------------
 # CNN encoders
 # --------------------------------------------------------------------------------------------

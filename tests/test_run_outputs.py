@@ -89,3 +89,20 @@ def test_run_threads_limit_numpys_blas_too():
         assert blas and all(i["num_threads"] == 1 for i in blas)
         assert torch.get_num_threads() == 1
     torch.set_num_threads(before)
+
+
+def test_metrics_wall_time_counts_the_iteration_it_is_logged_for(tmp_path: Path) -> None:
+    """Each row's ``wall_time_s`` includes its own iteration (the first row is not 0), grows
+    row by row, and the last row's is within the final checkpoint's time of summary.json's."""
+    import json
+
+    from ppox.io.logging import read_csv
+
+    cfg = ppox.Config().replace(total_steps=512, num_envs=2, num_steps=64, num_epochs=1,
+                                eval_every=0, tensorboard=False, progress=False)  # fmt: skip
+    ppox.train(cfg, tmp_path / "run")
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    times = [float(r["wall_time_s"]) for r in rows]
+    assert times[0] > 0 and all(b > a for a, b in zip(times, times[1:]))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert times[-1] <= summary["wall_time_s"]

@@ -44,10 +44,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ppox.envs.vector import LIFE_LOST_KEY
 from ppox.errors import EnvError
 
-LIFE_LOST_KEY = "life_lost"
-"""``info`` key of a step that ended the training episode at a lost life, the game going on."""
+__all__ = ["LIFE_LOST_KEY", "AtariOptions", "AtariPreprocessing", "atari_kwargs", "is_atari"]
 ALE_ENTRY_POINT = "ale_py.env:AtariEnv"
 NOOP, FIRE = 0, 1
 

@@ -22,8 +22,8 @@ from gymnasium.vector.utils import batch_space, iterate
 
 MASK_KEY = "action_mask"
 LIFE_LOST_KEY = "life_lost"
-"""Forwarded as ``[N]`` bool for steps that ended a training episode at a lost life
-(:mod:`ppox.envs.atari`)."""
+"""``info`` key of a step that ended the training episode at a lost life while the game goes on
+(:mod:`ppox.envs.atari`); forwarded as ``[N]`` bool."""
 
 
 class LeanSyncVectorEnv(VectorEnv):

@@ -314,7 +314,8 @@ class Trainer:
         metrics["skipped_transitions"] = float(self.collector.buffer.skipped)
         p.iteration += 1
         p.global_step += self.global_batch
-        row = self.row(metrics, self.global_batch / (time.perf_counter() - t0))
+        elapsed = time.perf_counter() - t0
+        row = self.row(metrics, self.global_batch / elapsed, p.wall_time_s + elapsed)
         eval_s = 0.0
         if self._eval_due() and is_main():  # the others wait for rank 0 in their next collective
             t_eval = time.perf_counter()
@@ -340,12 +341,14 @@ class Trainer:
         """The flat batch the first epoch of an update trains on (advantages per the config)."""
         return self.learner.prepare(r).batch
 
-    def row(self, metrics: dict[str, float], sps: float) -> dict[str, Any]:
+    def row(self, metrics: dict[str, float], sps: float, wall_time_s: float) -> dict[str, Any]:
+        """The iteration's ``metrics.csv`` row; ``wall_time_s``: training time up to the end of
+        this iteration's update (earlier rows' logging and checkpoints included)."""
         p, stats = self.progress, self.collector.stats
         return {
             "iteration": p.iteration,
             "global_step": p.global_step,
-            "wall_time_s": p.wall_time_s,
+            "wall_time_s": wall_time_s,
             "steps_per_second": sps,
             "train_return_mean": float(np.mean(stats.returns)) if stats.returns else None,
             "train_length_mean": float(np.mean(stats.lengths)) if stats.lengths else None,
