@@ -473,7 +473,7 @@ def test_exact_resume_with_a_cnn_policy(tmp_path: Path, interrupted_run: Any) ->
 def test_minatar_vector_env_and_presets() -> None:
     from ppox.presets import PRESETS
 
-    for game in ("breakout", "space_invaders".replace("_", ""), "asterix", "freeway", "seaquest"):
+    for game in ("breakout", "spaceinvaders", "asterix", "freeway", "seaquest"):
         preset = PRESETS[f"minatar-{game}"]
         cfg = preset.config().validate()
         assert cfg.policy.cnn == "minatar"
