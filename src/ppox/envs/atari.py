@@ -264,4 +264,3 @@ class AtariPreprocessing(gym.Wrapper):
 def _action_meanings(env: gym.Env) -> list[str]:
     get = getattr(env.unwrapped, "get_action_meanings", None)
     return list(get()) if callable(get) else []
-
