@@ -510,3 +510,31 @@ def test_an_atari_run_trains_evaluates_and_resumes(tmp_path: Path) -> None:
     t = Trainer.resume(tmp_path / "run", total_steps=256)
     t.train()
     assert '"resumed_env_state_exactly": false' in (tmp_path / "run" / "summary.json").read_text()
+
+
+@needs_minatar
+def test_a_minatar_snapshot_that_does_not_fit_changes_nothing() -> None:
+    """A tampered RandomState entry, or an object entry where the fresh env holds none, is
+    refused as a whole (set_state answers False and writes nothing)."""
+    env = gym.make("ppox/MinAtar-Breakout-v1")
+    env.reset(seed=3)
+    state = get_state(env)
+    assert state is not None
+    other = gym.make("ppox/MinAtar-Breakout-v1")
+    other.reset(seed=4)
+    before = other.unwrapped.game.random.get_state(legacy=False)  # type: ignore[attr-defined]
+    base = state["layers"][-1]["attrs"]
+    bad_rng = {**base, "game": {**base["game"], "attrs": {**base["game"]["attrs"]}}}
+    bad_rng["game"]["attrs"]["random"] = {
+        "__ppox__": "random_state",
+        "state": {"bit_generator": "Evil"},
+    }
+    bad_obj = {**base, "last_action": base["game"]}  # an object entry for an int attribute
+    for attrs in (bad_rng, bad_obj):
+        tampered = {
+            **state,
+            "layers": [*state["layers"][:-1], {**state["layers"][-1], "attrs": attrs}],
+        }
+        assert not set_state(other, tampered)
+        after = other.unwrapped.game.random.get_state(legacy=False)  # type: ignore[attr-defined]
+        assert np.array_equal(after["state"]["key"], before["state"]["key"])
