@@ -224,12 +224,19 @@ class Lives(gym.Env):
         return np.zeros(2, np.float32), -3.0, True, False, info
 
 
+def plain_collector(
+    envs: Any, model: ActorCritic, steps: int, sign_reward: bool = False
+) -> Collector:
+    """A CPU collector of ``steps`` steps without observation or reward normalization."""
+    return Collector(envs, model, ObsNormalizer(model.obs_layout.norm_shape, enabled=False, clip=10.0),
+                     RewardScaler(envs.num_envs, enabled=False, gamma=0.99, clip=10.0), steps,
+                     torch.device("cpu"), torch.Generator().manual_seed(0), sign_reward=sign_reward)  # fmt: skip
+
+
 def test_sign_reward_feeds_the_signs_to_the_learner_and_whole_games_to_the_statistics() -> None:
     envs = LeanSyncVectorEnv([Lives, Lives])
     model = ActorCritic(envs.single_observation_space, envs.single_action_space, PolicyConfig())
-    c = Collector(envs, model, ObsNormalizer((2,), enabled=False, clip=10.0),
-                  RewardScaler(2, enabled=False, gamma=0.99, clip=10.0), 12, torch.device("cpu"),
-                  torch.Generator().manual_seed(0), sign_reward=True)  # fmt: skip
+    c = plain_collector(envs, model, 12, sign_reward=True)
     c.reset([0, 1])
     r = c.collect()
     assert sorted(set(r.reward.flatten().tolist())) == [-1.0, 1.0]
@@ -245,9 +252,7 @@ def test_whole_game_statistics_through_gymnasiums_vector_env() -> None:
 
     envs = SyncVectorEnv([Lives, Lives], autoreset_mode=AutoresetMode.SAME_STEP)
     model = ActorCritic(envs.single_observation_space, envs.single_action_space, PolicyConfig())
-    c = Collector(envs, model, ObsNormalizer((2,), enabled=False, clip=10.0),
-                  RewardScaler(2, enabled=False, gamma=0.99, clip=10.0), 12, torch.device("cpu"),
-                  torch.Generator().manual_seed(0))  # fmt: skip
+    c = plain_collector(envs, model, 12)
     c.reset([0, 1])
     r = c.collect()
     assert sorted(set(r.reward.flatten().tolist())) == [-3.0, 5.0]  # no sign_reward
@@ -357,9 +362,7 @@ def test_image_observations_stay_uint8_from_rollout_to_minibatch() -> None:
     envs = LeanSyncVectorEnv([Frames] * 8)
     model = ActorCritic(envs.single_observation_space, envs.single_action_space,
                         PolicyConfig(cnn="nature", cnn_features=16, hidden_sizes=()))  # fmt: skip
-    c = Collector(envs, model, ObsNormalizer(None, enabled=False, clip=10.0),
-                  RewardScaler(8, enabled=False, gamma=0.99, clip=10.0), 128, torch.device("cpu"),
-                  torch.Generator().manual_seed(0))  # fmt: skip
+    c = plain_collector(envs, model, 128)
     assert c.buffer.obs.dtype == torch.uint8  # type: ignore[union-attr]
     # the issue's setting: 8 envs × 128 steps × 4×84×84 is 28.9 MB as uint8 (115.6 MB as float32)
     assert c.buffer.obs.numel() * c.buffer.obs.element_size() == 8 * 128 * 4 * 84 * 84  # type: ignore[union-attr]

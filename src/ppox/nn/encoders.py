@@ -181,18 +181,19 @@ class ImageEncoder(nn.Module):
         self.scale = 1.0 / high
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.convs(_chw(x, self.hwc).float() * self.scale)
+        y = self.convs(_pixels(x, self.hwc, self.scale))
         return torch.relu(self.linear(y.flatten(1)))
 
 
-def _chw(x: Tensor, hwc: bool) -> Tensor:
-    """``[B, C, H, W]`` in the channels-last memory layout (still uint8): the same convolution,
-    and on CPU oneDNN's faster kernels for it (docs/pixels.md, "Speed")."""
+def _pixels(x: Tensor, hwc: bool, scale: float) -> Tensor:
+    """uint8 images → float ``[B, C, H, W]`` times ``scale``, in the channels-last memory layout
+    (made while still uint8): the same convolution, and on CPU oneDNN's faster kernels for it
+    (docs/pixels.md, "Speed")."""
     if x.ndim == 3:
         x = x.unsqueeze(1)
     elif hwc:
         x = x.permute(0, 3, 1, 2)
-    return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous(memory_format=torch.channels_last).float() * scale
 
 
 class ResidualBlock(nn.Module):
@@ -230,7 +231,7 @@ class ImpalaEncoder(nn.Module):
         self.scale = 1.0 / high
 
     def forward(self, x: Tensor) -> Tensor:
-        y = torch.relu(self.stages(_chw(x, self.hwc).float() * self.scale))
+        y = torch.relu(self.stages(_pixels(x, self.hwc, self.scale)))
         return torch.relu(self.linear(y.flatten(1)))
 
 
@@ -260,8 +261,7 @@ def _cnn(space: spaces.Space, cfg: PolicyConfig) -> nn.Module:
     shape = tuple(space.shape or ())
     if len(shape) not in (2, 3):
         raise ConfigError(f"the cnn encoder takes HW, HWC or CHW Box spaces, not {space}")
-    high = image_high(space) if isinstance(space, spaces.Box) else 255
-    high = high if high in (1, 255) else 255
+    high = 1 if isinstance(space, spaces.Box) and image_high(space) == 1 else 255
     enc: nn.Module
     if cfg.cnn == "impala":
         enc = ImpalaEncoder(shape, cfg.cnn_features, high)

@@ -162,16 +162,15 @@ class RolloutBuffer:
             self.np_obs[t] = obs
 
 
-def life_lost(info: dict[str, Any], n: int) -> np.ndarray:
-    """``[n]`` bool: the envs whose training episode ended at a lost life while the game goes on
-    (:mod:`ppox.envs.atari`); the episode statistics count whole games. ppox's vector envs put
-    it in ``info``; Gymnasium's keep the ended step's info under ``final_info``."""
+def game_ends(done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """``done`` without the envs whose training episode ended at a lost life while the game goes
+    on (:mod:`ppox.envs.atari`), so the episode statistics count whole games; ``done`` itself
+    when no env reports one. ppox's vector envs put the flags in ``info``; Gymnasium's keep the
+    ended step's info under ``final_info``."""
     flags = info.get(LIFE_LOST_KEY)
     if flags is None and isinstance(info.get("final_info"), dict):
         flags = info["final_info"].get(LIFE_LOST_KEY)
-    if flags is None:
-        return np.zeros(n, dtype=bool)
-    return np.asarray(flags, dtype=bool)
+    return done if flags is None else done & ~np.asarray(flags, dtype=bool)
 
 
 class EpisodeStats:
@@ -353,7 +352,7 @@ class Collector:
                     t, raw_obs, reward, terminated, truncated, info
                 )
             done = terminated | truncated
-            self.stats.step(reward, done & ~life_lost(info, self.N), skip)
+            self.stats.step(reward, game_ends(done, info), skip)
             buf.np_reward[t] = self.reward_scaler(np.sign(reward) if self.sign else reward, done)
             buf.np_terminated[t] = terminated
             buf.np_done[t] = done
