@@ -1,4 +1,4 @@
-"""The ``ppox`` command: train, eval, plot, presets, ablate, report.
+"""The ``ppox`` command: train, eval, plot, presets, ablate, report, and ``ppox llm`` (ppox.llm.cli).
 
 Every config field is a flag of ``ppox train`` (``--learning-rate 3e-4``, ``--no-anneal-lr``),
 with its docstring as the help text. Flag values are parsed by the config's own parser
@@ -189,6 +189,9 @@ def build_parser() -> Parser:
     )
     add_report_flags(r)
     add_trust_flag(r)
+    from ppox.llm.cli import add_llm_parser
+
+    add_llm_parser(sub)
     return p
 
 
@@ -602,7 +605,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "presets": cmd_presets,
     "ablate": cmd_ablate,
     "report": cmd_report,
+    "llm": lambda args: _llm(args),
 }
+
+
+def _llm(args: argparse.Namespace) -> int:
+    from ppox.llm.cli import cmd_llm
+
+    return cmd_llm(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1014,12 +1014,19 @@ def field_docs() -> dict[str, str]:
     """Flat field name → its docstring, read from this module's source (attribute docstrings)."""
     docs: dict[str, str] = {}
     for kind in _sections().values():
-        tree = ast.parse(textwrap.dedent(inspect.getsource(kind)))
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-                    docs[node.target.id] = " ".join(str(nxt.value.value).split())
+        docs.update(attribute_docs(kind))
+    return docs
+
+
+def attribute_docs(kind: type) -> dict[str, str]:
+    """Field name → the docstring under it in the source of dataclass ``kind``."""
+    docs: dict[str, str] = {}
+    tree = ast.parse(textwrap.dedent(inspect.getsource(kind)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = " ".join(str(nxt.value.value).split())
     return docs
 
 

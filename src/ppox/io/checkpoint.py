@@ -104,12 +104,28 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             f"refusing to write {path}: non-finite values (NaN or infinity) in {shown}; "
             "the previous checkpoint is kept"
         )
+    save_atomic(encode({"format": FORMAT, "version": VERSION, **state}), path)
+
+
+def encode(state: dict[str, Any]) -> bytes:
+    """``state`` as a version-2 file: the checksummed header and the ``torch.save`` payload."""
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    torch.save(state, buf)
     payload = buf.getvalue()
     digest = hashlib.sha256(payload).hexdigest()
-    header = f"ppox-checkpoint v{VERSION} sha256:{digest} bytes:{len(payload)}\n".encode()
-    save_atomic(header + payload, path)
+    return f"ppox-checkpoint v{VERSION} sha256:{digest} bytes:{len(payload)}\n".encode() + payload
+
+
+def decode(p: Path, map_location: str | torch.device = "cpu") -> Any:
+    """What :func:`encode` wrote to ``p``, its length and checksum verified, loaded with
+    ``weights_only=True``; :class:`CheckpointError` naming ``p`` otherwise."""
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{p} cannot be read ({exc.strerror or exc})") from None
+    if not data.startswith(_MAGIC):
+        raise CheckpointError(f"{p} is not a ppox checkpoint (no ppox-checkpoint header)")
+    return _load_torch(p, _payload(p, data), map_location)
 
 
 def resolve(path: str | Path) -> Path:

@@ -29,15 +29,17 @@ is 1 on an update it rolled back, ``skipped_transitions`` counts environment ste
 ``nonfinite_env="skip"`` (docs/numerics.md)."""
 
 
-def truncate_csv(path: Path, max_step: int) -> None:
+def truncate_csv(
+    path: Path, max_step: int, columns: tuple[str, ...] = COLUMNS, step_key: str = "global_step"
+) -> None:
     """Drop rows past ``max_step`` (work after the checkpoint a resumed run will redo)."""
     if not path.exists():
         return
     with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= max_step]
+        rows = [r for r in csv.DictReader(f) if int(r[step_key]) <= max_step]
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
     tmp.replace(path)
@@ -49,15 +51,29 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 class RunLogger:
-    """Writes one row per iteration; TensorBoard is imported only when enabled."""
+    """Writes one row per iteration; TensorBoard is imported only when enabled.
+
+    ``columns`` and ``step_key`` (the column that counts progress, TensorBoard's step) default to
+    an environment run's; ``unit`` and ``headline`` (the column the progress line shows) too."""
 
     def __init__(
-        self, run_dir: Path, *, tensorboard: bool, progress: bool, total_steps: int, start_step: int
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool,
+        progress: bool,
+        total_steps: int,
+        start_step: int,
+        columns: tuple[str, ...] = COLUMNS,
+        step_key: str = "global_step",
+        unit: str = "steps",
+        headline: tuple[str, str] = ("train_return_mean", "return"),
     ) -> None:
         self.csv_path = run_dir / "metrics.csv"
         new = not self.csv_path.exists()
+        self.columns, self.step_key, self.unit, self.headline = columns, step_key, unit, headline
         self._file = self.csv_path.open("a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+        self._csv = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
         if new:
             self._csv.writeheader()
         self.tb = None
@@ -71,12 +87,12 @@ class RunLogger:
         self._t0, self._s0 = time.perf_counter(), start_step
 
     def log(self, row: dict[str, Any], histograms: dict[str, torch.Tensor] | None = None) -> None:
-        self._csv.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        self._csv.writerow({k: _fmt(row.get(k)) for k in self.columns})
         self._file.flush()
-        step = int(row["global_step"])
+        step = int(row[self.step_key])
         if self.tb is not None:
             for k, v in row.items():
-                if k not in ("iteration", "global_step") and v is not None:
+                if k not in ("iteration", self.step_key) and v is not None:
                     self.tb.add_scalar(_tb_name(k), v, step)
             for k, h in (histograms or {}).items():
                 self.tb.add_histogram(f"policy/{k}", h, step)
@@ -84,16 +100,16 @@ class RunLogger:
             self._progress(row)
 
     def _progress(self, row: dict[str, Any]) -> None:
-        step = int(row["global_step"])
+        step = int(row[self.step_key])
         frac = min(step / self.total_steps, 1.0)
         rate = (step - self._s0) / max(time.perf_counter() - self._t0, 1e-9)
         eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
         bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        ret = row.get("train_return_mean")
-        ret_s = "   n/a" if ret is None else f"{ret:8.1f}"
+        ret = row.get(self.headline[0])
+        ret_s = "   n/a" if ret is None else f"{ret:8.4g}"
         sys.stderr.write(
-            f"\r[{bar}] {step:>10,}/{self.total_steps:,} steps  {rate:7.0f} steps/s  "
-            f"return {ret_s}  ETA {_hms(eta)} "
+            f"\r[{bar}] {step:>10,}/{self.total_steps:,} {self.unit}  {rate:7.0f} {self.unit}/s  "
+            f"{self.headline[1]} {ret_s}  ETA {_hms(eta)} "
         )
         sys.stderr.flush()
 
