@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The optional backends (SUMO for ppox/Traffic-v0, EnvPool: ~1 GB with their assets), POPGym's
-# tasks, Atari (ale-py, OpenCV) and MinAtar: `make train` does without them, `make test` installs
+# tasks, Atari (ale-py, OpenCV), MinAtar and the language-model stack (transformers, peft): `make train` does without them, `make test` installs
 # them so their tests run instead of skipping.
 $(EXTRAS): $(STAMP)
-	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym,atari,minatar]"
+	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym,atari,minatar,llm]"
 	touch $(EXTRAS)
 
 setup: $(STAMP)
@@ -46,3 +46,4 @@ clean:
 
 docs: $(STAMP)
 	$(PY) -c "from ppox.config import config_markdown; print(config_markdown(), end='')" > docs/config.md
+	$(PY) -c "from ppox.llm.config import llm_config_markdown; print(llm_config_markdown(), end='')" > docs/llm_config.md

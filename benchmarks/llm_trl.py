@@ -1,67 +1,72 @@
 """ppox.llm vs TRL (GRPOTrainer / RLOOTrainer): same model, prompts, reward and hyper-parameters.
 
-Runs TRL's trainer on a local Hugging Face causal LM (a directory written by ``save_pretrained``,
-tokenizer included) and writes, per seed, a learning curve and a summary::
+Runs TRL's trainer (and, with ``--impl ppox|both``, ``ppox llm train``) on a local Hugging Face
+causal LM (a ``save_pretrained`` directory, tokenizer included) and writes, per seed, a learning
+curve and a summary::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/llm_trl.py --model MODEL_DIR \\
         --prompts prompts.jsonl --reward my_rewards:digit_sum --algo grpo --seeds 0 1 2 \\
-        --steps 50 --prompts-per-step 8 --generations 4 --max-new-tokens 8 --out OUT_DIR
+        --steps 100 --prompts-per-step 8 --generations 4 --max-new-tokens 8 --impl both
 
-``--impl ppox`` (or ``both``) runs ppox's CLI with the same settings instead of (or after) TRL.
+Every run is a fresh interpreter with ``OMP_NUM_THREADS`` and torch threads = ``--threads``.
 
 Inputs
-    ``--prompts``: JSON lines, one object per prompt with a string ``"prompt"``; every other key
-    (e.g. ``"target"``) is handed to the reward function as a list, one entry per completion.
-    ``--reward MODULE:FUNCTION`` (MODULE importable, or a ``.py`` file path): called as TRL calls
-    it, ``fn(prompts=[str], completions=[str], completion_ids=[[int]], **columns, **extras)``
-    -> one float per completion; it must accept ``**kwargs``. Prompts are plain text (no chat
-    template); completions are decoded with ``skip_special_tokens=True``.
+    ``--prompts``: JSON lines, each with a string ``"prompt"``; the other keys (e.g.
+    ``"target"``) reach the reward function as lists, one entry per completion.
+    ``--reward MODULE:FUNCTION`` (an importable module, or ``path/file.py:FUNCTION``): TRL's
+    convention, ``fn(prompts=[str], completions=[str], **columns, **extras) -> [float]``; it must
+    take ``**kwargs`` (TRL adds ``completion_ids``, ``trainer_state``, ...). Plain-text prompts,
+    no chat template; completions decoded with ``skip_special_tokens=True``.
 
 What one "step" is
-    One step = one generation round: ``--prompts-per-step`` prompts x ``--generations``
-    completions, then ``--epochs`` passes over them in ``--minibatches`` optimizer steps each.
-    TRL mapping: ``num_generations=G``, ``per_device_train_batch_size=P*G/minibatches``,
-    ``steps_per_generation=minibatches``, ``num_iterations=epochs``,
-    ``gradient_accumulation_steps=1``, ``max_steps=steps*epochs*minibatches``,
-    ``logging_steps=epochs*minibatches`` (so TRL logs exactly once per round, with the round's
-    metrics averaged). Always: CPU, float32, no vLLM, no gradient checkpointing, dropout off
-    (TRL samples and computes old log-probs in train mode, so dropout would make the ratio differ
-    from 1 even on the first pass), ``report_to="none"``, no checkpoints, no Hub, and
+    One generation round: ``--prompts-per-step`` P prompts x ``--generations`` G completions,
+    then ``--epochs`` E passes over them in ``--minibatches`` M optimizer steps each. TRL:
+    ``num_generations=G``, ``per_device_train_batch_size=P*G/M``, ``steps_per_generation=M``,
+    ``num_iterations=E``, ``gradient_accumulation_steps=1``, ``max_steps=steps*E*M``,
+    ``logging_steps=E*M`` (one TRL log per round, its metrics averaged over the round). Fixed:
+    CPU, float32, no vLLM, no gradient checkpointing, dropout off (TRL samples and recomputes
+    old log-probs in train mode, so dropout makes the ratio differ from 1 even on the first
+    pass; ppox keeps its models in eval mode), ``report_to="none"``, no checkpoints, no Hub,
     ``HF_HUB_OFFLINE=1``.
 
 Outputs (``--out``), per implementation, algorithm and seed
-    ``{impl}_{algo}_seed{S}.csv``: ``step, generated_tokens, reward_mean, kl, wall_time_s`` (plus
-    ``reward_std, mean_completion_length``). ``generated_tokens`` is cumulative.
-    ``{impl}_{algo}_seed{S}.json``: tokens per second over the whole training, seconds per step,
-    final reward, versions, the hyper-parameters and the full TRL config used.
-    ``{impl}_{algo}_summary.json``: the seeds side by side, medians.
+    ``{impl}_{algo}_seed{S}.csv``: ``step, generated_tokens`` (cumulative), ``reward_mean, kl,
+    wall_time_s, reward_std, mean_completion_length, kl_per_completion``.
+    ``{impl}_{algo}_seed{S}.json``: tokens per second of the whole training, seconds per step,
+    final reward, versions, the hyper-parameters and the full TRL (or ppox) config used.
+    ``{impl}_{algo}_summary.json``: the seeds side by side and their medians.
 
-How the numbers are taken (TRL)
-    * generated_tokens: counted by wrapping the reward function, which TRL calls once per
-      generation round with ``completion_ids`` (each completion's token ids, EOS included when it
-      was sampled, no padding: grpo_trainer.py ``_generate_single_turn`` cuts after the first EOS).
-      TRL's own ``completions/mean_length`` x completions is recorded as a cross-check
+How TRL's numbers are taken
+    * generated_tokens: counted by wrapping the reward function, which TRL calls once per round
+      with ``completion_ids`` (each completion's ids, EOS included when sampled, no padding).
+      TRL's ``completions/mean_length`` x completions is kept as a cross-check
       (``generated_tokens_from_trl_logs`` in the JSON); the two agree.
-    * reward_mean: TRL's logged ``reward`` (mean raw reward of the round, before RLOO's KL
-      penalty).
-    * kl: TRL's logged ``kl`` (absent when beta = 0). Not the same quantity in the two trainers:
-      GRPO logs the token mean of the k3 estimator exp(r) - r - 1, r = log pi_ref - log pi, at the
-      policy being optimized, averaged over the round's optimizer steps; RLOO logs the token mean
-      of k1 = log pi_old - log pi_ref at generation time.
-    * wall_time_s: seconds since TRL's ``on_train_begin`` when the round's log is emitted (after
-      its last optimizer step). tokens_per_second = generated tokens / duration of
-      ``trainer.train()`` (model loading and trainer construction excluded, reported as setup_s).
+    * reward_mean / reward_std: TRL's ``reward`` / ``reward_std`` (raw reward, before RLOO's KL
+      penalty; TRL's std is Bessel-corrected, ppox's is not).
+    * kl: TRL's ``kl`` (absent when beta = 0), a token mean: GRPO's k3 = exp(r) - r - 1,
+      r = logp_ref - logp, at the policy being optimized, averaged over the round's optimizer
+      steps; RLOO's k1 = logp_old - logp_ref at generation. ``kl_per_completion`` = kl x mean
+      completion length, the scale of ppox's ``kl`` (k1 summed over a completion, averaged).
+    * wall_time_s: seconds since TRL's ``on_train_begin`` when the round's log is emitted.
+      tokens_per_second = generated tokens / duration of ``trainer.train()`` (model loading and
+      trainer construction excluded, reported as setup_s). ppox: its last ``generated_tokens`` /
+      its last ``wall_time_s`` (its training loop; loading excluded as well).
 
-ppox mapping (``run_ppox``)
-    ``python -m ppox llm train --model DIR --prompts FILE --reward-fn MODULE:FUNCTION
-    --advantage grpo|rloo --run-dir RUN --seed S --iterations N --prompts-per-iteration P
-    --samples-per-prompt G --max-new-tokens T --temperature TAU --lr LR --kl-coef BETA
-    --clip-coef EPS --epochs E --minibatches M --max-grad-norm C --lr-schedule constant|linear
-    --threads K``, then ``RUN/metrics.csv`` with columns ``iteration, generated_tokens,
-    reward_mean, kl, wall_time_s`` is read (``iteration`` becomes ``step``). The flag names are the
-    assumed ones, gathered in ``PPOX_FLAGS``. ppox's tokens per second = its last
-    ``generated_tokens`` / its last ``wall_time_s``. Each run is a fresh subprocess with
-    ``OMP_NUM_THREADS`` = ``--threads``, as the TRL runs are.
+ppox mapping (``run_ppox``; flags as in ``ppox llm train --help``)
+    ``--advantage grpo|rloo``, ``--iterations`` steps, ``--prompts-per-iteration`` P,
+    ``--samples-per-prompt`` G, ``--epochs`` E, ``--minibatches`` M, ``--max-new-tokens``,
+    ``--temperature`` (``--top-k 0 --top-p 1 --stop-at-eos``, TRL's sampling), ``--learning-rate``,
+    ``--anneal-lr`` iff ``--lr-schedule linear``, ``--adam-eps``, ``--max-grad-norm``,
+    ``--clip-coef`` epsilon, ``--kl-coef`` beta with GRPO ``--kl-estimator k3 --kl-penalty loss``
+    and RLOO ``--kl-estimator k1 --kl-penalty reward`` (TRL's placements), ``--grpo-scale``
+    = TRL ``scale_rewards``, ``--loss-aggregation`` from TRL ``loss_type`` (dapo/bnpo: token,
+    grpo: sequence, dr_grpo: constant; RLOO: constant, see ``ppox_aggregation``),
+    ``--no-whiten-advantages`` (``--whiten-advantages`` for RLOO with ``--normalize-advantages``),
+    ``--ent-coef 0``, cpu, float32, ``--checkpoint-every`` steps, no TensorBoard, no samples.
+    Then ``RUN/metrics.csv`` is read: ``iteration`` becomes ``step``, ``response_length``
+    ``mean_completion_length``, ``kl`` is both ``kl`` and ``kl_per_completion``.
+    Not aligned: TRL's RLOO clips a sequence-level ratio, ppox a per-token one (identical at
+    E = M = 1); TRL's advantage std is Bessel-corrected with +1e-4, ppox's need not be.
 """
 
 from __future__ import annotations
@@ -96,24 +101,11 @@ CSV_COLUMNS = (
     "wall_time_s",
     "reward_std",
     "mean_completion_length",
+    "kl_per_completion",
 )
-# Benchmark option -> ppox CLI flag (ppox llm train). Flags with value None are not passed.
-PPOX_FLAGS = {
-    "seed": "--seed",
-    "steps": "--iterations",
-    "prompts_per_step": "--prompts-per-iteration",
-    "generations": "--samples-per-prompt",
-    "max_new_tokens": "--max-new-tokens",
-    "temperature": "--temperature",
-    "lr": "--lr",
-    "beta": "--kl-coef",
-    "epsilon": "--clip-coef",
-    "epochs": "--epochs",
-    "minibatches": "--minibatches",
-    "max_grad_norm": "--max-grad-norm",
-    "lr_schedule": "--lr-schedule",
-    "threads": "--threads",
-}
+# TRL GRPO loss_type -> ppox --loss-aggregation (dapo/bnpo: per token; grpo: per sequence;
+# dr_grpo: batch x max_new_tokens). Others (cispo, sapo, ...) have no ppox counterpart.
+LOSS_AGGREGATION = {"dapo": "token", "bnpo": "token", "grpo": "sequence", "dr_grpo": "constant"}
 VERSIONED = ("torch", "transformers", "trl", "accelerate", "datasets", "tokenizers", "ppox")
 
 
@@ -174,9 +166,11 @@ def hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
         "epochs",
         "minibatches",
         "max_grad_norm",
+        "adam_eps",
         "loss_type",
         "scale_rewards",
         "normalize_advantages",
+        "ppox_loss_aggregation",
         "threads",
     )
     return {k: getattr(args, k) for k in keys}
@@ -251,6 +245,7 @@ def trl_config(args: argparse.Namespace, seed: int, output_dir: str) -> Any:
         beta=args.beta,
         epsilon=args.epsilon,
         max_grad_norm=args.max_grad_norm,
+        adam_epsilon=args.adam_eps,
     )
     names = {f.name for f in fields(cls)}
     # transformers >= 5.x renamed gradient_checkpointing; TRL defaults it to True
@@ -290,14 +285,16 @@ def make_recorder(counter: TokenCounter, n_completions: int) -> Any:
             mean_len = logs.get("completions/mean_length")
             if mean_len is not None:
                 self.trl_tokens += mean_len * n_completions
+            kl = logs.get("kl")
             row = dict(
                 step=len(self.rows) + 1,
                 generated_tokens=counter.total,
                 reward_mean=logs["reward"],
-                kl=logs.get("kl"),
+                kl=kl,
                 wall_time_s=round(time.perf_counter() - self.t0, 4),
                 reward_std=logs.get("reward_std"),
                 mean_completion_length=mean_len,
+                kl_per_completion=None if kl is None or mean_len is None else kl * mean_len,
                 trl_global_step=state.global_step,
             )
             self.rows.append(row)
@@ -343,6 +340,7 @@ def run_trl(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         trainer.train()
         train_s = time.perf_counter() - t0
         trl_config_dict = json.loads(json.dumps(config.to_dict(), default=str))
+        trl_config_dict["output_dir"] = "<temporary directory>"
     rows = recorder.rows
     summary = dict(
         curve_summary(rows),
@@ -367,15 +365,73 @@ def run_trl(args: argparse.Namespace, seed: int) -> dict[str, Any]:
 
 
 # --- ppox ---------------------------------------------------------------------------------------
-def ppox_command(args: argparse.Namespace, seed: int, run_dir: Path) -> list[str]:
+def ppox_aggregation(args: argparse.Namespace) -> str:
+    if args.ppox_loss_aggregation is not None:
+        return args.ppox_loss_aggregation
+    if args.algo == "rloo":
+        # TRL's RLOO loss is the mean over completions of a sequence-level term: on-policy its
+        # gradient is ppox's "constant" aggregation times max_new_tokens (a factor Adam absorbs)
+        return "constant"
+    if args.loss_type not in LOSS_AGGREGATION:
+        raise SystemExit(f"TRL loss_type {args.loss_type!r} has no ppox counterpart")
+    return LOSS_AGGREGATION[args.loss_type]
+
+
+def ppox_command(args: argparse.Namespace, seed: int, run_dir: Path) -> tuple[list[str], str]:
+    """The ``ppox llm train`` command line with the benchmark's settings, and its PYTHONPATH
+    addition (a ``file.py:fn`` reward becomes ``file:fn`` with the file's folder on the path)."""
+    module, _, func = args.reward.rpartition(":")
+    extra_path = ""
+    if module.endswith(".py"):
+        extra_path = str(Path(module).resolve().parent)
+        module = Path(module).stem
+    grpo = args.algo == "grpo"
+    flags: dict[str, Any] = {
+        "--model": args.model,
+        "--prompts": args.prompts,
+        "--reward-fn": f"{module}:{func}",
+        "--advantage": args.algo,
+        "--run-dir": run_dir,
+        "--seed": seed,
+        "--iterations": args.steps,
+        "--prompts-per-iteration": args.prompts_per_step,
+        "--samples-per-prompt": args.generations,
+        "--max-new-tokens": args.max_new_tokens,
+        "--temperature": args.temperature,
+        "--top-k": 0,
+        "--top-p": 1.0,
+        "--learning-rate": args.lr,
+        "--adam-eps": args.adam_eps,
+        "--max-grad-norm": args.max_grad_norm,
+        "--clip-coef": args.epsilon,
+        "--epochs": args.epochs,
+        "--minibatches": args.minibatches,
+        "--ent-coef": 0.0,
+        "--kl-coef": args.beta,
+        "--kl-estimator": "k3" if grpo else "k1",  # GRPOTrainer: k3 in the loss
+        "--kl-penalty": "loss" if grpo else "reward",  # RLOOTrainer: k1 summed, off the reward
+        "--loss-aggregation": ppox_aggregation(args),
+        "--device": "cpu",
+        "--dtype": "float32",
+        "--threads": args.threads,
+        "--checkpoint-every": args.steps,  # only the final one (TRL writes none)
+        "--log-samples": 0,
+    }
+    if grpo:
+        flags["--grpo-scale"] = args.scale_rewards
     cmd = [sys.executable, "-m", "ppox", "llm", "train"]
-    cmd += ["--model", args.model, "--prompts", args.prompts, "--reward-fn", args.reward]
-    cmd += ["--advantage", args.algo, "--run-dir", str(run_dir)]
-    values = dict(vars(args), seed=seed)
-    for key, flag in PPOX_FLAGS.items():
-        if values.get(key) is not None:
-            cmd += [flag, str(values[key])]
-    return cmd
+    for flag, value in flags.items():
+        cmd += [flag, str(value)]
+    whiten = (not grpo) and args.normalize_advantages  # TRL: GRPO never, RLOO when asked
+    cmd += [
+        "--stop-at-eos",
+        "--whiten-advantages" if whiten else "--no-whiten-advantages",
+        "--no-whiten-rewards",
+        "--anneal-lr" if args.lr_schedule == "linear" else "--no-anneal-lr",
+        "--no-tensorboard",
+        "--no-progress",
+    ]
+    return cmd, extra_path
 
 
 def read_ppox_metrics(path: Path) -> list[dict[str, Any]]:
@@ -393,7 +449,8 @@ def read_ppox_metrics(path: Path) -> list[dict[str, Any]]:
                     kl=num(rec.get("kl")),
                     wall_time_s=num(rec.get("wall_time_s")),
                     reward_std=num(rec.get("reward_std")),
-                    mean_completion_length=num(rec.get("mean_completion_length")),
+                    mean_completion_length=num(rec.get("response_length")),
+                    kl_per_completion=num(rec.get("kl")),
                 )
             )
     return rows
@@ -404,7 +461,9 @@ def run_ppox(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1")
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        cmd = ppox_command(args, seed, run_dir)
+        cmd, extra_path = ppox_command(args, seed, run_dir)
+        if extra_path:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra_path, env.get("PYTHONPATH")]))
         print("  $", " ".join(cmd), flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env)
@@ -412,6 +471,7 @@ def run_ppox(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         if proc.returncode != 0:
             raise SystemExit(f"ppox exited with {proc.returncode}: {' '.join(cmd)}")
         rows = read_ppox_metrics(run_dir / "metrics.csv")
+        ppox_config = json.loads((run_dir / "config.json").read_text())
     train_s = rows[-1]["wall_time_s"] if rows else None
     summary = dict(
         curve_summary(rows),
@@ -419,8 +479,10 @@ def run_ppox(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         train_s=train_s,
         seconds_per_step=train_s / len(rows) if rows and train_s else None,
         tokens_per_second=rows[-1]["generated_tokens"] / train_s if rows and train_s else None,
-        token_count_method="ppox metrics.csv generated_tokens",
-        ppox_command=cmd,
+        token_count_method="ppox metrics.csv generated_tokens (response tokens, EOS included)",
+        kl_definition="ppox: k1 = logp_old - logp_ref summed over a completion's tokens, averaged",
+        ppox_command=[str(c) for c in cmd],
+        ppox_config=ppox_config,
     )
     return {"rows": rows, "summary": summary}
 
@@ -510,11 +572,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     h.add_argument("--epochs", type=int, default=1, help="passes per round (TRL num_iterations)")
     h.add_argument("--minibatches", type=int, default=1, help="optimizer steps per pass")
     h.add_argument("--max-grad-norm", type=float, default=1.0)
+    h.add_argument("--adam-eps", type=float, default=1e-8, help="TRL's default (ppox's is 1e-5)")
     h.add_argument("--threads", type=int, default=1, help="torch / OMP threads per run")
     t = p.add_argument_group("TRL-only (defaults are TRL's)")
     t.add_argument("--loss-type", default="dapo", help="GRPO loss aggregation (TRL loss_type)")
     t.add_argument("--scale-rewards", choices=("group", "batch", "none"), default="group")
     t.add_argument("--normalize-advantages", action="store_true", help="RLOO: whiten advantages")
+    p.add_argument(
+        "--ppox-loss-aggregation",
+        choices=("token", "sequence", "constant"),
+        help="override the ppox loss aggregation derived from the TRL settings",
+    )
     p.add_argument("--in-process", action="store_true", help="no fresh interpreter per run")
     p.add_argument("--worker-impl", choices=("trl", "ppox"), help=argparse.SUPPRESS)
     p.add_argument("--worker-seed", type=int, help=argparse.SUPPRESS)

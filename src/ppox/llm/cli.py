@@ -60,7 +60,11 @@ def _add_field_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None = 
         if only is not None and name not in only:
             continue
         help_ = f"{docs.get(name, '')} Allowed: {describe_type(tp)}. (default: {defaults[name]})"
-        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_.replace("%", "%%")}
+        kw: dict[str, Any] = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": help_.replace("%", "%%"),
+        }
         flag = f"--{name.replace('_', '-')}"
         if tp is bool:
             p.add_argument(flag, action=_OnceBool, **kw)
@@ -120,7 +124,7 @@ def cmd_llm(args: argparse.Namespace) -> int:
     s = trainer.train()
     if main:
         f = s["final"]
-        tail = (f"; last iteration: reward {f['reward_mean']:.3f}, KL {f['kl']:.3f}" if f else "")
+        tail = f"; last iteration: reward {f['reward_mean']:.3f}, KL {f['kl']:.3f}" if f else ""
         print(f"ppox: {s['iterations']} iterations, {s['generated_tokens']:,} tokens generated in "
               f"{s['wall_time_s']:.1f} s → {trainer.run_dir}{tail}")  # fmt: skip
     distributed.shutdown()
@@ -152,7 +156,10 @@ def _demo_config(args: argparse.Namespace) -> LLMConfig:
 
     out: Path = args.out
     if not (out / "model" / "config.json").is_file():
-        print(f"ppox: building the demo model in {out} (pre-training, about a minute)", file=sys.stderr)
+        print(
+            f"ppox: building the demo model in {out} (pre-training, about a minute)",
+            file=sys.stderr,
+        )
         info = demo.build(out)
         print(f"ppox: demo model: {info['parameters']:,} parameters, pre-training loss "
               f"{info['pretrain_loss']:.3f}", file=sys.stderr)  # fmt: skip
@@ -179,7 +186,9 @@ def _sample_command(args: argparse.Namespace) -> int:
         prompts, columns = list(args.prompt), {}
     else:
         if cfg.prompts is None or (cfg.reward_fn is None) == (cfg.reward_model is None):
-            raise ConfigError("ppox llm eval needs --prompts and one of --reward-fn, --reward-model")
+            raise ConfigError(
+                "ppox llm eval needs --prompts and one of --reward-fn, --reward-model"
+            )
         rows = read_prompts(cfg.prompts, cfg.prompt_field)
         rows = [r for r in rows for _ in range(cfg.samples_per_prompt)]
         prompts = [r[cfg.prompt_field] for r in rows]
@@ -198,7 +207,9 @@ def _sample_command(args: argparse.Namespace) -> int:
             print(json.dumps({"prompt": p, "completion": c}))
         return 0
     check_reward_import(cfg, "the command line", trust_imports=True)
-    scores = Scorer(cfg.reward_fn, cfg.reward_model, torch.device("cpu"))(prompts, completions, columns)
+    scores = Scorer(cfg.reward_fn, cfg.reward_model, torch.device("cpu"))(
+        prompts, completions, columns
+    )
     print(json.dumps({
         "model": str(path), "prompts": len(prompts), "reward_mean": float(scores.mean()),
         "reward_std": float(scores.std(correction=0)),

@@ -148,11 +148,13 @@ class LLMConfig:
     # --- LoRA ----------------------------------------------------------------------------------
     lora_r: Annotated[int, Span(0, 4096)] = 0
     """LoRA rank through `peft` (0: train every weight)."""
-    lora_alpha: Annotated[float, Span(0, 1e6, lo_open=True)] = 16.0
+    lora_alpha: Annotated[int, Span(1, 10**6)] = 16
     """LoRA's α (the update is scaled by α / r)."""
     lora_dropout: Annotated[float, Span(0, 1, hi_open=True)] = 0.0
     """Dropout on LoRA's input."""
-    lora_targets: Annotated[str | None, Text(r"[\w.]+(,[\w.]+)*", "module names, comma-separated")] = None
+    lora_targets: Annotated[
+        str | None, Text(r"[\w.]+(,[\w.]+)*", "module names, comma-separated")
+    ] = None
     """The modules LoRA adapts (default: peft's choice for the architecture)."""
 
     # --- the run -------------------------------------------------------------------------------
@@ -262,5 +264,7 @@ def llm_config_markdown() -> str:
         "|---|---|---|---|",
     ]
     for name, tp in llm_field_types().items():
-        lines.append(f"| `{name}` | `{defaults[name]!r}` | {describe_type(tp)} | {docs.get(name, '')} |")
+        lines.append(
+            f"| `{name}` | `{defaults[name]!r}` | {describe_type(tp)} | {docs.get(name, '')} |"
+        )
     return "\n".join(lines) + "\n"

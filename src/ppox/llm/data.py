@@ -36,7 +36,9 @@ def read_prompts(path: str | Path, field: str) -> list[dict[str, Any]]:
     try:
         rows = _read(p)
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
-        raise ConfigError(f"prompts={str(p)!r}: cannot be read ({' '.join(str(exc).split())})") from None
+        raise ConfigError(
+            f"prompts={str(p)!r}: cannot be read ({' '.join(str(exc).split())})"
+        ) from None
     if not rows:
         raise ConfigError(f"prompts={str(p)!r}: holds no rows")
     for i, row in enumerate(rows, start=1):
@@ -154,7 +156,9 @@ class Scorer:
             try:
                 values = [float(x) for x in out]
             except (TypeError, ValueError):
-                raise NumericalError(f"{self.name} must return numbers (got {type(out).__name__})") from None
+                raise NumericalError(
+                    f"{self.name} must return numbers (got {type(out).__name__})"
+                ) from None
         else:
             values = self._model_scores(prompts, completions)
         if len(values) != len(completions):

@@ -110,7 +110,7 @@ def pretrain(model: Any, tok: Any, *, steps: int, batch: int, seed: int, lr: flo
         loss.backward()
         opt.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def write_prompts(path: Path, repeats: int = 8) -> int:

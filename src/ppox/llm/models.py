@@ -43,9 +43,7 @@ def _load(kind: str, field: str, path: str, **kwargs: Any) -> Any:
 def load_causal_lm(path: str, field: str, dtype: str = "float32") -> nn.Module:
     """A causal LM from ``path`` (safetensors only, no remote code), in eval mode: dropout stays
     off for the whole run, in sampling and in learning alike."""
-    model = _load(
-        "AutoModelForCausalLM", field, path, dtype=DTYPES[dtype], use_safetensors=True
-    )
+    model = _load("AutoModelForCausalLM", field, path, dtype=DTYPES[dtype], use_safetensors=True)
     return model.eval()
 
 
@@ -151,7 +149,8 @@ def sample(
 def _cache_keyword(model: nn.Module) -> str:
     """The keyword of the KV cache in the model's ``forward``: ``cache`` in recent releases of
     transformers, ``past_key_values`` before."""
-    params = inspect.signature(model.forward).parameters
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft's wrapper
+    params = inspect.signature(base.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 

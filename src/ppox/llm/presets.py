@@ -51,26 +51,58 @@ LLM_PRESETS = {
     ),
     "demo-grpo": LLMPreset(
         "CPU demo, GRPO: group-normalized advantages, k3 KL in the loss",
-        {**_DEMO, "advantage": "grpo", "whiten_advantages": False, "kl_penalty": "loss",
-         "kl_estimator": "k3"},
+        {
+            **_DEMO,
+            "advantage": "grpo",
+            "whiten_advantages": False,
+            "kl_penalty": "loss",
+            "kl_estimator": "k3",
+        },
     ),  # fmt: skip
     "rlhf-ppo": LLMPreset(
         "PPO for RLHF after 'The N Implementation Details of RLHF with PPO' (γ=1, λ=0.95, "
         "β=0.05 per token, value head on its own model, vf_coef 0.1, temperature 0.7)",
-        {"advantage": "gae", "critic": "separate", "kl_coef": 0.05, "temperature": 0.7,
-         "max_new_tokens": 53, "missing_eos_penalty": 1.0, "learning_rate": 3e-6,
-         "epochs": 4, "minibatches": 4, "prompts_per_iteration": 64, "micro_batch_size": 4},
+        {
+            "advantage": "gae",
+            "critic": "separate",
+            "kl_coef": 0.05,
+            "temperature": 0.7,
+            "max_new_tokens": 53,
+            "missing_eos_penalty": 1.0,
+            "learning_rate": 3e-6,
+            "epochs": 4,
+            "minibatches": 4,
+            "prompts_per_iteration": 64,
+            "micro_batch_size": 4,
+        },
     ),  # fmt: skip
     "rloo": LLMPreset(
         "RLOO (Ahmadian et al. 2024): k=4, KL summed into the score, no critic",
-        {"advantage": "rloo", "samples_per_prompt": 4, "kl_coef": 0.05, "epochs": 1,
-         "learning_rate": 1e-6, "prompts_per_iteration": 16, "micro_batch_size": 4},
+        {
+            "advantage": "rloo",
+            "samples_per_prompt": 4,
+            "kl_coef": 0.05,
+            "epochs": 1,
+            "learning_rate": 1e-6,
+            "prompts_per_iteration": 16,
+            "micro_batch_size": 4,
+        },
     ),  # fmt: skip
     "grpo": LLMPreset(
         "GRPO (Shao et al. 2024): k=8, group-normalized advantages, k3 KL in the loss (β=0.04)",
-        {"advantage": "grpo", "samples_per_prompt": 8, "kl_penalty": "loss", "kl_estimator": "k3",
-         "kl_coef": 0.04, "whiten_advantages": False, "loss_aggregation": "sequence",
-         "epochs": 1, "learning_rate": 1e-6, "prompts_per_iteration": 8, "micro_batch_size": 4},
+        {
+            "advantage": "grpo",
+            "samples_per_prompt": 8,
+            "kl_penalty": "loss",
+            "kl_estimator": "k3",
+            "kl_coef": 0.04,
+            "whiten_advantages": False,
+            "loss_aggregation": "sequence",
+            "epochs": 1,
+            "learning_rate": 1e-6,
+            "prompts_per_iteration": 8,
+            "micro_batch_size": 4,
+        },
     ),  # fmt: skip
 }
 

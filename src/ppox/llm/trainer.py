@@ -169,7 +169,8 @@ class LLMTrainer:
             dist.broadcast_(p.data)
         self.resuming = resume is not None
         self.run_dir = Path(
-            resume or cfg.run_dir
+            resume
+            or cfg.run_dir
             or f"runs/llm-{cfg.advantage}-s{cfg.seed}-{datetime.now():%Y%m%d-%H%M%S}"
         )
         if resume is not None:
@@ -289,7 +290,9 @@ class LLMTrainer:
         if values is not None and returns is not None:
             stats["value_error"] = float(T.masked_mean((values - returns).square(), mask))
             var = T.masked_mean((returns - T.masked_mean(returns, mask)).square(), mask)
-            resid = T.masked_mean((returns - values - T.masked_mean(returns - values, mask)).square(), mask)
+            resid = T.masked_mean(
+                (returns - values - T.masked_mean(returns - values, mask)).square(), mask
+            )
             stats["explained_variance"] = float(1 - resid / var) if var > 0 else float("nan")
         shown = [
             {"iteration": self.iteration + 1, "prompt": prompts[i], "completion": completions[i],
@@ -340,7 +343,9 @@ class LLMTrainer:
     def _learn(self, b: Batch) -> dict[str, float]:
         cfg = self.cfg
         B = b.mask.shape[0]
-        sums = dict.fromkeys(("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl"), 0.0)
+        sums = dict.fromkeys(
+            ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl"), 0.0
+        )
         grad_norms, tokens = [], 0.0
         for _ in range(cfg.epochs):
             order = torch.randperm(B, generator=self.shuffle)
@@ -404,9 +409,7 @@ class LLMTrainer:
                 n = p.numel()
                 p.grad = flat[offset : offset + n].view_as(p).clone()
                 offset += n
-        norm = torch.nn.utils.clip_grad_norm_(
-            self.params, self.cfg.max_grad_norm or float("inf")
-        )
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return float(norm)
@@ -511,7 +514,7 @@ class LLMTrainer:
             "weights_sha256": _sha256(tmp / WEIGHTS),
         }  # fmt: skip
         ckpt.save_atomic(ckpt.encode(state), tmp / "state.pt")
-        self.policy.save_pretrained(tmp / "policy")
+        self.policy.save_pretrained(tmp / "policy")  # type: ignore[operator]
         self.tok.save_pretrained(tmp / "policy")
         _fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
@@ -551,7 +554,10 @@ class LLMTrainer:
         self.sampler.load_state_dict(state["sampler"])
         self.gen.set_state(state["gen"])
         self.shuffle.set_state(state["shuffle"])
-        self.iteration, self.generated_tokens = int(state["iteration"]), int(state["generated_tokens"])
+        self.iteration, self.generated_tokens = (
+            int(state["iteration"]),
+            int(state["generated_tokens"]),
+        )
         self.elapsed, self.kl_coef = float(state["elapsed"]), float(state["kl_coef"])
 
 
