@@ -149,7 +149,7 @@ def sample(
 def _cache_keyword(model: nn.Module) -> str:
     """The keyword of the KV cache in the model's ``forward``: ``cache`` in recent releases of
     transformers, ``past_key_values`` before."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft's wrapper
+    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[operator]
     params = inspect.signature(base.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
