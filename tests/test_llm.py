@@ -253,6 +253,25 @@ def test_lora_trains_adapters_only_against_the_base_as_reference(tiny, tmp_path)
     assert all(torch.equal(p, trained[k]) for k, p in resumed._trained().items())
 
 
+def test_critic_warmup_leaves_the_policy_alone(tiny, tmp_path):
+    tr = LLMTrainer(cfg_for(tiny, tmp_path / "w", critic_warmup=1, iterations=2))
+    policy = {k: p.detach().clone() for k, p in tr._trained().items() if k.startswith("policy.")}
+    critic = {k: p.detach().clone() for k, p in tr._trained().items() if k.startswith("critic.")}
+    batch, _, _ = tr._rollout()
+    tr._learn(batch)  # iteration 0 < critic_warmup
+    now = tr._trained()
+    assert all(torch.equal(now[k], v) for k, v in policy.items())
+    assert any(not torch.equal(now[k], v) for k, v in critic.items())
+    tr.iteration = 1
+    batch, _, _ = tr._rollout()
+    tr._learn(batch)
+    assert any(not torch.equal(tr._trained()[k], v) for k, v in policy.items())
+    with pytest.raises(
+        ConfigError, match="critic_warmup=1 needs advantage=gae and critic=separate"
+    ):
+        cfg_for(tiny, tmp_path / "x", critic_warmup=1, critic="shared").validate()
+
+
 def test_learning_raises_the_reward(tiny, tmp_path):
     """The demo task in small: 25 PPO iterations lift the mean score clearly."""
     cfg = cfg_for(tiny, tmp_path / "r", iterations=25, prompts_per_iteration=16, samples_per_prompt=4,
@@ -305,6 +324,31 @@ def test_kill_9_then_resume_is_bit_equal(tiny, tmp_path):
     rows = lambda run: (run / "metrics.csv").read_text().splitlines()  # noqa: E731
     strip = lambda lines: [",".join(x.split(",")[:2] + x.split(",")[4:]) for x in lines]  # noqa: E731
     assert strip(rows(whole)) == strip(rows(cut))  # same rows but the timings
+
+
+@pytest.mark.distributed
+def test_torchrun_two_workers_share_the_batch_and_stay_identical(tiny, tmp_path):
+    """Two workers on one machine: each samples half of the global batch's prompts, gradients are
+    averaged, the replicas are compared at every checkpoint (an error otherwise)."""
+    run = tmp_path / "dist"
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "ppox", "llm", "train",
+           "--model", str(tiny / "model"), "--prompts", str(tiny / "prompts.jsonl"),
+           "--reward-fn", "ppox.llm.demo:digit_sum_reward", "--prompts-per-iteration", "4",
+           "--samples-per-prompt", "2", "--max-new-tokens", "6", "--iterations", "3",
+           "--checkpoint-every", "1", "--device", "cpu", "--no-progress", "--no-tensorboard",
+           "--run-dir", str(run)]  # fmt: skip
+    r = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["iterations"] == 3
+    rows = list(__import__("csv").DictReader((run / "metrics.csv").open()))
+    assert len(rows) == 3
+    lengths = [float(x["response_length"]) for x in rows]
+    tokens = [int(x["generated_tokens"]) for x in rows]
+    # generated tokens count both workers' 8 completions each
+    assert tokens[0] == round(lengths[0] * 16)
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def add_llm_parser(sub: Any) -> None:
                    help="where the demo model and prompts go (default: runs/llm-demo; reused when present)")  # fmt: skip
     d.add_argument("--advantage", choices=("gae", "rloo", "grpo"), default="gae",
                    help="PPO with a critic (gae), RLOO or GRPO (default: gae)")  # fmt: skip
-    _add_field_flags(d, only=("seed", "iterations", "run_dir", "progress", "tensorboard"))
+    _add_field_flags(d, skip=("model", "prompts", "advantage"))
     g = cmds.add_parser("generate", help="sample completions of prompts from a model or a run")
     g.add_argument("source", help="a model directory (save_pretrained) or a ppox llm run directory")
     g.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for more)")
@@ -52,12 +52,14 @@ def add_llm_parser(sub: Any) -> None:
     cmds.add_parser("presets", help="list the llm presets")
 
 
-def _add_field_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+def _add_field_flags(
+    p: argparse.ArgumentParser, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()
+) -> None:
     from ppox.cli import _Once, _OnceBool, typed
 
     docs, types_, defaults = llm_field_docs(), llm_field_types(), LLMConfig().to_dict()
     for name, tp in types_.items():
-        if only is not None and name not in only:
+        if (only is not None and name not in only) or name in skip:
             continue
         help_ = f"{docs.get(name, '')} Allowed: {describe_type(tp)}. (default: {defaults[name]})"
         kw: dict[str, Any] = {
@@ -172,10 +174,10 @@ def _sample_command(args: argparse.Namespace) -> int:
     import torch
 
     from ppox.llm.data import Scorer, read_prompts
-    from ppox.llm.models import load_causal_lm, load_tokenizer, sample
-    from ppox.llm.trainer import _quiet_transformers, check_reward_import, latest_checkpoint
+    from ppox.llm.models import load_causal_lm, load_tokenizer, quiet_transformers, sample
+    from ppox.llm.trainer import check_reward_import, latest_checkpoint
 
-    _quiet_transformers()
+    quiet_transformers()
     path = Path(args.source)
     if (path / "checkpoint.json").is_file():
         path = latest_checkpoint(path) / "policy"

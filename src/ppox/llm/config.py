@@ -72,6 +72,11 @@ class LLMConfig:
     """With `advantage=gae`: `separate` puts the value head on its own copy of the model (the
     setup of "The N Implementation Details of RLHF with PPO"); `shared` puts it on the policy's
     last hidden state (half the memory; policy and value gradients then share the trunk)."""
+    critic_warmup: Annotated[int, Span(0, 10**9)] = 0
+    """With `advantage=gae`: iterations at the start in which only the critic learns (the policy
+    stays as it is), so that the first policy updates read a critic that has seen the reward
+    (OpenRLHF's `freezing_actor_steps`). An untrained critic gives every token its own random
+    baseline, which can push one token (often EOS) hard in the first update."""
     samples_per_prompt: Annotated[int, Span(1, 1024)] = 1
     """Completions sampled per prompt each iteration (k; the group of RLOO and GRPO)."""
     prompts_per_iteration: Annotated[int, Span(1, 1 << 20)] = 16
@@ -232,6 +237,11 @@ def _check_rules(c: LLMConfig) -> None:
     if c.micro_batch_size is not None and mb % c.micro_batch_size:
         raise ConfigError(
             f"micro_batch_size={c.micro_batch_size} must divide the minibatch ({mb} completions)"
+        )
+    if c.critic_warmup and (c.advantage != "gae" or c.critic != "separate"):
+        raise ConfigError(
+            f"critic_warmup={c.critic_warmup} needs advantage=gae and critic=separate (a critic of "
+            "its own to warm up: a shared trunk would move the policy too)"
         )
     if c.critic_model is not None and (c.advantage != "gae" or c.critic != "separate"):
         raise ConfigError("critic_model is used only with advantage=gae and critic=separate")

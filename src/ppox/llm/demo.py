@@ -73,6 +73,7 @@ def build_model(vocab_size: int, seed: int) -> Any:
         eos_token_id=1,
         pad_token_id=0,
     )
+    cfg.loss_type = "ForCausalLM"  # named, so transformers does not guess aloud
     return GPT2LMHeadModel(cfg)
 
 
@@ -123,6 +124,9 @@ def write_prompts(path: Path, repeats: int = 8) -> int:
 def build(out: Path, *, seed: int = 0, steps: int = 600, batch: int = 64) -> dict[str, Any]:
     """Make the demo in ``out``: ``out/model`` (model + tokenizer, ``save_pretrained``) and
     ``out/prompts.jsonl``; returns a summary (the pre-training loss, the model's size)."""
+    from ppox.llm.models import quiet_transformers
+
+    quiet_transformers()
     tok = build_tokenizer()
     model = build_model(len(tok), seed)
     loss = pretrain(model, tok, steps=steps, batch=batch, seed=seed)

@@ -27,6 +27,14 @@ from ppox.errors import ConfigError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def quiet_transformers() -> None:
+    """transformers' own notices and progress bars off: ppox reports what matters itself."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def _load(kind: str, field: str, path: str, **kwargs: Any) -> Any:
     import transformers
 

@@ -24,7 +24,7 @@ _DEMO: dict[str, Any] = {
     "minibatches": 4,
     "max_new_tokens": 10,
     "temperature": 1.0,
-    "learning_rate": 3e-4,
+    "learning_rate": 2e-4,
     "kl_coef": 0.05,
     "checkpoint_every": 20,
     "device": "cpu",
@@ -42,8 +42,9 @@ class LLMPreset:
 
 LLM_PRESETS = {
     "demo-ppo": LLMPreset(
-        "CPU demo, PPO: GAE over tokens with a separate critic, per-token KL in the reward",
-        {**_DEMO, "advantage": "gae"},
+        "CPU demo, PPO: GAE over tokens with a separate critic (2 warm-up iterations), per-token KL "
+        "in the reward",
+        {**_DEMO, "advantage": "gae", "critic_warmup": 2},
     ),
     "demo-rloo": LLMPreset(
         "CPU demo, RLOO: leave-one-out baseline over 4 samples, KL in the score",

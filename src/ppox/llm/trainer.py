@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from ppox.core.losses import adaptive_kl_coef, clipped_surrogate, kl_estimate, value_loss
-from ppox.errors import CheckpointError, ConfigError
+from ppox.errors import CheckpointError, ConfigError, NumericalError
 from ppox.io import checkpoint as ckpt
 from ppox.io.logging import RunLogger, truncate_csv
 from ppox.io.rundir import lock_run_dir
@@ -61,6 +61,7 @@ from ppox.llm.models import (
     load_causal_lm,
     load_critic,
     load_tokenizer,
+    quiet_transformers,
     response_logprobs,
     sample,
 )
@@ -107,13 +108,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _quiet_transformers() -> None:
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def check_reward_import(cfg: LLMConfig, source: str, trust_imports: bool) -> None:
     """A ``reward_fn`` read from a file imports code: only ppox's own, or with consent."""
     if cfg.reward_fn is None or trust_imports:
@@ -138,7 +132,7 @@ class LLMTrainer:
         self.device = resolve_device(cfg.device)
         if cfg.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.threads)
-        _quiet_transformers()
+        quiet_transformers()
         self.rows = read_prompts(cfg.prompts or "", cfg.prompt_field)
         self.tok = load_tokenizer(cfg.model or "")
         self.prompt_ids = self._tokenize_prompts()
@@ -378,9 +372,12 @@ class LLMTrainer:
         log_ratio = logp - part(b.old_logp)
         loss = clipped_surrogate(part(b.adv), log_ratio, clip_coef=cfg.clip_coef)
         pg = loss.detach()
-        if cfg.ent_coef:
+        policy_learns = self.iteration >= cfg.critic_warmup  # else the critic learns alone
+        if not policy_learns:
+            loss = torch.zeros_like(loss)
+        if cfg.ent_coef and policy_learns:
             loss = loss - cfg.ent_coef * ent
-        if cfg.kl_penalty == "loss" and self.kl_coef:
+        if cfg.kl_penalty == "loss" and self.kl_coef and policy_learns:
             loss = loss + self.kl_coef * T.token_kl(logp, part(b.ref_logp), mask, cfg.kl_estimator)
         vl = None
         if values is not None:
@@ -492,8 +489,27 @@ class LLMTrainer:
         return self.run_dir
 
     # --- checkpoints ------------------------------------------------------------------------
+    def check_replicas(self) -> None:
+        """Under torchrun, every worker must hold the same weights (one all-reduced gradient, the
+        same optimizer step): a fingerprint of them is compared with rank 0's, and a difference
+        is an error on every worker rather than a checkpoint of one replica among several."""
+        if self.world == 1:
+            return
+        mine = torch.zeros(1, dtype=torch.float64)
+        with torch.no_grad():
+            for i, p in enumerate(self.params):
+                mine += (p.double() * (i + 1)).sum().cpu()
+        theirs = dist.broadcast_(mine.clone())
+        (bad,) = dist.all_reduce_sums(float(not torch.equal(mine, theirs)))
+        if bad:
+            raise NumericalError(
+                f"the {self.world} workers' weights differ at iteration {self.iteration} "
+                "(non-deterministic kernels across devices?); the last checkpoint is kept"
+            )
+
     def save(self, run_dir: Path) -> None:
         """Write ``checkpoint-NNNNNN/`` then point ``checkpoint.json`` at it (rank 0 only)."""
+        self.check_replicas()
         if self.rank != 0:
             return
         from safetensors.torch import save_file
