@@ -19,14 +19,15 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[tuple[str, list[str]]] = [
-    ("core (pure math)", ["ppox.core"]),
+    ("core (pure math)", ["ppox.core", "ppox.llm.tokens"]),
     ("config, types, errors", ["ppox.config", "ppox.types", "ppox.errors"]),
     ("distributions, nn, envs", ["ppox.distributions", "ppox.nn", "ppox.envs"]),
     ("training components", ["ppox.training"]),  # rollout, learner, optim, normalizers, ...
     ("io", ["ppox.io"]),
     ("trainer", ["ppox.training.trainer"]),
     ("analysis, presets", ["ppox.analysis", "ppox.presets"]),
-    ("cli, package", ["ppox.cli", "ppox.__main__", "ppox"]),
+    ("language models", ["ppox.llm"]),  # its own loop: models, sampling, trainer
+    ("cli, package", ["ppox.cli", "ppox.__main__", "ppox", "ppox.llm.cli"]),
 ]
 """Layers from the bottom up, each a list of module prefixes. A prefix covers the module of that
 name and everything below it, except the bare ``ppox`` (the package's ``__init__``), which covers

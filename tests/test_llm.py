@@ -395,6 +395,31 @@ def test_bad_prompt_files_name_the_row(tiny, tmp_path):
     assert read_prompts(csv_file, "prompt") == [{"prompt": "sum t12 =", "target": "12"}]
 
 
+def test_a_reward_model_scores_prompt_and_completion(tiny, tmp_path):
+    """reward_model: a sequence-classification model (one output) over prompt + completion, read
+    with its own tokenizer; here a tiny GPT-2 classifier built from a config."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from ppox.llm.data import Scorer
+
+    tok = demo.build_tokenizer()
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=16, n_layer=1, n_head=2,
+                     num_labels=1, pad_token_id=tok.pad_token_id)  # fmt: skip
+    rm = GPT2ForSequenceClassification(cfg).eval()
+    rm.save_pretrained(tmp_path / "rm")
+    tok.save_pretrained(tmp_path / "rm")
+    scorer = Scorer(None, str(tmp_path / "rm"), torch.device("cpu"))
+    prompts, completions = ["sum t12 =", "sum t30 ="], [" 1 2", " 9 9 9"]
+    scores = scorer(prompts, completions, {})
+    with torch.no_grad():  # each alone, unpadded: the same numbers
+        alone = [float(rm(**tok(p + c, return_tensors="pt")).logits[0, 0]) for p, c in zip(prompts, completions)]
+    assert torch.allclose(scores, torch.tensor(alone), atol=1e-5)
+    run = tmp_path / "run"
+    s = LLMTrainer(cfg_for(tiny, run, reward_fn=None, reward_model=str(tmp_path / "rm"), iterations=1)).train()
+    assert s["iterations"] == 1
+
+
 def nan_reward(prompts, completions, **_):
     return [float("nan")] * len(completions)
 

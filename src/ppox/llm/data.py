@@ -146,6 +146,9 @@ class Scorer:
             self.tok = _load("AutoTokenizer", "reward_model", reward_model)
             if self.tok.pad_token_id is None:
                 self.tok.pad_token = self.tok.eos_token
+            # right padding: the positions of the real tokens do not move, and the classifier reads
+            # the last one (left padding shifted the positions and changed the scores; a test)
+            self.tok.padding_side = "right"
             self.device = device
 
     def __call__(
