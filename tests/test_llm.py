@@ -413,10 +413,15 @@ def test_a_reward_model_scores_prompt_and_completion(tiny, tmp_path):
     prompts, completions = ["sum t12 =", "sum t30 ="], [" 1 2", " 9 9 9"]
     scores = scorer(prompts, completions, {})
     with torch.no_grad():  # each alone, unpadded: the same numbers
-        alone = [float(rm(**tok(p + c, return_tensors="pt")).logits[0, 0]) for p, c in zip(prompts, completions)]
+        alone = [
+            float(rm(**tok(p + c, return_tensors="pt")).logits[0, 0])
+            for p, c in zip(prompts, completions)
+        ]
     assert torch.allclose(scores, torch.tensor(alone), atol=1e-5)
     run = tmp_path / "run"
-    s = LLMTrainer(cfg_for(tiny, run, reward_fn=None, reward_model=str(tmp_path / "rm"), iterations=1)).train()
+    s = LLMTrainer(
+        cfg_for(tiny, run, reward_fn=None, reward_model=str(tmp_path / "rm"), iterations=1)
+    ).train()
     assert s["iterations"] == 1
 
 
