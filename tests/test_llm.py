@@ -429,6 +429,52 @@ def nan_reward(prompts, completions, **_):
     return [float("nan")] * len(completions)
 
 
+def failing_reward(prompts, completions, **_):
+    raise KeyError("target")
+
+
+def test_a_failing_reward_function_is_one_line_naming_it(tiny, tmp_path):
+    from ppox.errors import PpoxError
+
+    cfg = cfg_for(tiny, tmp_path / "r", reward_fn=f"{__name__}:failing_reward")
+    with pytest.raises(
+        PpoxError, match=r"failing_reward raised KeyError: 'target' \(at .*test_llm.py:\d+\)"
+    ):
+        LLMTrainer(cfg).train()
+
+
+def test_parquet_prompts_and_the_cli_generate_and_eval(tiny, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ppox.llm.data import read_prompts
+
+    rows = [json.loads(x) for x in (tiny / "prompts.jsonl").read_text().splitlines()][:6]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    assert read_prompts(tmp_path / "p.parquet", "prompt") == rows
+    run = tmp_path / "run"
+    LLMTrainer(cfg_for(tiny, run, prompts=str(tmp_path / "p.parquet"), iterations=1)).train()
+    assert main(["llm", "generate", str(run), "--prompt", "sum t12 =", "--greedy"]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert out[0]["prompt"] == "sum t12 =" and isinstance(out[0]["completion"], str)
+    code = main(["llm", "eval", str(run), "--prompts", str(tmp_path / "p.parquet"),
+                 "--reward-fn", "ppox.llm.demo:digit_sum_reward", "--samples-per-prompt", "2"])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prompts"] == 12 and 0.0 <= report["reward_mean"] <= 1.0
+
+
+def test_adaptive_kl_coefficient_moves_beta(tiny, tmp_path):
+    """kl_target: PPO-Penalty's rule on the completions' KL; far below the target β halves each
+    iteration (the row shows the β the iteration used)."""
+    run = tmp_path / "r"
+    LLMTrainer(cfg_for(tiny, run, iterations=3, kl_target=1e5)).train()
+    betas = [
+        float(r["kl_coef"]) for r in __import__("csv").DictReader((run / "metrics.csv").open())
+    ]
+    assert betas == [0.05, 0.025, 0.0125]
+
+
 def test_a_non_finite_reward_stops_the_run_naming_it(tiny, tmp_path):
     cfg = cfg_for(tiny, tmp_path / "r", reward_fn=f"{__name__}:nan_reward")
     with pytest.raises(NumericalError, match="non-finite score"):

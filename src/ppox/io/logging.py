@@ -54,7 +54,8 @@ class RunLogger:
     """Writes one row per iteration; TensorBoard is imported only when enabled.
 
     ``columns`` and ``step_key`` (the column that counts progress, TensorBoard's step) default to
-    an environment run's; ``unit`` and ``headline`` (the column the progress line shows) too."""
+    an environment run's; ``unit`` and ``headline`` (the column the progress line shows, its
+    label and format) too."""
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class RunLogger:
         columns: tuple[str, ...] = COLUMNS,
         step_key: str = "global_step",
         unit: str = "steps",
-        headline: tuple[str, str] = ("train_return_mean", "return"),
+        headline: tuple[str, str, str] = ("train_return_mean", "return", "8.1f"),
     ) -> None:
         self.csv_path = run_dir / "metrics.csv"
         new = not self.csv_path.exists()
@@ -106,7 +107,7 @@ class RunLogger:
         eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
         bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
         ret = row.get(self.headline[0])
-        ret_s = "   n/a" if ret is None else f"{ret:8.4g}"
+        ret_s = "   n/a" if ret is None else format(ret, self.headline[2])
         sys.stderr.write(
             f"\r[{bar}] {step:>10,}/{self.total_steps:,} {self.unit}  {rate:7.0f} {self.unit}/s  "
             f"{self.headline[1]} {ret_s}  ETA {_hms(eta)} "

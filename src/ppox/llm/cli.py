@@ -159,7 +159,7 @@ def _demo_config(args: argparse.Namespace) -> LLMConfig:
     out: Path = args.out
     if not (out / "model" / "config.json").is_file():
         print(
-            f"ppox: building the demo model in {out} (pre-training, about a minute)",
+            f"ppox: building the demo model in {out} (pre-training: 10-20 s)",
             file=sys.stderr,
         )
         info = demo.build(out)

@@ -15,13 +15,14 @@ import csv
 import importlib
 import json
 import math
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ppox.errors import ConfigError, NumericalError
+from ppox.errors import ConfigError, NumericalError, PpoxError
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
@@ -155,7 +156,14 @@ class Scorer:
         self, prompts: list[str], completions: list[str], columns: dict[str, list[Any]]
     ) -> torch.Tensor:
         if self.fn is not None:
-            out = self.fn(prompts=prompts, completions=completions, **columns)
+            try:
+                out = self.fn(prompts=prompts, completions=completions, **columns)
+            except Exception as exc:  # the user's code: say where, in one line
+                tb = traceback.extract_tb(exc.__traceback__)[-1]
+                raise PpoxError(
+                    f"reward_fn={self.name} raised {type(exc).__name__}: {exc} "
+                    f"(at {tb.filename}:{tb.lineno})"
+                ) from None
             try:
                 values = [float(x) for x in out]
             except (TypeError, ValueError):

@@ -423,7 +423,7 @@ class LLMTrainer:
                 logger = RunLogger(
                     run_dir, tensorboard=cfg.tensorboard, progress=cfg.progress,
                     total_steps=cfg.iterations, start_step=self.iteration, columns=COLUMNS,
-                    step_key="iteration", unit="iterations", headline=("reward_mean", "reward"),
+                    step_key="iteration", unit="iterations", headline=("reward_mean", "reward", "8.3f"),
                 )  # fmt: skip
             t_start = time.perf_counter() - self.elapsed
             row: dict[str, Any] = {}
@@ -440,7 +440,7 @@ class LLMTrainer:
                 if cfg.kl_target is not None:
                     self.kl_coef = adaptive_kl_coef(self.kl_coef, stats["kl"], target=cfg.kl_target)
                 self.iteration += 1
-                self.generated_tokens += stats.pop("new_tokens") if "new_tokens" in stats else 0
+                self.generated_tokens += stats.pop("new_tokens")
                 self.elapsed = time.perf_counter() - t_start
                 dt = time.perf_counter() - t0
                 row = {
