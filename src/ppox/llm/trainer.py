@@ -45,7 +45,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ppox.core.losses import adaptive_kl_coef, clipped_surrogate, kl_estimate, value_loss
+from ppox.core.losses import (
+    adaptive_kl_coef,
+    clipped_surrogate,
+    explained_variance,
+    kl_estimate,
+    value_loss,
+)
 from ppox.errors import CheckpointError, ConfigError, NumericalError
 from ppox.io import checkpoint as ckpt
 from ppox.io.logging import RunLogger, truncate_csv
@@ -283,11 +289,7 @@ class LLMTrainer:
         }
         if values is not None and returns is not None:
             stats["value_error"] = float(T.masked_mean((values - returns).square(), mask))
-            var = T.masked_mean((returns - T.masked_mean(returns, mask)).square(), mask)
-            resid = T.masked_mean(
-                (returns - values - T.masked_mean(returns - values, mask)).square(), mask
-            )
-            stats["explained_variance"] = float(1 - resid / var) if var > 0 else float("nan")
+            stats["explained_variance"] = float(explained_variance(values[mask], returns[mask]))
         shown = [
             {"iteration": self.iteration + 1, "prompt": prompts[i], "completion": completions[i],
              "score": float(score[i])}
