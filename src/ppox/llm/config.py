@@ -238,6 +238,11 @@ def _check_rules(c: LLMConfig) -> None:
         raise ConfigError(
             f"micro_batch_size={c.micro_batch_size} must divide the minibatch ({mb} completions)"
         )
+    if c.missing_eos_penalty is not None and not c.stop_at_eos:
+        raise ConfigError(
+            "missing_eos_penalty needs stop_at_eos: without it no completion ends at EOS, and every "
+            "one would be penalized"
+        )
     if c.critic_warmup and (c.advantage != "gae" or c.critic != "separate"):
         raise ConfigError(
             f"critic_warmup={c.critic_warmup} needs advantage=gae and critic=separate (a critic of "
