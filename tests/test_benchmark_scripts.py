@@ -7,6 +7,7 @@ peer library's API) breaks them.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,17 @@ def test_atari_cleanrl_reads_cleanrl_logs_and_compares_at_a_common_step(tmp_path
     assert not (tmp_path / "missing").exists()
     with pytest.raises(SystemExit, match="no cleanrl/ppo_atari.py"):
         atari_cleanrl.main(["--cleanrl-dir", str(tmp_path / "missing"), "--steps", "8"])
+
+
+def test_llm_trl_report_is_rebuilt_from_the_committed_runs(tmp_path: Path) -> None:
+    """The committed TRL comparison: its report is what the per-run files it was made from give
+    (``--report-only``; TRL itself is not needed for that)."""
+    pytest.importorskip("matplotlib")
+    committed = REPO / "benchmarks" / "results" / "llm_trl"
+    out = tmp_path / "llm_trl"
+    shutil.copytree(committed, out)
+    (out / "results.md").unlink()
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "llm_trl.py"), "--report-only",
+                    "--out", str(out)], check=True, capture_output=True)  # fmt: skip
+    rebuilt = (out / "results.md").read_text().replace(str(out), "benchmarks/results/llm_trl")
+    assert rebuilt == (committed / "results.md").read_text()
