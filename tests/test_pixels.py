@@ -541,3 +541,10 @@ def test_a_minatar_snapshot_that_does_not_fit_changes_nothing() -> None:
         assert not set_state(other, tampered)
         after = other.unwrapped.game.random.get_state(legacy=False)  # type: ignore[attr-defined]
         assert np.array_equal(after["state"]["key"], before["state"]["key"])
+
+
+def test_the_presets_name_minatars_games_as_the_env_module_does():
+    from ppox.envs.minatar import GAMES
+    from ppox.presets.pixels import MINATAR_GAMES
+
+    assert MINATAR_GAMES == tuple(GAMES)

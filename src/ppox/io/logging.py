@@ -10,9 +10,10 @@ import csv
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 COLUMNS = (
     "iteration", "global_step", "wall_time_s", "steps_per_second",

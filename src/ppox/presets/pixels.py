@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ppox.envs.minatar import GAMES
+MINATAR_GAMES = ("Breakout", "SpaceInvaders", "Asterix", "Freeway", "Seaquest")
+"""MinAtar's games, as ``ppox.envs.minatar.GAMES`` names them (a test keeps the two equal; spelled
+out here so that listing presets needs no environment library)."""
 
 # CleanRL's ppo_atari.py (Huang et al. 2022, "The 37 Implementation Details of Proximal Policy
 # Optimization"; the settings of the PPO paper's Atari experiments, Schulman et al. 2017, Table 5):
@@ -49,7 +51,7 @@ PIXELS: dict[str, tuple[str, dict[str, Any]]] = {
             f"MinAtar {name} (10×10 binary planes), small CNN, {MINATAR['total_steps'] // 1_000_000}M steps",
             {"env_id": f"ppox/MinAtar-{name}-v1", **MINATAR},
         )
-        for name in GAMES
+        for name in MINATAR_GAMES
     },
 }
 """Name → (description, overrides); see :mod:`ppox.presets`."""
