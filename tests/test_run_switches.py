@@ -86,8 +86,11 @@ def test_progress_eta_in_hours_and_unknown_rate(tmp_path, monkeypatch):
     assert err.getvalue().endswith("      10 steps/s  return    n/a  ETA 00:40 ")
 
 
-@pytest.mark.parametrize(("progress", "tty"), [(False, True), (True, False)])
-def test_no_progress_line_when_off_or_not_a_terminal(tmp_path, monkeypatch, progress, tty):
+@pytest.mark.parametrize("tty", [True, False])
+def test_no_progress_line_when_off(tmp_path, monkeypatch, tty):
+    """--no-progress: nothing on a terminal and nothing in a log (where, with progress on, status
+    lines go: test_status_lines_where_stderr_is_not_a_terminal)."""
+    progress = False
     err = Tty() if tty else io.StringIO()
     monkeypatch.setattr("sys.stderr", err)
     log = logger(tmp_path, progress=progress, total_steps=1000, start_step=0)
@@ -231,3 +234,69 @@ def test_eval_stochastic_samples_and_repeats_for_the_same_seeds(half_sure_bandit
     assert eval_stats(capsys, half_sure_bandit, "--stochastic") == sampled
     fewer = eval_stats(capsys, half_sure_bandit, "--stochastic", "--episodes", "40")
     assert fewer["episodes"] == 40 and fewer != sampled
+
+
+def test_status_lines_where_stderr_is_not_a_terminal(tmp_path, monkeypatch):
+    """Not a terminal (CI, nohup): plain lines, one per progress_interval seconds and always the
+    last. Clock from 100 s: at 110 s step 250 (first line: 25 steps/s, 750 left = 30 s); at 120 s
+    step 500, 10 s after the last line (< 30): nothing; at 140 s step 1000, the end: a line."""
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    fake_clock(monkeypatch, 100.0, 110.0, 120.0, 140.0)
+    log = logger(tmp_path, total_steps=1000, start_step=0, progress_interval=30.0)
+    log.log({"global_step": 250, "train_return_mean": 12.34})
+    log.log({"global_step": 500, "train_return_mean": 20.0})
+    log.log({"global_step": 1000, "train_return_mean": 31.0})
+    log.close()
+    assert err.getvalue().splitlines() == [
+        "ppox: 250/1,000 steps (25%)  25 steps/s  return 12.3  ETA 00:30",
+        "ppox: 1,000/1,000 steps (100%)  25 steps/s  return 31.0  ETA 00:00",
+    ]
+    assert "\r" not in err.getvalue()
+
+
+def test_wandb_logs_offline_beside_tensorboard(tmp_path, monkeypatch):
+    """--wandb in offline mode: the W&B run lives in the run directory, holds the metrics, and a
+    resumed run continues the same W&B run (its id is kept in the run directory)."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    cfg = Config().replace(
+        env_id="CartPole-v1", total_steps=512, num_envs=2, num_steps=128, eval_every=0,
+        eval_episodes=1, progress=False, wandb=True, wandb_project="ppox-test",
+        wandb_group="g", wandb_tags="a,b", run_dir=str(run),
+    )  # fmt: skip
+    ppox.train(cfg)
+    run_id = (run / "wandb_id").read_text().strip()
+    offline = list((run / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(offline) == 1
+    log = (offline[0] / f"run-{run_id}.wandb").read_bytes()  # W&B's record log, synced later
+    assert b"train/return_mean" in log and b"loss/approx_kl" in log and b"ppox-test" in log
+    assert main(["train", "--resume", str(run), "--total-steps", "1024"]) == 0
+    assert (run / "wandb_id").read_text().strip() == run_id
+
+
+def test_wandb_problems_are_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """No package, or online without a login: one line naming the fix, no run directory."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real(n, *a)
+    )
+    code = main(["train", "--wandb", "--run-dir", str(tmp_path / "r"), "--total-steps", "256"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("ppox: error: wandb=True needs the wandb package")
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    if real("wandb") is not None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+        monkeypatch.delenv("WANDB_API_KEY", raising=False)
+        monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+        monkeypatch.setenv("HOME", str(tmp_path))
+        code = main(["train", "--wandb", "--run-dir", str(tmp_path / "r"), "--total-steps", "256"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ppox: error: wandb=True logs online, which needs a W&B login")
+        assert err.count("\n") == 1
+    assert not (tmp_path / "r").exists()

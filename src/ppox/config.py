@@ -473,7 +473,22 @@ class RunConfig:
     tensorboard: bool = True
     """Write TensorBoard events (scalars and histograms) to the run directory."""
     progress: bool = True
-    """Show a live progress bar on the terminal."""
+    """Show progress: a live bar on a terminal; where stderr is not a terminal (CI logs, nohup
+    files) a one-line status every `progress_interval` seconds."""
+    progress_interval: Annotated[float, Span(0, 86_400)] = 30.0
+    """Seconds between the status lines written when stderr is not a terminal (0: one per
+    iteration); the last iteration always writes one."""
+    wandb: bool = False
+    """Log the metrics to Weights & Biases too (`pip install 'ppox[wandb]'`), beside TensorBoard;
+    `WANDB_MODE=offline` keeps everything on disk."""
+    wandb_project: Annotated[str | None, Text(r"[\w.\-]{1,128}", "a W&B project name")] = None
+    """The W&B project (default: ppox)."""
+    wandb_group: Annotated[str | None, Text(r"[^\x00]{1,128}", "a group name")] = None
+    """The W&B group (seeds of one setting together, say)."""
+    wandb_tags: Annotated[
+        str | None, Text(r"[^,\x00]{1,64}(,[^,\x00]{1,64}){0,63}", "comma-separated tags")
+    ] = None
+    """W&B tags, comma-separated."""
 
 
 SECTIONS = ("env", "policy", "ppo", "run")

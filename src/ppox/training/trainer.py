@@ -38,7 +38,7 @@ from ppox.envs.make import make_vec_env
 from ppox.errors import CheckpointError, ConfigError, NumericalError
 from ppox.io import checkpoint as ckpt
 from ppox.io.evaluate import evaluate_episodes, warn_if_cut
-from ppox.io.logging import RunLogger, truncate_csv
+from ppox.io.logging import RunLogger, WandbOptions, truncate_csv, wandb_problem
 from ppox.io.plotting import plot_runs
 from ppox.io.policy import Policy, build_model
 from ppox.io.rundir import (
@@ -183,6 +183,7 @@ class Trainer:
     def create(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
         """A new run in an empty (or new) directory; never overwrites an existing run."""
         cfg = cfg.validate()
+        check_optional_packages(cfg)
         distributed.init()
         path = distributed.main_decides(
             lambda: new_run_dir(cfg, run_dir)
@@ -259,6 +260,7 @@ class Trainer:
             cfg = ckpt.config_of(state, path / ckpt.CHECKPOINT_NAME)
             if total_steps is not None:
                 cfg = cfg.replace(total_steps=total_steps)
+            check_optional_packages(cfg)
             trainer = cls(cfg, path)
             trainer.run_lock = lock
             trainer.load_state_dict(state)
@@ -285,6 +287,8 @@ class Trainer:
                 progress=cfg.run.progress,
                 total_steps=cfg.run.total_steps,
                 start_step=p.global_step,
+                progress_interval=cfg.run.progress_interval,
+                wandb=wandb_options(cfg),
             )
         if is_main():
             print(f"ppox: backends: {self.describe_backends()}", flush=True)
@@ -602,3 +606,21 @@ def _give_up(trainer: Trainer | None, lock: RunLock | None) -> None:
 def train(cfg: Config, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Train a new run from ``cfg``; returns the summary (also written to ``summary.json``)."""
     return Trainer.create(cfg, run_dir).train()
+
+
+def check_optional_packages(cfg: Config) -> None:
+    """The packages a run's switches need, checked before the run writes anything."""
+    problem = wandb_problem() if cfg.run.wandb else None
+    if problem:
+        raise ConfigError(problem)
+
+
+def wandb_options(cfg: Config) -> WandbOptions | None:
+    """The W&B settings of ``cfg`` (None when ``wandb`` is off)."""
+    if not cfg.run.wandb:
+        return None
+    tags = tuple(t.strip() for t in (cfg.run.wandb_tags or "").split(",") if t.strip())
+    return WandbOptions(
+        project=cfg.run.wandb_project or "ppox", group=cfg.run.wandb_group, tags=tags,
+        config=cfg.to_dict(),
+    )  # fmt: skip
