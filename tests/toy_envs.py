@@ -492,3 +492,49 @@ IDS.update(MEMORY_IDS)
 for _id, (_cls, _steps) in MEMORY_IDS.items():
     if _id not in gym.registry:
         gym.register(_id, entry_point=_cls, max_episode_steps=_steps, disable_env_checker=True)
+
+
+class LureEnv(gym.Env):
+    """A hard-exploration task for ``ppox doctor``'s tests: action 0 ends the episode with reward
+    1 (the lure); action 1 gives nothing, unless taken ``depth`` times in a row, which pays 100.
+    A random policy finds the prize with probability 2^-depth; without an entropy bonus PPO
+    settles on the lure and its entropy collapses while the return stays at 1."""
+
+    def __init__(self, depth: int = 20) -> None:
+        self.observation_space = spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.depth, self.t = depth, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        if int(action) == 0:
+            return np.zeros(1, np.float32), 1.0, True, False, {}
+        self.t += 1
+        obs = np.array([self.t / self.depth], np.float32)
+        if self.t >= self.depth:
+            return obs, 100.0, True, False, {}
+        return obs, 0.0, False, False, {}
+
+
+class BigRewardCartPole(gym.Wrapper):
+    """CartPole-v1 paying 1000 per step instead of 1 (rewards far from unit scale)."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1").unwrapped)
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        return obs, 1000.0 * float(r), term, trunc, info
+
+
+for _id, _cls, _steps in (
+    ("PpoxToyLure-v0", LureEnv, 50),
+    ("PpoxToyBigRewardCartPole-v0", BigRewardCartPole, 500),
+):
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=_cls, max_episode_steps=_steps, disable_env_checker=True)
+

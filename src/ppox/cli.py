@@ -189,6 +189,14 @@ def build_parser() -> Parser:
     )
     add_report_flags(r)
     add_trust_flag(r)
+    doc = sub.add_parser(
+        "doctor", help="check a run's logs for the usual symptoms (docs/doctor.md); exit 1 if any"
+    )
+    doc.add_argument("run_dir", type=Path, help="a run directory (finished or still running)")
+    doc.add_argument("--reference", default=None, metavar="PRESET",
+                     help="compare with this preset's reference run (default: the preset whose "
+                     "config the run's matches, if any)")  # fmt: skip
+    doc.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     from ppox.llm.cli import add_llm_parser
 
     add_llm_parser(sub)
@@ -591,6 +599,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ppox.analysis.doctor import diagnose
+
+    d = diagnose(args.run_dir, args.reference)
+    print(json.dumps(d.to_dict(), indent=2) if args.json else d.text())
+    return 1 if d.findings else 0
+
+
 def cmd_presets(_: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name, preset in sorted(PRESETS.items()):
@@ -605,6 +621,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "presets": cmd_presets,
     "ablate": cmd_ablate,
     "report": cmd_report,
+    "doctor": cmd_doctor,
     "llm": lambda args: _llm(args),
 }
 
