@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The optional backends (SUMO for ppox/Traffic-v0, EnvPool: ~1 GB with their assets), POPGym's
-# tasks, Atari (ale-py, OpenCV), MinAtar, the language-model stack (transformers, peft) and W&B: `make train` does without them, `make test` installs
+# tasks, Atari (ale-py, OpenCV), MinAtar, the language-model stack (transformers, peft), W&B and ONNX: `make train` does without them, `make test` installs
 # them so their tests run instead of skipping.
 $(EXTRAS): $(STAMP)
-	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym,atari,minatar,llm,wandb]"
+	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym,atari,minatar,llm,wandb,export]"
 	touch $(EXTRAS)
 
 setup: $(STAMP)

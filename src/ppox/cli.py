@@ -197,6 +197,23 @@ def build_parser() -> Parser:
                      help="compare with this preset's reference run (default: the preset whose "
                      "config the run's matches, if any)")  # fmt: skip
     doc.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    ex = sub.add_parser("export", help="export a run's policy to ONNX (docs/export.md)")
+    ex.add_argument("run_dir", help="a run directory or a checkpoint.pt")
+    ex.add_argument(
+        "--onnx", type=Path, required=True, metavar="PATH", help="the .onnx file to write"
+    )
+    ex.add_argument("--opset", type=typed("opset", _int(11, 30)), default=None,
+                    help="the ONNX opset, 11 to 30 (default: 17)")  # fmt: skip
+    ex.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None,
+                    help="give the graph an action_mask input (default: when the env gives masks)")  # fmt: skip
+    ex.add_argument("--no-check", action="store_true",
+                    help="skip the check against Policy.predict before writing (not advised)")  # fmt: skip
+    ex.add_argument("--verify", type=typed("verify", _int(0, 10**7)), default=0, metavar="N",
+                    help="after writing, compare with Policy.predict on N observations the policy "
+                    "meets in its env (exit 1 if any action differs)")  # fmt: skip
+    ex.add_argument("--seed", type=typed("seed", _int(0, SEED_LIMIT - 1)), default=0,
+                    help="the env seed of --verify's observations (default: 0)")  # fmt: skip
+    add_trust_flag(ex)
     from ppox.llm.cli import add_llm_parser
 
     add_llm_parser(sub)
@@ -607,6 +624,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if d.findings else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ppox.io.export import export_onnx, record_observations, verify_onnx
+    from ppox.io.policy import load_policy
+
+    check_output_path("--onnx", args.onnx, (".onnx",))
+    policy = load_policy(args.run_dir, trust_imports=args.trust_imports)
+    info = export_onnx(policy, args.onnx, opset=args.opset, mask=args.mask, check=not args.no_check)
+    print(info.summary())
+    if args.verify:
+        rec = record_observations(policy, args.verify, seed=args.seed)
+        result = verify_onnx(
+            args.onnx, policy, rec.obs, rec.masks, episode_starts=rec.episode_starts
+        )
+        print(f"ppox: verified on {result.n} observations: {result.mismatches} actions differ "
+              f"(largest difference {result.max_abs_diff:.3g})")  # fmt: skip
+        return 0 if result.ok else 1
+    return 0
+
+
 def cmd_presets(_: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name, preset in sorted(PRESETS.items()):
@@ -622,6 +658,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ablate": cmd_ablate,
     "report": cmd_report,
     "doctor": cmd_doctor,
+    "export": cmd_export,
     "llm": lambda args: _llm(args),
 }
 
