@@ -237,8 +237,8 @@ def _update_size(rows: Rows, flat: dict[str, Any], progress: float, ref: Ref) ->
 
 def _critic(rows: Rows, flat: dict[str, Any], progress: float, ref: Ref) -> list[Finding]:
     ev = _recent(rows, "explained_variance")
-    if ev is None or progress < 0.25 or flat.get("baseline", "critic") != "critic":
-        return []
+    if ev is None or progress < 0.25 or flat.get("algo") == "reinforce":
+        return []  # REINFORCE's critic is only a baseline, one step per batch: it learns slowly
     if ev < EV_STUCK:
         return [Finding(
             "explained_variance", f"median {ev:.2f} after {100 * progress:.0f}% of the budget "
