@@ -175,7 +175,7 @@ def test_null_is_only_for_optional_fields() -> None:
     optional = {n for n in field_sections() if "or none" in allowed(n)}
     assert optional == {"max_episode_steps", "dual_clip", "value_clip", "ent_coef_end",
                         "max_grad_norm", "target_kl", "kl_margin", "run_dir", "bptt", "wandb_project",
-                        "wandb_group", "wandb_tags"}  # fmt: skip
+                        "wandb_group", "wandb_tags", "init_from"}  # fmt: skip
     for name in field_sections():
         section = field_sections()[name]
         if name in optional:

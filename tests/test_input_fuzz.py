@@ -47,6 +47,7 @@ TEXT_VALUES = {
     "env_id": ["CartPole-v1", "Pendulum-v1", "x", "CartPol-v1", " CartPole-v1"],
     "device": ["cpu", "auto", "cuda", "cuda:1", "cuda:", "tpu", "CPU"],
     "run_dir": ["runs/x", "a b", "./none", "\x00", "x\ny"],
+    "init_from": ["runs/none", "a b", "\x00"],
     "wandb_project": ["ppox", "my-project.v2", "a b", "", "x" * 129],
     "wandb_group": ["seeds", "a b", "", "x\x00"],
     "wandb_tags": ["a", "a,b", "a,,b", ",", "x" * 65],

@@ -537,4 +537,3 @@ for _id, _cls, _steps in (
 ):
     if _id not in gym.registry:
         gym.register(_id, entry_point=_cls, max_episode_steps=_steps, disable_env_checker=True)
-

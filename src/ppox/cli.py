@@ -214,6 +214,34 @@ def build_parser() -> Parser:
     ex.add_argument("--seed", type=typed("seed", _int(0, SEED_LIMIT - 1)), default=0,
                     help="the env seed of --verify's observations (default: 0)")  # fmt: skip
     add_trust_flag(ex)
+    rec = sub.add_parser("record", help="record a run's policy acting: expert data for `ppox bc`")
+    rec.add_argument("run_dir", help="a run directory or a checkpoint.pt")
+    rec.add_argument("--steps", type=typed("steps", _int(1, 10**8)), required=True,
+                     help="environment steps to record")  # fmt: skip
+    rec.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    rec.add_argument("--seed", type=typed("seed", _int(0, SEED_LIMIT - 1)), default=0,
+                     help="the env's seed (default: 0)")  # fmt: skip
+    rec.add_argument("--sample", action="store_true",
+                     help="sample the expert's actions (default: its deterministic action)")  # fmt: skip
+    add_trust_flag(rec)
+    bc = sub.add_parser(
+        "bc", help="clone expert data into policy architectures and compare (docs/bc.md)"
+    )
+    bc.add_argument("data", type=Path, help="a file written by `ppox record`")
+    bc.add_argument("--variant", action="append", default=[], metavar="'NAME: field=value, ...'",
+                    help="an architecture to clone, as changes to the expert's config (repeat; "
+                    "default: the expert's own)")  # fmt: skip
+    bc.add_argument("--seeds", type=typed("seeds", _int(0, SEED_LIMIT - 1)), nargs="+", default=[1])
+    bc.add_argument("--out", type=Path, required=True, help="the directory of the clones and bc.md")
+    bc.add_argument("--epochs", type=typed("epochs", _int(1, 10**5)), default=30)
+    bc.add_argument("--minibatch-size", type=typed("minibatch_size", _int(1, 10**7)), default=64)
+    bc.add_argument("--learning-rate", type=typed("learning_rate", Annotated[float, Span(0, 1, lo_open=True)]),
+                    default=1e-3)  # fmt: skip
+    bc.add_argument("--holdout", type=typed("holdout", Annotated[float, Span(0, 1, lo_open=True, hi_open=True)]),
+                    default=0.2, help="the share of the data held out for the log-likelihood (default 0.2)")  # fmt: skip
+    bc.add_argument("--eval-episodes", type=typed("eval_episodes", _int(1, 10_000)), default=20,
+                    help="episodes each clone plays for its return (default 20)")  # fmt: skip
+    add_trust_flag(bc)
     from ppox.llm.cli import add_llm_parser
 
     add_llm_parser(sub)
@@ -643,6 +671,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from ppox.analysis.bc import record
+
+    check_output_path("--out", args.out, (".npz",))
+    data = record(args.run_dir, args.steps, seed=args.seed, deterministic=not args.sample,
+                  trust_imports=args.trust_imports)  # fmt: skip
+    data.save(args.out)
+    r = data.episode_returns
+    print(f"ppox: recorded {len(data.obs):,} steps ({len(r)} whole episodes"
+          + (f", return {r.mean():.3g} ± {r.std():.3g}" if len(r) else "") + f") → {args.out}")  # fmt: skip
+    return 0
+
+
+def cmd_bc(args: argparse.Namespace) -> int:
+    from ppox.analysis.ablate import parse_variant
+    from ppox.analysis.bc import CloneOptions, Demonstrations, compare
+
+    data = Demonstrations.load(args.data)
+    variants = [parse_variant(v) for v in args.variant]
+    base = Config.from_dict(data.config)
+    check_imports(base, str(args.data), args.trust_imports)
+    named = [(v.name, dict(v.overrides)) for v in variants] or [("expert", {})]
+    for _, overrides in named:
+        base.replace(**overrides).validate()  # every variant checked before anything is written
+    check_writable_dir("--out", args.out)
+    opts = CloneOptions(args.epochs, args.minibatch_size, args.learning_rate, args.holdout,
+                        args.eval_episodes)  # fmt: skip
+    report = compare(data, base, named, list(args.seeds), args.out, opts)
+    print((args.out / "bc.md").read_text(), end="")
+    return 0 if report["runs"] else 1
+
+
 def cmd_presets(_: argparse.Namespace) -> int:
     width = max(map(len, PRESETS))
     for name, preset in sorted(PRESETS.items()):
@@ -659,6 +719,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report,
     "doctor": cmd_doctor,
     "export": cmd_export,
+    "record": cmd_record,
+    "bc": cmd_bc,
     "llm": lambda args: _llm(args),
 }
 

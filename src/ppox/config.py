@@ -256,6 +256,11 @@ class PolicyConfig:
     """With `type_given_params`: detach the parameter mean before the type head reads it, so
     the type's loss does not train the parameter head (the PPO × Family course's Q&A on its
     second lecture, on action spaces, discusses this H-PPO variant)."""
+    init_from: Annotated[str | None, Text(r"[^\x00]+", "a run directory or checkpoint path")] = None
+    """Start a new run's policy (weights and observation statistics) from the checkpoint of this
+    run directory: a `ppox bc` clone, or an earlier run of the same network (docs/bc.md). The
+    network it holds must be the one this config describes (checked; an error otherwise); the
+    optimizer, the value function's training and everything else start fresh. Ignored on resume."""
     obs_encoders: dict[str, str] = field(default_factory=dict)
     """Encoder per observation key path (`{"items": "deep_sets"}`; paths join Dict keys and Tuple
     indices with `/`): a name given to `ppox.nn.register_encoder`, or `module:callable`. Other keys

@@ -155,6 +155,12 @@ class ActionHead(nn.Module, ABC):
         or a tuple / dict of arrays for Tuple / Dict spaces (what a vector env takes)."""
         return action
 
+    def from_env(self, action: Any) -> np.ndarray:
+        """The stored form ``[N, *action_shape]`` of a batch of env actions (the inverse of
+        :meth:`to_env` where that is one-to-one; behaviour cloning trains on it). A head whose
+        env actions do not map back raises :class:`EnvError`."""
+        raise EnvError(f"{type(self).__name__} cannot read env actions back (not supported yet)")
+
     @property
     def mask_size(self) -> int:
         return 0 if self.mask_shape is None else int(np.prod(self.mask_shape))

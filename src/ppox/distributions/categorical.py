@@ -14,6 +14,7 @@ inherit it, so a head that changes the math falls back to torch unless it declar
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import torch
@@ -238,3 +239,6 @@ class CategoricalHead(ActionHead):
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
         return action + self.start if self.start else action
+
+    def from_env(self, action: Any) -> np.ndarray:
+        return np.asarray(action, dtype=np.int64).reshape(-1) - self.start

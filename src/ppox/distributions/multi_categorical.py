@@ -17,6 +17,8 @@ all sizes 2.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -157,6 +159,10 @@ class MultiCategoricalHead(_MultiDiscreteHead):
         out = action + self.start if self.start.any() else action
         return out.reshape(action.shape[0], *self.env_shape)
 
+    def from_env(self, action: Any) -> np.ndarray:
+        a = np.asarray(action, dtype=np.int64)
+        return a.reshape(a.shape[0], -1) - self.start
+
 
 class JointCategoricalHead(_MultiDiscreteHead):
     """One categorical over all ``Π nvec`` combinations of a multi-discrete space.
@@ -198,3 +204,8 @@ class JointCategoricalHead(_MultiDiscreteHead):
     def to_env(self, action: np.ndarray) -> np.ndarray:
         parts = np.stack(np.unravel_index(action.astype(np.int64), tuple(self.nvec)), axis=-1)
         return (parts + self.start).reshape(action.shape[0], *self.env_shape)
+
+    def from_env(self, action: Any) -> np.ndarray:
+        a = np.asarray(action, dtype=np.int64)
+        parts = a.reshape(a.shape[0], -1) - self.start
+        return np.ravel_multi_index(tuple(parts.T), tuple(self.nvec)).astype(np.int64)

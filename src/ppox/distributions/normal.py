@@ -12,6 +12,7 @@ network output (the three modes of the course's action-space lecture).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,6 +125,13 @@ class BoxBound:
             unit = np.clip(action, -1.0, 1.0)
             return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
         return np.clip(action, self.low, self.high)
+
+    def inverse(self, action: np.ndarray) -> np.ndarray:
+        """A stored action that maps to ``action`` (itself under ``clip``; the [-1, 1] point
+        under ``rescale``)."""
+        if self.mode == "rescale":
+            return (2.0 * (action - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
+        return action.astype(np.float32)
 
 
 def check_box(space: spaces.Box) -> int:
@@ -259,3 +267,6 @@ class GaussianHead(ActionHead, SigmaMixin):
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
         return self.bound(action)
+
+    def from_env(self, action: Any) -> np.ndarray:
+        return self.bound.inverse(np.asarray(action, dtype=np.float32))

@@ -86,7 +86,8 @@ FIELDS: dict[str, Field] = {
     **dict.fromkeys(
         ["total_steps", "seed", "eval_every", "eval_episodes", "eval_seed", "eval_deterministic", "eval_max_steps", "checkpoint_every",
          "run_dir", "act_backend", "update_backend", "threads", "batch_scope", "deterministic", "tensorboard",
-         "progress", "progress_interval", "wandb", "wandb_project", "wandb_group", "wandb_tags"], _SHARED),
+         "progress", "progress_interval", "wandb", "wandb_project", "wandb_group", "wandb_tags",
+         "init_from"], _SHARED),
     "device": _MODEL,
 }  # fmt: skip
 """Every config field, classified (see :class:`Field`)."""

@@ -51,7 +51,7 @@ from ppox.io.rundir import (
     resumable,
 )
 from ppox.io.trust import check_imports
-from ppox.io.validate import check_training_state
+from ppox.io.validate import check_policy_state, check_training_state
 from ppox.nn.memory import Recurrence
 from ppox.training import distributed
 from ppox.training.distributed import is_main
@@ -169,6 +169,22 @@ class Trainer:
         self.progress = Progress(next_eval_step=r.eval_every)
         self.resumed_envs = True
 
+    def init_policy_from(self, source: str) -> None:
+        """Copy the policy (weights, observation statistics) of the checkpoint at ``source`` into
+        this new run's, in place (``init_from``); its shapes are checked against this network."""
+        try:
+            state = ckpt.load_checkpoint(source)
+            norm = self.obs_norm.state_dict()
+            check_policy_state(state, str(source), model=self.model, obs_norm=norm)
+        except CheckpointError as exc:
+            raise ConfigError(
+                f"init_from={source!r}: {exc} (this run's network must match)"
+            ) from None
+        with torch.no_grad():
+            self.model.load_state_dict(state["model"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+        self.learner.broadcast_params()
+
     def _collection_seeds(self, seed: int) -> list[int]:
         """This worker's env seeds: distinct across workers, never an evaluation seed."""
         r = self.cfg.run
@@ -233,6 +249,8 @@ class Trainer:
     def _start(cls, cfg: Config, path: Path, lock: RunLock | None = None) -> Trainer:
         trainer = cls(cfg, path)
         try:  # the first reset before the directory exists: an env that fails there leaves nothing behind
+            if cfg.policy.init_from:
+                trainer.init_policy_from(cfg.policy.init_from)
             trainer.collector.reset(trainer.train_seeds)
         except BaseException:
             _give_up(trainer, lock)
