@@ -34,20 +34,36 @@ QUIET = dict(progress=False, tensorboard=False, eval_every=0, eval_episodes=2)
         (gym.spaces.MultiBinary(4), PolicyConfig()),
         (gym.spaces.Box(-2.0, 3.0, (3,)), PolicyConfig(action_bound="clip")),
         (gym.spaces.Box(-2.0, 3.0, (3,)), PolicyConfig(action_bound="rescale")),
+        (
+            gym.spaces.Dict({"k": gym.spaces.Discrete(3), "m": gym.spaces.MultiBinary(2)}),
+            PolicyConfig(),
+        ),
+        (
+            gym.spaces.Tuple((gym.spaces.Discrete(3, start=1), gym.spaces.Box(-1.0, 1.0, (2,)))),
+            PolicyConfig(action_bound="clip"),
+        ),
     ],
 )
 def test_heads_read_env_actions_back(space, policy):
-    """from_env inverts to_env: stored → env → stored is the identity (within the bounds for
-    Box actions)."""
+    """from_env inverts to_env on what the env sees: env → stored → env is the identity, and for
+    integer actions stored → env → stored is too."""
     head = make_head(space, 8, policy)
     torch.manual_seed(0)
-    dist = head(torch.randn(16, 8))
-    stored = dist.sample(None).detach().numpy()
-    if stored.dtype.kind == "f":
-        stored = np.clip(stored, -1.0, 1.0) if policy.action_bound == "rescale" else stored
-        stored = np.clip(stored, space.low, space.high) if policy.action_bound == "clip" else stored
-    back = head.from_env(head.to_env(stored))
-    np.testing.assert_allclose(back, stored, rtol=0, atol=1e-6)
+    stored = head(torch.randn(16, 8)).sample(None).detach().numpy()
+    env = head.to_env(stored)
+    again = head.to_env(head.from_env(env))
+    for got, want in zip(_leaves(again), _leaves(env)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    if stored.dtype.kind == "i":
+        assert np.array_equal(head.from_env(env), stored)
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        return [x for k in sorted(tree) for x in _leaves(tree[k])]
+    if isinstance(tree, tuple):
+        return [x for v in tree for x in _leaves(v)]
+    return [np.asarray(tree)]
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +124,22 @@ def test_masks_are_respected_by_the_clone(tmp_path):
     m = clone(data, ppox.Config.from_dict(data.config), tmp_path / "c", seed=1,
               opts=CloneOptions(epochs=5, eval_episodes=2))  # fmt: skip
     assert np.isfinite(m["heldout_loglik"])
+
+
+@pytest.mark.parametrize("mode", ["independent", "autoregressive"])
+def test_a_hybrid_expert_is_recorded_and_cloned(tmp_path, mode):
+    """ppox/Moving-v0 (type + parameters, a Tuple of Discrete and Box): the recording keeps the
+    structure, the clone (either hybrid mode) reads it back, fits and plays."""
+    run = tmp_path / "moving"
+    ppox.train(ppox.Config().replace(env_id="ppox/Moving-v0", total_steps=4_096, **QUIET), run)
+    data = record(run, 300, seed=0)
+    assert isinstance(data.actions, (tuple, dict))
+    data.save(tmp_path / "d.npz")
+    back = Demonstrations.load(tmp_path / "d.npz")
+    cfg = ppox.Config.from_dict(back.config).replace(hybrid_mode=mode)
+    m = clone(back, cfg, tmp_path / "c", seed=1, opts=CloneOptions(epochs=3, eval_episodes=2))
+    assert np.isfinite(m["heldout_loglik"]) and "heldout_accuracy" not in m
+    assert m["heldout_abs_error"] >= 0
 
 
 def test_recordings_never_unpickle(tmp_path):

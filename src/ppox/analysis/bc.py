@@ -14,8 +14,8 @@ same expert data by supervised learning; the architecture that fits better is th
   checkpoint ``ppox eval`` reads and ``ppox train --init-from`` starts from.
 - :func:`compare` clones several variants over seeds and writes one report.
 
-Supported: flat Box observations; Discrete, MultiDiscrete / MultiBinary and Box actions (the heads
-whose env actions map back one to one); policies without memory.
+Supported: flat Box observations; every built-in action head (Discrete, MultiDiscrete /
+MultiBinary, Box, Dict / Tuple, hybrid), masks included; policies without memory.
 """
 
 from __future__ import annotations
@@ -46,10 +46,12 @@ class Demonstrations:
 
     obs: np.ndarray
     """``[N, *obs_shape]`` float32, the raw observations (before any normalization)."""
-    actions: np.ndarray
-    """``[N, *action_shape]`` the actions as the env took them."""
+    actions: Any
+    """The actions as the env took them: ``[N, *action_shape]``, or for Dict / Tuple action
+    spaces a dict / tuple of such arrays (saved as ``action/<path>`` arrays and a structure)."""
     masks: np.ndarray | None
-    """``[N, ...]`` bool, the env's ``info["action_mask"]`` at each step, or None."""
+    """``[N, M]`` bool, the env's ``info["action_mask"]`` at each step in the expert head's flat
+    layout (which the clones' heads read: the same for every head of one action space), or None."""
     episode_returns: np.ndarray
     """Undiscounted returns of the episodes that ended during the recording."""
     config: dict[str, Any]
@@ -59,8 +61,10 @@ class Demonstrations:
     def save(self, path: Path) -> None:
         buf = io.BytesIO()
         meta = {"format": FORMAT, "version": 1, "config": self.config, "source": self.source}
-        arrays = {"obs": self.obs, "actions": self.actions, "episode_returns": self.episode_returns,
-                  "meta": np.array(json.dumps(meta))}  # fmt: skip
+        leaves: dict[str, np.ndarray] = {}
+        meta["actions"] = _structure(self.actions, "action", leaves)
+        arrays = {"obs": self.obs, "episode_returns": self.episode_returns,
+                  "meta": np.array(json.dumps(meta)), **leaves}  # fmt: skip
         if self.masks is not None:
             arrays["masks"] = self.masks
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
@@ -75,7 +79,8 @@ class Demonstrations:
                 if meta.get("format") != FORMAT:
                     raise ValueError("not a ppox demonstrations file")
                 masks = f["masks"] if "masks" in f.files else None
-                return cls(f["obs"], f["actions"], masks, f["episode_returns"], meta["config"],
+                actions = _rebuild(meta["actions"], f)
+                return cls(f["obs"], actions, masks, f["episode_returns"], meta["config"],
                            str(meta.get("source", "")))  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
             raise ConfigError(f"{p}: not a readable ppox demonstrations file ({exc})") from None
@@ -105,14 +110,14 @@ def record(
         obs, info = env.reset(seed=seed)
         for _ in range(steps):
             raw = info.get(MASK_KEY)
-            batch_mask = None if raw is None else np.asarray(raw)[None]
+            batch_mask = None if raw is None else _batch1(raw)
             action = policy.predict(np.asarray(obs, np.float32)[None], deterministic=deterministic,
                                     mask=batch_mask, generator=generator)  # fmt: skip
             obs_list.append(np.asarray(obs, np.float32))
-            acts.append(np.asarray(action)[0])
-            if raw is not None:
-                masks.append(np.asarray(raw, dtype=bool))
-            obs, reward, terminated, truncated, info = env.step(np.asarray(action)[0])
+            acts.append(action)
+            if raw is not None:  # kept in the expert head's flat layout (structured masks too)
+                masks.append(model.head.read_mask(batch_mask, 1)[0])
+            obs, reward, terminated, truncated, info = env.step(_index(action, 0))
             total += float(reward)
             if terminated or truncated:
                 returns.append(total)
@@ -120,12 +125,61 @@ def record(
                 obs, info = env.reset()
     finally:
         env.close()
-    actions = np.stack(acts)
-    model.head.from_env(actions[:1])  # refuses heads whose env actions do not map back
+    actions = _concat(acts)
+    try:
+        model.head.from_env(acts[0])  # refuses heads whose env actions do not map back
+    except EnvError as exc:
+        raise ConfigError(f"ppox record: {exc}") from None
     return Demonstrations(
         np.stack(obs_list), actions, np.stack(masks) if len(masks) == steps else None,
         np.asarray(returns, dtype=np.float64), cfg.to_dict(), str(run_dir),
     )  # fmt: skip
+
+
+def _structure(tree: Any, path: str, leaves: dict[str, np.ndarray]) -> Any:
+    """The nesting of ``tree`` as plain JSON (its arrays put in ``leaves`` by path)."""
+    if isinstance(tree, dict):
+        return {"dict": {k: _structure(v, f"{path}/{k}", leaves) for k, v in tree.items()}}
+    if isinstance(tree, tuple):
+        return {"tuple": [_structure(v, f"{path}/{i}", leaves) for i, v in enumerate(tree)]}
+    leaves[path] = np.asarray(tree)
+    return path
+
+
+def _rebuild(spec: Any, arrays: Any) -> Any:
+    if isinstance(spec, str):
+        return arrays[spec]
+    if "dict" in spec:
+        return {k: _rebuild(v, arrays) for k, v in spec["dict"].items()}
+    return tuple(_rebuild(v, arrays) for v in spec["tuple"])
+
+
+def _batch1(tree: Any) -> Any:
+    """One env's value as a batch of one (a leading axis on every array)."""
+    if isinstance(tree, dict):
+        return {k: _batch1(v) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_batch1(v) for v in tree)
+    return np.asarray(tree)[None]
+
+
+def _index(tree: Any, i: int) -> Any:
+    """Element ``i`` of a batch of env actions (arrays, or dicts / tuples of them)."""
+    if isinstance(tree, dict):
+        return {k: _index(v, i) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_index(v, i) for v in tree)
+    return np.asarray(tree)[i]
+
+
+def _concat(batches: list[Any]) -> Any:
+    """Batches of env actions joined along their first axis."""
+    first = batches[0]
+    if isinstance(first, dict):
+        return {k: _concat([b[k] for b in batches]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(_concat([b[i] for b in batches]) for i in range(len(first)))
+    return np.concatenate([np.asarray(b) for b in batches])
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,13 @@ class CompositeHead(ActionHead):
         ]
         return dict(zip(self.keys, parts)) if self.is_dict else tuple(parts)
 
+    def from_env(self, action: Any) -> np.ndarray:
+        parts = [action[k] for k in self.keys] if self.is_dict else list(action)
+        stored = [np.asarray(c.from_env(a)) for c, a in zip(self.children_, parts)]
+        n = stored[0].shape[0]
+        dtype = np.float32 if self.action_dtype.is_floating_point else np.int64
+        return np.concatenate([a.reshape(n, -1).astype(dtype) for a in stored], axis=1)
+
     def read_mask(self, raw: Any, batch: int) -> np.ndarray:
         if not isinstance(raw, dict):
             return super().read_mask(raw, batch)
@@ -352,6 +359,12 @@ class HybridHead(ActionHead, SigmaMixin):
         x = self.bound(action[:, 1:]).astype(np.float32)
         parts = (k, x) if self.type_index == 0 else (x, k)
         return dict(zip(self.keys, parts)) if self.is_dict else parts
+
+    def from_env(self, action: Any) -> np.ndarray:
+        parts = [action[k] for k in self.keys] if self.is_dict else list(action)
+        k = np.asarray(parts[self.type_index], dtype=np.int64).reshape(-1) - self.start
+        x = self.bound.inverse(np.asarray(parts[1 - self.type_index], dtype=np.float32))
+        return np.concatenate([k[:, None].astype(np.float32), x.reshape(len(k), -1)], axis=1)
 
     def read_mask(self, raw: Any, batch: int) -> np.ndarray:
         if not isinstance(raw, dict):
