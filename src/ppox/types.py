@@ -43,6 +43,27 @@ def obs_map(fn: Callable[[_X], _Y], obs: _X | dict[str, _X]) -> _Y | dict[str, _
     return fn(obs)
 
 
+def nest_map(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """``fn`` on every leaf of a nested env value (dicts and tuples of arrays, as Gymnasium's
+    Dict / Tuple spaces give them), the nesting kept."""
+    if isinstance(tree, dict):
+        return {k: nest_map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(nest_map(fn, v) for v in tree)
+    return fn(tree)
+
+
+def nest_join(fn: Callable[[list[Any]], Any], trees: list[Any]) -> Any:
+    """``fn`` on the list of every tree's leaf at each position (``np.stack`` to batch single
+    values, ``np.concatenate`` to join batches), the nesting of ``trees[0]`` kept."""
+    first = trees[0]
+    if isinstance(first, dict):
+        return {k: nest_join(fn, [t[k] for t in trees]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(nest_join(fn, [t[i] for t in trees]) for i in range(len(first)))
+    return fn(trees)
+
+
 def cat_obs(parts: list[Obs]) -> Obs:
     """Observation batches joined along the batch axis (leaf by leaf for dict observations)."""
     first = parts[0]

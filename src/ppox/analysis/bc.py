@@ -35,7 +35,7 @@ from ppox.errors import ConfigError, EnvError
 from ppox.io import checkpoint as ckpt
 from ppox.io.evaluate import evaluate_episodes
 from ppox.io.policy import Policy, build_model, load_policy
-from ppox.types import MASK_KEY
+from ppox.types import MASK_KEY, nest_join, nest_map
 
 FORMAT = "ppox-demonstrations"
 
@@ -110,14 +110,16 @@ def record(
         obs, info = env.reset(seed=seed)
         for _ in range(steps):
             raw = info.get(MASK_KEY)
-            batch_mask = None if raw is None else _batch1(raw)
+            batch_mask = None if raw is None else nest_map(lambda a: np.asarray(a)[None], raw)
             action = policy.predict(np.asarray(obs, np.float32)[None], deterministic=deterministic,
                                     mask=batch_mask, generator=generator)  # fmt: skip
             obs_list.append(np.asarray(obs, np.float32))
             acts.append(action)
             if raw is not None:  # kept in the expert head's flat layout (structured masks too)
                 masks.append(model.head.read_mask(batch_mask, 1)[0])
-            obs, reward, terminated, truncated, info = env.step(_index(action, 0))
+            obs, reward, terminated, truncated, info = env.step(
+                nest_map(lambda a: np.asarray(a)[0], action)
+            )
             total += float(reward)
             if terminated or truncated:
                 returns.append(total)
@@ -125,7 +127,7 @@ def record(
                 obs, info = env.reset()
     finally:
         env.close()
-    actions = _concat(acts)
+    actions = nest_join(lambda parts: np.concatenate([np.asarray(p) for p in parts]), acts)
     try:
         model.head.from_env(acts[0])  # refuses heads whose env actions do not map back
     except EnvError as exc:
@@ -152,34 +154,6 @@ def _rebuild(spec: Any, arrays: Any) -> Any:
     if "dict" in spec:
         return {k: _rebuild(v, arrays) for k, v in spec["dict"].items()}
     return tuple(_rebuild(v, arrays) for v in spec["tuple"])
-
-
-def _batch1(tree: Any) -> Any:
-    """One env's value as a batch of one (a leading axis on every array)."""
-    if isinstance(tree, dict):
-        return {k: _batch1(v) for k, v in tree.items()}
-    if isinstance(tree, tuple):
-        return tuple(_batch1(v) for v in tree)
-    return np.asarray(tree)[None]
-
-
-def _index(tree: Any, i: int) -> Any:
-    """Element ``i`` of a batch of env actions (arrays, or dicts / tuples of them)."""
-    if isinstance(tree, dict):
-        return {k: _index(v, i) for k, v in tree.items()}
-    if isinstance(tree, tuple):
-        return tuple(_index(v, i) for v in tree)
-    return np.asarray(tree)[i]
-
-
-def _concat(batches: list[Any]) -> Any:
-    """Batches of env actions joined along their first axis."""
-    first = batches[0]
-    if isinstance(first, dict):
-        return {k: _concat([b[k] for b in batches]) for k in first}
-    if isinstance(first, tuple):
-        return tuple(_concat([b[i] for b in batches]) for i in range(len(first)))
-    return np.concatenate([np.asarray(b) for b in batches])
 
 
 @dataclass(frozen=True)

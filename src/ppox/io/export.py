@@ -58,7 +58,7 @@ from ppox.errors import EnvError, PpoxError
 from ppox.io.checkpoint import save_atomic
 from ppox.io.policy import Policy, load_policy
 from ppox.training.normalizers import ObsNormalizer
-from ppox.types import MASK_KEY
+from ppox.types import MASK_KEY, nest_join, nest_map
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -787,21 +787,12 @@ def _rng_space(space: spaces.Space, seed: int) -> spaces.Space:
 
 def _stack(items: list[Any]) -> Any:
     """Single nested observations (or masks) → one batch with a leading axis on every leaf."""
-    first = items[0]
-    if isinstance(first, dict):
-        return {k: _stack([i[k] for i in items]) for k in first}
-    if isinstance(first, tuple):
-        return tuple(_stack([i[j] for i in items]) for j in range(len(first)))
-    return np.stack([np.asarray(i) for i in items])
+    return nest_join(lambda leaves: np.stack([np.asarray(x) for x in leaves]), items)
 
 
 def _take(batch: Any, idx: int | slice | np.ndarray) -> Any:
     """The rows ``idx`` of every leaf of a nested batch."""
-    if isinstance(batch, dict):
-        return {k: _take(v, idx) for k, v in batch.items()}
-    if isinstance(batch, tuple):
-        return tuple(_take(v, idx) for v in batch)
-    return np.asarray(batch)[idx]
+    return nest_map(lambda a: np.asarray(a)[idx], batch)
 
 
 def _legal_masks(head: ActionHead, n: int, rng: np.random.Generator) -> np.ndarray:

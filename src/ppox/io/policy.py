@@ -16,7 +16,7 @@ from ppox.io.trust import check_imports
 from ppox.io.validate import check_policy_state
 from ppox.nn.actor_critic import ActorCritic
 from ppox.training.normalizers import ObsNormalizer
-from ppox.types import MASK_KEY, ObsArrays, obs_map
+from ppox.types import MASK_KEY, ObsArrays, nest_map, obs_map
 
 
 class Policy:
@@ -126,20 +126,12 @@ class Policy:
 
 def _batch_of_one(obs: Any) -> Any:
     """A single nested observation with a batch axis of 1 added to every leaf."""
-    if isinstance(obs, dict):
-        return {k: _batch_of_one(v) for k, v in obs.items()}
-    if isinstance(obs, tuple):
-        return tuple(_batch_of_one(v) for v in obs)
-    return np.asarray(obs)[None]
+    return nest_map(lambda a: np.asarray(a)[None], obs)
 
 
 def _first(action: Any) -> Any:
     """The first env's action out of a batch (tuples and dicts part by part)."""
-    if isinstance(action, dict):
-        return {k: _first(v) for k, v in action.items()}
-    if isinstance(action, tuple):
-        return tuple(_first(v) for v in action)
-    return action[0]
+    return nest_map(lambda a: a[0], action)
 
 
 def build_model(
