@@ -37,8 +37,10 @@ KL_HIGH = 0.05
 """Median approx_kl above this: updates too large (healthy PPO-Clip runs keep 0.002–0.03)."""
 KL_LOW = 1e-5
 """Median approx_kl below this with nothing clipped: the policy is hardly moving."""
-CLIP_HIGH = 0.3
-"""Median clip fraction above this: most samples are clipped, the steps overshoot."""
+CLIP_HIGH = 0.35
+"""Median clip fraction above this × 0.2 / clip_coef (0.35 at ε = 0.2, 0.7 at ε = 0.1; at most
+0.9): the steps overshoot. For a given KL the share of ratios beyond ε grows as ε shrinks (the
+HalfCheetah preset, ε = 0.1, clips 40–60% of its samples while learning well)."""
 ENTROPY_COLLAPSE = 0.1
 """Entropy below this fraction of its first value (when that is positive) counts as collapsed."""
 EV_STUCK = 0.05
@@ -218,10 +220,13 @@ def _update_size(rows: Rows, flat: dict[str, Any], progress: float, ref: Ref) ->
             f"the updates are too large: lower --learning-rate (now {lr}), fewer --num-epochs, "
             "or set --target-kl 0.02",
         ))  # fmt: skip
-    if clip is not None and clip[0] > CLIP_HIGH:
+    eps = float(flat.get("clip_coef") or 0.2)
+    clip_high = min(0.9, CLIP_HIGH * 0.2 / eps)
+    if clip is not None and clip[0] > clip_high:
         out.append(Finding(
             "clip_fraction", f"median {clip[0]:.2f} of the samples clipped over iterations "
-            f"{clip[1]}–{clip[1] + WINDOW - 1} (healthy runs: 0.02–0.2)",
+            f"{clip[1]}–{clip[1] + WINDOW - 1} (at clip_coef {eps:g}, healthy runs stay below "
+            f"{clip_high:.2f})",
             f"the steps overshoot the trust region: lower --learning-rate (now {lr}) or "
             "--num-epochs",
         ))  # fmt: skip
