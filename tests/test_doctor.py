@@ -124,3 +124,10 @@ def test_a_run_with_no_iteration_yet_and_the_cli(tmp_path, capsys):
     assert main(["doctor", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ppox: error: ") and "no metrics.csv" in err and err.count("\n") == 1
+
+
+def test_a_language_model_run_is_refused_in_one_line(tmp_path, capsys):
+    run = write_rows(tmp_path / "llm", [row(1)])
+    (run / "config.json").write_text(json.dumps({"kind": "llm", "model": "m"}))
+    assert main(["doctor", str(run)]) == 2
+    assert "is a language-model run" in capsys.readouterr().err

@@ -100,6 +100,11 @@ def read_run(run_dir: Path) -> tuple[list[dict[str, float | None]], dict[str, An
         raise CheckpointError(f"{run_dir}: cannot read its logs ({exc})") from None
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{config} is not a ppox config")
+    if cfg.get("kind") == "llm":
+        raise CheckpointError(
+            f"{run_dir} is a language-model run (ppox llm); ppox doctor reads environment runs "
+            "(its rules and references are theirs); see docs/llm.md for what to watch there"
+        )
     return rows, cfg
 
 
