@@ -37,10 +37,10 @@ import inspect
 import io
 import json
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MethodType
 from typing import Any
 
 import numpy as np
@@ -176,14 +176,15 @@ class Recording:
 # --------------------------------------------------------------------------------------------
 
 
-class _ToEnv(nn.Module):
+class _ToEnv(nn.Module, ABC):
     """The stored action ``[B, *action_shape]`` → the env's arrays, one output each."""
 
     specs: list[TensorSpec]
     notes: list[str]
 
+    @abstractmethod
     def outputs(self, action: Tensor) -> list[Tensor]:
-        raise NotImplementedError
+        """The env's arrays of a batch of stored actions, in :attr:`specs`' order."""
 
 
 class _Discrete(_ToEnv):
@@ -387,7 +388,6 @@ class _Exported(nn.Module):
         else:
             self.leaves = nn.ModuleList([_Leaf(None if norm.passthrough else norm)])
         head = self.model.head
-        _traceable(head)
         self.with_mask = with_mask and head.mask_shape is not None
         self.recurrent = self.model.memory is not None
         self.to_env = _to_env(head, "action")
@@ -454,29 +454,6 @@ class _Exported(nn.Module):
         if self.recurrent:
             notes.append(f"recurrent state: {_state_doc(self.model)}; reset at episode_start")
         return notes
-
-
-def _traceable(head: nn.Module) -> None:
-    """Give the heads in ``head`` (an exported copy) traceable twins of the methods the ONNX
-    tracer cannot follow; the numbers stay the same (the export's check compares them)."""
-    for module in head.modules():
-        if type(module) is MultiCategoricalHead and not module.uniform:
-            vars(module)["_pad"] = MethodType(_gather_pad, module)  # this instance only
-
-
-def _gather_pad(self: MultiCategoricalHead, flat: Tensor, fill: float | bool) -> Tensor:
-    """``MultiCategoricalHead._pad`` as a gather (``new_full`` and an indexed write do not
-    trace): ``[B, Σ nvec]`` → ``[B, d, n_max]`` with the padding ``fill``."""
-    total = int(self.nvec.sum())
-    src = torch.full((self.d * self.n_max,), total, dtype=torch.int64)
-    src[self.slot.cpu()] = torch.arange(total)
-    pad = torch.zeros_like(flat[:, :1])  # [B, 1] of the fill value
-    if isinstance(fill, bool):
-        pad = ~pad if fill else pad
-    elif fill:
-        pad = pad + fill
-    ext = torch.cat([flat, pad], dim=1)
-    return ext[:, src].reshape(-1, self.d, self.n_max)
 
 
 def _state_doc(model: nn.Module) -> str:
