@@ -190,9 +190,8 @@ def _grads(tr: LLMTrainer, micro: int | None) -> torch.Tensor:
     tr.opt.zero_grad(set_to_none=True)
     rows = torch.arange(batch.mask.shape[0])
     w = T.loss_weights(batch.mask, tr.cfg.loss_aggregation, tr.cfg.max_new_tokens)
-    sums = dict.fromkeys(
-        ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl"), 0.0
-    )
+    keys = ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl", "tokens")
+    sums = {k: torch.zeros(()) for k in keys}
     start = 0
     for r in tr._micro(rows):
         tr._micro_step(batch, r, w[start : start + len(r)], sums)

@@ -200,10 +200,12 @@ def clone(
             opt.zero_grad()
             loss.backward()
             opt.step()
-    metrics = {"train_loglik": _loglik(model, x, actions, masks, train),
-               "heldout_loglik": _loglik(model, x, actions, masks, held)}  # fmt: skip
     with torch.no_grad():
-        mode = model.dist(x[held], None if masks is None else masks[held]).mode()
+        train_dist = model.dist(x[train], None if masks is None else masks[train])
+        held_dist = model.dist(x[held], None if masks is None else masks[held])
+        metrics = {"train_loglik": float(train_dist.log_prob(actions[train]).mean()),
+                   "heldout_loglik": float(held_dist.log_prob(actions[held]).mean())}  # fmt: skip
+        mode = held_dist.mode()
     if actions.dtype.is_floating_point:
         metrics["heldout_abs_error"] = float((mode - actions[held]).abs().mean())
     else:
@@ -223,14 +225,6 @@ def clone(
     ckpt.save_atomic(json.dumps(cfg.to_dict(), indent=2).encode(), run_dir / "config.json")
     ckpt.save_atomic(json.dumps(metrics, indent=2).encode(), run_dir / "bc.json")
     return metrics
-
-
-def _loglik(
-    model: Any, x: torch.Tensor, actions: torch.Tensor, masks: Any, rows: torch.Tensor
-) -> float:
-    with torch.no_grad():
-        dist = model.dist(x[rows], None if masks is None else masks[rows])
-        return float(dist.log_prob(actions[rows]).mean())
 
 
 def compare(

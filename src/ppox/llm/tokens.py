@@ -11,6 +11,8 @@ The recursions and estimators are those of the rest of ppox (:func:`ppox.core.ga
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -18,6 +20,7 @@ from torch import Tensor
 
 from ppox.core.advantages import gae
 from ppox.core.losses import kl_estimate
+from ppox.core.normalize import Moments, moments_of
 
 Aggregation = Literal["token", "sequence", "constant"]
 
@@ -32,19 +35,30 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return masked_sum(x, mask) / mask.sum().clamp(min=1)
 
 
-def masked_whiten(x: Tensor, mask: Tensor, *, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def masked_whiten(
+    x: Tensor,
+    mask: Tensor,
+    *,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    merge: Callable[[Moments], Moments] | None = None,
+) -> Tensor:
     """Standardize ``x`` with the mean and the population variance of its masked entries.
 
     Padded entries neither enter the statistics nor come out non-zero. With ``shift_mean=False``
     the mean is added back (scale only: the form used for token rewards, which must keep their
     sign). Fewer than two masked entries: returned as is (masked), as no scale can be estimated.
+    ``merge``: combines these statistics with other workers' (``ppox.training.distributed.
+    merge_across_ranks``), so every worker whitens with the whole batch's.
     """
-    n = mask.sum()
-    if n < 2:
+    picked = x[mask].double()
+    m = moments_of(picked) if picked.numel() else Moments(0.0, 0.0, 0.0)
+    if merge is not None:
+        m = merge(m)
+    if m.count < 2:
         return torch.where(mask, x, torch.zeros_like(x))
-    mean = masked_sum(x, mask) / n
-    var = masked_sum((x - mean).square(), mask) / n
-    out = (x - mean) * torch.rsqrt(var + eps)
+    mean, var = float(m.mean), float(m.var)
+    out = (x - mean) / math.sqrt(var + eps)
     if not shift_mean:
         out = out + mean
     return torch.where(mask, out, torch.zeros_like(out))

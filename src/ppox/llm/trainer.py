@@ -273,7 +273,8 @@ class LLMTrainer:
         kl = T.token_kl(old_logp, ref_logp, mask, cfg.kl_estimator)
         beta_reward = self.kl_coef if cfg.kl_penalty == "reward" else 0.0
         adv, returns = self._advantages(penalized, kl, values, mask, beta_reward)
-        seq_kl = T.token_kl(old_logp, ref_logp, mask, "k1").sum(dim=1)
+        k1 = kl if cfg.kl_estimator == "k1" else T.token_kl(old_logp, ref_logp, mask, "k1")
+        seq_kl = k1.sum(dim=1)
         n, kl_sum, score_sum, score_sq, length, ended = dist.all_reduce_sums(
             len(idx), float(seq_kl.sum()), float(score.sum()), float(score.square().sum()),
             float(mask.sum()), float(s.ended.sum()),
@@ -324,25 +325,17 @@ class LLMTrainer:
 
     def _whiten(self, x: Tensor, mask: Tensor, *, shift_mean: bool) -> Tensor:
         """:func:`ppox.llm.tokens.masked_whiten` over every worker's tokens."""
-        if self.world == 1:
-            return T.masked_whiten(x, mask, shift_mean=shift_mean)
-        xs = x.double()
-        n, s1, s2 = dist.all_reduce_sums(
-            float(mask.sum()), float(T.masked_sum(xs, mask)), float(T.masked_sum(xs.square(), mask))
-        )
-        if n < 2:
-            return torch.where(mask, x, torch.zeros_like(x))
-        mean, var = s1 / n, max(s2 / n - (s1 / n) ** 2, 0.0)
-        out = (x - mean) / (var + 1e-8) ** 0.5 + (0.0 if shift_mean else mean)
-        return torch.where(mask, out, torch.zeros_like(out))
+        merge = dist.merge_across_ranks if self.world > 1 else None
+        return T.masked_whiten(x, mask, shift_mean=shift_mean, merge=merge)
 
     def _learn(self, b: Batch) -> dict[str, float]:
         cfg = self.cfg
         B = b.mask.shape[0]
-        sums = dict.fromkeys(
-            ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl"), 0.0
-        )
-        grad_norms, tokens = [], 0.0
+        # kept on the device and read once at the end: no host sync per micro-batch
+        zero = torch.zeros((), device=self.device)
+        keys = ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl", "tokens")
+        sums = {k: zero.clone() for k in keys}
+        grad_norms: list[Tensor] = []
         for _ in range(cfg.epochs):
             order = torch.randperm(B, generator=self.shuffle)
             for mb in order.chunk(cfg.minibatches):
@@ -352,15 +345,16 @@ class LLMTrainer:
                 for rows in self._micro(mb):
                     wm = w[start : start + len(rows)]
                     start += len(rows)
-                    tokens += self._micro_step(b, rows, wm, sums)
+                    self._micro_step(b, rows, wm, sums)
                 grad_norms.append(self._step())
-        stats = {k: v / max(tokens, 1.0) for k, v in sums.items()}
-        stats["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        tokens = sums.pop("tokens").clamp(min=1.0)
+        stats = {k: float(v / tokens) for k, v in sums.items()}
+        stats["grad_norm"] = float(torch.stack(grad_norms).mean())
         if b.values is None:
             stats["value_loss"] = float("nan")
         return stats
 
-    def _micro_step(self, b: Batch, rows: Tensor, w: Tensor, sums: dict[str, float]) -> float:
+    def _micro_step(self, b: Batch, rows: Tensor, w: Tensor, sums: dict[str, Tensor]) -> None:
         cfg = self.cfg
         s = _rows(b.samples, rows)
         width = s.response_ids.shape[1]
@@ -388,30 +382,26 @@ class LLMTrainer:
             loss = loss + cfg.vf_coef * vl
         (loss * w).sum().backward()
         with torch.no_grad():
-            sums["policy_loss"] += float(T.masked_sum(pg, mask))
-            sums["entropy"] += float(T.masked_sum(ent, mask))
-            sums["clip_fraction"] += float(
-                T.masked_sum(((log_ratio.exp() - 1).abs() > cfg.clip_coef).float(), mask)
+            sums["policy_loss"] += T.masked_sum(pg, mask)
+            sums["entropy"] += T.masked_sum(ent, mask)
+            sums["clip_fraction"] += T.masked_sum(
+                ((log_ratio.exp() - 1).abs() > cfg.clip_coef).float(), mask
             )
-            sums["approx_kl"] += float(T.masked_sum(kl_estimate(log_ratio, "k3"), mask))
+            sums["approx_kl"] += T.masked_sum(kl_estimate(log_ratio, "k3"), mask)
             if vl is not None:
-                sums["value_loss"] += float(T.masked_sum(vl, mask))
-        return float(mask.sum())
+                sums["value_loss"] += T.masked_sum(vl, mask)
+            sums["tokens"] += mask.sum()
 
-    def _step(self) -> float:
+    def _step(self) -> Tensor:
         if self.world > 1:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce_sum_(flat)
-            offset = 0
-            for p in self.params:
-                n = p.numel()
-                p.grad = flat[offset : offset + n].view_as(p).clone()
-                offset += n
+            flat = dist.all_reduce_sum_(torch.cat([g.reshape(-1) for g in grads]))
+            for p, g in zip(self.params, flat.split([p.numel() for p in self.params])):
+                p.grad = g.view_as(p)  # views of this step's fresh buffer
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm.detach()
 
     # --- the loop ---------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
