@@ -41,7 +41,7 @@ EnvBackend = Literal["gymnasium", "envpool", "auto"]
 NonfiniteEnv = Literal["error", "skip"]
 Activation = Literal["tanh", "relu", "elu"]
 Init = Literal["orthogonal", "xavier", "normal", "torch"]
-SigmaMode = Literal["independent", "fixed", "state"]
+SigmaMode = Literal["independent", "fixed", "state", "sde"]
 ActionBound = Literal["clip", "rescale"]
 MultiDiscreteHead = Literal["factored", "flat"]
 HybridMode = Literal["independent", "autoregressive", "type_given_params"]
@@ -235,10 +235,22 @@ class PolicyConfig:
     """Init gain of the value output layer."""
     sigma_mode: SigmaMode = "independent"
     """Gaussian σ for Box actions: `independent` (learned, state-independent), `fixed`,
-    or `state` (a network output)."""
+    `state` (a network output) or `sde` (generalized state-dependent exploration, gSDE: the
+    noise is φ(s)ᵀE with φ the actor's last hidden features and E a learned-scale Gaussian
+    matrix drawn per env and held for `sde_sample_freq` steps; Raffin et al. 2022, "Smooth
+    Exploration for Robotic Reinforcement Learning"; docs/exploration.md)."""
     init_log_std: Annotated[float, Span(-20.0, 2.0)] = 0.0
-    """Initial log σ (the value for `fixed`), within the clamp [-20, 2] that a state-dependent
-    log σ is held to (σ from 2e-9 to 7.4)."""
+    """Initial log σ (the value for `fixed`; with `sde` the initial log of every entry of the
+    matrix of scales), within the clamp [-20, 2] that a state-dependent log σ is held to (σ
+    from 2e-9 to 7.4)."""
+    sde_sample_freq: Annotated[int, Span(0, 2**20)] = 0
+    """With sigma_mode=`sde`: draw new exploration matrices every this many steps of a rollout
+    (0: once per rollout, at its start; Stable-Baselines3's `sde_sample_freq=-1`). Allowed only
+    with `sde`."""
+    sde_learn_features: bool = False
+    """With sigma_mode=`sde`: let the gradient of the log-probability through σ(s) reach the
+    features φ(s) (False, as Stable-Baselines3's default: φ is treated as a constant there, and
+    only the mean trains the trunk). Allowed only with `sde`."""
     temperature: Annotated[float, Span(1e-3, 1e3)] = 1.0
     """Sampling temperature of categorical heads (logits are divided by it); from 1e-3 (already
     greedy) to 1e3 (already uniform), so the divided logits stay far from float32 overflow."""
@@ -663,6 +675,17 @@ def _check_rules(c: Config) -> None:
         raise ConfigError(
             f"num_envs={e.num_envs} with vectorization='async' is not allowed: at most "
             f"{MAX_ASYNC_ENVS} env processes (use 'sync', or env_backend='envpool')"
+        )
+    p = c.policy
+    if p.sigma_mode != "sde" and (p.sde_sample_freq != 0 or p.sde_learn_features):
+        name, value = (
+            ("sde_sample_freq", p.sde_sample_freq)
+            if p.sde_sample_freq != 0
+            else ("sde_learn_features", True)
+        )
+        raise ConfigError(
+            f"{name}={value!r} needs sigma_mode='sde' (got sigma_mode={p.sigma_mode!r}); it "
+            "would be ignored"
         )
     if e.max_episode_steps is not None and "max_episode_steps" in e.env_kwargs:
         raise ConfigError(

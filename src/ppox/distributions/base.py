@@ -137,10 +137,19 @@ class ActionHead(nn.Module, ABC):
     numpy_kernel: type | None = None
     """The class of this head's NumPy kernel (:class:`NumpyKernel`), declared in the head's own
     class body; read only through :func:`numpy_kernel_of` (exact class, never inherited)."""
+    noise_every: int | None = None
+    """Heads whose exploration noise is state held across steps (gSDE) set this to the steps
+    between fresh draws (0: once per rollout) and implement :meth:`draw_noise`; None for the
+    rest, whose noise is drawn per sample."""
 
     @abstractmethod
     def forward(self, features: Tensor, mask: Tensor | None = None) -> ActionDist:
         """The distribution for a batch of features."""
+
+    def draw_noise(self, t: int, batch: int, generator: torch.Generator | None) -> None:
+        """Called for this head and every head inside it (see :func:`noisy_heads`) before step
+        ``t`` of a rollout of ``batch`` envs, when :attr:`noise_every` is not None: draw the
+        held noise where a new draw is due."""
 
     def output_layers(self) -> list[nn.Linear]:
         """Layers that get the small policy-output init gain."""
@@ -186,6 +195,12 @@ class ActionHead(nn.Module, ABC):
     def check_mask(self, mask: np.ndarray) -> None:
         """Raise :class:`EnvError` if some state has no legal action (``mask`` ``[B, M]``)."""
         require_legal(mask, "action")
+
+
+def noisy_heads(head: nn.Module) -> list[ActionHead]:
+    """``head`` and the heads inside it whose noise is held across steps (``noise_every`` not
+    None): the collector calls their :meth:`ActionHead.draw_noise` before every step."""
+    return [m for m in head.modules() if isinstance(m, ActionHead) and m.noise_every is not None]
 
 
 def require_legal(mask: np.ndarray | Tensor, what: str, part: str = "") -> None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ppox.config import PolicyConfig
 from ppox.distributions.base import ActionHead, KernelPass, float32_ones
-from ppox.errors import EnvError
+from ppox.errors import ConfigError, EnvError
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 """``log √(2π)``, the constant of a normal log-density."""
@@ -84,19 +84,65 @@ class DiagNormal:
         return {"action_std": self.log_std.exp()}
 
 
+SDE_VARIANCE_FLOOR = 1e-6
+"""Added to a gSDE variance ``φ² · σ²`` before its log, so that features that are all zero
+(a dead ReLU layer) give a tiny σ rather than log 0 (Stable-Baselines3 adds the same 1e-6)."""
+
+
+def sde_log_std(latent: Tensor, log_scale: Tensor) -> Tensor:
+    """gSDE's per-dimension log σ ``[B, d]``: ``½ log(Σ_f φ_f² σ_fd² + floor)`` for features
+    ``latent [B, F]`` and the matrix of log scales ``log_scale [F, d]`` (the variance of
+    ``φᵀE`` with ``E_fd ~ N(0, σ_fd²)``)."""
+    variance = latent.square() @ torch.exp(2 * log_scale)
+    return 0.5 * torch.log(variance + SDE_VARIANCE_FLOOR)
+
+
+class SDENormal(DiagNormal):
+    """gSDE's distribution (Raffin et al. 2022, "Smooth Exploration for Robotic Reinforcement
+    Learning"): for one state a diagonal normal ``N(μ, σ(s)²)`` with ``σ(s)`` from
+    :func:`sde_log_std`, so log-probabilities, entropy and KL are :class:`DiagNormal`'s. A
+    sample is ``μ + φᵀ(ε ⊙ σ)`` with the head's current exploration matrices ``ε [B, F, d]``
+    (standard normals drawn by :meth:`GaussianHead.draw_noise`), so consecutive actions of an
+    env share their noise until the matrices are drawn again."""
+
+    def __init__(self, mean: Tensor, log_std: Tensor, latent: Tensor, head: GaussianHead) -> None:
+        super().__init__(mean, log_std)
+        self.latent, self.head = latent, head
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        eps = self.head.exploration(self.latent.shape[0], generator)
+        scale = torch.exp(self.head.log_std)  # [F, d]
+        return self.mean + (self.latent.unsqueeze(1) @ (eps * scale)).squeeze(1)
+
+    def sample_log_prob(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        action = self.sample(generator)
+        return action, self.log_prob(action)
+
+
 class SigmaMixin(nn.Module):
     """log σ of ``dim`` Gaussians, as attributes of the head itself (so the parameter is called
-    ``log_std`` in checkpoints): ``independent`` (a learned vector), ``fixed`` (a buffer) or
+    ``log_std`` in checkpoints): ``independent`` (a learned vector), ``fixed`` (a buffer),
     ``state`` (a linear layer ``log_std_layer`` of the features, clamped to
-    [LOG_STD_MIN, LOG_STD_MAX])."""
+    [LOG_STD_MIN, LOG_STD_MAX]) or, for heads that pass ``sde=True``, ``sde`` (a learned
+    ``[in_features, dim]`` matrix of log scales; :func:`sde_log_std`)."""
 
-    def init_sigma(self, in_features: int, dim: int, cfg: PolicyConfig) -> None:
+    def init_sigma(
+        self, in_features: int, dim: int, cfg: PolicyConfig, *, sde: bool = False
+    ) -> None:
         self.sigma_mode = cfg.sigma_mode
         init = torch.full((dim,), float(cfg.init_log_std))
         if self.sigma_mode == "independent":
             self.log_std = nn.Parameter(init)
         elif self.sigma_mode == "fixed":
             self.register_buffer("log_std", init)
+        elif self.sigma_mode == "sde":
+            if not sde:
+                raise ConfigError(
+                    f"sigma_mode='sde' is not available for the {type(self).__name__}'s Gaussian "
+                    "(gSDE serves Box action spaces, alone or inside Dict and Tuple spaces); use "
+                    "'independent', 'fixed' or 'state'"
+                )
+            self.log_std = nn.Parameter(torch.full((in_features, dim), float(cfg.init_log_std)))
         else:
             self.log_std_layer = nn.Linear(in_features, dim)
             nn.init.zeros_(self.log_std_layer.weight)
@@ -141,6 +187,17 @@ def check_box(space: spaces.Box) -> int:
     return int(space.shape[0])
 
 
+class SDENoise:
+    """A rollout's gSDE exploration matrices: ``noise[t]`` is the ``[N, F, d]`` draw in force
+    at step ``t`` (a new one every ``every`` steps)."""
+
+    def __init__(self, draws: list[np.ndarray], every: int) -> None:
+        self.draws, self.every = draws, every
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.draws[t // self.every]
+
+
 class GaussianKernel:
     """:class:`DiagNormal` over a :class:`GaussianHead`'s outputs, in NumPy.
 
@@ -153,6 +210,9 @@ class GaussianKernel:
     def __init__(self, head: GaussianHead) -> None:
         self.head = head
         self.state_sigma = head.sigma_mode == "state"
+        self.sde = head.sigma_mode == "sde"
+        self.reads_features = self.sde  # act() takes the actor's features (gSDE's φ)
+        self.noise_every = head.noise_every if self.sde else None
         self.dim = head.action_shape[0]
         self.out_layers: list[nn.Linear] = [head.mean] + (
             [head.log_std_layer] if self.state_sigma else []
@@ -164,14 +224,26 @@ class GaussianKernel:
         buffer may have replaced their storage since the last call)."""
         self.log_std: np.ndarray | None = None
         self.log_std_grad: np.ndarray | None = None
-        if not self.state_sigma:
+        if self.sde:  # acting only: the NumPy update does not serve gSDE (training/backends.py)
+            self.log_scale = self.head.log_std.detach().numpy()
+        elif not self.state_sigma:
             log_std = self.head.log_std
             self.log_std = log_std.detach().numpy()
             if isinstance(log_std, nn.Parameter) and log_std.grad is not None:
                 self.log_std_grad = log_std.grad.numpy()
 
-    def noise(self, steps: int, num_envs: int, generator: torch.Generator) -> np.ndarray:
-        """A rollout's randomness: ``[T, N, d]`` standard normals (float32)."""
+    def noise(self, steps: int, num_envs: int, generator: torch.Generator) -> np.ndarray | SDENoise:
+        """A rollout's randomness: ``[T, N, d]`` standard normals (float32); with gSDE the
+        exploration matrices of the rollout (:class:`SDENoise`), drawn in the order and shapes
+        :meth:`GaussianHead.draw_noise` draws them on the torch path."""
+        if self.sde:
+            f = self.head.log_std.shape[0]
+            every = self.noise_every or steps
+            draws = [
+                torch.randn((num_envs, f, self.dim), generator=generator).numpy()
+                for _ in range(0, steps, every)
+            ]
+            return SDENoise(draws, every)
         return torch.randn((steps, num_envs, self.dim), generator=generator).numpy()
 
     def _split(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,13 +254,36 @@ class GaussianKernel:
         return out, self.log_std
 
     def act(
-        self, out: np.ndarray, noise: np.ndarray, mask: np.ndarray | None
+        self,
+        out: np.ndarray,
+        noise: np.ndarray,
+        mask: np.ndarray | None,
+        features: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(mean + σ·ε [B, d], log π [B])`` for one step's normals ``ε`` (float32)."""
+        """``(mean + σ·ε [B, d], log π [B])`` for one step's normals ``ε`` (float32); with gSDE
+        ``(mean + φᵀ(ε ⊙ σ), log π)`` for the step's matrices ``ε [B, F, d]`` and the actor's
+        features ``φ [B, F]``."""
+        if self.sde:
+            assert features is not None
+            return self._act_sde(out, noise, features)
         mean, log_std = self._split(out)
         log_std = np.broadcast_to(log_std, mean.shape)
         action = mean + noise * np.exp(log_std)
         logp = (-0.5 * np.square(noise) - log_std - np.float32(LOG_SQRT_2PI)).sum(-1)
+        return action.astype(np.float32, copy=False), logp.astype(np.float32, copy=False)
+
+    def _act_sde(
+        self, mean: np.ndarray, eps: np.ndarray, latent: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:class:`SDENormal`'s sample and log-density in NumPy."""
+        scale = np.exp(self.log_scale)  # [F, d]
+        noise = np.matmul(latent[:, None, :], eps * scale)[:, 0]  # [B, d]
+        log_std = 0.5 * np.log(
+            np.square(latent) @ np.exp(2 * self.log_scale) + np.float32(SDE_VARIANCE_FLOOR)
+        )
+        z = noise * np.exp(-log_std)
+        logp = (-0.5 * np.square(z) - log_std - np.float32(LOG_SQRT_2PI)).sum(-1)
+        action = mean + noise
         return action.astype(np.float32, copy=False), logp.astype(np.float32, copy=False)
 
     def encode(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -199,6 +294,8 @@ class GaussianKernel:
         self, out: np.ndarray, encoded: tuple[np.ndarray, ...], mask: np.ndarray | None
     ) -> KernelPass:
         """log π(a) and the entropy ``[B]``; keeps ``z = (a − μ)/σ`` and ``1/σ``."""
+        if self.sde:
+            raise ValueError("the NumPy update does not serve sigma_mode='sde' (autograd does)")
         mean, log_std = self._split(out)
         inv_std = np.exp(-log_std)
         z = encoded[0] - mean
@@ -244,7 +341,8 @@ class GaussianKernel:
 
 
 class GaussianHead(ActionHead, SigmaMixin):
-    """Diagonal Gaussian over a Box; σ ``independent`` (learned), ``fixed`` or ``state``."""
+    """Diagonal Gaussian over a Box; σ ``independent`` (learned), ``fixed``, ``state`` or
+    ``sde`` (:class:`SDENormal`; the head then holds the current exploration matrices)."""
 
     action_dtype = torch.float32
     numpy_kernel = GaussianKernel
@@ -254,12 +352,36 @@ class GaussianHead(ActionHead, SigmaMixin):
         dim = check_box(space)
         self.action_shape = (dim,)
         self.mean = nn.Linear(in_features, dim)
-        self.init_sigma(in_features, dim, cfg)
+        self.init_sigma(in_features, dim, cfg, sde=True)
         self.bound = BoxBound(space, cfg.action_bound)
+        if self.sigma_mode == "sde":
+            self.noise_every = cfg.sde_sample_freq
+            self.learn_features = cfg.sde_learn_features
+            self.eps: Tensor | None = None  # [B, F, d] standard normals; never checkpointed
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> DiagNormal:
-        return DiagNormal(
-            F.linear(features, self.mean.weight, self.mean.bias), self.sigma(features)
+        mean = F.linear(features, self.mean.weight, self.mean.bias)
+        if self.sigma_mode == "sde":
+            latent = features if self.learn_features else features.detach()
+            return SDENormal(mean, sde_log_std(latent, self.log_std), features.detach(), self)
+        return DiagNormal(mean, self.sigma(features))
+
+    def draw_noise(self, t: int, batch: int, generator: torch.Generator | None) -> None:
+        if t == 0 or (self.noise_every and t % self.noise_every == 0):
+            self.eps = self._draw(batch, generator)
+
+    def exploration(self, batch: int, generator: torch.Generator | None) -> Tensor:
+        """The current exploration matrices, drawn afresh (and kept) when there are none for
+        ``batch`` envs: outside collection, a stochastic policy holds its matrices until the
+        batch changes or :meth:`draw_noise` is called (evaluation calls it per run)."""
+        if self.eps is None or self.eps.shape[0] != batch:
+            self.eps = self._draw(batch, generator)
+        return self.eps
+
+    def _draw(self, batch: int, generator: torch.Generator | None) -> Tensor:
+        f, d = self.log_std.shape
+        return torch.randn(
+            (batch, f, d), generator=generator, dtype=self.log_std.dtype, device=self.log_std.device
         )
 
     def output_layers(self) -> list[nn.Linear]:

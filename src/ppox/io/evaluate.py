@@ -22,6 +22,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ppox.config import EnvConfig
+from ppox.distributions.base import noisy_heads
 from ppox.envs.make import make_env
 from ppox.errors import EnvError
 from ppox.io.policy import Policy
@@ -59,6 +60,16 @@ class EvalResult:
         }
 
 
+def fresh_noise(
+    policy: Policy, batch: int, generator: torch.Generator, deterministic: bool
+) -> None:
+    """Draw the exploration noise a stochastic gSDE policy holds (nothing for other policies),
+    so that an evaluation depends on its own seeds only, not on what the policy did before."""
+    if not deterministic:
+        for head in noisy_heads(policy.model.head):
+            head.draw_noise(0, batch, generator)
+
+
 def evaluate_episodes(
     policy: Policy,
     env_cfg: EnvConfig,
@@ -75,6 +86,7 @@ def evaluate_episodes(
         autoreset_mode=AutoresetMode.SAME_STEP,
     )
     generator = torch.Generator().manual_seed(seeds[0])
+    fresh_noise(policy, len(seeds), generator, deterministic)
     returns = np.zeros(len(seeds))
     lengths = np.zeros(len(seeds), dtype=np.int64)
     running = np.ones(len(seeds), dtype=bool)
@@ -166,6 +178,7 @@ def record_gif(
     frames: list = []
     total, steps, done = 0.0, 0, False
     state = None  # a policy with memory carries its state from step to step
+    fresh_noise(policy, 1, torch.Generator().manual_seed(seed), deterministic)
     try:
         obs, info = env.reset(seed=seed)
         frames.append(_render(env, env_cfg.env_id))

@@ -67,12 +67,14 @@ FIELDS: dict[str, Field] = {
          "atari_fire_reset", "atari_episodic_life"], _SHARED),
     # policy: the network's shape and head are checked on the built model
     **dict.fromkeys(
-        ["hidden_sizes", "activation", "shared_trunk", "sigma_mode", "init_log_std", "temperature", "multi_discrete",
+        ["hidden_sizes", "activation", "shared_trunk", "init_log_std", "sde_sample_freq", "sde_learn_features", "temperature", "multi_discrete",
          "hybrid_mode", "hybrid_detach", "obs_encoders", "cnn", "cnn_features", "memory", "memory_size", "memory_shared"],
         _MODEL),
     **dict.fromkeys(["init", "policy_init_gain", "value_init_gain", "action_bound"], _SHARED),
     # ppo: the loss terms the NumPy step writes out, and what the learner does around the step
     "algo": Field("requires", ("ppo-clip",)),
+    # gSDE acts through the NumPy kernel; its gradient (σ(s) from a matrix of scales) is autograd's
+    "sigma_mode": Field("requires", ("independent", "fixed", "state")),
     **dict.fromkeys(["clip_coef", "dual_clip", "value_clip", "vf_coef", "ent_coef"], _HONOURED),
     **dict.fromkeys(
         ["num_steps", "num_epochs", "num_minibatches", "learning_rate", "anneal_lr", "adam_eps", "gamma", "lam",

@@ -22,6 +22,7 @@ from gymnasium.vector import VectorEnv
 from torch import Tensor
 
 from ppox.core.advantages import next_values
+from ppox.distributions.base import noisy_heads
 from ppox.envs.snapshot import Snapshot
 from ppox.envs.vector import LIFE_LOST_KEY
 from ppox.errors import NumericalError
@@ -324,7 +325,10 @@ class Collector:
         if lean is not None:
             lean.refresh()
             noise = lean.noise(self.T, self.N, self.generator)
+        noisy = [] if lean is not None else noisy_heads(head)
         for t in range(self.T):
+            for h in noisy:  # gSDE: its exploration matrices, drawn where due
+                h.draw_noise(t, self.N, self.generator)
             if self.mask is not None and buf.mask is not None:
                 buf.mask[t] = self.mask
             buf.store_obs(t, self.obs_np, self.obs)
