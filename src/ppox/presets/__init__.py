@@ -10,6 +10,7 @@ from typing import Any
 
 from ppox.config import Config
 from ppox.errors import ConfigError
+from ppox.presets.box2d import BOX2D
 from ppox.presets.classic import CLASSIC
 from ppox.presets.hybrid import HYBRID
 from ppox.presets.memory import MEMORY
@@ -30,7 +31,15 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     name: Preset(name, desc, ov)
-    for name, (desc, ov) in {**CLASSIC, **MUJOCO, **HYBRID, **TRAFFIC, **MEMORY, **PIXELS}.items()
+    for name, (desc, ov) in {
+        **CLASSIC,
+        **BOX2D,
+        **MUJOCO,
+        **HYBRID,
+        **TRAFFIC,
+        **MEMORY,
+        **PIXELS,
+    }.items()
 }
 DEFAULT_PRESET = "cartpole"
 

@@ -1,4 +1,4 @@
-"""Classic-control and Box2D presets."""
+"""Classic-control presets (Box2D's are in :mod:`ppox.presets.box2d`)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,6 @@ CLASSIC: dict[str, tuple[str, dict[str, Any]]] = {
     # ppox's library defaults are tuned for CartPole (hyperparameters after the RL Zoo's
     # CartPole-v1 PPO entry: 8 envs × 32 steps, 20 epochs, γ 0.98, λ 0.8, linear 1e-3).
     "cartpole": ("CartPole-v1 (discrete): the default; ≥475 within 100k steps", {"env_id": "CartPole-v1"}),
-    # LunarLander: the RL Zoo's LunarLander PPO entry (16 envs x 1024 steps, minibatch 64,
-    # 4 epochs, γ 0.999, λ 0.98, entropy 0.01). With minibatches of 256 (4x fewer gradient
-    # steps) it reached only ~120 (training) at 850k steps.
-    "lunarlander": (
-        "LunarLander-v3 (discrete, Box2D): ≥200 within 1M steps",
-        {
-            "env_id": "LunarLander-v3", "num_envs": 16, "num_steps": 1024, "num_epochs": 4,
-            "num_minibatches": 256, "learning_rate": 3e-4, "gamma": 0.999, "lam": 0.98,
-            "ent_coef": 0.01, "total_steps": 1_000_000, "eval_every": 50_000,
-        },
-    ),
     # Pendulum: the RL Zoo's Pendulum-v1 PPO entry without gSDE (4 envs x 1024, 10 epochs,
     # minibatch 64, lr 1e-3, γ 0.9, λ 0.95) and σ starting at 1; with observation normalization and
     # σ starting at 0.6 it stalled near -570 (seed 1, 200k steps).
