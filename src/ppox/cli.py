@@ -264,7 +264,8 @@ def _train_parser(sub: Any) -> None:
     t.add_argument(
         "--preset",
         default=None,
-        help=f"start from a tuned preset (default: {DEFAULT_PRESET}; see `ppox presets`)",
+        help=f"start from a tuned preset (see `ppox presets`; default: with --env-id, the base of the task's kind, "
+        f"docs/presets.md; without it, {DEFAULT_PRESET})",
     )
     t.add_argument(
         "--resume",
@@ -339,7 +340,8 @@ def _ablate_parser(sub: Any) -> None:
     a.add_argument(
         "--preset",
         default=None,
-        help=f"base preset (default: {DEFAULT_PRESET}); config flags below change the base",
+        help=f"base preset (default: with --env-id, the base of the task's kind; without it, {DEFAULT_PRESET}); "
+        "config flags below change the base",
     )
     a.add_argument(
         "--variant",
@@ -461,8 +463,19 @@ def writing(label: str, path: Path) -> Iterator[None]:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The config of ``ppox train`` / ``ppox ablate``: a preset or a ``--config`` file, changed
-    by the flags given, validated."""
+    """The config of ``ppox train`` / ``ppox ablate``: a preset, the base of the task's kind or
+    a ``--config`` file, changed by the flags given, validated (see :func:`start_config`)."""
+    return start_config(args)[0]
+
+
+def start_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
+    """``(config, origin)``: the config a command starts from and what it started from.
+
+    ``--config FILE``: that run's config. ``--preset NAME``: the preset. Neither, with
+    ``--env-id``: the base of the task's kind (:mod:`ppox.presets.bases`; the env is made once to
+    read its spaces). Neither, without ``--env-id``: the default preset (CartPole). The flags
+    given change it, and the result is validated."""
+    overrides = config_overrides(args)
     if getattr(args, "config", None):
         if args.preset:
             raise ConfigError(
@@ -470,13 +483,44 @@ def config_from_args(args: argparse.Namespace) -> Config:
             )
         cfg = read_config_file(args.config)
         trusted = getattr(args, "trust_imports", False)
-        check_imports(cfg, f"--config {args.config}", trusted, typed=config_overrides(args))
+        check_imports(cfg, f"--config {args.config}", trusted, typed=overrides)
+        origin: dict[str, Any] = {"config": str(args.config)}
+    elif args.preset or "env_id" not in overrides:
+        name = args.preset or DEFAULT_PRESET
+        cfg, origin = get_preset(name).config(), {"preset": name}
     else:
-        cfg = get_preset(args.preset or DEFAULT_PRESET).config()
-    cfg = cfg.replace(**config_overrides(args)).validate()
+        cfg, origin = kind_base(overrides)
+    cfg = cfg.replace(**overrides).validate()
     if cfg.run.run_dir is not None:
         check_writable_dir("--run-dir", Path(cfg.run.run_dir))
-    return cfg
+    return cfg, origin
+
+
+def kind_base(overrides: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """The base config for the task the flags name (its kind read from its spaces) and the
+    origin record: ``{"base": name, "kind": why, "memory": bool}``."""
+    from ppox.envs.make import probe_spaces
+    from ppox.presets.bases import kind_overrides, task_kind
+
+    probe = Config().replace(**overrides)
+    obs_space, action_space = probe_spaces(probe.env)
+    base, why = task_kind(obs_space, action_space)
+    memory = probe.policy.memory != "none" and base != "base-pixels"
+    cfg = Config().replace(**kind_overrides(base, probe.policy.memory))
+    return cfg, {"base": base, "kind": why, "memory_overlay": memory}
+
+
+def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
+    """The line ``ppox train`` prints about a base chosen by the task's kind (None otherwise)."""
+    if "base" not in origin:
+        return None
+    tuned = [name for name, p in PRESETS.items() if p.overrides.get("env_id") == env_id]
+    hint = f"; a tuned preset exists: --preset {tuned[0]}" if tuned else ""
+    overlay = " + the memory overlay" if origin["memory_overlay"] else ""
+    return (
+        f"ppox: no preset given: {origin['base']}{overlay} for {env_id} ({origin['kind']}; "
+        f"docs/presets.md), changed by the flags given{hint}"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -486,10 +530,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         trainer = _resume(args)
     else:
-        cfg = config_from_args(args)
+        cfg, origin = start_config(args)
         distributed.init(backend=args.dist_backend)  # torchrun's process group; nothing alone
+        line = describe_origin(origin, cfg.env.env_id)
+        if line and distributed.is_main():
+            print(line, flush=True)
         create = Trainer.create_or_resume if args.auto_resume else Trainer.create
-        trainer = create(cfg)
+        trainer = create(cfg, origin=origin)
     main = distributed.is_main()  # only rank 0 talks
     if main:
         workers = f" on {trainer.world} workers" if trainer.world > 1 else ""
@@ -602,8 +649,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                 f"--{name.replace('_', '-')} is set per run by ppox ablate (use --seeds / --out)"
             )
     check_writable_dir("--out", args.out)
-    preset = args.preset or DEFAULT_PRESET
-    base = get_preset(preset).config().replace(**{"threads": 1, **overrides})
+    if args.preset or "env_id" not in overrides:
+        preset = args.preset or DEFAULT_PRESET
+        start = get_preset(preset).config()
+    else:  # as ppox train: the base of the task's kind
+        start, origin = kind_base(overrides)
+        preset = origin["base"]
+    base = start.replace(**{"threads": 1, **overrides})
     variants = [parse_variant(v) for v in args.variant]
     jobs = plan(base, variants, args.seeds, args.out)
     write_manifest(

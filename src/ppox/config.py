@@ -509,7 +509,7 @@ class RunConfig:
 
 
 SECTIONS = ("env", "policy", "ppo", "run")
-RECORD_KEYS = ("backends",)
+RECORD_KEYS = ("backends", "origin")
 """Keys of a run's config.json that record what the run resolved (not config sections)."""
 
 

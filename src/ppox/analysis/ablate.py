@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ppox.config import Config, field_sections, parse_field_value
+from ppox.config import RECORD_KEYS, Config, field_sections, parse_field_value
 from ppox.errors import ConfigError
 from ppox.io.trust import imports_named
 
@@ -130,7 +130,10 @@ def _check_existing(job: Job) -> None:
     path = job.run_dir / "config.json"
     if not path.is_file():
         return
-    have = _flat({k: v for s in json.loads(path.read_text()).values() for k, v in s.items()})
+    recorded = json.loads(path.read_text())
+    have = _flat(
+        {k: v for name, s in recorded.items() if name not in RECORD_KEYS for k, v in s.items()}
+    )
     want = _flat({k: v for s in job.config.to_dict().values() for k, v in s.items()})
     # fields the run did not record (added to ppox since) are taken to be unchanged
     diff = [

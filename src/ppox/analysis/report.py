@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ppox.analysis import metrics
+from ppox.config import RECORD_KEYS
 from ppox.errors import CheckpointError
 from ppox.io.logging import read_csv
 
@@ -71,7 +72,8 @@ class Run:
         summary = json.loads((path / "summary.json").read_text())
         config = {
             k: v
-            for section in json.loads((path / "config.json").read_text()).values()
+            for name, section in json.loads((path / "config.json").read_text()).items()
+            if name not in RECORD_KEYS  # what the run resolved, not its settings
             for k, v in section.items()
         }
         rows = read_csv(path / "metrics.csv")

@@ -10,6 +10,7 @@ from typing import Any
 
 from ppox.config import Config
 from ppox.errors import ConfigError
+from ppox.presets.bases import BASES
 from ppox.presets.box2d import BOX2D
 from ppox.presets.classic import CLASSIC
 from ppox.presets.hybrid import HYBRID

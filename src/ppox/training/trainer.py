@@ -196,15 +196,19 @@ class Trainer:
     """The lock this run holds on its directory (rank 0; :func:`ppox.io.rundir.lock_run_dir`)."""
 
     @classmethod
-    def create(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
-        """A new run in an empty (or new) directory; never overwrites an existing run."""
+    def create(
+        cls, cfg: Config, run_dir: str | Path | None = None, *, origin: dict[str, Any] | None = None
+    ) -> Trainer:
+        """A new run in an empty (or new) directory; never overwrites an existing run.
+        ``origin`` (what the config started from: a preset, the base of the task's kind, a
+        config file) is recorded in ``config.json``."""
         cfg = cfg.validate()
         check_optional_packages(cfg)
         distributed.init()
         path = distributed.main_decides(
             lambda: new_run_dir(cfg, run_dir)
         )  # rank 0 holds the directory
-        return cls._start(cfg, path)
+        return cls._start(cfg, path, origin=origin)
 
     @classmethod
     def resume(
@@ -226,7 +230,9 @@ class Trainer:
         return cls._continue(path, state, total_steps, held[0] if held else None)
 
     @classmethod
-    def create_or_resume(cls, cfg: Config, run_dir: str | Path | None = None) -> Trainer:
+    def create_or_resume(
+        cls, cfg: Config, run_dir: str | Path | None = None, *, origin: dict[str, Any] | None = None
+    ) -> Trainer:
         """Resume the run in ``run_dir`` if it holds a checkpoint of ``cfg`` (``total_steps`` may
         differ), else start ``cfg`` there: one command that a restarting launcher
         (``torchrun --max-restarts``) can repeat (``ppox train --auto-resume``). A directory
@@ -242,11 +248,18 @@ class Trainer:
         state = distributed.main_decides(lambda: _open_for_auto_resume(cfg, path, held))
         lock = held[0] if held else None
         if state is None:
-            return cls._start(cfg, path, lock)
+            return cls._start(cfg, path, lock, origin=origin)
         return cls._continue(path, state, cfg.run.total_steps, lock)
 
     @classmethod
-    def _start(cls, cfg: Config, path: Path, lock: RunLock | None = None) -> Trainer:
+    def _start(
+        cls,
+        cfg: Config,
+        path: Path,
+        lock: RunLock | None = None,
+        *,
+        origin: dict[str, Any] | None = None,
+    ) -> Trainer:
         trainer = cls(cfg, path)
         try:  # the first reset before the directory exists: an env that fails there leaves nothing behind
             if cfg.policy.init_from:
@@ -263,6 +276,8 @@ class Trainer:
             trainer.run_lock = lock
             if is_main():
                 record = {**trainer.cfg.to_dict(), "backends": trainer.backends()}
+                if origin is not None:
+                    record["origin"] = origin
                 (path / "config.json").write_text(json.dumps(record, indent=2))
         except BaseException:
             _give_up(trainer, lock)

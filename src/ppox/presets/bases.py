@@ -1,0 +1,89 @@
+"""Defaults by the task's kind: the base config of ``ppox train --env ID`` when no preset is given.
+
+ppox's library defaults (the ``Config()`` dataclass) are the CartPole preset's. A task without a
+preset starts instead from the base of its kind, decided from its spaces (:func:`task_kind`):
+
+- ``base-pixels``: an image observation (a uint8 Box of rank 3, alone or inside a Dict/Tuple);
+- ``base-continuous``: any Box in the action space (Box, hybrid, or a Dict/Tuple holding one);
+- ``base-discrete``: everything else (Discrete, MultiDiscrete, MultiBinary and their Dict/Tuple).
+
+A run with a memory (``--memory lstm|gru``) adds :data:`MEMORY_OVERLAY` to its base. Every flag the
+user gives still wins over the base. The table, and the runs each choice rests on, are in
+docs/presets.md ("Defaults by kind of task"); the base a run started from is printed at start and
+recorded in its ``config.json`` (``"origin"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymnasium import spaces
+
+from ppox.presets.pixels import ATARI
+
+# Vector observations, discrete actions: the common PPO setup (PPO paper's MuJoCo values, as
+# Stable-Baselines3's defaults) collected from 8 envs, with an entropy bonus (CleanRL's and the
+# RL Zoo's discrete entries use 0.01) for the exploration a discrete task needs.
+_DISCRETE: dict[str, Any] = {
+    "num_envs": 8, "num_steps": 256, "num_epochs": 10, "num_minibatches": 32, "learning_rate": 3e-4,
+    "anneal_lr": True, "gamma": 0.99, "lam": 0.95, "clip_coef": 0.2, "ent_coef": 0.01, "vf_coef": 0.5,
+    "max_grad_norm": 0.5, "total_steps": 1_000_000, "eval_every": 50_000,
+}  # fmt: skip
+
+# Vector observations, continuous actions: the same setup without the entropy bonus, with
+# observation and reward normalization (Huang et al. 2022, "The 37 implementation details of
+# PPO") and σ starting at e^-0.5 ≈ 0.6: ppox's Walker2d, Ant and Pusher presets.
+_CONTINUOUS: dict[str, Any] = {
+    **_DISCRETE, "ent_coef": 0.0, "normalize_obs": True, "scale_reward": True, "init_log_std": -0.5,
+}  # fmt: skip
+
+# Images: the Atari preset's settings (CleanRL's PPO Atari setup) without its game.
+_PIXELS: dict[str, Any] = {k: v for k, v in ATARI.items() if k != "env_id"}
+
+MEMORY_OVERLAY: dict[str, Any] = {
+    "bptt": 32, "num_minibatches": 8, "hidden_sizes": (64,), "memory_size": 64, "normalize_obs": True,
+}  # fmt: skip
+"""Added to the base of a run with ``memory`` on and no preset: training sequences of 32 steps
+(8 per env and rollout), 8 minibatches of whole sequences, one hidden layer after the memory
+(the memory presets' network), normalized observations."""
+
+BASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "base-discrete": ("the base for discrete actions on vector observations (no preset given)", _DISCRETE),
+    "base-continuous": ("the base for continuous actions on vector observations (no preset given)", _CONTINUOUS),
+    "base-pixels": ("the base for image observations (no preset given)", _PIXELS),
+}  # fmt: skip
+"""Name → (description, overrides), listed with the presets."""
+
+
+def _leaves(space: spaces.Space) -> list[spaces.Space]:
+    if isinstance(space, spaces.Dict):
+        return [leaf for s in space.spaces.values() for leaf in _leaves(s)]
+    if isinstance(space, spaces.Tuple):
+        return [leaf for s in space.spaces for leaf in _leaves(s)]
+    return [space]
+
+
+def is_image(space: spaces.Space) -> bool:
+    """A uint8 Box of rank 3: what ppox's CNN encoders read."""
+    return isinstance(space, spaces.Box) and space.dtype == "uint8" and len(space.shape) == 3
+
+
+def task_kind(obs_space: spaces.Space, action_space: spaces.Space) -> tuple[str, str]:
+    """``(base name, why)`` for a task's spaces."""
+    if any(is_image(s) for s in _leaves(obs_space)):
+        return "base-pixels", "image observations"
+    observations = "vector observations"
+    if any(isinstance(s, spaces.Box) for s in _leaves(action_space)):
+        return (
+            "base-continuous",
+            f"continuous actions ({type(action_space).__name__}), {observations}",
+        )
+    return "base-discrete", f"discrete actions ({type(action_space).__name__}), {observations}"
+
+
+def kind_overrides(base: str, memory: str) -> dict[str, Any]:
+    """The overrides of ``base``, with :data:`MEMORY_OVERLAY` when ``memory`` is not ``none``."""
+    overrides = dict(BASES[base][1])
+    if memory != "none" and base != "base-pixels":
+        overrides.update(MEMORY_OVERLAY)
+    return overrides
