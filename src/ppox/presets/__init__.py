@@ -40,6 +40,7 @@ PRESETS: dict[str, Preset] = {
         **TRAFFIC,
         **MEMORY,
         **PIXELS,
+        **BASES,
     }.items()
 }
 DEFAULT_PRESET = "cartpole"
