@@ -118,3 +118,34 @@ def test_llm_trl_report_is_rebuilt_from_the_committed_runs(tmp_path: Path) -> No
                     "--out", str(out)], check=True, capture_output=True)  # fmt: skip
     rebuilt = (out / "results.md").read_text().replace(str(out), "benchmarks/results/llm_trl")
     assert rebuilt == (committed / "results.md").read_text()
+
+
+def test_the_suite_runs_skips_finished_runs_and_reports(tmp_path: Path) -> None:
+    """benchmarks/suite.py: a second call runs nothing finished again, and the table shows the
+    seeds with their IQM and the published numbers."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "suite.py"), "run", "--presets", "invertedpendulum",
+           "--seeds", "1", "2", "--budget", "invertedpendulum=2048", "--runs-dir", str(runs), "--out-dir", str(out)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "invertedpendulum-s2: finished" in r.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert "invertedpendulum-s1: done before" in again.stdout
+    table = (out / "results.md").read_text()
+    assert "| invertedpendulum | 2 | 0.00M |" in table and "1000 (1M, Tianshou" in table
+    assert "| halfcheetah |" not in table  # only the presets asked for
+
+
+def test_defaults_against_sb3_runs_both(tmp_path: Path) -> None:
+    pytest.importorskip("stable_baselines3")
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "defaults_sb3.py"), "run", "--tasks",
+                        "InvertedPendulum-v5", "--seeds", "1", "--steps", "1024", "--runs-dir", str(runs),
+                        "--out-dir", str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0 and "failed" not in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())["tasks"]["InvertedPendulum-v5"]
+    assert res["ppox"]["seeds"] == [1] and res["sb3"]["seeds"] == [1]
+    origin = json.loads((runs / "ppox-InvertedPendulum-v5-s1" / "config.json").read_text())[
+        "origin"
+    ]
+    assert origin["base"] == "base-continuous"

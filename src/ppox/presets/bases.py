@@ -19,6 +19,7 @@ from typing import Any
 
 from gymnasium import spaces
 
+from ppox.config import Config, flat_values
 from ppox.presets.pixels import ATARI
 
 # Vector observations, discrete actions: the common PPO setup (PPO paper's MuJoCo values, as
@@ -87,3 +88,29 @@ def kind_overrides(base: str, memory: str) -> dict[str, Any]:
     if memory != "none" and base != "base-pixels":
         overrides.update(MEMORY_OVERLAY)
     return overrides
+
+
+def bases_markdown() -> str:
+    """The table of bases for docs/presets.md: every field a base sets, per base, beside the
+    library default (the CartPole preset's) and the memory overlay (a test keeps the page in
+    sync)."""
+    defaults = flat_values(Config())
+    names = list(BASES)
+    fields = sorted({k for _, ov in BASES.values() for k in ov} | set(MEMORY_OVERLAY))
+
+    def show(v: Any) -> str:
+        if isinstance(v, tuple):  # as on the command line
+            return ",".join(map(str, v)) if v else "''"
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    lines = [
+        "| field | library default | "
+        + " | ".join(f"`{n}`" for n in names)
+        + " | memory overlay |",
+        "|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for f in fields:
+        cells = [show(BASES[n][1][f]) if f in BASES[n][1] else "·" for n in names]
+        overlay = show(MEMORY_OVERLAY[f]) if f in MEMORY_OVERLAY else "·"
+        lines.append(f"| `{f}` | {show(defaults[f])} | " + " | ".join(cells) + f" | {overlay} |")
+    return "\n".join(lines) + "\n"
