@@ -99,6 +99,13 @@ def test_the_base_is_printed_and_recorded(tmp_path: Path, capsys: pytest.Capture
     assert "a tuned preset exists" not in out
 
 
+def test_the_python_api_starts_where_the_command_does():
+    import ppox
+
+    cfg, _ = _start("--env-id", "Pendulum-v1", "--seed", "3", "--num-epochs", "4")
+    assert ppox.config_for("Pendulum-v1", seed=3, num_epochs=4) == cfg
+
+
 def test_a_task_with_a_preset_is_pointed_to_it(capsys: pytest.CaptureFixture[str]):
     from ppox.cli import describe_origin
 

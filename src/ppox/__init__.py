@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers; at run time they loa
     from ppox.io.policy import Policy, load_policy
     from ppox.nn.encoders import register_encoder
     from ppox.presets import PRESETS, get_preset
+    from ppox.presets.bases import config_for
     from ppox.training.trainer import Trainer, train
 
 _LAZY = {
@@ -28,7 +29,7 @@ _LAZY = {
     "PpoxError": "ppox.errors",
     "evaluate": "ppox.io.evaluate", "Policy": "ppox.io.policy", "load_policy": "ppox.io.policy",
     "register_encoder": "ppox.nn.encoders", "PRESETS": "ppox.presets",
-    "get_preset": "ppox.presets", "Trainer": "ppox.training.trainer",
+    "get_preset": "ppox.presets", "config_for": "ppox.presets.bases", "Trainer": "ppox.training.trainer",
     "train": "ppox.training.trainer",
 }  # fmt: skip
 """Public name → its module. ``import ppox`` imports none of them (torch, Gymnasium and the rest
@@ -58,6 +59,7 @@ __all__ = [
     "PpoxError",
     "RunConfig",
     "Trainer",
+    "config_for",
     "evaluate",
     "get_preset",
     "load_policy",

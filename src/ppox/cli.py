@@ -489,25 +489,13 @@ def start_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
         name = args.preset or DEFAULT_PRESET
         cfg, origin = get_preset(name).config(), {"preset": name}
     else:
+        from ppox.presets.bases import kind_base
+
         cfg, origin = kind_base(overrides)
     cfg = cfg.replace(**overrides).validate()
     if cfg.run.run_dir is not None:
         check_writable_dir("--run-dir", Path(cfg.run.run_dir))
     return cfg, origin
-
-
-def kind_base(overrides: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
-    """The base config for the task the flags name (its kind read from its spaces) and the
-    origin record: ``{"base": name, "kind": why, "memory": bool}``."""
-    from ppox.envs.make import probe_spaces
-    from ppox.presets.bases import kind_overrides, task_kind
-
-    probe = Config().replace(**overrides)
-    obs_space, action_space = probe_spaces(probe.env)
-    base, why = task_kind(obs_space, action_space)
-    memory = probe.policy.memory != "none" and base != "base-pixels"
-    cfg = Config().replace(**kind_overrides(base, probe.policy.memory))
-    return cfg, {"base": base, "kind": why, "memory_overlay": memory}
 
 
 def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
@@ -653,6 +641,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         preset = args.preset or DEFAULT_PRESET
         start = get_preset(preset).config()
     else:  # as ppox train: the base of the task's kind
+        from ppox.presets.bases import kind_base
+
         start, origin = kind_base(overrides)
         preset = origin["base"]
     base = start.replace(**{"threads": 1, **overrides})

@@ -15,6 +15,7 @@ recorded in its ``config.json`` (``"origin"``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gymnasium import spaces
@@ -80,6 +81,31 @@ def task_kind(obs_space: spaces.Space, action_space: spaces.Space) -> tuple[str,
             f"continuous actions ({type(action_space).__name__}), {observations}",
         )
     return "base-discrete", f"discrete actions ({type(action_space).__name__}), {observations}"
+
+
+def kind_base(overrides: Mapping[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """The base config for the task that ``overrides`` (flat config fields, ``env_id`` among
+    them) name, its kind read from the spaces of one env made for the purpose, and the origin a
+    run records: ``{"base": name, "kind": why, "memory_overlay": bool}``. The overrides are not
+    applied."""
+    from ppox.envs.make import probe_spaces
+
+    probe = Config().replace(**overrides)
+    obs_space, action_space = probe_spaces(probe.env)
+    base, why = task_kind(obs_space, action_space)
+    memory = probe.policy.memory != "none" and base != "base-pixels"
+    cfg = Config().replace(**kind_overrides(base, probe.policy.memory))
+    return cfg, {"base": base, "kind": why, "memory_overlay": memory}
+
+
+def config_for(env_id: str, **overrides: Any) -> Config:
+    """The config ``ppox train --env-id ENV_ID`` with these fields as flags runs: the base of the
+    task's kind (:func:`task_kind`), changed by ``overrides``, validated::
+
+        cfg = ppox.config_for("Hopper-v5", seed=3)   # base-continuous, seed 3
+    """
+    cfg, _ = kind_base({"env_id": env_id, **overrides})
+    return cfg.replace(env_id=env_id, **overrides).validate()
 
 
 def kind_overrides(base: str, memory: str) -> dict[str, Any]:
