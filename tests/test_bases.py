@@ -120,3 +120,14 @@ def test_every_base_is_valid_and_the_docs_show_the_table():
     assert bases_markdown() in page, (
         "docs/presets.md: paste the output of ppox.presets.bases.bases_markdown()"
     )
+
+
+def test_ablate_with_an_env_and_no_preset_starts_from_the_kind_base(tmp_path: Path):
+    out = tmp_path / "abl"
+    argv = ["ablate", "--env-id", "Acrobot-v1", "--total-steps", "512", "--eval-every", "0", "--eval-episodes", "1",
+            "--no-tensorboard", "--seeds", "1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((out / "ablation.json").read_text())
+    assert manifest["preset"] == "base-discrete"
+    run = json.loads((out / "runs" / "base-s1" / "config.json").read_text())
+    assert run["ppo"]["num_epochs"] == BASES["base-discrete"][1]["num_epochs"]

@@ -485,17 +485,23 @@ def start_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
         trusted = getattr(args, "trust_imports", False)
         check_imports(cfg, f"--config {args.config}", trusted, typed=overrides)
         origin: dict[str, Any] = {"config": str(args.config)}
-    elif args.preset or "env_id" not in overrides:
-        name = args.preset or DEFAULT_PRESET
-        cfg, origin = get_preset(name).config(), {"preset": name}
     else:
-        from ppox.presets.bases import kind_base
-
-        cfg, origin = kind_base(overrides)
+        cfg, origin = preset_or_base(args.preset, overrides)
     cfg = cfg.replace(**overrides).validate()
     if cfg.run.run_dir is not None:
         check_writable_dir("--run-dir", Path(cfg.run.run_dir))
     return cfg, origin
+
+
+def preset_or_base(preset: str | None, overrides: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """The named preset; else, when the flags name an env, the base of the task's kind; else the
+    default preset. Returns the config before the flags and the origin record."""
+    if preset or "env_id" not in overrides:
+        name = preset or DEFAULT_PRESET
+        return get_preset(name).config(), {"preset": name}
+    from ppox.presets.bases import kind_base
+
+    return kind_base(overrides)
 
 
 def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
@@ -637,14 +643,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                 f"--{name.replace('_', '-')} is set per run by ppox ablate (use --seeds / --out)"
             )
     check_writable_dir("--out", args.out)
-    if args.preset or "env_id" not in overrides:
-        preset = args.preset or DEFAULT_PRESET
-        start = get_preset(preset).config()
-    else:  # as ppox train: the base of the task's kind
-        from ppox.presets.bases import kind_base
-
-        start, origin = kind_base(overrides)
-        preset = origin["base"]
+    start, origin = preset_or_base(args.preset, overrides)  # as ppox train
+    preset = origin.get("preset") or origin["base"]
     base = start.replace(**{"threads": 1, **overrides})
     variants = [parse_variant(v) for v in args.variant]
     jobs = plan(base, variants, args.seeds, args.out)
