@@ -81,9 +81,11 @@ PUBLISHED: dict[str, list[tuple[str, float, int]]] = {
     "bipedalwalker": [(ZOO, 287.9, 5_000_000)],
     "bipedalwalker-hardcore": [(ZOO, 122.4, 100_000_000)],
 }
-"""The best published PPO returns found for each task (docs/presets.md discusses the metrics:
-the Zoo's is one agent, Tianshou's the best evaluation along the way, CleanRL's training
-episodes of the stochastic policy)."""
+"""The published PPO returns found for each task. Their protocols differ: the Zoo's is one
+trained agent, Tianshou's the best evaluation along the way, CleanRL's the last training episodes
+of the stochastic policy."""
+
+SHORT = {ZOO: "RL Zoo", CLEANRL: "CleanRL", TIANSHOU: "Tianshou"}
 
 SOURCES = {
     ZOO: "https://github.com/DLR-RM/rl-baselines3-zoo/blob/master/benchmark.md",
@@ -213,17 +215,22 @@ def markdown(rows: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         f"Generated {meta['generated']} by `benchmarks/suite.py report`. Score of a run: the final "
         "evaluation (mean return of the deterministic policy over the preset's evaluation episodes, "
         "at the end of its step budget). IQM over seeds with a 95% stratified-bootstrap interval "
-        "(`ppox.analysis.metrics.bootstrap_ci`, 5000 resamples). Published numbers: the best found "
-        "per task at the same budget, with their own protocols (below).",
+        "(`ppox.analysis.metrics.bootstrap_ci`, 5000 resamples). Published numbers: the PPO results "
+        "found per task, each with its own protocol (below); Tianshou's is the best evaluation along "
+        "the way, an upper bound for a final score.",
         "",
-        "| preset | seeds | steps | per seed | IQM [95% CI] | median | best published (budget) | wall time per run |",
+        "| preset | seeds | steps | per seed | IQM [95% CI] | median | published PPO (1M steps unless said) | wall time per run |",
         "|---|---:|---:|---|---|---:|---|---:|",
     ]
     for preset, row in rows.items():
         runs = row["runs"]
-        pub = max(row["published"], key=lambda p: p[1], default=None)
         pub_text = (
-            "–" if pub is None else f"{_f(pub[1])} ({pub[2] / 1e6:g}M, {pub[0].split(' (')[0]})"
+            " · ".join(
+                f"{SHORT[src]} {_f(value)}"
+                + ("" if budget == 1_000_000 else f" ({budget / 1e6:g}M)")
+                for src, value, budget in row["published"]
+            )
+            or "–"
         )
         if not runs:
             lines.append(f"| {preset} | 0 | – | not run yet | – | – | {pub_text} | – |")

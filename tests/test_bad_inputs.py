@@ -309,3 +309,19 @@ def test_an_output_file_that_cannot_be_written_is_one_line(
         ["plot", str(run), "--out", "/proc/ppox-curves.png"],
         "--out '/proc/ppox-curves.png'",
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "x", "--metric-window=--"],
+        ["eval", "x", "--episodes=--"],
+        ["train", "--num-steps=--"],
+    ],
+)
+def test_an_option_given_the_end_of_options_marker_as_its_value_is_refused(argv: list[str]) -> None:
+    """argparse reads ``--opt=--`` as an empty list; ppox's parser says the value is missing."""
+    with pytest.raises(
+        ppox.cli.UsageError, match=f"argument {argv[-1].split('=')[0]}: expected one argument"
+    ):
+        build_parser().parse_args(argv)

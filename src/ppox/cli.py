@@ -71,6 +71,13 @@ class Parser(argparse.ArgumentParser):
             message += " (an on/off flag takes no value: --flag or --no-flag)"
         raise UsageError(message)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # argparse reads `--opt=--` as an empty list for a one-value option (the `--` is dropped
+        # as the end-of-options marker), which would reach the command as a value
+        if action.option_strings and action.nargs is None and arg_strings in ([], ["--"]):
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
         ns, extras = self.parse_known_args(args, namespace)
         if extras:
