@@ -677,16 +677,13 @@ def _check_rules(c: Config) -> None:
             f"{MAX_ASYNC_ENVS} env processes (use 'sync', or env_backend='envpool')"
         )
     p = c.policy
-    if p.sigma_mode != "sde" and (p.sde_sample_freq != 0 or p.sde_learn_features):
-        name, value = (
-            ("sde_sample_freq", p.sde_sample_freq)
-            if p.sde_sample_freq != 0
-            else ("sde_learn_features", True)
-        )
-        raise ConfigError(
-            f"{name}={value!r} needs sigma_mode='sde' (got sigma_mode={p.sigma_mode!r}); it "
-            "would be ignored"
-        )
+    sde_fields = {"sde_sample_freq": p.sde_sample_freq, "sde_learn_features": p.sde_learn_features}
+    for name, value in sde_fields.items():
+        if value and p.sigma_mode != "sde":  # both default to 0 / False
+            raise ConfigError(
+                f"{name}={value!r} needs sigma_mode='sde' (got sigma_mode={p.sigma_mode!r}); it "
+                "would be ignored"
+            )
     if e.max_episode_steps is not None and "max_episode_steps" in e.env_kwargs:
         raise ConfigError(
             "max_episode_steps is given twice, as a field and in env_kwargs; keep the field"

@@ -63,7 +63,11 @@ class NumpyKernel(Protocol):
     ``out`` is the head's output layers (:attr:`out_layers`, ``Linear`` maps of the features)
     applied to the features and concatenated, ``[B, Σ out_features]``; everything after those
     layers (temperature, masks, σ, clamping) is the kernel's. A kernel must give the same
-    numbers as the head's torch distribution (a differential test per kernel checks it)."""
+    numbers as the head's torch distribution (a differential test per kernel checks it).
+
+    A kernel whose acting needs the actor's last hidden features (gSDE's noise is a function of
+    them) sets ``reads_features = True``; its :meth:`act` is then called with ``features=`` ``[B,
+    F]`` as well (absent means False)."""
 
     out_layers: list[nn.Linear]
 

@@ -22,7 +22,7 @@ from ppox.distributions.base import ActionHead
 from ppox.distributions.categorical import CategoricalHead, check_mask
 from ppox.distributions.composite import CompositeHead, HybridHead, hybrid_parts
 from ppox.distributions.multi_categorical import JointCategoricalHead, MultiCategoricalHead
-from ppox.distributions.normal import LOG_STD_MAX, LOG_STD_MIN, GaussianHead
+from ppox.distributions.normal import LOG_STD_MAX, LOG_STD_MIN, GaussianHead, SigmaMixin
 from ppox.errors import EnvError
 
 HeadBuilder = Callable[[spaces.Space, int, PolicyConfig], ActionHead]
@@ -51,6 +51,14 @@ def make_head(space: spaces.Space, in_features: int, cfg: PolicyConfig) -> Actio
     raise EnvError(
         f"action space {space} is not supported; supported action spaces: {supported_spaces()}"
     )
+
+
+def draws_from_a_gaussian(space: spaces.Space) -> bool:
+    """Whether the head the registry builds for ``space`` draws some part of the action from a
+    Gaussian (a Box, a hybrid's parameters, a Box inside a Dict or Tuple, a registered head with
+    a σ): what makes a task "continuous" for the bases of ``ppox.presets.bases``."""
+    head = make_head(space, 1, PolicyConfig())
+    return any(isinstance(m, SigmaMixin) for m in head.modules())
 
 
 @register_head(spaces.Discrete)

@@ -212,7 +212,6 @@ class GaussianKernel:
         self.state_sigma = head.sigma_mode == "state"
         self.sde = head.sigma_mode == "sde"
         self.reads_features = self.sde  # act() takes the actor's features (gSDE's φ)
-        self.noise_every = head.noise_every if self.sde else None
         self.dim = head.action_shape[0]
         self.out_layers: list[nn.Linear] = [head.mean] + (
             [head.log_std_layer] if self.state_sigma else []
@@ -225,7 +224,8 @@ class GaussianKernel:
         self.log_std: np.ndarray | None = None
         self.log_std_grad: np.ndarray | None = None
         if self.sde:  # acting only: the NumPy update does not serve gSDE (training/backends.py)
-            self.log_scale = self.head.log_std.detach().numpy()
+            log_scale = self.head.log_std.detach().numpy()  # [F, d], fixed for a rollout
+            self.scale, self.variance_scale = np.exp(log_scale), np.exp(2 * log_scale)
         elif not self.state_sigma:
             log_std = self.head.log_std
             self.log_std = log_std.detach().numpy()
@@ -238,7 +238,7 @@ class GaussianKernel:
         :meth:`GaussianHead.draw_noise` draws them on the torch path."""
         if self.sde:
             f = self.head.log_std.shape[0]
-            every = self.noise_every or steps
+            every = self.head.noise_every or steps
             draws = [
                 torch.randn((num_envs, f, self.dim), generator=generator).numpy()
                 for _ in range(0, steps, every)
@@ -276,10 +276,9 @@ class GaussianKernel:
         self, mean: np.ndarray, eps: np.ndarray, latent: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """:class:`SDENormal`'s sample and log-density in NumPy."""
-        scale = np.exp(self.log_scale)  # [F, d]
-        noise = np.matmul(latent[:, None, :], eps * scale)[:, 0]  # [B, d]
+        noise = np.matmul(latent[:, None, :], eps * self.scale)[:, 0]  # [B, d]
         log_std = 0.5 * np.log(
-            np.square(latent) @ np.exp(2 * self.log_scale) + np.float32(SDE_VARIANCE_FLOOR)
+            np.square(latent) @ self.variance_scale + np.float32(SDE_VARIANCE_FLOOR)
         )
         z = noise * np.exp(-log_std)
         logp = (-0.5 * np.square(z) - log_std - np.float32(LOG_SQRT_2PI)).sum(-1)

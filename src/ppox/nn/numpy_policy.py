@@ -316,32 +316,23 @@ class NumpyActorCritic:
         the same draw, to float32 rounding."""
         if obs.ndim != 2:
             obs = obs.reshape(obs.shape[0], -1)
+        h = None  # the actor's features, for a kernel that reads them (gSDE's φ)
+        if self._plan:
+            if self.kernel_reads_features:  # stop before the output block to keep them
+                x = _run(self._plan[:-1], obs)  # [actor features | critic features]
+                h = x[:, : self.actor.layers[-1].w.shape[0]]
+                both = _run(self._plan[-1:], x)
+            else:
+                both = _run(self._plan, obs)
+            out, value = both[:, :-1], both[:, -1]
+        else:
+            h = _run(self._actor_plan, obs)
+            c = h if self.shared else _run(self._critic_plan, obs)
+            out, value = _run(self._out_plan, h), _run(self._value_plan, c)[:, 0]
         if self.kernel_reads_features:
-            return self._act_with_features(obs, noise, mask)
-        if self._plan:
-            both = _run(self._plan, obs)
-            out, value = both[:, :-1], both[:, -1]
+            action, logp = self.kernel.act(out, noise, mask, features=h)  # type: ignore[call-arg]
         else:
-            h = _run(self._actor_plan, obs)
-            c = h if self.shared else _run(self._critic_plan, obs)
-            out, value = _run(self._out_plan, h), _run(self._value_plan, c)[:, 0]
-        action, logp = self.kernel.act(out, noise, mask)
-        return action, logp, value
-
-    def _act_with_features(
-        self, obs: np.ndarray, noise: np.ndarray, mask: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`act` for a kernel that also reads the actor's features (gSDE's φ)."""
-        if self._plan:
-            x = _run(self._plan[:-1], obs)  # [actor features | critic features]
-            h = x[:, : self.actor.layers[-1].w.shape[0]]
-            both = _run(self._plan[-1:], x)
-            out, value = both[:, :-1], both[:, -1]
-        else:
-            h = _run(self._actor_plan, obs)
-            c = h if self.shared else _run(self._critic_plan, obs)
-            out, value = _run(self._out_plan, h), _run(self._value_plan, c)[:, 0]
-        action, logp = self.kernel.act(out, noise, mask, features=h)  # type: ignore[call-arg]
+            action, logp = self.kernel.act(out, noise, mask)
         return action, logp, value
 
     # --- training --------------------------------------------------------------------------------

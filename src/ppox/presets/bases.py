@@ -4,7 +4,8 @@ ppox's library defaults (the ``Config()`` dataclass) are the CartPole preset's. 
 preset starts instead from the base of its kind, decided from its spaces (:func:`task_kind`):
 
 - ``base-pixels``: an image observation (a uint8 Box of rank 3, alone or inside a Dict/Tuple);
-- ``base-continuous``: any Box in the action space (Box, hybrid, or a Dict/Tuple holding one);
+- ``base-continuous``: an action space whose head draws from a Gaussian (Box, hybrid, or a
+  Dict/Tuple holding a Box; the head registry decides);
 - ``base-discrete``: everything else (Discrete, MultiDiscrete, MultiBinary and their Dict/Tuple).
 
 A run with a memory (``--memory lstm|gru``) adds :data:`MEMORY_OVERLAY` to its base. Every flag the
@@ -21,6 +22,7 @@ from typing import Any
 from gymnasium import spaces
 
 from ppox.config import Config, flat_values
+from ppox.distributions.heads import draws_from_a_gaussian
 from ppox.presets.pixels import ATARI
 
 # Vector observations, discrete actions: the common PPO setup (PPO paper's MuJoCo values, as
@@ -75,7 +77,7 @@ def task_kind(obs_space: spaces.Space, action_space: spaces.Space) -> tuple[str,
     if any(is_image(s) for s in _leaves(obs_space)):
         return "base-pixels", "image observations"
     observations = "vector observations"
-    if any(isinstance(s, spaces.Box) for s in _leaves(action_space)):
+    if draws_from_a_gaussian(action_space):  # the head registry decides, not the space's type
         return (
             "base-continuous",
             f"continuous actions ({type(action_space).__name__}), {observations}",
