@@ -33,11 +33,11 @@ IMAGE = spaces.Box(0, 255, (4, 84, 84), np.uint8)
         (IMAGE, spaces.Discrete(4), "base-pixels"),
         (IMAGE, BOX, "base-pixels"),
         (spaces.Dict({"frame": IMAGE, "speed": BOX}), spaces.Discrete(4), "base-pixels"),
-        (
-            spaces.Box(0, 255, (84, 84), np.uint8),
-            spaces.Discrete(4),
-            "base-discrete",
-        ),  # rank 2: no CNN
+        # images as ppox's encoders read them (ppox.types.is_image): HW frames and binary planes
+        # are images; uint8 arrays with other bounds and float arrays are vectors
+        (spaces.Box(0, 255, (84, 84), np.uint8), spaces.Discrete(4), "base-pixels"),
+        (spaces.Box(0, 1, (4, 10, 10), np.uint8), spaces.Discrete(4), "base-pixels"),
+        (spaces.Box(0, 10, (4, 84, 84), np.uint8), spaces.Discrete(4), "base-discrete"),
         (spaces.Box(0.0, 1.0, (4, 84, 84), np.float32), spaces.Discrete(4), "base-discrete"),
     ],
 )

@@ -3,7 +3,8 @@
 ppox's library defaults (the ``Config()`` dataclass) are the CartPole preset's. A task without a
 preset starts instead from the base of its kind, decided from its spaces (:func:`task_kind`):
 
-- ``base-pixels``: an image observation (a uint8 Box of rank 3, alone or inside a Dict/Tuple);
+- ``base-pixels``: an image observation, as ppox's encoders read one (:func:`ppox.types.is_image`:
+  uint8, 2 or 3 dimensions, bounds [0, 255] or [0, 1]), alone or inside a Dict/Tuple;
 - ``base-continuous``: an action space whose head draws from a Gaussian (Box, hybrid, or a
   Dict/Tuple holding a Box; the head registry decides);
 - ``base-discrete``: everything else (Discrete, MultiDiscrete, MultiBinary and their Dict/Tuple).
@@ -24,6 +25,7 @@ from gymnasium import spaces
 from ppox.config import Config, flat_values
 from ppox.distributions.heads import draws_from_a_gaussian
 from ppox.presets.pixels import ATARI
+from ppox.types import ObsLayout
 
 # Vector observations, discrete actions: the common PPO setup (PPO paper's MuJoCo values, as
 # Stable-Baselines3's defaults) collected from 8 envs, with an entropy bonus (CleanRL's and the
@@ -59,22 +61,9 @@ BASES: dict[str, tuple[str, dict[str, Any]]] = {
 """Name → (description, overrides), listed with the presets."""
 
 
-def _leaves(space: spaces.Space) -> list[spaces.Space]:
-    if isinstance(space, spaces.Dict):
-        return [leaf for s in space.spaces.values() for leaf in _leaves(s)]
-    if isinstance(space, spaces.Tuple):
-        return [leaf for s in space.spaces for leaf in _leaves(s)]
-    return [space]
-
-
-def is_image(space: spaces.Space) -> bool:
-    """A uint8 Box of rank 3: what ppox's CNN encoders read."""
-    return isinstance(space, spaces.Box) and space.dtype == "uint8" and len(space.shape) == 3
-
-
 def task_kind(obs_space: spaces.Space, action_space: spaces.Space) -> tuple[str, str]:
     """``(base name, why)`` for a task's spaces."""
-    if any(is_image(s) for s in _leaves(obs_space)):
+    if any(leaf.kind == "image" for leaf in ObsLayout(obs_space).leaves.values()):
         return "base-pixels", "image observations"
     observations = "vector observations"
     if draws_from_a_gaussian(action_space):  # the head registry decides, not the space's type
