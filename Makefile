@@ -5,8 +5,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.ppox-installed
 EXTRAS := $(VENV)/.ppox-extras-installed
+DOCS   := $(VENV)/.ppox-docs-installed
 
-.PHONY: setup train test test-all lint bench clean docs
+.PHONY: setup train test test-all lint bench clean docs docs-site
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,27 +19,33 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The optional backends (SUMO for ppox/Traffic-v0, EnvPool: ~1 GB with their assets), POPGym's
-# tasks, Atari (ale-py, OpenCV), MinAtar, the language-model stack (transformers, peft), W&B and ONNX: `make train` does without them, `make test` installs
-# them so their tests run instead of skipping.
+# tasks, Atari (ale-py, OpenCV), MinAtar, the language-model stack (transformers, peft), W&B, ONNX and
+# the documentation site's tools: `make train` does without them, `make test` installs them so their
+# tests run instead of skipping.
 $(EXTRAS): $(STAMP)
-	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym,atari,minatar,llm,wandb,export]"
-	touch $(EXTRAS)
+	$(PIP) install --quiet -e ".[dev,bench,traffic,envpool,popgym,atari,minatar,llm,wandb,export,docs]"
+	touch $(EXTRAS) $(DOCS)
+
+$(DOCS): $(STAMP)
+	$(PIP) install --quiet -e ".[docs]"
+	touch $(DOCS)
 
 setup: $(STAMP)
 
 train: $(STAMP)
 	$(VENV)/bin/ppox train $(ARGS)
 
-# The tests start with the lint checks, so CI (.ci/run = make test) fails on unformatted code too.
-test: $(EXTRAS) lint
+# The tests start with the lint checks and the documentation site's strict build, so CI (.ci/run =
+# make test) fails on unformatted code, a broken link or a translation out of step too.
+test: $(EXTRAS) lint docs-site
 	$(PY) -m pytest -q $(ARGS)
 
 test-all: $(EXTRAS)
 	$(PY) -m pytest -q -m "" $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
+	$(VENV)/bin/ruff format --check src tests benchmarks examples tools
 	$(VENV)/bin/mypy src/ppox
 
 clean:
@@ -47,3 +54,9 @@ clean:
 docs: $(STAMP)
 	$(PY) -c "from ppox.config import config_markdown; print(config_markdown(), end='')" > docs/config.md
 	$(PY) -c "from ppox.llm.config import llm_config_markdown; print(llm_config_markdown(), end='')" > docs/llm_config.md
+
+# The documentation site, English and Chinese, into site/ (not committed). --strict: a broken link
+# or anchor, a page missing from a language, a reference that does not resolve fails the build.
+docs-site: $(DOCS)
+	$(PY) tools/docs_i18n.py --all
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # not --quiet: it hides the warnings --strict counts

@@ -177,6 +177,14 @@ def anchors(path: Path) -> set[str]:
     return out
 
 
+def english_twin(path: Path) -> Path:
+    """A Chinese page (``X.zh.md``) carries its English page's anchors on the site (the build
+    gives each translated heading the English heading's id; tools/docs_hooks.py)."""
+    if path.name.endswith(".zh.md"):
+        return path.with_name(path.name.removesuffix(".zh.md") + ".md")
+    return path
+
+
 def broken_links(path: Path, root: Path = ROOT) -> Iterator[str]:
     text = path.read_text(encoding="utf-8")
     for number, line in prose_lines(text):
@@ -191,7 +199,7 @@ def broken_links(path: Path, root: Path = ROOT) -> Iterator[str]:
                 yield f"{where} (outside the repository)"
             elif not dest.exists():
                 yield f"{where} (no such file)"
-            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(english_twin(dest)):
                 yield f"{where} (no heading with that anchor)"
 
 

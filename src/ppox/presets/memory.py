@@ -34,7 +34,7 @@ MEMORY: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     # After the RL Zoo's PendulumNoVel-v1 entry (4 envs × 1024 steps, 10 epochs, lr 1e-3, γ 0.9,
-    # λ 0.95) without gSDE, which ppox does not have. The entry leaves RecurrentPPO's minibatch of
+    # λ 0.95) without the entry's gSDE (`sigma_mode=sde`, not measured on this task). The entry leaves RecurrentPPO's minibatch of
     # 128 steps and a constant learning rate; ppox trains on minibatches of one 64-step sequence
     # (K = 64) and anneals the learning rate (its default).
     "pendulum-novel": (

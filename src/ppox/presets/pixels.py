@@ -48,7 +48,7 @@ PIXELS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     **{
         f"minatar-{name.lower()}": (
-            f"MinAtar {name} (10×10 binary planes), small CNN, {MINATAR['total_steps'] // 1_000_000}M steps",
+            f"MinAtar {name} (10×10 binary planes), MinAtar CNN, {MINATAR['total_steps'] // 1_000_000}M steps",
             {"env_id": f"ppox/MinAtar-{name}-v1", **MINATAR},
         )
         for name in MINATAR_GAMES
