@@ -185,6 +185,15 @@ def check_reinforce(
             "baseline": learner.baseline_mean}  # fmt: skip
 
 
+TRPO = dict(algo="trpo", norm_adv="batch", max_grad_norm=0.5, learning_rate=0.01)
+
+
+def check_trpo(rank: int) -> dict[str, Any]:
+    learner = Learner(model(), cfg_for(16, **TRPO), torch.Generator().manual_seed(0))
+    metrics = learner.update(share(full_batch(2 * 16, noise=0.0), rank), progress=0.0)
+    return {"params": learner.flat.flat.detach().clone(), "metrics": metrics}
+
+
 SCOPE_N = 32  # samples per worker in the advantage-scope checks
 SCOPE_T = 8  # steps per env in the rollout ones (two envs per worker)
 SCOPE_OFFSETS = {0: (6.0, 0.0), 1: (-2.0, 3.0)}  # mean advantage of each worker's env 0 and env 1
@@ -298,6 +307,7 @@ CHECKS: dict[str, Callable[[int], dict[str, Any]]] = {
     "adv_per_worker": lambda r: check_many_steps(r, norm_adv_scope="per_worker"),
     "grad_ignore": lambda r: check_many_steps(r, grad_clip="ignore", max_grad_norm=0.6),
     "reinforce": check_reinforce,
+    "trpo": lambda r: check_trpo(r),
     "reinforce_no_episode_on_rank_1": lambda r: check_reinforce(r, 4, None if r == 0 else []),
     "statistics": check_statistics,
     **{
@@ -414,6 +424,22 @@ def test_reinforce_with_unequal_shares_matches_the_concatenated_rollout(pair) ->
         )
         assert pair[rank]["reinforce"]["baseline"] == pytest.approx(one.baseline_mean, rel=1e-6)
     assert torch.equal(pair[0]["reinforce"]["params"], pair[1]["reinforce"]["params"])
+
+
+def test_trpo_on_two_workers_takes_the_single_process_step_of_the_concatenated_batch(pair) -> None:
+    """All-reduced gradient and Fisher-vector products, line-search decisions on the global
+    surrogate and KL, then the critic's step: the same parameters as one process on both
+    shares, and bit-identical replicas."""
+    one = Learner(model(), cfg_for(2 * 16, **TRPO), torch.Generator().manual_seed(0))
+    m = one.update(full_batch(2 * 16, noise=0.0), progress=0.0)
+    assert m["line_search_fraction"] > 0 and 0 < m["approx_kl"] <= 0.01
+    for rank in range(WORLD):
+        torch.testing.assert_close(
+            pair[rank]["trpo"]["params"], one.flat.flat.detach(), rtol=1e-4, atol=1e-6
+        )
+        assert pair[rank]["trpo"]["metrics"]["line_search_tries"] == m["line_search_tries"]
+        assert pair[rank]["trpo"]["metrics"]["approx_kl"] == pytest.approx(m["approx_kl"], rel=1e-4)
+    assert torch.equal(pair[0]["trpo"]["params"], pair[1]["trpo"]["params"])
 
 
 def pick_envs(r: Rollout, order: list[int]) -> Rollout:

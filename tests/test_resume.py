@@ -108,8 +108,9 @@ def test_in_process_resume_of_a_continuous_task_is_exact(tmp_path: Path, interru
             "advantage": "nstep",
             "minibatch_order": "fixed",
         },
+        {"algo": "trpo", "max_kl": 0.02, "norm_adv": "batch"},
     ],
-    ids=["penalty", "reinforce", "ignore"],
+    ids=["penalty", "reinforce", "ignore", "trpo"],
 )
 def test_resume_is_exact_with_the_family_state(
     tmp_path: Path, switches: dict, interrupted_run

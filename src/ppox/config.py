@@ -45,7 +45,7 @@ SigmaMode = Literal["independent", "fixed", "state", "sde"]
 ActionBound = Literal["clip", "rescale"]
 MultiDiscreteHead = Literal["factored", "flat"]
 HybridMode = Literal["independent", "autoregressive", "type_given_params"]
-Algo = Literal["ppo-clip", "ppo-penalty", "reinforce"]
+Algo = Literal["ppo-clip", "ppo-penalty", "reinforce", "trpo"]
 AdvantageKind = Literal["gae", "nstep", "mc"]
 MinibatchOrder = Literal["transitions", "trajectories", "fixed"]
 Memory = Literal["none", "lstm", "gru"]
@@ -303,9 +303,11 @@ class PPOConfig:
 
     algo: Algo = "ppo-clip"
     """`ppo-clip`, `ppo-penalty` (the adaptive KL penalty of "Proximal Policy Optimization
-    Algorithms", Schulman et al. 2017, §4) or `reinforce` (Monte Carlo reward-to-go with a
-    baseline, as in the PPO × Family course's policy-gradient tutorial); all share the
-    collector and the learner."""
+    Algorithms", Schulman et al. 2017, §4), `reinforce` (Monte Carlo reward-to-go with a
+    baseline, as in the PPO × Family course's policy-gradient tutorial) or `trpo` (the KL as a
+    hard constraint: a natural-gradient step by conjugate gradient and a line search, "Trust
+    Region Policy Optimization", Schulman et al. 2015; the critic trained by num_epochs ×
+    num_minibatches of regression at learning_rate); all share the collector and the learner."""
 
     num_steps: Annotated[int, Span(1, 2**20)] = 32
     """Steps collected per environment per iteration (batch = num_steps × num_envs, at most
@@ -409,6 +411,19 @@ class PPOConfig:
     """ppo-penalty: DPPO's hinge ξ·max(0, KL − kl_margin·kl_target)² per minibatch (None: off; DPPO uses 2)."""
     kl_margin_coef: Annotated[float, _BETA] = 1000.0
     """ppo-penalty: ξ, the weight of the hinge (DPPO: 1000; at most 1e6)."""
+    max_kl: Annotated[float, Span(0, 10, lo_open=True)] = 0.01
+    """trpo: δ, the bound on the mean KL(π_old ‖ π_new) over the batch that each policy step must
+    keep (the line search checks it exactly)."""
+    cg_iters: Annotated[int, Span(1, 1000)] = 10
+    """trpo: conjugate-gradient iterations solving F s = g for the natural-gradient direction."""
+    cg_damping: Annotated[float, Span(0, 1e3)] = 0.1
+    """trpo: λ added to the Fisher matrix (F + λI) in the conjugate gradient, for a matrix that
+    is singular or nearly so."""
+    line_search_steps: Annotated[int, Span(1, 100)] = 10
+    """trpo: step sizes the backtracking line search tries (the full step, then shrunk each
+    time) before it leaves the policy unchanged for this update."""
+    line_search_shrink: Annotated[float, Span(0, 1, lo_open=True, hi_open=True)] = 0.8
+    """trpo: factor the line search shrinks the step by after each rejected try."""
     baseline: Baseline = "critic"
     """reinforce: the baseline b in (G_t − b)·∇log π: `critic` (a learned V(s), also used to
     bootstrap cut episodes), `mean` (running mean of past returns) or `none`."""
@@ -684,6 +699,7 @@ def _check_rules(c: Config) -> None:
                 f"{name}={value!r} needs sigma_mode='sde' (got sigma_mode={p.sigma_mode!r}); it "
                 "would be ignored"
             )
+    _check_trpo(c)
     if e.max_episode_steps is not None and "max_episode_steps" in e.env_kwargs:
         raise ConfigError(
             "max_episode_steps is given twice, as a field and in env_kwargs; keep the field"
@@ -694,6 +710,34 @@ def _check_rules(c: Config) -> None:
             "render (a window or frames every step; no display on a server); `ppox eval --gif` "
             "renders an evaluation episode"
         )
+
+
+TRPO_FIELDS = ("max_kl", "cg_iters", "cg_damping", "line_search_steps", "line_search_shrink")
+"""The fields only ``algo="trpo"`` reads."""
+
+
+def _check_trpo(c: Config) -> None:
+    """``algo="trpo"``: its own fields only with it, and none of PPO's that it would ignore."""
+    o = c.ppo
+    values = flat_values(c)
+    if o.algo != "trpo":
+        defaults = flat_values(Config())
+        for name in TRPO_FIELDS:
+            if values[name] != defaults[name]:
+                raise ConfigError(
+                    f"{name}={values[name]!r} needs algo='trpo' (got algo={o.algo!r}); it would be ignored"
+                )
+        return
+    ignored = {
+        "target_kl": (o.target_kl is not None, "the trust region bounds the KL of every step (max_kl)"),
+        "dual_clip": (o.dual_clip is not None, "TRPO's surrogate is not clipped"),
+        "recompute_adv": (o.recompute_adv, "the policy takes one step per update, before the critic's epochs"),
+    }  # fmt: skip
+    for name, (bad, why) in ignored.items():
+        if bad:
+            raise ConfigError(
+                f"{name}={values[name]!r} is not available with algo='trpo': {why} (docs/design/losses.md)"
+            )
 
 
 def sequence_length(c: Config) -> int:

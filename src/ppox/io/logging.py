@@ -27,10 +27,13 @@ COLUMNS = (
     "explained_variance", "learning_rate", "ent_coef", "updates", "skipped_updates", "early_stop",
     "nonfinite_updates", "rollbacks", "skipped_transitions",
     "kl_coef", "kl_after_update", "baseline",
+    "line_search_fraction", "line_search_tries", "expected_improvement", "surrogate_improvement",
     "eval_return_mean", "eval_return_std", "eval_truncated_at_cap",
 )  # fmt: skip
 """``kl_coef`` / ``kl_after_update`` are filled by ``algo=ppo-penalty``, ``baseline`` by
-``algo=reinforce`` with ``baseline=mean``; empty otherwise. ``nonfinite_updates`` counts minibatch steps the NaN guard skipped, ``rollbacks``
+``algo=reinforce`` with ``baseline=mean``, the ``line_search_*`` / ``*_improvement`` columns
+by ``algo=trpo`` (the fraction of the full step taken, 0 when the line search accepted none; the
+tries; the quadratic model's expected and the actual surrogate gain); empty otherwise. ``nonfinite_updates`` counts minibatch steps the NaN guard skipped, ``rollbacks``
 is 1 on an update it rolled back, ``skipped_transitions`` counts environment steps left out with
 ``nonfinite_env="skip"`` (docs/numerics.md)."""
 

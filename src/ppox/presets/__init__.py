@@ -18,6 +18,7 @@ from ppox.presets.memory import MEMORY
 from ppox.presets.mujoco import MUJOCO
 from ppox.presets.pixels import PIXELS
 from ppox.presets.traffic import TRAFFIC
+from ppox.presets.trpo import TRPO
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ PRESETS: dict[str, Preset] = {
         **CLASSIC,
         **BOX2D,
         **MUJOCO,
+        **TRPO,
         **HYBRID,
         **TRAFFIC,
         **MEMORY,

@@ -83,7 +83,7 @@ FIELDS: dict[str, Field] = {
          "nan_patience", "nan_lr_factor", "nan_max_rollbacks", "bptt", "memory_states"], _SHARED),
     **dict.fromkeys(
         ["kl_coef", "kl_target", "kl_tolerance", "kl_raise", "kl_lower", "kl_coef_scope", "kl_margin", "kl_margin_coef",
-         "baseline"], _UNUSED),
+         "baseline", "max_kl", "cg_iters", "cg_damping", "line_search_steps", "line_search_shrink"], _UNUSED),
     # run: budgets, seeds, evaluation, I/O; the device is the model's (checked on the model)
     **dict.fromkeys(
         ["total_steps", "seed", "eval_every", "eval_episodes", "eval_seed", "eval_deterministic", "eval_max_steps", "checkpoint_every",

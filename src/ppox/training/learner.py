@@ -1,9 +1,10 @@
 """The update: advantages, then epochs × minibatches over one batch.
 
 One learner serves the whole family (``algo``): PPO-Clip, PPO-Penalty with the adaptive KL
-coefficient (and DPPO's hinge), and REINFORCE with a baseline. They differ only in the policy
-loss term and in how returns are formed; collection, minibatching, gradient handling and
-diagnostics are shared.
+coefficient (and DPPO's hinge), REINFORCE with a baseline, and TRPO. The first three differ only
+in the policy loss term and in how returns are formed; collection, minibatching, gradient
+handling and diagnostics are shared. TRPO replaces the policy's minibatch steps by one
+trust-region step per update and keeps the critic's (:mod:`ppox.training.trpo`).
 
 Per update (:meth:`Learner.update` on a :class:`~ppox.types.Rollout`):
 
@@ -52,6 +53,7 @@ from ppox.nn.memory import Recurrence
 from ppox.training import backends, distributed
 from ppox.training.nan_guard import NanGuard
 from ppox.training.optim import FlatParams, make_optimizer
+from ppox.training.trpo import TrustRegion
 from ppox.training.update_step import AutogradStep, NumpyStep, Terms, UpdateStep, finite
 from ppox.types import Batch, Obs, Rollout, obs_map
 
@@ -147,6 +149,7 @@ class Learner:
         )  # (epoch, minibatch) of the step being taken, for the NaN guard's messages
         self.seq_len = sequence_length(cfg) if model.memory is not None else 0
         """K, the length of the training sequences of a policy with memory (0: none)."""
+        self.trust_region = TrustRegion(self) if cfg.ppo.algo == "trpo" else None
 
     def recurrence(self, mb: Batch) -> Recurrence | None:
         """The recurrent input of a minibatch of whole sequences (None without memory): each
@@ -275,7 +278,12 @@ class Learner:
         kl_coef = self.kl_coef
         self.guard.begin_update()
         with np.errstate(over="ignore", invalid="ignore"):  # the NaN guard reports non-finite steps
-            totals, n_updates, stopped, rolled_back = self._epochs(exp, coef["ent_coef"])
+            if self.trust_region is not None:
+                totals, n_updates, stopped, rolled_back = self.trust_region.update(
+                    exp, coef["ent_coef"]
+                )
+            else:
+                totals, n_updates, stopped, rolled_back = self._epochs(exp, coef["ent_coef"])
         self.guard.end_update(rolled_back)
         distributed.all_reduce_mean_(
             totals
@@ -295,6 +303,8 @@ class Learner:
             self.kl_coef = adaptive_kl_coef(kl_coef, kl, target=o.kl_target, tolerance=o.kl_tolerance,
                                             factor=o.kl_raise, lower_factor=o.kl_lower)  # fmt: skip
             out["kl_coef"], out["kl_after_update"] = kl_coef, kl
+        if self.trust_region is not None:
+            out.update(self.trust_region.metrics)
         if o.algo == "reinforce" and o.baseline == "mean":
             self._update_baseline(exp, keep)
             out["baseline"] = self.baseline_mean  # type: ignore[assignment]
