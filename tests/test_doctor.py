@@ -131,3 +131,19 @@ def test_a_language_model_run_is_refused_in_one_line(tmp_path, capsys):
     (run / "config.json").write_text(json.dumps({"kind": "llm", "model": "m"}))
     assert main(["doctor", str(run)]) == 2
     assert "is a language-model run" in capsys.readouterr().err
+
+
+def test_trpo_is_judged_by_its_line_search_not_by_ppo_s_kl_range(tmp_path):
+    """TRPO's KL is bounded by max_kl by construction; a trust region too large for the quadratic
+    model shows as a line search that accepts no step."""
+
+    def trpo(name: str, **changes) -> Path:
+        values = {"total_steps": 30_000, "run_dir": str(tmp_path / name), **QUIET, **changes}
+        ppox.train(ppox.get_preset("cartpole-trpo").config().replace(**values))
+        return tmp_path / name
+
+    assert checks(trpo("ok")) == set()
+    run = trpo("wide", max_kl=5.0, line_search_steps=3)
+    finding = next(f for f in diagnose(run).findings if f.check == "line_search")
+    assert "--max-kl (now 5.0)" in finding.advice
+    assert "approx_kl" not in checks(run)

@@ -212,9 +212,32 @@ def _peak(rows: Rows, key: str) -> tuple[float, int] | None:
     return best[0], int(pairs[best[1]][0])
 
 
+def _trust_region(rows: Rows, flat: dict[str, Any]) -> list[Finding]:
+    """TRPO: the KL of every step is bounded by ``max_kl`` by construction; the symptom is the
+    line search accepting no step (the quadratic model is wrong at that radius)."""
+    taken = [
+        v for r in rows if (v := r.get("line_search_fraction")) is not None and math.isfinite(v)
+    ]
+    if len(taken) < WINDOW:
+        return []
+    worst, at = max(
+        (sum(f == 0.0 for f in taken[i : i + WINDOW]), i) for i in range(len(taken) - WINDOW + 1)
+    )
+    if worst <= WINDOW // 2:
+        return []
+    return [Finding(
+        "line_search", f"no step accepted in {worst} of iterations {at + 1}–{at + WINDOW} (healthy TRPO runs "
+        "accept nearly every update)",
+        f"the trust region is too large for the quadratic model: lower --max-kl (now {flat.get('max_kl')}) "
+        "or raise --cg-damping",
+    )]  # fmt: skip
+
+
 def _update_size(rows: Rows, flat: dict[str, Any], progress: float, ref: Ref) -> list[Finding]:
     if flat.get("algo") == "reinforce":
         return []
+    if flat.get("algo") == "trpo":
+        return _trust_region(rows, flat)
     kl, clip = _peak(rows, "approx_kl"), _peak(rows, "clip_fraction")
     lr = flat.get("learning_rate")
     out = []
