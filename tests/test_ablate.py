@@ -193,8 +193,22 @@ def test_ablation_end_to_end_with_resume_and_report(tmp_path):
         json.loads((out / "runs" / "e4-s2" / "config.json").read_text())["ppo"]["num_epochs"] == 4
     )
     text = (out / "report.md").read_text()
-    for row in ("| base | 2 |", "| e4 | 2 |", "Metric curve: **eval**", "Across rollouts"):
+    for row in (
+        "| base | 2 |",
+        "| e4 | 2 |",
+        "Metric curve: **eval**",
+        "Across rollouts",
+        "| variant | wall time per run (s) | steps/s |",
+    ):
         assert row in text
+    walls = [
+        json.loads((out / "runs" / r / "summary.json").read_text())["wall_time_s"]
+        for r in ("base-s1", "base-s2")
+    ]
+    assert (
+        f"| base | {sorted(walls)[0] / 2 + sorted(walls)[1] / 2:.1f} [{min(walls):.1f}, {max(walls):.1f}] |"
+        in text
+    )
     assert (out / "curves.png").read_bytes()[:8] == PNG
     assert json.loads((out / "runs" / "base-s1" / "rollouts.json").read_text())["episodes"] == 2
 

@@ -64,6 +64,7 @@ class Run:
     curves: dict[str, tuple[Array, Array]]
     final: float
     total_steps: int
+    wall_time_s: float | None = None  # the training loop's wall time (summary.json)
 
     @classmethod
     def load(cls, path: Path) -> Run:
@@ -88,6 +89,7 @@ class Run:
             curves,
             float(final if final is not None else curves["eval"][1][-1]),
             int(summary["total_steps"]),
+            summary.get("wall_time_s"),
         )
 
 
@@ -229,6 +231,11 @@ def group_numbers(
                 areas, reps=opts.reps, level=opts.level, seed=opts.seed
             ).items()
         }
+    walls = [r.wall_time_s for r in runs if r.wall_time_s is not None]
+    if walls:
+        out["wall_time_s"] = {"median": float(np.median(walls)), "min": min(walls), "max": max(walls),
+                              "steps_per_second": float(np.median([r.total_steps / r.wall_time_s for r in runs
+                                                                   if r.wall_time_s]))}  # fmt: skip
     out["across_runs"] = {
         "dispersion": None
         if aligned is None
@@ -363,6 +370,22 @@ def render_markdown(
             f"| {g} | {_ci(n['area']['iqm'])} | {_ci(n['area']['mean'])} |"
             for g, n in numbers.items()
         ]
+    if all("wall_time_s" in n for n in numbers.values()):
+        lines += [
+            "",
+            "Wall time per run: the training loop (`wall_time_s` in summary.json: collection, updates, logging "
+            "and checkpoints, not the evaluations), "
+            "median [min, max] over the seeds, and the median steps per second; runs that shared the "
+            "machine with others are slower, so compare variants run the same way.",
+            "",
+            "| variant | wall time per run (s) | steps/s |",
+            "|---|---|---|",
+        ]
+        for g, n in numbers.items():
+            w = n["wall_time_s"]
+            lines.append(
+                f"| {g} | {w['median']:.1f} [{w['min']:.1f}, {w['max']:.1f}] | {w['steps_per_second']:,.0f} |"
+            )
     lines += [
         "",
         "## Reliability",
