@@ -265,6 +265,8 @@ PAGES = [
     ("/zh/", "ppox", "zh"),
     ("/zh/guide/", "用户指南", "zh"),
     ("/api/ppox/", "ppox", "en"),
+    ("/benchmarks/results/suite/results/", "The learning table", "en"),
+    ("/zh/benchmarks/results/suite/results/", "学习结果总表", "zh"),  # each language's own copy
 ]
 
 

@@ -51,16 +51,29 @@ def _join_cjk_lines(markdown: str) -> str:
 
 @plugins.event_priority(-100)  # after the i18n plugin has sorted docs/ into languages
 def on_files(files: Files, config: Any, **_: Any) -> Files:
-    """Add the repository's benchmark pages and images to the site, under the same paths."""
+    """Add the repository's benchmark pages and images to the site, under the same paths (in
+    each language's site: the Chinese build writes them under zh/, in its own theme)."""
+    language = _language_folder(config)
     for folder in _site_dirs(config):
         for path in sorted((ROOT / folder).rglob("*")):
             if not path.is_file() or path.suffix not in _SITE_SUFFIXES:
                 continue
             rel = path.relative_to(ROOT).as_posix()
-            if files.get_file_from_path(rel) is not None:
-                continue
-            files.append(File(rel, str(ROOT), config["site_dir"], config["use_directory_urls"]))
+            if files.get_file_from_path(rel) is None:
+                file = File(rel, str(ROOT), config["site_dir"], config["use_directory_urls"])
+                if language:  # where the i18n plugin puts this language's own pages
+                    file.dest_uri = f"{language}/{file.dest_uri}"
+                files.append(file)
     return files
+
+
+def _language_folder(config: Any) -> str:
+    """The folder of the language being built ("" for the default language)."""
+    i18n = config["plugins"].get("i18n")
+    if i18n is None:
+        return ""
+    default = next(lang.locale for lang in i18n.config.languages if lang.default)
+    return "" if i18n.current_language == default else i18n.current_language
 
 
 def _site_dirs(config: Any) -> list[str]:
