@@ -149,3 +149,18 @@ def test_defaults_against_sb3_runs_both(tmp_path: Path) -> None:
         "origin"
     ]
     assert origin["base"] == "base-continuous"
+
+
+def test_trpo_against_sb3_contrib_runs_both_with_the_zoo_settings(tmp_path: Path) -> None:
+    pytest.importorskip("sb3_contrib")
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "trpo_sb3.py"), "run", "--tasks", "CartPole-v1",
+                        "--seeds", "1", "--steps", "1024", "--runs-dir", str(runs), "--out-dir", str(out)],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0 and "failed" not in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())["tasks"]["CartPole-v1"]
+    assert res["ppox"]["seeds"] == [1] and res["sb3"]["seeds"] == [1]
+    assert res["ppox"]["steps"] == res["sb3"]["steps"] == [1024]
+    config = json.loads((runs / "ppox-CartPole-v1-s1" / "config.json").read_text())
+    assert config["origin"] == {"preset": "cartpole-trpo"} and config["ppo"]["algo"] == "trpo"
+    assert "steps/s ppox / SB3" in (out / "results.md").read_text()
