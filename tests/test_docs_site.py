@@ -159,10 +159,10 @@ def test_a_translated_page_gets_the_english_anchors_and_must_keep_its_headings(
 
 def test_chinese_lines_are_joined_without_a_space() -> None:
     hooks = _hooks()
-    text = "第一行中文\n第二行。\n- 列表\n`code`\n中文\n```\n代码\n代码\n```"
+    text = "第一行中文\n第二行\n乙\n第三行。\n- 列表\n`code`\n中文\n```\n代码\n代码\n```"
     assert (
         hooks._join_cjk_lines(text)
-        == "第一行中文第二行。\n- 列表\n`code`\n中文\n```\n代码\n代码\n```"
+        == "第一行中文第二行乙第三行。\n- 列表\n`code`\n中文\n```\n代码\n代码\n```"
     )
 
 

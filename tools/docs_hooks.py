@@ -14,6 +14,9 @@ keeps those links honest instead of dropping them:
 - a Chinese page (``X.zh.md``) gets, heading by heading, the anchors of its English page
   (``X.md``), so ``X.md#some-heading`` links work in both languages; the two pages must have the
   same headings (``tools/docs_i18n.py`` checks it, and so does the build);
+- the folders named in ``extra.repository_pages`` (mkdocs.yml) are the ones whose pages join;
+- each language's site gets the sitemap and a language switch pointing at the languages' roots
+  (what Material's switch reads);
 - ``<!-- ppox:generated PAGE -->`` on a line of its own is replaced by the body (from the first
   ``##`` section or table on) of the generated English page ``PAGE`` (the configuration references, made
   from the code's docstrings by ``make docs``), so a translated page never holds a stale copy.
@@ -39,13 +42,13 @@ _SITE_SUFFIXES = (".md", ".png", ".svg", ".gif", ".jpg")
 _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^()\s]+)\)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
 _CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"
-_CJK_BREAK = re.compile(f"([{_CJK}])\n([{_CJK}])")
+_CJK_BREAK = re.compile(f"([{_CJK}])\n(?=[{_CJK}])")
 
 
 def _join_cjk_lines(markdown: str) -> str:
     """Join lines broken between two CJK characters: a browser shows such a break as a space."""
     return "\n".join(
-        text if code else _CJK_BREAK.sub(r"\1\2", text) for code, text in chunks(markdown)
+        text if code else _CJK_BREAK.sub(r"\1", text) for code, text in chunks(markdown)
     )
 
 
