@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # MkDocs loads hooks by path
-from docs_i18n import chunks, expand_generated, outside_code  # noqa: E402
+from docs_i18n import chunks, expand_generated, outside_code, split  # noqa: E402
 from mkdocs import plugins
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
@@ -133,13 +133,7 @@ def _english_anchors(markdown_text: str, config: Any, zh: str, src: str) -> str:
     if slugify is None:
         from markdown.extensions.toc import slugify
     separator = toc.get("separator", "-")
-    heads = [
-        m.group(2)
-        for code, text in chunks(english)
-        if not code
-        for line in text.split("\n")
-        if (m := _HEADING.match(line))
-    ]
+    heads = [text for _, text in split(english)[0]]  # the checker's own heading parser
     used: dict[str, int] = {}
     ids = []
     for text in heads:
