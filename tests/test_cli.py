@@ -51,7 +51,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_writes_a_complete_run_directory(trained: Path) -> None:
-    for name in ("config.json", "metrics.csv", "checkpoint.pt", "curve.png", "summary.json"):
+    for name in ("config.json", "metrics.csv", "checkpoint.pt", "curve.svg", "summary.json"):
         assert (trained / name).is_file(), name
     summary = json.loads((trained / "summary.json").read_text())
     for key in (

@@ -719,7 +719,7 @@ def test_torchrun_two_workers_then_resume_on_one(tmp_path: Path) -> None:
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoint.pt",
         "config.json",
-        "curve.png",
+        "curve.svg",
         "metrics.csv",
         "summary.json",
     ]

@@ -301,6 +301,66 @@ def test_numpy_acting_matches_the_torch_model(space, policy):
             assert action.dtype == np.float32 and logp.dtype == np.float32
 
 
+@pytest.mark.parametrize(
+    "space, policy", ACT_CASES + [(spaces.Box(-1.0, 1.0, (3,), np.float32), {"sigma_mode": "sde"})]
+)
+def test_numpy_mode_is_the_torch_distributions_mode(space, policy):
+    model = model_for(space, **policy)
+    net = NumpyActorCritic(model)
+    net.refresh()
+    assert net.serves_mode()
+    obs = np.random.default_rng(3).normal(size=(9, 6)).astype(np.float32)
+    mask = None
+    if isinstance(space, spaces.Discrete):  # masked rows too: the mode is the best legal action
+        mask = np.random.default_rng(4).random((9, space.n)) < 0.5
+        mask[np.arange(9), np.arange(9) % space.n] = True
+    with torch.no_grad():
+        for m in (None, mask):
+            dist = model.dist(torch.from_numpy(obs), None if m is None else torch.from_numpy(m))
+            want = dist.mode().numpy()
+            got = net.mode(obs, m)
+            if isinstance(space, spaces.Discrete):
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "overrides"),
+    [
+        ("CartPole-v1", {}),
+        ("Pendulum-v1", {"normalize_obs": True}),
+        ("Pendulum-v1", {"sigma_mode": "state", "normalize_obs": True}),
+        ("PpoxToyMasked-v0", {}),
+    ],
+)
+def test_an_evaluation_gets_the_same_returns_through_numpy_as_through_torch(
+    tmp_path, env_id, overrides
+):
+    """A trained policy (normalizer statistics included), deterministic evaluation: the NumPy
+    actor and the torch model agree on every episode."""
+    from ppox.io.evaluate import evaluate_episodes
+    from ppox.training.trainer import Trainer
+
+    cfg = Config().replace(env_id=env_id, total_steps=2048, num_envs=4, num_steps=64, eval_every=0,
+                           progress=False, tensorboard=False, **overrides)  # fmt: skip
+    trainer = Trainer.create(cfg, tmp_path / "run")
+    trainer.train()
+    policy = trainer.policy()
+    seeds = list(range(100, 106))
+    fast = evaluate_episodes(policy, cfg.env, seeds, max_steps=300)
+    ref = evaluate_episodes(policy, cfg.env, seeds, max_steps=300, backend="torch")
+    assert (fast.backend, ref.backend) == ("numpy", "torch")
+    np.testing.assert_array_equal(fast.lengths, ref.lengths)
+    np.testing.assert_allclose(fast.returns, ref.returns, rtol=1e-5)
+    assert trainer.backends()["eval"] == "numpy"
+    # a stochastic evaluation samples through torch, and says so
+    assert (
+        evaluate_episodes(policy, cfg.env, seeds, deterministic=False, max_steps=5).backend
+        == "torch"
+    )
+
+
 def test_refresh_picks_up_new_weights():
     model = model_for(spaces.Discrete(3))
     net = NumpyActorCritic(model)

@@ -11,15 +11,21 @@ import torch
 
 import ppox
 from ppox.io.checkpoint import load_checkpoint
+from ppox.io.logging import read_csv
 from ppox.training.seeding import collection_seeds, evaluation_seeds
 from ppox.training.trainer import Trainer
 
 
-def _tb_tags(run_dir: Path) -> tuple[set[str], set[str]]:
+def _tb(run_dir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"histograms": 0, "scalars": 0})
     acc.Reload()
+    return acc
+
+
+def _tb_tags(run_dir: Path) -> tuple[set[str], set[str]]:
+    acc = _tb(run_dir)
     return set(acc.Tags()["scalars"]), set(acc.Tags()["histograms"])
 
 
@@ -38,6 +44,21 @@ def test_tensorboard_has_diagnostics_and_action_histograms(
                 "loss/grad_norm", "loss/policy_loss", "loss/value_loss", "eval/return_mean", "time/steps_per_second"):  # fmt: skip
         assert tag in scalars, tag
     assert hist in histograms
+    # every logged number is the metrics.csv value of its row (to its printed digits), at its step
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    acc = _tb(tmp_path / "run")
+    for column, tag in (
+        ("approx_kl", "loss/approx_kl"),
+        ("steps_per_second", "time/steps_per_second"),
+    ):
+        logged = {e.step: e.value for e in acc.Scalars(tag)}
+        want = {int(r["global_step"]): float(r[column]) for r in rows if r[column]}
+        assert logged.keys() == want.keys() and len(want) == len(rows)
+        for step, v in want.items():
+            assert logged[step] == pytest.approx(v, rel=1e-4, abs=1e-7), (
+                tag,
+                step,
+            )  # the CSV rounds
 
 
 def test_observation_statistics_travel_with_the_policy(tmp_path: Path) -> None:

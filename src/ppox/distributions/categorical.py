@@ -157,6 +157,10 @@ class CategoricalKernel:
             )  # the last legal action
         return action, (shifted[rows, action] - np.log(total)).astype(np.float32)
 
+    def mode(self, out: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """The most probable legal action ``[B]`` int64 (the first of equals, as torch's argmax)."""
+        return np.argmax(shifted_logits(out, self.temperature, mask), -1)
+
     def encode(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
         """Stored actions ``[B]`` as the training pass reads them: ``(taken [B] int64, one-hot
         [B, n] float32)``."""

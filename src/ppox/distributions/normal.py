@@ -285,6 +285,10 @@ class GaussianKernel:
         action = mean + noise
         return action.astype(np.float32, copy=False), logp.astype(np.float32, copy=False)
 
+    def mode(self, out: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """The mean ``[B, d]`` (float32; with gSDE as well: its noise has mean 0)."""
+        return np.ascontiguousarray(out[:, : self.dim], dtype=np.float32)
+
     def encode(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
         """Stored actions ``[B, d]`` as float32."""
         return (action.astype(np.float32, copy=False),)

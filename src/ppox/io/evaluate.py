@@ -19,13 +19,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
 from ppox.config import EnvConfig
 from ppox.distributions.base import noisy_heads
 from ppox.envs.make import make_env
+from ppox.envs.vector import LeanSyncVectorEnv
 from ppox.errors import EnvError
 from ppox.io.policy import Policy
+from ppox.nn.numpy_policy import NumpyActorCritic, numpy_support
 from ppox.training.rollout import MASK_KEY
 
 
@@ -41,6 +44,8 @@ class EvalResult:
     """Whether each episode was stopped at the step cap rather than by the environment."""
     max_steps: int
     """The cap."""
+    backend: str = "torch"
+    """What computed the actions: ``"numpy"`` (the NumPy actor, :func:`numpy_actor`) or ``"torch"``."""
 
     @property
     def truncated_at_cap(self) -> int:
@@ -70,6 +75,23 @@ def fresh_noise(
             head.draw_noise(0, batch, generator)
 
 
+def numpy_actor(policy: Policy, deterministic: bool) -> NumpyActorCritic | None:
+    """The NumPy actor that computes a deterministic evaluation's actions, or None where torch
+    does: a stochastic evaluation, a structured observation, or a model or action head the
+    NumPy paths do not serve exactly (:func:`ppox.nn.numpy_policy.numpy_support`, and a kernel
+    without ``mode``). It gives the torch model's actions to float32 rounding (the training
+    run's fast acting path, for the mode instead of a sample); a test checks both give the same
+    returns."""
+    model = policy.model
+    if not deterministic or not model.obs_layout.fast or numpy_support(model) is not None:
+        return None
+    lean = NumpyActorCritic(model)
+    if not lean.serves_mode():
+        return None
+    lean.refresh()
+    return lean
+
+
 def evaluate_episodes(
     policy: Policy,
     env_cfg: EnvConfig,
@@ -77,27 +99,45 @@ def evaluate_episodes(
     *,
     deterministic: bool = True,
     max_steps: int | None = None,
+    backend: str = "auto",
 ) -> EvalResult:
     """One episode per seed, run side by side, each stopped by the env or after ``max_steps``
-    steps (default: the policy's config's ``eval_max_steps``)."""
+    steps (default: the policy's config's ``eval_max_steps``). ``backend="auto"`` computes the
+    actions with the NumPy actor where it serves the policy (:func:`numpy_actor`), ``"torch"``
+    always with the torch model; the result records which ran."""
     cap = policy.config.run.eval_max_steps if max_steps is None else max_steps
-    envs = SyncVectorEnv(
-        [lambda: make_env(env_cfg, evaluation=True)] * len(seeds),
-        autoreset_mode=AutoresetMode.SAME_STEP,
+    fns = [lambda: make_env(env_cfg, evaluation=True)] * len(seeds)
+    box_obs = isinstance(policy.model.obs_layout.space, spaces.Box)
+    envs: VectorEnv = (
+        LeanSyncVectorEnv(fns)
+        if box_obs
+        else SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     )
+    lean = numpy_actor(policy, deterministic) if backend == "auto" else None
     generator = torch.Generator().manual_seed(seeds[0])
     fresh_noise(policy, len(seeds), generator, deterministic)
     returns = np.zeros(len(seeds))
     lengths = np.zeros(len(seeds), dtype=np.int64)
     running = np.ones(len(seeds), dtype=bool)
     state, start = None, np.ones(len(seeds), dtype=bool)  # a recurrent policy carries its state
+    head = policy.model.head
     try:
-        obs, info = envs.reset(seed=list[int | None](seeds))
+        obs, info = envs.reset(seed=list(seeds))  # type: ignore[arg-type]  # one seed per env
         for _ in range(cap):
-            action, state = policy.predict(
-                obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator,
-                state=state, episode_start=start,
-            )  # fmt: skip
+            if lean is not None:
+                mask = info.get(MASK_KEY)
+                mask = (
+                    None
+                    if mask is None or head.mask_shape is None
+                    else head.read_mask(mask, len(seeds))
+                )
+                x = policy.obs_norm(np.asarray(obs, dtype=np.float32))
+                action = head.to_env(lean.mode(x, mask))  # type: ignore[arg-type]
+            else:
+                action, state = policy.predict(
+                    obs, deterministic=deterministic, mask=info.get(MASK_KEY), generator=generator,
+                    state=state, episode_start=start,
+                )  # fmt: skip
             obs, reward, terminated, truncated, info = envs.step(action)
             start = terminated | truncated
             returns += np.where(running, reward, 0.0)
@@ -107,7 +147,7 @@ def evaluate_episodes(
                 break
     finally:
         envs.close()
-    return EvalResult(returns, lengths, running.copy(), cap)
+    return EvalResult(returns, lengths, running.copy(), cap, "torch" if lean is None else "numpy")
 
 
 def evaluate(

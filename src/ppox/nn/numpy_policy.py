@@ -314,6 +314,26 @@ class NumpyActorCritic:
         """``(action, log π(action), value)`` for ``B`` observations ``[B, F]`` (float32), one
         row of :meth:`noise` and an optional bool mask; the numbers the torch model gives for
         the same draw, to float32 rounding."""
+        out, value, h = self._outputs(obs)
+        if self.kernel_reads_features:
+            action, logp = self.kernel.act(out, noise, mask, features=h)  # type: ignore[call-arg]
+        else:
+            action, logp = self.kernel.act(out, noise, mask)
+        return action, logp, value
+
+    def mode(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The distribution's mode for ``B`` observations (the deterministic action: the most
+        probable one, the mean of a Gaussian), as the torch model's ``dist(...).mode()``; only
+        for a kernel that declares ``mode`` (:meth:`serves_mode`)."""
+        return self.kernel.mode(self._outputs(obs)[0], mask)  # type: ignore[attr-defined, no-any-return]
+
+    def serves_mode(self) -> bool:
+        """Whether this policy's kernel computes the mode (:meth:`mode`)."""
+        return callable(getattr(self.kernel, "mode", None))
+
+    def _outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(head outputs [B, Σ out], value [B], actor features or None)`` by the acting plan;
+        the features only where the kernel reads them, or where the trunks run separately."""
         if obs.ndim != 2:
             obs = obs.reshape(obs.shape[0], -1)
         h = None  # the actor's features, for a kernel that reads them (gSDE's φ)
@@ -324,16 +344,10 @@ class NumpyActorCritic:
                 both = _run(self._plan[-1:], x)
             else:
                 both = _run(self._plan, obs)
-            out, value = both[:, :-1], both[:, -1]
-        else:
-            h = _run(self._actor_plan, obs)
-            c = h if self.shared else _run(self._critic_plan, obs)
-            out, value = _run(self._out_plan, h), _run(self._value_plan, c)[:, 0]
-        if self.kernel_reads_features:
-            action, logp = self.kernel.act(out, noise, mask, features=h)  # type: ignore[call-arg]
-        else:
-            action, logp = self.kernel.act(out, noise, mask)
-        return action, logp, value
+            return both[:, :-1], both[:, -1], h
+        h = _run(self._actor_plan, obs)
+        c = h if self.shared else _run(self._critic_plan, obs)
+        return _run(self._out_plan, h), _run(self._value_plan, c)[:, 0], h
 
     # --- training --------------------------------------------------------------------------------
     def forward(

@@ -100,7 +100,7 @@ class NanGuard:
                 f"learning rate scaled by {self.lr_scale:g}); the data or the settings make the loss non-finite: "
                 "check the rewards' scale (scale_reward), the observations (normalize_obs) and the coefficients"
             )
-        state = self.optimizer.state[self.flat.flat]
+        state = self.optimizer.state.setdefault(self.flat.flat, {})
         for k, t in self._tensors().items():
             if k in self._saved_keys:
                 t.copy_(self._saved[k])

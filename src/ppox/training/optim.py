@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,7 +82,12 @@ _FUSED_ADAM: Callable[..., None] | None = getattr(torch, "_fused_adam_", None)
 """torch's fused Adam kernel (what ``torch.optim.Adam(fused=True)`` runs), when this build has it."""
 
 
-class FlatAdam(torch.optim.Adam):
+_ADAM_GROUP = {"weight_decay": 0, "amsgrad": False, "maximize": False, "foreach": False, "capturable": False,
+               "differentiable": False, "fused": None, "decoupled_weight_decay": False}  # fmt: skip
+"""The rest of ``torch.optim.Adam``'s parameter group, so ``state_dict`` is the one torch writes."""
+
+
+class FlatAdam:
     """Adam over one flat parameter buffer, one kernel per step.
 
     ``torch.optim.Adam(fused=True).step`` spends about 20 µs per call on bookkeeping (grouping
@@ -89,27 +95,34 @@ class FlatAdam(torch.optim.Adam):
     network of 10k parameters; PPO steps it once per minibatch. This calls the same fused
     kernel directly. Without it (a torch build that lacks the op) the step is Adam's arithmetic
     in seven in-place kernels (Kingma & Ba 2015, Algorithm 1, with ε added after the
-    bias-corrected square root as torch does). The state (``step``, ``exp_avg``,
-    ``exp_avg_sq``) and ``state_dict`` are torch's, so checkpoints load either way. Only plain
-    Adam is served: one parameter, no weight decay, AMSGrad or maximize.
+    bias-corrected square root as torch does). Only plain Adam is served: one parameter, no
+    weight decay, AMSGrad or maximize.
+
+    It is not a ``torch.optim.Optimizer``: constructing one of those, and its ``state_dict`` and
+    ``load_state_dict``, import torch's compiler stack on first use (about a second of every
+    run's start-up), which an optimizer of one tensor does not need. The attributes the learner
+    and the NaN guard read (``param_groups``, ``state`` keyed by the parameter) and the
+    ``state_dict`` format are torch's Adam's, so checkpoints move between the two both ways.
     """
 
     def __init__(
         self, param: nn.Parameter, lr: float, eps: float, betas: tuple[float, float] = (0.9, 0.999)
     ) -> None:
-        super().__init__([param], lr=lr, eps=eps, betas=betas, foreach=False)
+        self.param = param
+        self.param_groups: list[dict[str, Any]] = [
+            {"lr": lr, "betas": betas, "eps": eps, **_ADAM_GROUP, "params": [param]}
+        ]
+        self.state: dict[nn.Parameter, dict[str, Tensor]] = {}
 
-    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> None:
         assert closure is None, "FlatAdam takes no closure"
         self.apply()
 
     def apply(self) -> None:
-        """The step itself, without the profiling and hook wrapper torch puts around every
-        optimizer's ``step`` (about 10 µs a call; the learner steps once per minibatch and
-        registers no hooks)."""
+        """One Adam step of the flat buffer from its ``.grad``."""
         group = self.param_groups[0]
-        (param,) = group["params"]
-        state = self.state[param]
+        param = self.param
+        state = self.state.setdefault(param, {})
         p, grad = (
             param.data,
             param.grad,
@@ -131,6 +144,32 @@ class FlatAdam(torch.optim.Adam):
         v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         denom = v.sqrt().div_(math.sqrt(1 - beta2**step)).add_(group["eps"])
         p.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**step))
+
+    def state_dict(self) -> dict[str, Any]:
+        """``torch.optim.Adam``'s format: the state by parameter index and the group with
+        ``params: [0]`` (the tensors are the live ones, as torch returns them)."""
+        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        state = self.state.get(self.param)
+        return {
+            "state": {0: dict(state)} if state else {},
+            "param_groups": [{**group, "params": [0]}],
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Take a state written by :meth:`state_dict` or by ``torch.optim.Adam`` over one
+        parameter (checked beforehand by :mod:`ppox.io.validate` when it comes from a file)."""
+        (saved,) = sd["param_groups"]
+        self.param_groups[0].update({k: v for k, v in saved.items() if k != "params"})
+        p = self.param.data
+        state = sd["state"].get(0)
+        if not state:
+            self.state.pop(self.param, None)
+            return
+        self.state[self.param] = {
+            "step": torch.tensor(float(state["step"])),
+            "exp_avg": state["exp_avg"].to(p.device, p.dtype, copy=True),
+            "exp_avg_sq": state["exp_avg_sq"].to(p.device, p.dtype, copy=True),
+        }
 
 
 def make_optimizer(flat: FlatParams, cfg: Config) -> FlatAdam:

@@ -6,7 +6,7 @@ A run lives in one directory::
     metrics.csv      one row per iteration (see ppox.io.logging.COLUMNS)
     tb/              TensorBoard events (scalars, action-probability / σ histograms)
     checkpoint.pt    everything needed to resume exactly (written atomically)
-    curve.png        learning curves
+    curve.svg        learning curves (evaluation and training returns; ppox plot draws PNGs)
     summary.json     final numbers (total_steps, eval_return_mean/std, wall_time_s, steps_per_second, …)
 
 ``Trainer.resume(run_dir)`` restores policy, optimizer, normalizers, counters, env states and
@@ -37,9 +37,8 @@ from ppox.envs.envpool_backend import resolve_backend
 from ppox.envs.make import make_vec_env
 from ppox.errors import CheckpointError, ConfigError, NumericalError
 from ppox.io import checkpoint as ckpt
-from ppox.io.evaluate import evaluate_episodes, warn_if_cut
+from ppox.io.evaluate import evaluate_episodes, numpy_actor, warn_if_cut
 from ppox.io.logging import RunLogger, WandbOptions, truncate_csv, wandb_problem
-from ppox.io.plotting import plot_runs
 from ppox.io.policy import Policy, build_model
 from ppox.io.rundir import (
     RunLock,
@@ -50,6 +49,7 @@ from ppox.io.rundir import (
     new_run_dir,
     resumable,
 )
+from ppox.io.svg_curve import write_curve_svg
 from ppox.io.trust import check_imports
 from ppox.io.validate import check_policy_state, check_training_state
 from ppox.nn.memory import Recurrence
@@ -128,8 +128,10 @@ class Trainer:
         self.run_dir = run_dir
         if cfg.run.threads:
             set_threads(cfg.run.threads)
-        # torch's flag is global: set it to this run's value, so an earlier run's choice never leaks
-        torch.use_deterministic_algorithms(cfg.run.deterministic)
+        # torch's flag is global: set it to this run's value, so an earlier run's choice never leaks.
+        # Only when it changes: setting it imports torch's compiler configuration (~1.4 s of start-up)
+        if torch.are_deterministic_algorithms_enabled() != cfg.run.deterministic:
+            torch.use_deterministic_algorithms(cfg.run.deterministic)
         self.device = resolve_device(cfg.run.device)
         distributed.init()  # a no-op without torchrun, or when the caller joined a group already
         self.world, self.rank = distributed.world_size(), distributed.rank()
@@ -165,6 +167,9 @@ class Trainer:
                                    sign_reward=cfg.env.sign_reward)  # fmt: skip
         r = cfg.run
         self.eval_seeds = evaluation_seeds(r.eval_seed, r.eval_episodes)
+        self.eval_backend: str | None = (
+            None  # "numpy" or "torch": what the last evaluation acted with
+        )
         self.train_seeds = self._collection_seeds(r.seed)
         self.progress = Progress(next_eval_step=r.eval_every)
         self.resumed_envs = True
@@ -417,6 +422,7 @@ class Trainer:
             deterministic=self.cfg.run.eval_deterministic,
         )
         warn_if_cut(episodes, self.cfg.env)
+        self.eval_backend = episodes.backend
         returns = episodes.returns
         if not np.isfinite(returns).all():
             raise NumericalError(f"env_id={self.cfg.env.env_id!r} gave non-finite evaluation returns {returns.tolist()} "
@@ -436,14 +442,23 @@ class Trainer:
         path was not taken (recorded in config.json and summary.json; docs/performance.md)."""
         c, lr = self.collector, self.learner
         why = {"act": c.act_backend_reason, "update": lr.backend_reason}
-        return {"act": c.act_backend, "update": lr.backend, "env": self.cfg.env.env_backend,
+        evals = self.eval_backend  # what the last evaluation ran, else what one will run
+        if evals is None:
+            evals = (
+                "torch"
+                if numpy_actor(self.policy(), self.cfg.run.eval_deterministic) is None
+                else "numpy"
+            )
+        return {"act": c.act_backend, "update": lr.backend, "eval": evals, "env": self.cfg.env.env_backend,
                 "fallback_reasons": {k: v for k, v in why.items() if v is not None}}  # fmt: skip
 
     def describe_backends(self) -> str:
         b = self.backends()
         why = b["fallback_reasons"]
         part = {k: b[k] + (f" ({why[k]})" if k in why else "") for k in ("act", "update")}
-        return f"acting {part['act']}, update {part['update']}, env {b['env']}"
+        return (
+            f"acting {part['act']}, update {part['update']}, evaluation {b['eval']}, env {b['env']}"
+        )
 
     def policy(self) -> Policy:
         return Policy(self.model, self.obs_norm, self.cfg)
@@ -489,9 +504,9 @@ class Trainer:
         }
         if is_main():
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-            plot_runs(
-                [self.run_dir],
-                self.run_dir / "curve.png",
+            write_curve_svg(
+                self.run_dir,
+                self.run_dir / "curve.svg",
                 title=f"ppox {self.cfg.env.env_id} seed {self.cfg.run.seed}",
             )
         return summary
