@@ -156,8 +156,9 @@ def write(
         f"`{info['commit']}` · {info['machine']}, load {load0[0]:.2f} at start, {info['load_at_end'][0]:.2f} at end · "
         f"torch {info['torch']}, SB3 {info['sb3']} · one thread per process; the runs alternate by seed.",
         "",
-        "Process: the whole command, start to exit (what the method's docstring lists). Loop: ppox's training "
-        "loop (`summary.json` `wall_time_s`) or SB3's `learn()`. Medians over the seeds.",
+        "Process: the whole command, start to exit (what the script's docstring lists). Loop: ppox's training "
+        "loop (`summary.json` `wall_time_s`: collection, updates, logging and checkpoints, not the evaluations) or "
+        "SB3's `learn()` (its `EvalCallback`'s evaluations included). Medians over the seeds.",
         "",
         "| side | process s (median) | loop s (median) | process / loop | SB3 process / this process | final returns |",
         "|---|---:|---:|---:|---:|---|",

@@ -80,7 +80,6 @@ def test_truncation_of_only_some_envs_uses_the_right_final_obs(make_collector):
             obs[k], *_ = env.step(0)
     c.raw_obs = obs
     c.obs_np = obs.astype(np.float32)
-    c.obs = torch.from_numpy(c.obs_np)
     r = c.collect()
     expect_done = {0: [4], 1: [2], 2: [0, 5]}
     for i, steps in expect_done.items():

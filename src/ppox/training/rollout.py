@@ -143,7 +143,7 @@ class RolloutBuffer:
         first = self.first_start.to(self.device).unsqueeze(0)
         return torch.cat([first, done[:-1].bool()])
 
-    def store_obs(self, t: int, obs: ObsArrays, obs_t: Obs) -> None:
+    def store_obs(self, t: int, obs: ObsArrays, obs_t: Obs | None) -> None:
         """Write the (normalized) observations of step ``t``, ``[N, ...]`` or a dict of leaves:
         ``obs`` as NumPy, ``obs_t`` the same as tensors where the policy runs (used on a device)."""
         if self.on_device:
@@ -257,6 +257,7 @@ class Collector:
             None  # as the env gave it (flattened to leaves), unnormalized
         )
         self.mask: Tensor | None = None
+        self._obs_t: Obs | None = None  # the tensors of obs_np, made when read (:attr:`obs`)
         self.act_backend, self.act_backend_reason = resolve_act_backend(
             act_backend, model, storage_on_device=self.buffer.on_device
         )
@@ -293,15 +294,30 @@ class Collector:
         self.obs_norm.update(raw_obs)
         self.raw_obs = raw_obs
         self.obs_np = self.obs_norm(raw_obs)
-        self.obs = self._tensor(self.obs_np)
         self.mask = self._read_mask(masks)
+
+    @property
+    def obs_np(self) -> ObsArrays:
+        """The current observation, normalized, as NumPy (what the NumPy acting path reads)."""
+        return self._obs_np
+
+    @obs_np.setter
+    def obs_np(self, value: ObsArrays) -> None:
+        self._obs_np = value
+        self._obs_t = None  # its tensors are made when read: the NumPy acting path never does
+
+    @property
+    def obs(self) -> Obs:
+        """The current observation, normalized, as tensors where the policy runs."""
+        if self._obs_t is None:
+            self._obs_t = self._tensor(self._obs_np)
+        return self._obs_t
 
     def refresh_obs(self) -> None:
         """Normalize the current observation again, after the statistics changed outside
         collection (the workers' merge), so the next step reads it as a resumed run would."""
         assert self.raw_obs is not None, "reset() first"
         self.obs_np = self.obs_norm(self.raw_obs)
-        self.obs = self._tensor(self.obs_np)
 
     def _tensor(self, x: ObsArrays) -> Obs:
         return obs_map(lambda v: torch.from_numpy(v).to(self.device), x)
@@ -331,7 +347,7 @@ class Collector:
                 h.draw_noise(t, self.N, self.generator)
             if self.mask is not None and buf.mask is not None:
                 buf.mask[t] = self.mask
-            buf.store_obs(t, self.obs_np, self.obs)
+            buf.store_obs(t, self.obs_np, self.obs if buf.on_device else None)
             if lean is not None:
                 mask = None if self.mask is None else self.mask.numpy()
                 action_np, buf.np_logp[t], buf.np_value[t] = lean.act(self.obs_np, noise[t], mask)  # type: ignore[arg-type]
