@@ -21,6 +21,8 @@ What each side does:
   deterministic episodes every 10,000 steps), ``learn`` for the same number of steps, a final
   evaluation of 10 episodes and ``model.save``. No TensorBoard log (fewer files than ppox
   writes). ``learn``'s own time is reported beside it.
+- **SB3 without evaluations** (``sb3-no-eval``): the same without the ``EvalCallback``, the
+  least work an SB3 script can do for the same training (ppox still evaluates 10 times).
 
 ``--src DIR --label NAME`` (repeatable) times other checkouts of ppox as further columns (their
 ``src`` on ``PYTHONPATH``, same interpreter and packages), to measure a change before and after.
@@ -45,10 +47,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV_ID = "CartPole-v1"
 ZOO = dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0)
 """The RL Zoo's hyperparams/ppo.yml CartPole-v1 entry (n_envs 8; lin_1e-3 and lin_0.2 below)."""
+SB3 = ["sb3", "sb3-no-eval"]
+"""SB3 with ppox's evaluation schedule, and without periodic evaluations (the least it can do)."""
 
 
-def sb3_worker(seed: int, steps: int, out: str) -> None:
-    """One SB3 run (see the module docstring); prints a JSON line with learn()'s time."""
+def sb3_worker(seed: int, steps: int, out: str, evaluate: bool) -> None:
+    """One SB3 run (see the module docstring), with or without the periodic evaluations; prints
+    a JSON line with learn()'s time."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import EvalCallback
@@ -63,7 +68,7 @@ def sb3_worker(seed: int, steps: int, out: str) -> None:
     callback = EvalCallback(eval_env, eval_freq=10_000 // 8, n_eval_episodes=10, deterministic=True,
                             best_model_save_path=None, log_path=None, verbose=0)  # fmt: skip
     t0 = time.perf_counter()
-    model.learn(total_timesteps=steps, callback=callback)
+    model.learn(total_timesteps=steps, callback=callback if evaluate else None)
     learn_s = time.perf_counter() - t0
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
     model.save(str(Path(out) / "model"))
@@ -78,7 +83,15 @@ def run(
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = work / f"{label}-s{seed}"
     if side == "sb3":
-        cmd = [sys.executable, __file__, "sb3-worker", str(seed), str(steps), str(out)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "sb3-worker",
+            str(seed),
+            str(steps),
+            str(out),
+            str(label == "sb3"),
+        ]
         out.mkdir(parents=True)
     else:
         assert src is not None
@@ -115,10 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ppox-whole-") as tmp:
         for i, seed in enumerate(a.seeds):
-            order = [*sides, "sb3"] if i % 2 == 0 else ["sb3", *reversed(list(sides))]
+            order = [*sides, *SB3] if i % 2 == 0 else [*reversed(SB3), *reversed(list(sides))]
             for side in order:
                 row = run(
-                    "sb3" if side == "sb3" else "ppox",
+                    "sb3" if side in SB3 else "ppox",
                     side,
                     seed,
                     a.steps,
@@ -139,7 +152,7 @@ def write(
     import torch
 
     med = {s: {k: statistics.median(r[k] for r in rows if r["side"] == s) for k in ("process_s", "loop_s")}
-           for s in [*sides, "sb3"]}  # fmt: skip
+           for s in [*sides, *SB3]}  # fmt: skip
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     )
@@ -160,15 +173,15 @@ def write(
         "loop (`summary.json` `wall_time_s`: collection, updates, logging and checkpoints, not the evaluations) or "
         "SB3's `learn()` (its `EvalCallback`'s evaluations included). Medians over the seeds.",
         "",
-        "| side | process s (median) | loop s (median) | process / loop | SB3 process / this process | final returns |",
-        "|---|---:|---:|---:|---:|---|",
+        "| side | process s (median) | loop s (median) | process / loop | SB3 process / this process | SB3 without evaluations / this process | final returns |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for s in [*sides, "sb3"]:
+    for s in [*sides, *SB3]:
         m = med[s]
         finals = ", ".join(f"{r['final_return']:.0f}" for r in rows if r["side"] == s)
-        ratio = med["sb3"]["process_s"] / m["process_s"]
+        ratio, ratio_ne = (med[x]["process_s"] / m["process_s"] for x in SB3)
         lines.append(f"| {s} | {m['process_s']:.2f} | {m['loop_s']:.2f} | {m['process_s'] / m['loop_s']:.2f} | "
-                     f"{ratio:.2f}× | {finals} |")  # fmt: skip
+                     f"{ratio:.2f}× | {ratio_ne:.2f}× | {finals} |")  # fmt: skip
     lines += [
         "",
         "| side | seed | process s | loop s | final return |",
@@ -182,6 +195,6 @@ def write(
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "sb3-worker":
-        sb3_worker(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        sb3_worker(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "True")
     else:
         main()

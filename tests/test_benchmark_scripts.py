@@ -164,3 +164,29 @@ def test_trpo_against_sb3_contrib_runs_both_with_the_zoo_settings(tmp_path: Path
     config = json.loads((runs / "ppox-CartPole-v1-s1" / "config.json").read_text())
     assert config["origin"] == {"preset": "cartpole-trpo"} and config["ppo"]["algo"] == "trpo"
     assert "steps/s ppox / SB3" in (out / "results.md").read_text()
+
+
+def test_whole_process_times_ppox_and_sb3_as_processes(tmp_path: Path) -> None:
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "whole"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks/whole_process.py"), "--seeds", "1", "--steps", "2048",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    assert {row["side"] for row in res["runs"]} == {"ppox", "sb3", "sb3-no-eval"}
+    for row in res["runs"]:
+        assert row["process_s"] > row["loop_s"] > 0 and row["steps"] >= 2048
+    assert "SB3 without evaluations / this process" in (out / "results.md").read_text()
+
+
+def test_ceiling_measures_env_collection_and_loop(tmp_path: Path) -> None:
+    out = tmp_path / "ceiling"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks/ceiling.py"), "--presets", "cartpole", "--rounds", "1",
+                        "--min-steps", "512", "--out", str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (row,) = json.loads((out / "results.json").read_text())["presets"]
+    sps = row["sps"]
+    assert (
+        sps["env"] > sps["collect"] > sps["loop"] > 0
+    )  # the loop does more than collect, which does more
+    assert row["backends"]["act"] == "numpy"
