@@ -87,6 +87,6 @@ def interrupted_run() -> Callable[..., None]:
         for _ in range(lost):
             trainer.iterate(logger)
         logger.close()
-        trainer.envs.close()
+        trainer.close_collection()
 
     return run

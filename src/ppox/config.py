@@ -491,6 +491,14 @@ class RunConfig:
     is classified; docs/performance.md); `autograd` always uses autograd; `auto` takes `numpy`
     where it serves the run and `autograd` otherwise. An explicit `numpy` that cannot serve the
     run is an error naming why. Recorded like `act_backend`."""
+    overlap_collection: bool = False
+    """Collect the next rollout in a worker process while the learner updates on this one
+    (docs/performance.md, "Overlapped collection"): on a machine with a free core an iteration
+    takes about the longer of collection and update instead of their sum. Every rollout after
+    the first is collected by the policy of one update earlier than a synchronous run would use
+    (a fixed lag of one iteration, deterministic and resumed exactly; a rollout collected right
+    after a checkpoint has none); PPO's ratio is taken against the policy that collected. One
+    process on the CPU only (not under torchrun)."""
     threads: Annotated[int, Span(0, 1024)] = 1
     """Intra-op threads of torch and of NumPy's BLAS (per worker under torchrun); 1 is fastest
     for small MLPs on CPU (0: leave both libraries' defaults; at most 1024, more than any CPU
@@ -556,6 +564,11 @@ class Config:
         """Raise :class:`ConfigError` when the run cannot be split over ``world`` workers (each
         worker's minibatch is its equal share of the global minibatch); return self."""
         n, k = self.env.num_envs, self.ppo.num_minibatches
+        if self.run.overlap_collection and world > 1:
+            raise ConfigError(
+                f"overlap_collection=True runs in one process; this run has {world} workers (torchrun): "
+                "turn it off, the workers already collect side by side"
+            )
         if self.run.batch_scope == "global" and n % world:
             raise ConfigError(
                 f"num_envs={n} cannot be shared by {world} workers with batch_scope='global' (each runs "

@@ -87,7 +87,7 @@ FIELDS: dict[str, Field] = {
     # run: budgets, seeds, evaluation, I/O; the device is the model's (checked on the model)
     **dict.fromkeys(
         ["total_steps", "seed", "eval_every", "eval_episodes", "eval_seed", "eval_deterministic", "eval_max_steps", "checkpoint_every",
-         "run_dir", "act_backend", "update_backend", "threads", "batch_scope", "deterministic", "tensorboard",
+         "run_dir", "act_backend", "update_backend", "overlap_collection", "threads", "batch_scope", "deterministic", "tensorboard",
          "progress", "progress_interval", "wandb", "wandb_project", "wandb_group", "wandb_tags",
          "init_from"], _SHARED),
     "device": _MODEL,

@@ -57,6 +57,7 @@ from ppox.training import distributed
 from ppox.training.distributed import is_main
 from ppox.training.learner import Learner
 from ppox.training.normalizers import RewardScaler
+from ppox.training.overlap import OverlapWorker
 from ppox.training.rollout import Collector
 from ppox.training.seeding import (
     collection_seeds,
@@ -133,6 +134,9 @@ class Trainer:
         if torch.are_deterministic_algorithms_enabled() != cfg.run.deterministic:
             torch.use_deterministic_algorithms(cfg.run.deterministic)
         self.device = resolve_device(cfg.run.device)
+        if cfg.run.overlap_collection and self.device.type != "cpu":
+            raise ConfigError(f"overlap_collection=True collects in a CPU worker process; device={cfg.run.device!r} "
+                              f"trains on {self.device}: turn one of them off")  # fmt: skip
         distributed.init()  # a no-op without torchrun, or when the caller joined a group already
         self.world, self.rank = distributed.world_size(), distributed.rank()
         cfg.validate_world(self.world)
@@ -173,6 +177,9 @@ class Trainer:
         self.train_seeds = self._collection_seeds(r.seed)
         self.progress = Progress(next_eval_step=r.eval_every)
         self.resumed_envs = True
+        self.overlap: OverlapWorker | None = (
+            None  # overlap_collection's worker, started at the first rollout
+        )
 
     def init_policy_from(self, source: str) -> None:
         """Copy the policy (weights, observation statistics) of the checkpoint at ``source`` into
@@ -335,7 +342,7 @@ class Trainer:
                 self.iterate(logger)
         finally:
             logger.close()
-            self.envs.close()
+            self.close_collection()
         summary = self.finish()
         self.release_run_dir()
         return summary
@@ -346,14 +353,14 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         t0 = time.perf_counter()
         try:
-            rollout = self.collector.collect()
+            rollout, skipped = self._collect()
             self.merge_statistics()
             metrics = self.learner.update(rollout, progress=p.global_step / cfg.run.total_steps)
         except NumericalError as exc:  # say when, as well as where
             raise NumericalError(
                 f"iteration {p.iteration + 1} (after global step {p.global_step:,}): {exc}"
             ) from None
-        metrics["skipped_transitions"] = float(self.collector.buffer.skipped)
+        metrics["skipped_transitions"] = float(skipped)
         p.iteration += 1
         p.global_step += self.global_batch
         elapsed = time.perf_counter() - t0
@@ -369,6 +376,35 @@ class Trainer:
             t_save = time.perf_counter()
             self.save()
             p.wall_time_s += time.perf_counter() - t_save
+
+    def _collect(self) -> tuple[Rollout, int]:
+        """This iteration's rollout and the number of transitions skipped in it: collected now,
+        or with ``overlap_collection`` by the worker (:mod:`ppox.training.overlap`), which then
+        starts the next one with the policy as it is before this update, unless a checkpoint
+        or the end of the run comes after this iteration."""
+        if not self.cfg.run.overlap_collection:
+            return self.collector.collect(), self.collector.buffer.skipped
+        if (
+            self.overlap is None
+        ):  # forked now: after a resume the worker continues the restored state
+            self.overlap = OverlapWorker(self.collector, self.sample_gen)
+        w, p, cfg = self.overlap, self.progress, self.cfg
+        if not w.pending:
+            w.start(self.model.state_dict())
+        rollout, after = w.result()
+        self.obs_norm.load_state_dict(after["obs_norm"])
+        self.collector.stats.load_state_dict(after["stats"])
+        last = p.global_step + self.global_batch >= cfg.run.total_steps
+        if not last and (p.iteration + 1) % cfg.run.checkpoint_every:
+            w.start(self.model.state_dict())
+        return rollout, int(after["skipped"])
+
+    def close_collection(self) -> None:
+        """Close the environments (and stop the overlap worker, which owns its own copies)."""
+        if self.overlap is not None:
+            self.overlap.close()
+            self.overlap = None
+        self.envs.close()
 
     def merge_statistics(self) -> None:
         """After each collection the workers merge their normalizer statistics (as the workers of the DPPO paper do: Heess et al. 2017, "Emergence of Locomotion Behaviours in Rich Environments"),
@@ -449,16 +485,17 @@ class Trainer:
                 if numpy_actor(self.policy(), self.cfg.run.eval_deterministic) is None
                 else "numpy"
             )
+        collection = "overlapped" if self.cfg.run.overlap_collection else "synchronous"
         return {"act": c.act_backend, "update": lr.backend, "eval": evals, "env": self.cfg.env.env_backend,
+                "collection": collection,
                 "fallback_reasons": {k: v for k, v in why.items() if v is not None}}  # fmt: skip
 
     def describe_backends(self) -> str:
         b = self.backends()
         why = b["fallback_reasons"]
         part = {k: b[k] + (f" ({why[k]})" if k in why else "") for k in ("act", "update")}
-        return (
-            f"acting {part['act']}, update {part['update']}, evaluation {b['eval']}, env {b['env']}"
-        )
+        return (f"acting {part['act']}, update {part['update']}, evaluation {b['eval']}, env {b['env']}, "
+                f"collection {b['collection']}")  # fmt: skip
 
     def policy(self) -> Policy:
         return Policy(self.model, self.obs_norm, self.cfg)
@@ -519,6 +556,11 @@ class Trainer:
     # --- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         p = self.progress
+        # with overlap_collection the worker holds collection's state (idle at a checkpoint)
+        col = self.overlap.state() if self.overlap is not None else None
+        rng = rng_state({"sample": self.sample_gen, "shuffle": self.shuffle_gen})
+        if col is not None:
+            rng["generators"]["sample"] = col["sample"]
         return {
             "config": self.cfg.to_dict(),
             "progress": {
@@ -532,9 +574,11 @@ class Trainer:
             "optimizer": self.learner.optimizer.state_dict(),
             "learner": self.learner.state_dict(),
             "obs_norm": self.obs_norm.state_dict(),
-            "reward_scaler": self.collector.reward_scaler.state_dict(),
-            "collector": self.collector.state_dict(),
-            "rng": rng_state({"sample": self.sample_gen, "shuffle": self.shuffle_gen}),
+            "reward_scaler": col["reward_scaler"]
+            if col
+            else self.collector.reward_scaler.state_dict(),
+            "collector": col["collector"] if col else self.collector.state_dict(),
+            "rng": rng,
             "workers": self._workers(),  # for the record: a checkpoint resumes on any number of workers
         }
 
@@ -646,7 +690,7 @@ def _open_for_auto_resume(cfg: Config, path: Path, held: list[RunLock]) -> dict[
 def _give_up(trainer: Trainer | None, lock: RunLock | None) -> None:
     """A start or resume that failed: close the envs it made and leave the directory."""
     if trainer is not None:
-        trainer.envs.close()
+        trainer.close_collection()
     if lock is not None:
         lock.release()
 

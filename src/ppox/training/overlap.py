@@ -1,0 +1,129 @@
+"""Overlapped collection (``run.overlap_collection``): the environments step for the next batch
+while the learner updates on this one (docs/performance.md, "Overlapped collection").
+
+A worker process, forked from the trainer once its collector is built (or restored from a
+checkpoint), owns the collector from then on: the environments, the observation and reward
+normalizers, the episode statistics and the sampling generator. Each iteration the trainer
+receives the rollout the worker collected, sends the worker the policy as it is *before* this
+iteration's update, and updates while the worker collects the next rollout with it. So every
+rollout but the first is collected by the policy of one update earlier than a synchronous run
+would use (a lag of one iteration): its stored log-probabilities and values are that policy's,
+PPO's ratio and clipping are taken against it, as for any behaviour policy.
+
+The lag is deterministic, so a run is reproducible: before each checkpoint (and the last
+iteration) no collection is started, the worker is idle when its state is saved, and the
+rollout after a checkpoint is collected with the policy just saved, whether the run continues
+or is resumed from that checkpoint. After each rollout the trainer takes the worker's
+normalizer statistics and episode statistics, so evaluations, logs and checkpoints read what a
+synchronous run's would at the same point.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ppox.training.rollout import Collector
+from ppox.types import Rollout
+
+__all__ = ["OverlapWorker"]
+
+
+class OverlapWorker:
+    """The collector in a process of its own; :meth:`start` a rollout, then :meth:`result`."""
+
+    def __init__(self, collector: Collector, sample_gen: torch.Generator) -> None:
+        ctx = mp.get_context("fork")  # the child continues from the collector as it is now
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(collector, sample_gen, child), daemon=True,
+                                name="ppox-collector")  # fmt: skip
+        self.proc.start()
+        child.close()
+        self.pending = False
+
+    def start(self, model_state: dict[str, Tensor]) -> None:
+        """Collect the next rollout with these parameters (the model's ``state_dict``)."""
+        assert not self.pending, "one rollout at a time"
+        self._send("collect", {k: v.detach().clone() for k, v in model_state.items()})
+        self.pending = True
+
+    def result(self) -> tuple[Rollout, dict[str, Any]]:
+        """The rollout started last, with the worker's state after it: ``obs_norm`` and
+        ``stats`` (state dicts) and ``skipped`` (transitions skipped in it)."""
+        assert self.pending, "start() first"
+        self.pending = False
+        return self._recv()  # type: ignore[no-any-return]
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds of collection (the worker idle): ``collector`` and
+        ``reward_scaler`` state dicts and the sampling generator's state ``sample``."""
+        assert not self.pending, "the worker is collecting"
+        self._send("state", None)
+        return self._recv()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop the worker (its environments closed). A worker in the middle of a rollout (the run
+        stopped by an error or Ctrl-C) or one that does not answer is killed: its state is not
+        needed, the last checkpoint holds the run."""
+        if self.proc.is_alive() and not self.pending:
+            try:
+                self._send("close", None)
+                self._recv()
+            except (OSError, EOFError, RuntimeError):
+                pass
+            self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+    def _send(self, cmd: str, arg: Any) -> None:
+        self.conn.send((cmd, arg))
+
+    def _recv(self) -> Any:
+        try:
+            kind, value = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"the collection worker (overlap_collection) ended unexpectedly (exit code {self.proc.exitcode})"
+            ) from None
+        if kind == "error":  # the worker's exception, as collection in this process raises it
+            raise value
+        return value
+
+
+def _serve(collector: Collector, sample_gen: torch.Generator, conn: Connection) -> None:
+    """The worker's loop: one command at a time until ``close`` or the trainer goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer, which stops this
+    while True:
+        try:
+            cmd, arg = conn.recv()
+        except (EOFError, OSError):
+            break
+        try:
+            if cmd == "collect":
+                collector.model.load_state_dict(arg)
+                rollout = collector.collect()
+                out: Any = (rollout, {"obs_norm": collector.obs_norm.state_dict(),
+                                      "stats": collector.stats.state_dict(),
+                                      "skipped": collector.buffer.skipped})  # fmt: skip
+            elif cmd == "state":
+                out = {"collector": collector.state_dict(), "reward_scaler": collector.reward_scaler.state_dict(),
+                       "sample": sample_gen.get_state()}  # fmt: skip
+            else:
+                collector.envs.close()
+                conn.send(("ok", None))
+                break
+        except BaseException as exc:  # handed to the trainer, which raises it
+            try:
+                conn.send(("error", exc))
+            except Exception:  # an exception that cannot be pickled: its message
+                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            continue
+        conn.send(("ok", out))
+    conn.close()

@@ -1,0 +1,123 @@
+"""Overlapped collection (``run.overlap_collection``): the lag of one iteration, exactly as
+documented; reproducible and resumed exactly; errors in the worker reach the user as in a
+synchronous run; what it cannot serve is a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_numerics import cli
+
+import ppox
+from ppox.errors import ConfigError
+from ppox.io.checkpoint import load_checkpoint
+from ppox.training.trainer import Trainer
+
+
+def small(**kw) -> ppox.Config:
+    base = dict(env_id="CartPole-v1", num_envs=4, num_steps=32, num_epochs=4, num_minibatches=2, total_steps=4 * 32 * 8,
+                eval_every=0, eval_episodes=2, checkpoint_every=100, seed=5, tensorboard=False, progress=False,
+                overlap_collection=True)  # fmt: skip
+    return ppox.Config().replace(**{**base, **kw})
+
+
+def _record(trainer: Trainer) -> list[tuple[dict[str, torch.Tensor], object]]:
+    """Wrap the learner's update: each call's (parameters before it, rollout)."""
+    seen: list[tuple[dict[str, torch.Tensor], object]] = []
+    update = trainer.learner.update
+
+    def recording(rollout, **kw):
+        seen.append(({k: v.clone() for k, v in trainer.model.state_dict().items()}, rollout))
+        return update(rollout, **kw)
+
+    trainer.learner.update = recording  # type: ignore[method-assign]
+    return seen
+
+
+def _logp_under(trainer: Trainer, params: dict[str, torch.Tensor], rollout) -> torch.Tensor:
+    model = trainer.model
+    now = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.load_state_dict(params)
+        logp = model.dist(rollout.obs.flatten(0, 1)).log_prob(rollout.action.flatten(0, 1))
+        model.load_state_dict(now)
+    return logp
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_each_rollout_is_collected_by_the_policy_of_one_update_earlier(
+    tmp_path: Path, overlap: bool
+) -> None:
+    """Overlapped: rollout k (k ≥ 1) carries the log-probabilities of the policy before update
+    k − 1, the first one those of the initial policy; synchronous: of the policy before update
+    k. Checked on the stored log-probabilities, which PPO's ratio is taken against."""
+    trainer = Trainer.create(small(overlap_collection=overlap), tmp_path / "run")
+    seen = _record(trainer)
+    trainer.train()
+    assert len(seen) == 8
+    for k, (_, rollout) in enumerate(seen):
+        behaviour = seen[max(k - 1, 0)][0] if overlap else seen[k][0]
+        stored = rollout.logp.flatten()
+        torch.testing.assert_close(
+            stored, _logp_under(trainer, behaviour, rollout), rtol=1e-5, atol=1e-5
+        )
+        if k >= 2:  # and not the other policy: the two differ by then
+            other = seen[k][0] if overlap else seen[k - 1][0]
+            assert not torch.allclose(
+                stored, _logp_under(trainer, other, rollout), rtol=1e-5, atol=1e-5
+            )
+    assert trainer.backends()["collection"] == ("overlapped" if overlap else "synchronous")
+    assert trainer.overlap is None  # the worker was stopped with the run
+
+
+def test_a_checkpoint_is_written_between_rollouts_and_the_next_has_no_lag(tmp_path: Path) -> None:
+    """No rollout is in flight at a checkpoint: the one after it is collected by the policy
+    just saved, as a resumed run would collect it."""
+    trainer = Trainer.create(small(checkpoint_every=3), tmp_path / "run")
+    seen = _record(trainer)
+    trainer.train()
+    for k, (_, rollout) in enumerate(seen):
+        fresh = k == 0 or k % 3 == 0  # the first, and the first after each checkpoint
+        behaviour = seen[k][0] if fresh else seen[k - 1][0]
+        torch.testing.assert_close(rollout.logp.flatten(), _logp_under(trainer, behaviour, rollout), rtol=1e-5,
+                                   atol=1e-5)  # fmt: skip
+
+
+def test_overlapped_runs_are_reproducible_and_resume_exactly(
+    tmp_path: Path, interrupted_run
+) -> None:
+    cfg = small(normalize_obs=True, scale_reward=True, checkpoint_every=2, total_steps=4 * 32 * 10)
+    full, again, cut = tmp_path / "full", tmp_path / "again", tmp_path / "cut"
+    ppox.train(cfg, full)
+    ppox.train(cfg, again)
+    interrupted_run(cfg, cut, 4, lost=1)  # a checkpoint after 4 iterations, one more lost
+    Trainer.resume(cut).train()
+    a, b, c = load_checkpoint(full), load_checkpoint(again), load_checkpoint(cut)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+        assert torch.equal(a["model"][k], c["model"][k]), k
+    assert a["obs_norm"] == c["obs_norm"] and a["reward_scaler"] == c["reward_scaler"]
+    assert a["collector"]["stats"] == c["collector"]["stats"]
+    # the lag changes the run: a synchronous run of the same config ends elsewhere
+    ppox.train(cfg.replace(overlap_collection=False), tmp_path / "sync")
+    sync = load_checkpoint(tmp_path / "sync")
+    assert any(not torch.equal(a["model"][k], sync["model"][k]) for k in a["model"])
+
+
+def test_an_env_error_in_the_worker_is_the_same_one_line(tmp_path: Path, capsys) -> None:
+    code, err = cli(capsys, "--env", "PpoxTestNaNReward-v0", "--num-envs", "2", "--num-steps", "16", "--total-steps",
+                    "128", "--eval-every", "0", "--no-tensorboard", "--overlap-collection",
+                    "--run-dir", str(tmp_path / "r"))  # fmt: skip
+    lines = [x for x in err.splitlines() if x.startswith("ppox: error:")]
+    assert code == 2 and len(lines) == 1, err
+    assert "env 0 returned a non-finite reward nan" in lines[0] and "iteration 1" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_what_overlap_cannot_serve_is_a_clear_error() -> None:
+    with pytest.raises(
+        ConfigError, match="overlap_collection=True runs in one process; this run has 2 workers"
+    ):
+        small().validate().validate_world(2)
