@@ -23,6 +23,7 @@ run can resume on any number of workers.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,9 @@ class Trainer:
         if torch.are_deterministic_algorithms_enabled() != cfg.run.deterministic:
             torch.use_deterministic_algorithms(cfg.run.deterministic)
         self.device = resolve_device(cfg.run.device)
+        if cfg.run.overlap_collection and "fork" not in mp.get_all_start_methods():
+            raise ConfigError("overlap_collection=True forks its collection worker, which this platform cannot "
+                              "(no 'fork' start method); turn it off")  # fmt: skip
         if cfg.run.overlap_collection and self.device.type != "cpu":
             raise ConfigError(f"overlap_collection=True collects in a CPU worker process; device={cfg.run.device!r} "
                               f"trains on {self.device}: turn one of them off")  # fmt: skip
