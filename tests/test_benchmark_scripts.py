@@ -190,3 +190,27 @@ def test_ceiling_measures_env_collection_and_loop(tmp_path: Path) -> None:
         sps["env"] > sps["collect"] > sps["loop"] > 0
     )  # the loop does more than collect, which does more
     assert row["backends"]["act"] == "numpy"
+
+
+def test_purejaxrl_comparison_gives_ppox_the_same_settings(tmp_path: Path) -> None:
+    """PureJaxRL itself needs JAX (not installed here); ppox's side with its settings must run,
+    and the two configs must say the same things."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import purejaxrl as bench
+
+    flags = list(bench.PPOX_PJX)
+    flags[flags.index("--total-steps") + 1] = "1024"
+    r = subprocess.run([sys.executable, "-m", "ppox", "train", "--run-dir", str(tmp_path / "r"), "--no-progress",
+                        "--no-tensorboard", *flags], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    flat = {
+        k: v for section in cfg.values() if isinstance(section, dict) for k, v in section.items()
+    }
+    c = bench.PJX_CONFIG
+    assert (flat["num_envs"], flat["num_steps"], flat["num_epochs"], flat["num_minibatches"]) == (
+        c["NUM_ENVS"], c["NUM_STEPS"], c["UPDATE_EPOCHS"], c["NUM_MINIBATCHES"])  # fmt: skip
+    assert (flat["learning_rate"], flat["gamma"], flat["lam"], flat["clip_coef"], flat["ent_coef"], flat["vf_coef"],
+            flat["max_grad_norm"], flat["anneal_lr"]) == (c["LR"], c["GAMMA"], c["GAE_LAMBDA"], c["CLIP_EPS"],
+                                                          c["ENT_COEF"], c["VF_COEF"], c["MAX_GRAD_NORM"], c["ANNEAL_LR"])  # fmt: skip
+    assert flat["hidden_sizes"] == [64, 64] and flat["activation"] == c["ACTIVATION"] == "tanh"
