@@ -20,14 +20,11 @@ rounds::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +34,9 @@ import torch
 import ppox
 from ppox.envs.make import make_vec_env
 from ppox.training.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from whole_process import write_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,14 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     load0 = os.getloadavg()
     rows = [measure(name, a.rounds, a.min_steps) for name in a.presets]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    info = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit.stdout.strip(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "load_at_start": load0,
-            "load_at_end": os.getloadavg(), "torch": torch.__version__, "rounds": a.rounds, "presets": rows}  # fmt: skip
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "results.json").write_text(json.dumps(info, indent=2))
+    info = write_info(a.out, load0, torch=torch.__version__, rounds=a.rounds, presets=rows)
     lines = [
         "# The training loop against the environment alone",
         "",

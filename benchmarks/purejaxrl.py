@@ -30,17 +30,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from whole_process import write_info  # noqa: E402
+
 PJX_CONFIG = {
     "LR": 2.5e-4, "NUM_ENVS": 4, "NUM_STEPS": 128, "TOTAL_TIMESTEPS": 5e5, "UPDATE_EPOCHS": 4,
     "NUM_MINIBATCHES": 4, "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2, "ENT_COEF": 0.01,
@@ -197,16 +198,15 @@ def main(argv: list[str] | None = None) -> None:
 def write(
     a: argparse.Namespace, rows: list[dict[str, Any]], sides: list[str], load0: tuple[float, ...]
 ) -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
     pjx = next(r for r in rows if r["side"] == "purejaxrl")
-    info = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit.stdout.strip(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "load_at_start": load0,
-            "load_at_end": os.getloadavg(), "jax": pjx.get("jax"), "purejaxrl_config": PJX_CONFIG,
-            "ppox_pjx_flags": PPOX_PJX, "runs": rows}  # fmt: skip
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "results.json").write_text(json.dumps(info, indent=2))
+    info = write_info(
+        a.out,
+        load0,
+        jax=pjx.get("jax"),
+        purejaxrl_config=PJX_CONFIG,
+        ppox_pjx_flags=PPOX_PJX,
+        runs=rows,
+    )
 
     def med(side: str, seeds: int, key: str = "process_s") -> float:
         return statistics.median(r[key] for r in rows if r["side"] == side and r["seeds"] == seeds)

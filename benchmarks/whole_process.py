@@ -145,6 +145,20 @@ def main(argv: list[str] | None = None) -> None:
     write(a, rows, list(sides), load0)
 
 
+def write_info(out: Path, load0: tuple[float, ...], **extra: Any) -> dict[str, Any]:
+    """A benchmark's record: when, at which commit, on what machine and load, and ``extra``;
+    written to ``out/results.json`` (the directory made) and returned."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    info = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit.stdout.strip(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "load_at_start": load0,
+            "load_at_end": os.getloadavg(), **extra}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
 def write(
     a: argparse.Namespace, rows: list[dict[str, Any]], sides: list[str], load0: tuple[float, ...]
 ) -> None:
@@ -153,15 +167,8 @@ def write(
 
     med = {s: {k: statistics.median(r[k] for r in rows if r["side"] == s) for k in ("process_s", "loop_s")}
            for s in [*sides, *SB3]}  # fmt: skip
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    info = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit.stdout.strip(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "load_at_start": load0,
-            "load_at_end": os.getloadavg(), "torch": torch.__version__, "sb3": stable_baselines3.__version__,
-            "seeds": a.seeds, "steps": a.steps, "medians": med, "runs": rows}  # fmt: skip
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "results.json").write_text(json.dumps(info, indent=2))
+    info = write_info(a.out, load0, torch=torch.__version__, sb3=stable_baselines3.__version__, seeds=a.seeds,
+                      steps=a.steps, medians=med, runs=rows)  # fmt: skip
     lines = [
         "# A whole `ppox train` run against Stable-Baselines3 with the RL Zoo's CartPole settings",
         "",
