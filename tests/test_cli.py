@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -224,3 +225,16 @@ def test_corrupted_and_foreign_checkpoints_are_reported_by_name(
 
 def test_resume_refuses_config_changes(trained: Path) -> None:
     assert_clean_error(run("train", "--resume", str(trained), "--learning-rate", "0.1"), "--resume")
+
+
+def test_train_ends_with_the_training_time_and_the_whole_process_time(tmp_path: Path) -> None:
+    r = run("train", *TINY, "--run-dir", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    m = re.search(
+        r"steps in ([\d.]+) s of training \([\d,]+ steps/s\), ([\d.]+) s in all; eval return", last
+    )
+    assert m, last
+    training, in_all = map(float, m.groups())
+    # the whole process includes importing torch and building the run: longer than its loop
+    assert in_all > training and in_all > 0.5

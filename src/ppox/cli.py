@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -38,6 +39,8 @@ from ppox.config import (
 from ppox.errors import ConfigError, PpoxError
 from ppox.io.trust import check_imports, imports_named
 from ppox.presets import DEFAULT_PRESET, PRESETS, get_preset
+
+_LOADED = time.perf_counter()  # process_seconds() where /proc cannot say when the process began
 
 # short aliases the issue and the docs use
 ALIASES = {
@@ -544,10 +547,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"ppox: training {trainer.cfg.env.env_id}{workers} → {trainer.run_dir}")
     s = trainer.train()
     if main:
-        print(f"ppox: {s['total_steps']:,} steps in {s['wall_time_s']:.1f} s ({s['steps_per_second']:,.0f} steps/s); "
-              + _eval_words(s))  # fmt: skip
+        print(f"ppox: {s['total_steps']:,} steps in {s['wall_time_s']:.1f} s of training ({s['steps_per_second']:,.0f} "
+              f"steps/s), {process_seconds():.1f} s in all; " + _eval_words(s))  # fmt: skip
     distributed.shutdown()
     return 0
+
+
+def process_seconds() -> float:
+    """Seconds since this process started, what a user waits for (the interpreter's start-up
+    included, read from ``/proc`` on Linux; elsewhere since this module was loaded)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _LOADED
 
 
 def _eval_words(s: dict[str, Any]) -> str:
