@@ -175,15 +175,13 @@ class Trainer:
                                    sign_reward=cfg.env.sign_reward)  # fmt: skip
         r = cfg.run
         self.eval_seeds = evaluation_seeds(r.eval_seed, r.eval_episodes)
-        self.eval_backend: str | None = (
-            None  # "numpy" or "torch": what the last evaluation acted with
-        )
+        # "numpy" or "torch": what the last evaluation acted with
+        self.eval_backend: str | None = None
         self.train_seeds = self._collection_seeds(r.seed)
         self.progress = Progress(next_eval_step=r.eval_every)
         self.resumed_envs = True
-        self.overlap: OverlapWorker | None = (
-            None  # overlap_collection's worker, started at the first rollout
-        )
+        # overlap_collection's worker, started at the first rollout
+        self.overlap: OverlapWorker | None = None
 
     def init_policy_from(self, source: str) -> None:
         """Copy the policy (weights, observation statistics) of the checkpoint at ``source`` into
@@ -388,9 +386,7 @@ class Trainer:
         or the end of the run comes after this iteration."""
         if not self.cfg.run.overlap_collection:
             return self.collector.collect(), self.collector.buffer.skipped
-        if (
-            self.overlap is None
-        ):  # forked now: after a resume the worker continues the restored state
+        if self.overlap is None:  # forked now: a resumed run's worker continues its restored state
             self.overlap = OverlapWorker(self.collector, self.sample_gen)
         w, p, cfg = self.overlap, self.progress, self.cfg
         if not w.pending:
