@@ -121,3 +121,22 @@ def test_what_overlap_cannot_serve_is_a_clear_error() -> None:
         ConfigError, match="overlap_collection=True runs in one process; this run has 2 workers"
     ):
         small().validate().validate_world(2)
+
+
+def test_async_envs_work_with_the_worker_and_close_cleanly(tmp_path: Path) -> None:
+    """AsyncVectorEnv's env processes are the trainer's children: the worker steps them through
+    its copy of their pipes, and the trainer closes them at the end."""
+    cfg = small(vectorization="async", num_envs=2, total_steps=2 * 32 * 4, checkpoint_every=2)
+    a = ppox.train(cfg, tmp_path / "a")
+    b = ppox.train(cfg, tmp_path / "b")
+    assert a["backends"]["collection"] == "overlapped"
+    assert a["train_return_mean"] == b["train_return_mean"] and a["evals"] == b["evals"]
+
+
+def test_envpool_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("envpool")
+    code, err = cli(capsys, "--overlap-collection", "--env-backend", "envpool", "--total-steps", "256",
+                    "--run-dir", str(tmp_path / "r"))  # fmt: skip
+    lines = [x for x in err.splitlines() if x.startswith("ppox: error:")]
+    assert code == 2 and len(lines) == 1 and "env_backend='gymnasium'" in lines[0], err
+    assert not (tmp_path / "r").exists()

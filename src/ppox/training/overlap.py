@@ -136,8 +136,11 @@ def _serve(collector: Collector, sample_gen: torch.Generator, conn: Connection) 
             elif cmd == "state":
                 out = {"collector": collector.state_dict(), "reward_scaler": collector.reward_scaler.state_dict(),
                        "sample": sample_gen.get_state()}  # fmt: skip
-            else:
-                collector.envs.close()
+            else:  # the envs stepped in this process; AsyncVectorEnv's env processes are the
+                if not hasattr(
+                    collector.envs, "parent_pipes"
+                ):  # trainer's children: it closes them
+                    collector.envs.close()
                 conn.send(("ok", None))
                 break
         except BaseException as exc:  # handed to the trainer, which raises it

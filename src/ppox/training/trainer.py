@@ -138,6 +138,9 @@ class Trainer:
         if cfg.run.overlap_collection and "fork" not in mp.get_all_start_methods():
             raise ConfigError("overlap_collection=True forks its collection worker, which this platform cannot "
                               "(no 'fork' start method); turn it off")  # fmt: skip
+        if cfg.run.overlap_collection and cfg.env.env_backend == "envpool":
+            raise ConfigError("overlap_collection=True forks its collection worker, and EnvPool's threads do not "
+                              "survive a fork; use env_backend='gymnasium' with it")  # fmt: skip
         if cfg.run.overlap_collection and self.device.type != "cpu":
             raise ConfigError(f"overlap_collection=True collects in a CPU worker process; device={cfg.run.device!r} "
                               f"trains on {self.device}: turn one of them off")  # fmt: skip
