@@ -4,8 +4,16 @@ synchronous run; what it cannot serve is a clear error."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 import torch
 from test_numerics import cli
@@ -139,4 +147,83 @@ def test_envpool_is_refused_before_anything_is_written(tmp_path: Path, capsys) -
                     "--run-dir", str(tmp_path / "r"))  # fmt: skip
     lines = [x for x in err.splitlines() if x.startswith("ppox: error:")]
     assert code == 2 and len(lines) == 1 and "env_backend='gymnasium'" in lines[0], err
+    assert not (tmp_path / "r").exists()
+
+
+class _SlowCartPole(gym.Wrapper):
+    """CartPole whose every step takes 20 ms: collection much slower than the update."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action):
+        time.sleep(0.02)
+        return self.env.step(action)
+
+
+if "PpoxTestSlowCartPole-v0" not in gym.registry:
+    gym.register("PpoxTestSlowCartPole-v0", entry_point=_SlowCartPole)
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return set(map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()))
+    except OSError:
+        return set()
+
+
+def test_ctrl_c_while_waiting_for_a_rollout_stops_at_once(tmp_path: Path) -> None:
+    """A synchronous run stops mid-rollout; so does an overlapped one: the worker is killed,
+    not waited for (a rollout here takes 64 × 20 ms)."""
+    cfg = small(env_id="PpoxTestSlowCartPole-v0", num_envs=2, num_steps=64, total_steps=2 * 64 * 50)
+    trainer = Trainer.create(cfg, tmp_path / "run")
+    threading.Timer(0.6, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert time.monotonic() - t0 < 0.6 + 1.0  # not the rest of a 1.3 s rollout
+    assert trainer.overlap is None and not mp.active_children()
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc"
+)
+def test_the_worker_ends_when_the_trainer_is_killed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ppox", "train", "--overlap-collection", "--total-steps", "2000000",
+                             "--eval-every", "0", "--no-tensorboard", "--no-progress", "--run-dir", str(run)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            not _children(proc.pid) and time.monotonic() < deadline
+        ):  # the worker, forked at the first rollout
+            time.sleep(0.05)
+        (worker,) = _children(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        try:  # reap it if it became ours (it is re-parented to init, or to a subreaper)
+            os.waitpid(worker, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        status = Path(f"/proc/{worker}/status")
+        if status.exists() and "zombie" in status.read_text():
+            break
+        time.sleep(0.05)
+    gone = (
+        not Path(f"/proc/{worker}").exists()
+        or "zombie" in Path(f"/proc/{worker}/status").read_text()
+    )
+    assert gone, "the collection worker outlived its trainer"
+
+
+def test_more_threads_are_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    code, err = cli(capsys, "--overlap-collection", "--threads", "2", "--total-steps", "256",
+                    "--run-dir", str(tmp_path / "r"))  # fmt: skip
+    lines = [x for x in err.splitlines() if x.startswith("ppox: error:")]
+    assert code == 2 and len(lines) == 1 and "needs threads=1 (got 2)" in lines[0], err
     assert not (tmp_path / "r").exists()

@@ -498,7 +498,8 @@ class RunConfig:
     the first is collected by the policy of one update earlier than a synchronous run would use
     (a fixed lag of one iteration, deterministic and resumed exactly; a rollout collected right
     after a checkpoint has none); PPO's ratio is taken against the policy that collected. One
-    process on the CPU only (not under torchrun), with Gymnasium's envs (not EnvPool)."""
+    process on the CPU only (not under torchrun), with Gymnasium's envs (not EnvPool) and
+    `threads=1`."""
     threads: Annotated[int, Span(0, 1024)] = 1
     """Intra-op threads of torch and of NumPy's BLAS (per worker under torchrun); 1 is fastest
     for small MLPs on CPU (0: leave both libraries' defaults; at most 1024, more than any CPU

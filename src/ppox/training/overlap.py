@@ -21,6 +21,8 @@ synchronous run's would at the same point.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import pickle
 import signal
 from multiprocessing.connection import Connection
 from typing import Any
@@ -41,7 +43,7 @@ class OverlapWorker:
     def __init__(self, collector: Collector, sample_gen: torch.Generator) -> None:
         ctx = mp.get_context("fork")  # the child continues from the collector as it is now
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(collector, sample_gen, child), daemon=True,
+        self.proc = ctx.Process(target=_serve, args=(collector, sample_gen, child, self.conn), daemon=True,
                                 name="ppox-collector")  # fmt: skip
         self.proc.start()
         child.close()
@@ -57,8 +59,10 @@ class OverlapWorker:
         """The rollout started last, with the worker's state after it: ``obs_norm`` and
         ``stats`` (state dicts) and ``skipped`` (transitions skipped in it)."""
         assert self.pending, "start() first"
+        fields, after = (
+            self._recv()
+        )  # interrupted here (Ctrl-C), it is still pending: close() kills it
         self.pending = False
-        fields, after = self._recv()
         return Rollout(*(_tensors(x) for x in fields)), after
 
     def state(self) -> dict[str, Any]:
@@ -76,7 +80,9 @@ class OverlapWorker:
             try:
                 self._send("close", None)
                 self._recv()
-            except (OSError, EOFError, RuntimeError):
+            except (
+                Exception
+            ):  # closing a run that already failed: its own error is the one to report
                 pass
             self.proc.join(timeout=5)
         if self.proc.is_alive():
@@ -118,9 +124,41 @@ def _tensors(x: Any) -> Any:
     return x
 
 
-def _serve(collector: Collector, sample_gen: torch.Generator, conn: Connection) -> None:
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling both ways (ppox's own errors do), else a RuntimeError with
+    its type and message: some exceptions pickle but cannot be rebuilt on the other side."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel end this process when the trainer ends, however it ends."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the trainer was gone before the request took effect
+            os._exit(0)
+    except (OSError, AttributeError):  # not Linux: the closed pipe end above ends the loop
+        pass
+
+
+def _serve(
+    collector: Collector, sample_gen: torch.Generator, conn: Connection, trainers_end: Connection
+) -> None:
     """The worker's loop: one command at a time until ``close`` or the trainer goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer, which stops this
+    # the trainer's end of the pipe, inherited by the fork: closed here, so that the trainer's
+    # death (a kill, a crash) ends this loop at the next read instead of leaving it waiting
+    trainers_end.close()
+    _die_with_parent()
+    torch.set_num_threads(
+        1
+    )  # never a thread pool inherited across the fork (threads=1 is required)
     while True:
         try:
             cmd, arg = conn.recv()
@@ -144,10 +182,7 @@ def _serve(collector: Collector, sample_gen: torch.Generator, conn: Connection) 
                 conn.send(("ok", None))
                 break
         except BaseException as exc:  # handed to the trainer, which raises it
-            try:
-                conn.send(("error", exc))
-            except Exception:  # an exception that cannot be pickled: its message
-                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            conn.send(("error", _portable(exc)))
             continue
         conn.send(("ok", out))
     conn.close()

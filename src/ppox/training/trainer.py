@@ -138,6 +138,10 @@ class Trainer:
         if cfg.run.overlap_collection and "fork" not in mp.get_all_start_methods():
             raise ConfigError("overlap_collection=True forks its collection worker, which this platform cannot "
                               "(no 'fork' start method); turn it off")  # fmt: skip
+        if cfg.run.overlap_collection and cfg.run.threads != 1:
+            raise ConfigError(f"overlap_collection=True needs threads=1 (got {cfg.run.threads}): torch's thread pool "
+                              "does not survive the fork that starts the collection worker, and the worker and the "
+                              "learner already take a core each")  # fmt: skip
         if cfg.run.overlap_collection and cfg.env.env_backend == "envpool":
             raise ConfigError("overlap_collection=True forks its collection worker, and EnvPool's threads do not "
                               "survive a fork; use env_backend='gymnasium' with it")  # fmt: skip
