@@ -148,6 +148,12 @@ def make_vec_env(cfg: EnvConfig, num_envs: int | None = None) -> VectorEnv:
     fns = [_thunk(cfg) for _ in range(n)]
     if cfg.vectorization == "async":
         return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return sync_vector_env(fns, box_obs)
+
+
+def sync_vector_env(fns: list[Callable[[], gym.Env]], box_obs: bool) -> VectorEnv:
+    """Envs stepped in this process, SAME_STEP autoreset: :class:`LeanSyncVectorEnv` for Box
+    observations, Gymnasium's ``SyncVectorEnv`` otherwise (training and evaluation alike)."""
     if box_obs:
         return LeanSyncVectorEnv(fns)
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

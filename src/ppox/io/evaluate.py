@@ -20,12 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
 from ppox.config import EnvConfig
 from ppox.distributions.base import noisy_heads
-from ppox.envs.make import make_env
-from ppox.envs.vector import LeanSyncVectorEnv
+from ppox.envs.make import make_env, sync_vector_env
 from ppox.errors import EnvError
 from ppox.io.policy import Policy
 from ppox.nn.numpy_policy import NumpyActorCritic, numpy_support
@@ -107,12 +105,7 @@ def evaluate_episodes(
     always with the torch model; the result records which ran."""
     cap = policy.config.run.eval_max_steps if max_steps is None else max_steps
     fns = [lambda: make_env(env_cfg, evaluation=True)] * len(seeds)
-    box_obs = isinstance(policy.model.obs_layout.space, spaces.Box)
-    envs: VectorEnv = (
-        LeanSyncVectorEnv(fns)
-        if box_obs
-        else SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-    )
+    envs = sync_vector_env(fns, isinstance(policy.model.obs_layout.space, spaces.Box))
     lean = numpy_actor(policy, deterministic) if backend == "auto" else None
     generator = torch.Generator().manual_seed(seeds[0])
     fresh_noise(policy, len(seeds), generator, deterministic)
@@ -125,13 +118,8 @@ def evaluate_episodes(
         obs, info = envs.reset(seed=list(seeds))  # type: ignore[arg-type]  # one seed per env
         for _ in range(cap):
             if lean is not None:
-                mask = info.get(MASK_KEY)
-                mask = (
-                    None
-                    if mask is None or head.mask_shape is None
-                    else head.read_mask(mask, len(seeds))
-                )
                 x = policy.obs_norm(np.asarray(obs, dtype=np.float32))
+                mask = policy.flat_mask(info.get(MASK_KEY), len(seeds))
                 action = head.to_env(lean.mode(x, mask))  # type: ignore[arg-type]
             else:
                 action, state = policy.predict(

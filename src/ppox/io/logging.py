@@ -90,7 +90,10 @@ class RunLogger:
             self._csv.writeheader()
         self.tb = None
         if tensorboard:
+            from tensorboard.compat.proto.summary_pb2 import Summary
             from torch.utils.tensorboard import SummaryWriter
+
+            self._summary = Summary
 
             # purge_step drops events a resumed run is about to write again
             self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
@@ -124,12 +127,10 @@ class RunLogger:
         """The row's numbers as one TensorBoard event of many values (what ``add_scalar`` writes
         one event each for: the same tags and ``simple_value`` fields, read by TensorBoard alike,
         at a twentieth of the cost per row)."""
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
         assert self.tb is not None
-        values = [Summary.Value(tag=_tb_name(k), simple_value=float(v)) for k, v in row.items()
+        values = [self._summary.Value(tag=_tb_name(k), simple_value=float(v)) for k, v in row.items()
                   if k not in ("iteration", self.step_key) and v is not None]  # fmt: skip
-        self.tb._get_file_writer().add_summary(Summary(value=values), step)
+        self.tb._get_file_writer().add_summary(self._summary(value=values), step)
 
     def _status(self, row: dict[str, Any], now: float) -> tuple[int, str, str, str, str]:
         """``(step, rate, headline value, ETA, percent)`` of the progress displays at ``now``."""

@@ -33,6 +33,12 @@ class Policy:
         self.config = config
         self.device = next(model.parameters()).device
 
+    def flat_mask(self, mask: Any, n: int) -> np.ndarray | None:
+        """The env's action mask for ``n`` observations as the head reads it (flat bool
+        ``[n, M]``), or None: no mask given, or an action head that takes none."""
+        head = self.model.head
+        return None if mask is None or head.mask_shape is None else head.read_mask(mask, n)
+
     @torch.inference_mode()
     def predict(
         self,
@@ -74,12 +80,8 @@ class Policy:
                 mask = obs[MASK_KEY]
         t = obs_map(lambda a: torch.from_numpy(a).to(self.device), self.obs_norm(x))
         n = next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
-        head = self.model.head
-        m = (
-            None
-            if mask is None or head.mask_shape is None
-            else torch.from_numpy(head.read_mask(mask, n)).to(self.device)
-        )
+        flat = self.flat_mask(mask, n)
+        m = None if flat is None else torch.from_numpy(flat).to(self.device)
         recurrent = self.model.memory is not None
         if recurrent:
             h, start = self._memory_input(state, episode_start, n, single)
@@ -87,7 +89,7 @@ class Policy:
         else:
             dist = self.model.dist(t, m)
         action = dist.mode() if deterministic else dist.sample(generator)
-        out = head.to_env(action.cpu().numpy())
+        out = self.model.head.to_env(action.cpu().numpy())
         out = _first(out) if single else out
         if recurrent:
             h_out = new_state.cpu().numpy()

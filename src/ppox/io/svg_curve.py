@@ -57,6 +57,16 @@ def _label(v: float) -> str:
     return f"{v:g}"
 
 
+def _line(x1: float, y1: float, x2: float, y2: float) -> str:
+    """A light grid line."""
+    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#e5e5e5"/>'
+
+
+def _text(x: float, y: float, anchor: str, text: str) -> str:
+    """A tick label anchored at ``(x, y)``."""
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">{text}</text>'
+
+
 class _Panel:
     """One plotting area with its axes, in SVG user units."""
 
@@ -78,22 +88,18 @@ class _Panel:
     def frame(self, ylabel: str, empty: bool) -> list[str]:
         out = [f'<text x="{self.x0 + PANEL_W / 2:.1f}" y="{TOP - 12}" text-anchor="middle" font-size="13">'
                f"{escape(self.title)}</text>"]  # fmt: skip
-        for t in self.xt:
+        for t in self.xt:  # vertical grid lines, labels below the axis
             x = self.px(t)
-            out.append(
-                f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + PANEL_H}" stroke="#e5e5e5"/>'
-            )
-            out.append(
-                f'<text x="{x:.1f}" y="{TOP + PANEL_H + 16}" text-anchor="middle">{_label(t)}</text>'
-            )
-        for t in self.yt:
+            out += [
+                _line(x, TOP, x, TOP + PANEL_H),
+                _text(x, TOP + PANEL_H + 16, "middle", _label(t)),
+            ]
+        for t in self.yt:  # horizontal grid lines, labels left of the axis
             y = self.py(t)
-            out.append(
-                f'<line x1="{self.x0}" y1="{y:.1f}" x2="{self.x0 + PANEL_W}" y2="{y:.1f}" stroke="#e5e5e5"/>'
-            )
-            out.append(
-                f'<text x="{self.x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{_label(t)}</text>'
-            )
+            out += [
+                _line(self.x0, y, self.x0 + PANEL_W, y),
+                _text(self.x0 - 6, y + 4, "end", _label(t)),
+            ]
         out.append(
             f'<rect x="{self.x0}" y="{TOP}" width="{PANEL_W}" height="{PANEL_H}" fill="none" stroke="#444"/>'
         )

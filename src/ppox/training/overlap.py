@@ -31,10 +31,30 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ppox.config import Config
+from ppox.errors import ConfigError
 from ppox.training.rollout import Collector
 from ppox.types import Rollout
 
-__all__ = ["OverlapWorker"]
+__all__ = ["OverlapWorker", "check_overlap"]
+
+
+def check_overlap(cfg: Config, device: torch.device) -> None:
+    """Raise :class:`ConfigError` when ``overlap_collection`` cannot serve this run (``cfg`` with
+    its env backend resolved; the number of workers is checked by ``Config.validate_world``)."""
+    if "fork" not in mp.get_all_start_methods():
+        raise ConfigError("overlap_collection=True forks its collection worker, which this platform cannot "
+                          "(no 'fork' start method); turn it off")  # fmt: skip
+    if cfg.run.threads != 1:
+        raise ConfigError(f"overlap_collection=True needs threads=1 (got {cfg.run.threads}): torch's thread pool "
+                          "does not survive the fork that starts the collection worker, and the worker and the "
+                          "learner already take a core each")  # fmt: skip
+    if cfg.env.env_backend == "envpool":
+        raise ConfigError("overlap_collection=True forks its collection worker, and EnvPool's threads do not "
+                          "survive a fork; use env_backend='gymnasium' with it")  # fmt: skip
+    if device.type != "cpu":
+        raise ConfigError(f"overlap_collection=True collects in a CPU worker process; device={cfg.run.device!r} "
+                          f"trains on {device}: turn one of them off")  # fmt: skip
 
 
 class OverlapWorker:

@@ -23,7 +23,6 @@ run can resume on any number of workers.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +57,7 @@ from ppox.training import distributed
 from ppox.training.distributed import is_main
 from ppox.training.learner import Learner
 from ppox.training.normalizers import RewardScaler
-from ppox.training.overlap import OverlapWorker
+from ppox.training.overlap import OverlapWorker, check_overlap
 from ppox.training.rollout import Collector
 from ppox.training.seeding import (
     collection_seeds,
@@ -135,19 +134,8 @@ class Trainer:
         if torch.are_deterministic_algorithms_enabled() != cfg.run.deterministic:
             torch.use_deterministic_algorithms(cfg.run.deterministic)
         self.device = resolve_device(cfg.run.device)
-        if cfg.run.overlap_collection and "fork" not in mp.get_all_start_methods():
-            raise ConfigError("overlap_collection=True forks its collection worker, which this platform cannot "
-                              "(no 'fork' start method); turn it off")  # fmt: skip
-        if cfg.run.overlap_collection and cfg.run.threads != 1:
-            raise ConfigError(f"overlap_collection=True needs threads=1 (got {cfg.run.threads}): torch's thread pool "
-                              "does not survive the fork that starts the collection worker, and the worker and the "
-                              "learner already take a core each")  # fmt: skip
-        if cfg.run.overlap_collection and cfg.env.env_backend == "envpool":
-            raise ConfigError("overlap_collection=True forks its collection worker, and EnvPool's threads do not "
-                              "survive a fork; use env_backend='gymnasium' with it")  # fmt: skip
-        if cfg.run.overlap_collection and self.device.type != "cpu":
-            raise ConfigError(f"overlap_collection=True collects in a CPU worker process; device={cfg.run.device!r} "
-                              f"trains on {self.device}: turn one of them off")  # fmt: skip
+        if cfg.run.overlap_collection:
+            check_overlap(cfg, self.device)
         distributed.init()  # a no-op without torchrun, or when the caller joined a group already
         self.world, self.rank = distributed.world_size(), distributed.rank()
         cfg.validate_world(self.world)
