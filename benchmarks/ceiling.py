@@ -10,8 +10,16 @@ same kind of vector env the run trains on (``make_vec_env`` of the preset's env 
 - **update**: ``Learner.update()`` on those rollouts (advantages and every epoch and minibatch).
 
 The training loop's steps/s is ``steps / (collection + update)`` (logging and checkpoints add a
-little more in a real run; ``ppox train`` reports its own loop in ``summary.json``). Medians over
-rounds::
+little more in a real run; ``ppox train`` reports its own loop in ``summary.json``).
+
+Each round also times the update's **matrix products alone** (:func:`products_floor`): the forward
+and backward products of every layer of the preset's networks, on random float32 arrays of one
+minibatch's shape, as many as the epochs and minibatches of one batch need, with nothing else (no
+activations, loss, head, optimizer or Python bookkeeping). No implementation of the same update
+on this core can spend less, so the report gives the best ``loop / env`` any implementation could
+reach: with collection as fast as the env itself, run one after the other (one core:
+``env / (env + products)``), and overlapped on a second core (``env / max(env, products)``).
+Medians over rounds::
 
     .venv/bin/python benchmarks/ceiling.py --presets cartpole halfcheetah lunarlander \\
         --out benchmarks/results/ceiling
@@ -41,6 +49,32 @@ from whole_process import write_info  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def products_floor(net: Any, minibatch: int, repeats: int) -> float:
+    """Seconds for the matrix products of ``repeats`` minibatch steps of ``minibatch`` samples
+    through the NumPy update's networks (:class:`ppox.nn.numpy_policy.NumpyActorCritic`): per
+    layer ``x Wᵀ`` forward, ``gᵀ x`` (the weight gradient) and ``g W`` (the input's gradient,
+    which the first layer of a trunk does not need) backward, as the update computes them."""
+    rng = np.random.default_rng(0)
+    layers: list[tuple[np.ndarray, bool]] = []  # (weight [out, in], whether the input's gradient is needed)
+    trunks = [net.actor] if net.shared else [net.actor, net.critic]
+    for trunk in trunks:
+        layers += [(layer.w, i > 0) for i, layer in enumerate(trunk.layers)]
+    layers += [(layer.w, True) for layer in [*net.out, net.value_out]]
+    work = []
+    for w, needs_input in layers:
+        x = rng.standard_normal((minibatch, w.shape[1])).astype(np.float32)
+        g = rng.standard_normal((minibatch, w.shape[0])).astype(np.float32)
+        work.append((x, g, np.array(w), needs_input))
+    t = time.perf_counter()
+    for _ in range(repeats):
+        for x, g, w, needs_input in work:
+            x @ w.T
+            g.T @ x
+            if needs_input:
+                g @ w
+    return time.perf_counter() - t
+
+
 def measure(preset: str, rounds: int, min_steps: int) -> dict[str, Any]:
     cfg = ppox.get_preset(preset).config().replace(progress=False, tensorboard=False, eval_every=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +89,10 @@ def measure(preset: str, rounds: int, min_steps: int) -> dict[str, Any]:
             np.stack([envs.single_action_space.sample() for _ in range(N)]) for _ in range(64)
         ]
         learner.update(c.collect(), progress=0.0)  # warm: first-call costs out of the numbers
-        samples: dict[str, list[float]] = {"env": [], "collect": [], "update": []}
+        samples: dict[str, list[float]] = {"env": [], "collect": [], "update": [], "products": []}
+        net = getattr(learner.step, "net", None)  # the NumPy update's networks (None: autograd)
+        minibatch = -(-T * N // cfg.ppo.num_minibatches)
+        repeats = iters * cfg.ppo.num_epochs * cfg.ppo.num_minibatches
         for _ in range(rounds):
             t = time.perf_counter()
             for i in range(iters * T):
@@ -69,12 +106,14 @@ def measure(preset: str, rounds: int, min_steps: int) -> dict[str, Any]:
             for r in rollouts:
                 learner.update(r, progress=0.5)
             samples["update"].append(time.perf_counter() - t)
+            if net is not None:
+                samples["products"].append(products_floor(net, minibatch, repeats))
         envs.close()
         backends = trainer.backends()
         trainer.envs.close()
         trainer.release_run_dir()
     steps = iters * T * N
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med = {k: statistics.median(v) for k, v in samples.items() if v}
     sps = {
         "env": steps / med["env"],
         "collect": steps / med["collect"],
@@ -87,8 +126,24 @@ def measure(preset: str, rounds: int, min_steps: int) -> dict[str, Any]:
         "collect_fraction": sps["collect"] / sps["env"], "loop_fraction": sps["loop"] / sps["env"],
         "update_share": med["update"] / (med["collect"] + med["update"]),
         "policy_and_bookkeeping_us_per_vector_step": (med["collect"] - med["env"]) / (iters * T) * 1e6,
-        "backends": backends,
+        "backends": backends, **bounds(med, steps),
     }  # fmt: skip
+
+
+def bounds(med: dict[str, float], steps: int) -> dict[str, float]:
+    """What the update's matrix products alone (``med["products"]``) leave possible: their µs
+    per env step, the best ``loop / env`` with collection as fast as the env, one core and two
+    (overlapped), and the µs per step a loop at 40% of the env's speed may spend."""
+    if "products" not in med:
+        return {}
+    env, prod = med["env"], med["products"]
+    return {
+        "products_us_per_step": prod / steps * 1e6,
+        "update_us_per_step": med["update"] / steps * 1e6,
+        "best_fraction_one_core": env / (env + prod),
+        "best_fraction_overlapped": env / max(env, prod),
+        "us_per_step_at_40pct": med["env"] / steps * 1e6 / 0.4,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,6 +175,22 @@ def main(argv: list[str] | None = None) -> None:
             f"{s['collect']:,.0f} | {s['loop']:,.0f} | {100 * r['collect_fraction']:.0f}% | {100 * r['loop_fraction']:.0f}% | "
             f"{100 * r['update_share']:.0f}% | {r['policy_and_bookkeeping_us_per_vector_step']:.1f} |"
         )
+    lines += [
+        "",
+        "The update's matrix products alone (every layer's forward and backward products on random arrays of the "
+        "minibatch's shape, nothing else), against the budget of a loop at 40% of the env's speed; the best loop / env "
+        "any implementation of the same update could reach, with collection as fast as the env itself:",
+        "",
+        "| preset | update µs per env step | its matrix products alone | a loop at 40% may spend | best loop / env, one core | overlapped on two |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "products_us_per_step" in r:
+            lines.append(
+                f"| {r['preset']} | {r['update_us_per_step']:.1f} | {r['products_us_per_step']:.1f} | "
+                f"{r['us_per_step_at_40pct']:.1f} | {100 * r['best_fraction_one_core']:.0f}% | "
+                f"{100 * r['best_fraction_overlapped']:.0f}% |"
+            )
     (a.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -190,6 +190,10 @@ def test_ceiling_measures_env_collection_and_loop(tmp_path: Path) -> None:
         sps["env"] > sps["collect"] > sps["loop"] > 0
     )  # the loop does more than collect, which does more
     assert row["backends"]["act"] == "numpy"
+    # the matrix products are a part of the update: a floor under it, never above
+    assert row["update_us_per_step"] > row["products_us_per_step"] > 0
+    assert 0 < row["best_fraction_one_core"] <= row["best_fraction_overlapped"] <= 1
+    assert "matrix products alone" in (out / "results.md").read_text()
 
 
 def test_purejaxrl_comparison_gives_ppox_the_same_settings(tmp_path: Path) -> None:
