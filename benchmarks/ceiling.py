@@ -55,7 +55,8 @@ def products_floor(net: Any, minibatch: int, repeats: int) -> float:
     layer ``x Wᵀ`` forward, ``gᵀ x`` (the weight gradient) and ``g W`` (the input's gradient,
     which the first layer of a trunk does not need) backward, as the update computes them."""
     rng = np.random.default_rng(0)
-    layers: list[tuple[np.ndarray, bool]] = []  # (weight [out, in], whether the input's gradient is needed)
+    # (weight [out, in], whether the input's gradient is needed)
+    layers: list[tuple[np.ndarray, bool]] = []
     trunks = [net.actor] if net.shared else [net.actor, net.critic]
     for trunk in trunks:
         layers += [(layer.w, i > 0) for i, layer in enumerate(trunk.layers)]
