@@ -97,18 +97,49 @@ def test_evaluation_seeds_are_fixed_and_disjoint_from_collection_seeds() -> None
     assert collection_seeds(1, 8, range(0)) != collection_seeds(2, 8, range(0))
 
 
-def test_run_threads_limit_numpys_blas_too():
-    """run.threads applies to the BLAS NumPy calls (the NumPy acting path and gradient)."""
+def test_run_threads_go_to_the_update_library_and_never_to_both():
+    """run.threads goes to NumPy's BLAS for the NumPy update and to torch for autograd, the
+    other library keeping one thread: both pools above one thread spin against each other (a
+    20x slowdown measured on 2 cores). 0 means every usable core, for that library alone."""
+    import os
+
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from ppox.training.trainer import set_threads
+    from ppox.training.trainer import set_threads, thread_split
 
+    cores = len(os.sched_getaffinity(0))
+    assert thread_split(1, "numpy") == thread_split(1, "autograd") == (1, 1)
+    assert thread_split(4, "numpy") == (1, 4) and thread_split(4, "autograd") == (4, 1)
+    assert thread_split(0, "numpy") == (1, cores) and thread_split(0, "autograd") == (cores, 1)
     before = torch.get_num_threads()
     with threadpool_limits(limits=None):  # puts the BLAS limits back on exit
-        set_threads(1)
-        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
-        assert blas and all(i["num_threads"] == 1 for i in blas)
-        assert torch.get_num_threads() == 1
+        for n, backend, want in [
+            (1, "numpy", (1, 1)),
+            (2, "numpy", (1, 2)),
+            (2, "autograd", (2, 1)),
+        ]:
+            assert set_threads(n, backend) == want
+            blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+            assert blas and all(i["num_threads"] == want[1] for i in blas)
+            assert torch.get_num_threads() == want[0]
+    torch.set_num_threads(before)
+
+
+def test_a_run_records_the_threads_each_library_got(tmp_path: Path) -> None:
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):
+        for backend, want in [
+            ("numpy", {"torch": 1, "blas": 2}),
+            ("autograd", {"torch": 2, "blas": 1}),
+        ]:
+            cfg = ppox.Config().replace(threads=2, update_backend=backend, total_steps=256, eval_every=0,
+                                        progress=False)  # fmt: skip
+            trainer = Trainer.create(cfg, tmp_path / backend)
+            assert trainer.backends()["threads"] == want
+            trainer.envs.close()
+            trainer.release_run_dir()
     torch.set_num_threads(before)
 
 

@@ -501,9 +501,14 @@ class RunConfig:
     process on the CPU only (not under torchrun), with Gymnasium's envs (not EnvPool) and
     `threads=1`."""
     threads: Annotated[int, Span(0, 1024)] = 1
-    """Intra-op threads of torch and of NumPy's BLAS (per worker under torchrun); 1 is fastest
-    for small MLPs on CPU (0: leave both libraries' defaults; at most 1024, more than any CPU
-    has cores)."""
+    """Intra-op threads (per worker under torchrun) for the library the update computes in:
+    NumPy's BLAS for the NumPy update, torch for autograd; the other library gets one, since
+    both pools spinning at once slow a run down many times over (docs/performance.md, "Threads
+    and processes"). 1 is fastest for small MLPs; more helps wide networks and image encoders
+    on a machine with idle cores (0: every core this process may use; at most 1024, more than
+    any CPU has cores). Recorded in the run's backends as ``threads``. A product split over
+    more threads adds in another order, so runs with different thread counts differ in their
+    last bits and then in their paths; the same count gives the same run."""
     batch_scope: Scope = "global"
     """With W workers under torchrun (docs/distributed.md): `global` makes num_envs, the batch
     (num_steps × num_envs) and its minibatches count all workers together, each worker running

@@ -23,6 +23,7 @@ run can resume on any number of workers.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,12 +114,32 @@ class _NoLogger:
         pass
 
 
-def set_threads(n: int) -> None:
-    """``n`` intra-op threads for torch and for NumPy's BLAS (the NumPy acting path and the
-    hand-written gradient run their matrix products there; OpenBLAS would otherwise start one
-    thread per core in every worker process)."""
-    torch.set_num_threads(n)
-    threadpool_limits(limits=n, user_api="blas")
+def thread_split(n: int, update_backend: str) -> tuple[int, int]:
+    """``(torch threads, BLAS threads)`` for ``run.threads = n``: all ``n`` (0: every core this
+    process may use) go to the library the update computes in, NumPy's BLAS for the NumPy
+    update, torch for autograd, and the other gets one. Both pools at more than one thread
+    make every run slower, not faster: torch's OpenMP threads and OpenBLAS's threads each
+    spin-wait on the cores after their own calls, and a loop that alternates the two libraries
+    (as every PPO loop does) waits for the other pool's spinning at every call (the `cartpole`
+    preset took 74 s instead of 3.5 s with both at 2 threads on a 2-core machine;
+    docs/performance.md, "Threads and processes")."""
+    if n == 0:
+        n = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    return (1, n) if update_backend == "numpy" else (n, 1)
+
+
+def set_threads(n: int, update_backend: str = "numpy") -> tuple[int, int]:
+    """Give torch and NumPy's BLAS their threads for ``run.threads = n`` (:func:`thread_split`);
+    returns ``(torch threads, BLAS threads)``. Called with the update's backend once the learner
+    exists (OpenBLAS would otherwise start one thread per core in every worker process)."""
+    torch_n, blas_n = thread_split(n, update_backend)
+    torch.set_num_threads(torch_n)
+    threadpool_limits(limits=blas_n, user_api="blas")
+    return torch_n, blas_n
 
 
 class Trainer:
@@ -127,8 +148,7 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         self.cfg = cfg = with_resolved_backend(cfg.validate())
         self.run_dir = run_dir
-        if cfg.run.threads:
-            set_threads(cfg.run.threads)
+        set_threads(1)  # until the learner says which library the update runs in (below)
         # torch's flag is global: set it to this run's value, so an earlier run's choice never leaks.
         # Only when it changes: setting it imports torch's compiler configuration (~1.4 s of start-up)
         if torch.are_deterministic_algorithms_enabled() != cfg.run.deterministic:
@@ -153,6 +173,7 @@ class Trainer:
         if self.device.type != "cpu":  # sampling happens on the device
             self.sample_gen = torch.Generator(self.device).manual_seed(seed)
         self.learner = Learner(self.model, cfg, self.shuffle_gen)
+        self.threads = set_threads(cfg.run.threads, self.learner.backend)
         self.learner.broadcast_params()
         self.envs = make_vec_env(cfg.env, num_envs=self.num_envs)
         scaler = RewardScaler(
@@ -481,8 +502,9 @@ class Trainer:
                 else "numpy"
             )
         collection = "overlapped" if self.cfg.run.overlap_collection else "synchronous"
+        threads = {"torch": self.threads[0], "blas": self.threads[1]}
         return {"act": c.act_backend, "update": lr.backend, "eval": evals, "env": self.cfg.env.env_backend,
-                "collection": collection,
+                "collection": collection, "threads": threads,
                 "fallback_reasons": {k: v for k, v in why.items() if v is not None}}  # fmt: skip
 
     def describe_backends(self) -> str:
