@@ -218,3 +218,16 @@ def test_purejaxrl_comparison_gives_ppox_the_same_settings(tmp_path: Path) -> No
             flat["max_grad_norm"], flat["anneal_lr"]) == (c["LR"], c["GAMMA"], c["GAE_LAMBDA"], c["CLIP_EPS"],
                                                           c["ENT_COEF"], c["VF_COEF"], c["MAX_GRAD_NORM"], c["ANNEAL_LR"])  # fmt: skip
     assert flat["hidden_sizes"] == [64, 64] and flat["activation"] == c["ACTIVATION"] == "tanh"
+
+
+def test_seeds_bound_times_whole_processes(tmp_path: Path) -> None:
+    out = tmp_path / "seeds"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks/seeds_bound.py"), "--rounds", "1", "--sides", "one seed",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    info = json.loads((out / "results.json").read_text())
+    assert info["medians"]["one seed"] > 0
+    assert (
+        "| one seed | `ppox train --preset cartpole --total-steps 100000` |"
+        in (out / "results.md").read_text()
+    )

@@ -1,0 +1,93 @@
+"""How cheap can five seeds of the ``cartpole`` preset be in one process, on one core?
+
+Five seeds whose networks were stacked along a leading axis would step 5 × 8 envs and multiply
+five networks' matrices per call, but pay Python's per-call costs once. One run of the same
+preset with 40 envs and five times the steps does the same env work and the same matrix
+products (a 1280-sample batch through one network costs what five 256-sample batches through
+five do) with the per-call costs of one run: no implementation of stacked seeds on one core can
+beat it by much (it would also pay five evaluations and five checkpoints). This script times,
+as whole processes (start to exit, one thread), rounds alternating:
+
+- ``one seed``: ``ppox train --preset cartpole`` (100k steps);
+- ``stacked bound``: the same preset with ``--num-envs 40 --total-steps 500480`` (one process);
+- ``5 seeds, 2 processes at a time``: ``ppox ablate --preset cartpole --seeds 1 2 3 4 5 --jobs 2``,
+  what ppox runs today.
+
+::
+
+    .venv/bin/python benchmarks/seeds_bound.py --rounds 3 --out benchmarks/results/seeds_bound
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from whole_process import write_info  # noqa: E402
+
+SIDES = {
+    "one seed": ["train", "--preset", "cartpole", "--total-steps", "100000"],
+    "stacked bound": ["train", "--preset", "cartpole", "--num-envs", "40", "--total-steps", "500480"],
+    "5 seeds, 2 processes at a time": ["ablate", "--preset", "cartpole", "--seeds", "1", "2", "3", "4", "5",
+                                       "--jobs", "2"],
+}  # fmt: skip
+
+
+def run(args: list[str], work: Path) -> float:
+    out = work / f"run-{time.monotonic_ns()}"
+    where = ["--out", str(out)] if args[0] == "ablate" else ["--run-dir", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "ppox", *args, *where], env=env, cwd=work,
+                       capture_output=True, text=True, timeout=1800)  # fmt: skip
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"ppox {' '.join(args)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return wall
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/seeds_bound")
+    p.add_argument("--sides", nargs="+", default=list(SIDES), choices=list(SIDES), metavar="SIDE")
+    a = p.parse_args(argv)
+    load0 = os.getloadavg()
+    walls: dict[str, list[float]] = {s: [] for s in a.sides}
+    with tempfile.TemporaryDirectory(prefix="ppox-seeds-") as tmp:
+        for i in range(a.rounds):
+            order = a.sides if i % 2 == 0 else a.sides[::-1]
+            for side in order:
+                walls[side].append(run(SIDES[side], Path(tmp)))
+                print(f"round {i + 1}: {side}: {walls[side][-1]:.1f} s", flush=True)
+    med = {s: statistics.median(v) for s, v in walls.items()}
+    info = write_info(a.out, load0, rounds=a.rounds, commands={s: SIDES[s] for s in a.sides},
+                      process_s=walls, medians=med)  # fmt: skip
+    one = med.get("one seed")
+    lines = [
+        "# Five seeds of the `cartpole` preset: what stacking them in one process could reach on one core",
+        "",
+        f"`benchmarks/seeds_bound.py` · {info['generated']} · commit `{info['commit']}` · {info['machine']}, "
+        f"load {load0[0]:.2f} at start, {info['load_at_end'][0]:.2f} at end · whole processes, one thread each · "
+        f"medians of {a.rounds} alternating rounds.",
+        "",
+        "| | command | process, s (median) | / one seed |",
+        "|---|---|---:|---:|",
+    ]
+    for s in a.sides:
+        ratio = f"{med[s] / one:.2f}×" if one else "–"
+        lines.append(f"| {s} | `ppox {' '.join(SIDES[s])}` | {med[s]:.1f} | {ratio} |")
+    (a.out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
