@@ -121,7 +121,7 @@ def test_run_threads_go_to_the_update_library_and_never_to_both():
             assert set_threads(n, backend) == want
             blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
             assert blas and all(i["num_threads"] == want[1] for i in blas)
-            assert torch.get_num_threads() == want[0]
+            assert torch.get_num_threads() == want[0], threadpool_info()
     torch.set_num_threads(before)
 
 

@@ -137,8 +137,8 @@ def set_threads(n: int, update_backend: str = "numpy") -> tuple[int, int]:
     returns ``(torch threads, BLAS threads)``. Called with the update's backend once the learner
     exists (OpenBLAS would otherwise start one thread per core in every worker process)."""
     torch_n, blas_n = thread_split(n, update_backend)
-    torch.set_num_threads(torch_n)
     threadpool_limits(limits=blas_n, user_api="blas")
+    torch.set_num_threads(torch_n)  # last: a BLAS built on OpenMP would share torch's setting
     return torch_n, blas_n
 
 
