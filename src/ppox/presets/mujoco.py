@@ -64,8 +64,8 @@ MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
     # Ant: ppox's standard setup without observation or reward normalization. With them (the
     # Zoo's active Ant entry is the PPO paper's setup with normalization; its tuned entry is
     # commented out, for 10M steps) Ant-v5 ended at 1552, 1192, 812, 1386, 763 at 1M steps
-    # (seeds 1-5, IQM 1136, below the Zoo's published 1327); without, 2272, 2340, 1807 on seeds
-    # 1-3. The Zoo's own layout (one env × 2048, σ starting at 1, constant learning rate,
+    # (seeds 1-5, IQM 1136, below the Zoo's published 1327); without, 2272, 2340, 1807, 2647,
+    # 2490 (IQM 2364). The Zoo's own layout (one env × 2048, σ starting at 1, constant learning rate,
     # normalized) ended at 223 and 141 (seeds 1-2). benchmarks/results/suite, results/ant.
     "ant": (
         "Ant-v5 (continuous, MuJoCo): 1M steps",
