@@ -60,6 +60,8 @@ MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
     # Hopper: the PPO paper's setup beat the Zoo's tuned Hopper entry here (3287 vs the Zoo's
     # published 2410 at 1M steps; benchmarks/results/hopper).
     "hopper": ("Hopper-v5 (continuous, MuJoCo): 1M steps", {**_BASE, "env_id": "Hopper-v5"}),
+    # Walker2d: the standard setup (4250, 4606, 4481, 672, 2076 on seeds 1-5). Without the
+    # normalization, as for Ant: 3639, 1159, 1944 on seeds 1, 4, 5 (kept).
     "walker2d": ("Walker2d-v5 (continuous, MuJoCo): 1M steps", {**_STANDARD, "env_id": "Walker2d-v5"}),
     # Ant: ppox's standard setup without observation or reward normalization. With them (the
     # Zoo's active Ant entry is the PPO paper's setup with normalization; its tuned entry is
@@ -73,7 +75,8 @@ MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     # Humanoid: the standard setup. The Zoo's tuned entry (written for 10M steps) ended at 784,
     # 686, 539, 507 at 1M (seeds 1-4, median 612); the standard setup at 637, 638, 826 (seeds
-    # 1-3, median 638; benchmarks/results/suite). HumanoidStandup: the Zoo's tuned entry.
+    # 1-3, median 638; benchmarks/results/suite); without the normalization, 422 on seed 1
+    # (kept). HumanoidStandup: the Zoo's tuned entry.
     "humanoid": ("Humanoid-v5 (continuous, MuJoCo): 1M steps", {**_STANDARD, "env_id": "Humanoid-v5"}),
     "humanoidstandup": (
         "HumanoidStandup-v5 (continuous, MuJoCo): 1M steps",
