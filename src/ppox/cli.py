@@ -371,7 +371,7 @@ def _ablate_parser(sub: Any) -> None:
         "--jobs",
         type=typed("jobs", _int(1, 1024)),
         default=os.cpu_count() or 1,
-        help="runs at a time, one torch thread each, 1 to 1024 (default: CPUs)",
+        help="runs at a time, one thread each, 1 to 1024 (default: CPUs)",
     )
     a.add_argument(
         "--out",
