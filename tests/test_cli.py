@@ -206,6 +206,19 @@ def test_existing_run_directory_is_never_overwritten(trained: Path) -> None:
     assert (trained / "checkpoint.pt").read_bytes() == before
 
 
+def test_a_run_directory_without_a_checkpoint_is_not_offered_for_resume(tmp_path: Path) -> None:
+    """A run killed before its first checkpoint leaves files but nothing to resume: the error
+    says so instead of pointing to --resume, and the files stay."""
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "config.json").write_text("{}")
+    (stopped / "metrics.csv").write_text("global_step\n")
+    r = run("train", *TINY, "--run-dir", str(stopped))
+    assert_clean_error(r, "already holds files", "no checkpoint to resume")
+    assert "--resume" not in r.stderr
+    assert sorted(x.name for x in stopped.iterdir()) == ["config.json", "metrics.csv"]
+
+
 def test_corrupted_and_foreign_checkpoints_are_reported_by_name(
     trained: Path, tmp_path: Path
 ) -> None:

@@ -106,10 +106,19 @@ def new_run_dir(cfg: Config, run_dir: str | Path | None) -> Path:
     path = Path(run_dir or cfg.run.run_dir or default_run_dir(cfg))
     check_run_dir(path)
     if path.exists() and _entries(path):
-        raise ConfigError(
-            f"run_dir={str(path)!r} already holds files; resume it with --resume {path} or choose another --run-dir"
-        )
+        raise ConfigError(f"run_dir={str(path)!r} already holds files; {_how_to_go_on(path)}")
     return path
+
+
+def _how_to_go_on(path: Path) -> str:
+    """What to do about a run directory that holds files: resume it where it has a checkpoint;
+    where it has none (a run stopped before its first one) there is nothing to resume."""
+    if (path / ckpt.CHECKPOINT_NAME).is_file():
+        return f"resume it with --resume {path} or choose another --run-dir"
+    return (
+        "it has no checkpoint to resume (a run stopped before its first one?): choose another "
+        "--run-dir, or remove that directory to start there again"
+    )
 
 
 def claim_new_run_dir(path: Path) -> RunLock:
@@ -121,8 +130,8 @@ def claim_new_run_dir(path: Path) -> RunLock:
     if _entries(path):
         lock.release()
         raise ConfigError(
-            f"run_dir={str(path)!r} already holds files (another run started there); resume it with "
-            f"--resume {path} or choose another --run-dir"
+            f"run_dir={str(path)!r} already holds files (another run started there); "
+            f"{_how_to_go_on(path)}"
         )
     return lock
 
