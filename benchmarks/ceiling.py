@@ -143,7 +143,7 @@ def bounds(med: dict[str, float], steps: int) -> dict[str, float]:
         "update_us_per_step": med["update"] / steps * 1e6,
         "best_fraction_one_core": env / (env + prod),
         "best_fraction_overlapped": env / max(env, prod),
-        "us_per_step_at_40pct": med["env"] / steps * 1e6 / 0.4,
+        "us_per_step_at_40pct": env / steps * 1e6 / 0.4,
     }
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from whole_process import write_info  # noqa: E402
+from whole_process import timed, write_info  # noqa: E402
 
 PJX_CONFIG = {
     "LR": 2.5e-4, "NUM_ENVS": 4, "NUM_STEPS": 128, "TOTAL_TIMESTEPS": 5e5, "UPDATE_EPOCHS": 4,
@@ -94,17 +94,6 @@ print(json.dumps({"import_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2, "
 """
 
 
-def timed(
-    cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 1800
-) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} … failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return wall, r.stdout
-
-
 def run_pjx(a: argparse.Namespace, seeds: int, work: Path) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
     cmd = [
@@ -118,7 +107,7 @@ def run_pjx(a: argparse.Namespace, seeds: int, work: Path) -> dict[str, Any]:
     ]
     for attempt in range(2):  # a JAX process once sat idle on its locks here: retried, and recorded
         try:
-            wall, out = timed(cmd, env, work, timeout=300)
+            wall, out = timed(cmd, env, work, f"purejaxrl × {seeds}", timeout=300)
             return {
                 "process_s": wall,
                 "hung_before": attempt,
@@ -145,12 +134,12 @@ def run_ppox(flags: list[str], seeds: int, work: Path, tag: str) -> dict[str, An
             "--no-progress",
             *flags,
         ]
-        wall, _ = timed(cmd, env, work)
+        wall, _ = timed(cmd, env, work, f"ppox × {seeds}", timeout=1800)
         finals = [json.loads((out / "summary.json").read_text())["eval_return_mean"]]
     else:
         cmd = [sys.executable, "-m", "ppox", "ablate", "--seeds", *map(str, range(1, seeds + 1)), "--jobs", "2",
                "--out", str(out), *flags]  # fmt: skip
-        wall, _ = timed(cmd, env, work)
+        wall, _ = timed(cmd, env, work, f"ppox × {seeds}", timeout=1800)
         finals = [
             json.loads(p.read_text())["eval_return_mean"]
             for p in sorted(out.glob("runs/*/summary.json"))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from whole_process import write_info  # noqa: E402
+from whole_process import timed, write_info  # noqa: E402
 
 SIDES = {
     "one seed": ["train", "--preset", "cartpole", "--total-steps", "100000"],
@@ -45,13 +44,8 @@ def run(args: list[str], work: Path) -> float:
     out = work / f"run-{time.monotonic_ns()}"
     where = ["--out", str(out)] if args[0] == "ablate" else ["--run-dir", str(out), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "ppox", *args, *where], env=env, cwd=work,
-                       capture_output=True, text=True, timeout=1800)  # fmt: skip
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"ppox {' '.join(args)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return wall
+    cmd = [sys.executable, "-m", "ppox", *args, *where]
+    return timed(cmd, env, work, f"ppox {' '.join(args)}", timeout=1800)[0]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -99,13 +99,9 @@ def run(
         cmd = [sys.executable, "-m", "ppox", "train", "--seed", str(seed), "--run-dir", str(out)]
         if steps != 100_096:
             cmd += ["--total-steps", str(steps)]
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"{side} seed {seed} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    wall, stdout = timed(cmd, env, work, f"{side} seed {seed}")
     if side == "sb3":
-        res = json.loads(r.stdout.strip().splitlines()[-1])
+        res = json.loads(stdout.strip().splitlines()[-1])
     else:
         s = json.loads((out / "summary.json").read_text())
         res = {"loop_s": s["wall_time_s"], "final_return": s["eval_return_mean"], "steps": s["total_steps"],
@@ -143,6 +139,19 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{side:>8} seed {seed}: {row['process_s']:6.2f} s process, {row['loop_s']:6.2f} s loop, "
                       f"return {row['final_return']:.1f}", flush=True)  # fmt: skip
     write(a, rows, list(sides), load0)
+
+
+def timed(
+    cmd: list[str], env: dict[str, str], cwd: Path, what: str, timeout: float | None = None
+) -> tuple[float, str]:
+    """Run ``cmd`` as a whole process; its wall time in seconds and its stdout. A failure ends the
+    benchmark with ``what`` and the ends of the process's output."""
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return wall, r.stdout
 
 
 def write_info(out: Path, load0: tuple[float, ...], **extra: Any) -> dict[str, Any]:

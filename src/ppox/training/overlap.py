@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium.vector import AsyncVectorEnv
 from torch import Tensor
 
 from ppox.config import Config
@@ -79,9 +80,8 @@ class OverlapWorker:
         """The rollout started last, with the worker's state after it: ``obs_norm`` and
         ``stats`` (state dicts) and ``skipped`` (transitions skipped in it)."""
         assert self.pending, "start() first"
-        fields, after = (
-            self._recv()
-        )  # interrupted here (Ctrl-C), it is still pending: close() kills it
+        # interrupted here (Ctrl-C), it is still pending: close() kills it
+        fields, after = self._recv()
         self.pending = False
         return Rollout(*(_tensors(x) for x in fields)), after
 
@@ -100,9 +100,8 @@ class OverlapWorker:
             try:
                 self._send("close", None)
                 self._recv()
-            except (
-                Exception
-            ):  # closing a run that already failed: its own error is the one to report
+            # closing a run that already failed: its own error is the one to report
+            except Exception:
                 pass
             self.proc.join(timeout=5)
         if self.proc.is_alive():
@@ -176,9 +175,8 @@ def _serve(
     # death (a kill, a crash) ends this loop at the next read instead of leaving it waiting
     trainers_end.close()
     _die_with_parent()
-    torch.set_num_threads(
-        1
-    )  # never a thread pool inherited across the fork (threads=1 is required)
+    # never a thread pool inherited across the fork (threads=1 is required)
+    torch.set_num_threads(1)
     while True:
         try:
             cmd, arg = conn.recv()
@@ -194,10 +192,10 @@ def _serve(
             elif cmd == "state":
                 out = {"collector": collector.state_dict(), "reward_scaler": collector.reward_scaler.state_dict(),
                        "sample": sample_gen.get_state()}  # fmt: skip
-            else:  # the envs stepped in this process; AsyncVectorEnv's env processes are the
-                if not hasattr(
-                    collector.envs, "parent_pipes"
-                ):  # trainer's children: it closes them
+            else:
+                # the envs stepped in this process; AsyncVectorEnv's env processes are the
+                # trainer's children: it closes them
+                if not isinstance(collector.envs, AsyncVectorEnv):
                     collector.envs.close()
                 conn.send(("ok", None))
                 break

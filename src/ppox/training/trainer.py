@@ -148,7 +148,9 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         self.cfg = cfg = with_resolved_backend(cfg.validate())
         self.run_dir = run_dir
-        set_threads(1)  # until the learner says which library the update runs in (below)
+        # one thread while the model is built (its initialization never depends on the machine's
+        # cores); the run's own split once the learner says which library the update runs in
+        set_threads(1)
         # torch's flag is global: set it to this run's value, so an earlier run's choice never leaks.
         # Only when it changes: setting it imports torch's compiler configuration (~1.4 s of start-up)
         if torch.are_deterministic_algorithms_enabled() != cfg.run.deterministic:
