@@ -32,15 +32,16 @@ def small(**kw) -> ppox.Config:
 
 
 def _record(trainer: Trainer) -> list[tuple[dict[str, torch.Tensor], object]]:
-    """Wrap the learner's update: each call's (parameters before it, rollout)."""
+    """Wrap the learner's update (the generator the trainer steps): each call's (parameters
+    before it, rollout)."""
     seen: list[tuple[dict[str, torch.Tensor], object]] = []
-    update = trainer.learner.update
+    update = trainer.learner.update_steps
 
     def recording(rollout, **kw):
         seen.append(({k: v.clone() for k, v in trainer.model.state_dict().items()}, rollout))
         return update(rollout, **kw)
 
-    trainer.learner.update = recording  # type: ignore[method-assign]
+    trainer.learner.update_steps = recording  # type: ignore[method-assign]
     return seen
 
 

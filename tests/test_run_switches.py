@@ -134,15 +134,16 @@ def deterministic_flag() -> Iterator[None]:
 
 
 def flag_during_updates(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """torch's deterministic flag as seen by every ``Learner.update`` from now on."""
+    """torch's deterministic flag as seen by every update (``Learner.update_steps``, the
+    generator the trainer steps) from now on."""
     seen: list[bool] = []
-    update = Learner.update
+    update = Learner.update_steps
 
-    def spy(self: Learner, data, progress: float) -> dict[str, float]:
+    def spy(self: Learner, data, progress: float):  # noqa: ANN202
         seen.append(torch.are_deterministic_algorithms_enabled())
         return update(self, data, progress)
 
-    monkeypatch.setattr(Learner, "update", spy)
+    monkeypatch.setattr(Learner, "update_steps", spy)
     return seen
 
 

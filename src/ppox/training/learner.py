@@ -51,6 +51,7 @@ from ppox.core.schedules import schedule_value
 from ppox.nn.actor_critic import ActorCritic
 from ppox.nn.memory import Recurrence
 from ppox.training import backends, distributed
+from ppox.training.lockstep import Request, Steps, drive
 from ppox.training.nan_guard import NanGuard
 from ppox.training.optim import FlatParams, make_optimizer
 from ppox.training.trpo import TrustRegion
@@ -262,6 +263,13 @@ class Learner:
     def update(self, data: Rollout | Batch, progress: float) -> dict[str, float]:
         """Train on one rollout (or on a ready-made flat batch, for ``transitions`` order without
         recompute); returns the update's mean losses and diagnostics."""
+        with np.errstate(over="ignore", invalid="ignore"):  # the NaN guard reports non-finite steps
+            return drive(self.update_steps(data, progress))
+
+    def update_steps(self, data: Rollout | Batch, progress: float) -> Steps[dict[str, float]]:
+        """:meth:`update` as a generator of the update step's ``forward`` and ``gradient``
+        calls (:mod:`ppox.training.lockstep`); TRPO's update yields nothing. Its driver runs it
+        with NumPy's overflow and invalid-value warnings off (``np.errstate``)."""
         o = self.cfg.ppo
         coef = self.coefficients(progress)
         for group in self.optimizer.param_groups:
@@ -277,13 +285,12 @@ class Learner:
         self._unequal = self.world > 1 and exp.valid is not None
         kl_coef = self.kl_coef
         self.guard.begin_update()
-        with np.errstate(over="ignore", invalid="ignore"):  # the NaN guard reports non-finite steps
-            if self.trust_region is not None:
-                totals, n_updates, stopped, rolled_back = self.trust_region.update(
-                    exp, coef["ent_coef"]
-                )
-            else:
-                totals, n_updates, stopped, rolled_back = self._epochs(exp, coef["ent_coef"])
+        if self.trust_region is not None:
+            totals, n_updates, stopped, rolled_back = self.trust_region.update(
+                exp, coef["ent_coef"]
+            )
+        else:
+            totals, n_updates, stopped, rolled_back = yield from self._epochs(exp, coef["ent_coef"])
         self.guard.end_update(rolled_back)
         distributed.all_reduce_mean_(
             totals
@@ -316,7 +323,7 @@ class Learner:
         old = self.baseline_mean
         self.baseline_mean = m if old is None else BASELINE_DECAY * old + (1 - BASELINE_DECAY) * m
 
-    def _epochs(self, exp: Experience, ent_coef: float) -> tuple[Tensor, int, bool, bool]:
+    def _epochs(self, exp: Experience, ent_coef: float) -> Steps[tuple[Tensor, int, bool, bool]]:
         """The epochs of minibatch steps; returns the summed minibatch terms (``_TERMS``), the
         number of steps, whether the target-KL check stopped them early and whether the NaN
         guard rolled the update back."""
@@ -347,7 +354,7 @@ class Learner:
                 prepared = (batch, step.epoch_batch(epoch_batch), ready)
             for i, idx in enumerate(minibatches):
                 self._at = (epoch + 1, i + 1)
-                terms = self._minibatch(
+                terms = yield from self._minibatch(
                     step.minibatch(prepared[1], idx, normalize_adv=not prepared[2]), ent_coef
                 )
                 if terms is None:
@@ -358,14 +365,15 @@ class Learner:
                     return totals.sum(), totals.n, False, True
         return totals.sum(), totals.n, False, False
 
-    def _minibatch(self, mb: Any, ent_coef: float) -> Tensor | list[float] | None:
-        """One gradient step; None (and no step) when the target-KL check stops the epochs."""
+    def _minibatch(self, mb: Any, ent_coef: float) -> Steps[Tensor | list[float] | None]:
+        """One gradient step; None (and no step) when the target-KL check stops the epochs.
+        The step's forward pass and gradient are yielded (:mod:`ppox.training.lockstep`)."""
         o, step = self.cfg.ppo, self.step
-        f = step.forward(mb)
+        f = yield Request(step, "forward", (mb,))
         approx_kl = step.approx_kl(f)
         if o.target_kl is not None and self._over_workers(approx_kl) > 1.5 * o.target_kl:
             return None
-        terms = step.gradient(f, mb, ent_coef)
+        terms = yield Request(step, "gradient", (f, mb, ent_coef))
         grad_norm, skipped, nonfinite = self._apply_gradient(terms)
         if isinstance(approx_kl, float):
             return [

@@ -30,6 +30,7 @@ from ppox.nn.actor_critic import ActorCritic
 from ppox.nn.memory import Recurrence
 from ppox.nn.numpy_policy import NumpyActorCritic
 from ppox.training.backends import act_backend as resolve_act_backend
+from ppox.training.lockstep import Request, Steps, drive
 from ppox.training.nonfinite import all_finite, bad_rows, describe, merge_rows
 from ppox.training.normalizers import ObsNormalizer, RewardScaler
 from ppox.types import MASK_KEY, Obs, ObsArrays, Rollout, cat_obs, obs_map
@@ -329,9 +330,15 @@ class Collector:
         mask = self.model.head.read_mask(info[MASK_KEY], self.N)
         return torch.from_numpy(mask).to(self.device)
 
-    @torch.inference_mode()
     def collect(self) -> Rollout:
         """Run ``T`` vector steps; return the filled rollout (a copy on the device)."""
+        with torch.inference_mode():
+            return drive(self.collect_steps())
+
+    def collect_steps(self) -> Steps[Rollout]:
+        """:meth:`collect` as a generator of the NumPy policy's acting calls
+        (:mod:`ppox.training.lockstep`): each step yields ``lean.act(obs, noise, mask)`` and
+        receives its ``(action, log π, value)``; the torch acting path yields nothing."""
         buf, model, head, lean = self.buffer, self.model, self.model.head, self.lean
         buf.has_mask = self.mask is not None
         if buf.skipped:
@@ -343,28 +350,17 @@ class Collector:
             noise = lean.noise(self.T, self.N, self.generator)
         noisy = [] if lean is not None else noisy_heads(head)
         for t in range(self.T):
-            for h in noisy:  # gSDE: its exploration matrices, drawn where due
-                h.draw_noise(t, self.N, self.generator)
             if self.mask is not None and buf.mask is not None:
                 buf.mask[t] = self.mask
             buf.store_obs(t, self.obs_np, self.obs if buf.on_device else None)
             if lean is not None:
                 mask = None if self.mask is None else self.mask.numpy()
-                action_np, buf.np_logp[t], buf.np_value[t] = lean.act(self.obs_np, noise[t], mask)  # type: ignore[arg-type]
+                action_np, buf.np_logp[t], buf.np_value[t] = yield Request(
+                    lean, "act", (self.obs_np, noise[t], mask)
+                )
                 buf.np_action[t] = action_np
-            elif buf.memory:
-                buf.state[t] = self.state
-                if t == 0:
-                    buf.first_start.copy_(self.start)
-                dist, value, self.state = model.step(self.obs, self.mask, self.state, self.start)
-                action, logp = dist.sample_log_prob(self.generator)
-                buf.action[t], buf.logp[t], buf.value[t] = action, logp, value
-                action_np = action.cpu().numpy()
             else:
-                dist, value = model(self.obs, self.mask)
-                action, logp = dist.sample_log_prob(self.generator)
-                buf.action[t], buf.logp[t], buf.value[t] = action, logp, value
-                action_np = action.cpu().numpy()
+                action_np = self._torch_act(t, noisy)
             raw_obs, reward, terminated, truncated, info = self.envs.step(head.to_env(action_np))
             skip = None
             if not all_finite(raw_obs, reward):
@@ -381,8 +377,28 @@ class Collector:
             self._set_obs(raw_obs, info)
             if buf.memory:
                 self.start = torch.from_numpy(done).to(self.device)
-        return buf.rollout(model.value(self.obs, self._rec()), self.obs, self._finals)
+        with torch.inference_mode():
+            return buf.rollout(model.value(self.obs, self._rec()), self.obs, self._finals)
 
+    @torch.inference_mode()
+    def _torch_act(self, t: int, noisy: list[Any]) -> np.ndarray:
+        """Step ``t``'s action through the torch model (stored), as NumPy for the env; first the
+        exploration matrices of ``noisy`` heads (gSDE), drawn where due."""
+        buf, model = self.buffer, self.model
+        for h in noisy:
+            h.draw_noise(t, self.N, self.generator)
+        if buf.memory:
+            buf.state[t] = self.state
+            if t == 0:
+                buf.first_start.copy_(self.start)
+            dist, value, self.state = model.step(self.obs, self.mask, self.state, self.start)
+        else:
+            dist, value = model(self.obs, self.mask)
+        action, logp = dist.sample_log_prob(self.generator)
+        buf.action[t], buf.logp[t], buf.value[t] = action, logp, value
+        return action.cpu().numpy()  # type: ignore[no-any-return]
+
+    @torch.inference_mode()
     def _nonfinite(
         self, t: int, raw_obs: Any, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
         info: dict[str, Any],
@@ -425,6 +441,7 @@ class Collector:
         reward = np.where(bad, 0.0, reward)
         return raw_obs, reward, terminated | bad, truncated & ~bad, info, bad
 
+    @torch.inference_mode()
     def _bootstrap_truncated(self, t: int, truncated: np.ndarray, info: dict[str, Any]) -> None:
         idx = np.flatnonzero(truncated)
         if idx.size == 0:

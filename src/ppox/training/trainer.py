@@ -57,6 +57,7 @@ from ppox.nn.memory import Recurrence
 from ppox.training import distributed
 from ppox.training.distributed import is_main
 from ppox.training.learner import Learner
+from ppox.training.lockstep import Steps, drive
 from ppox.training.normalizers import RewardScaler
 from ppox.training.overlap import OverlapWorker, check_overlap
 from ppox.training.rollout import Collector
@@ -370,12 +371,20 @@ class Trainer:
     def iterate(self, logger: RunLogger | _NoLogger) -> None:
         """One iteration. ``wall_time_s`` counts collection, update, logging and checkpoints,
         not evaluation (which is extra work a training run does not need)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # as Learner.update runs its part
+            drive(self.iterate_steps(logger))
+
+    def iterate_steps(self, logger: RunLogger | _NoLogger) -> Steps[None]:
+        """:meth:`iterate` as a generator of the policy's NumPy calls (collection's acting, the
+        update's forward passes and gradients: :mod:`ppox.training.lockstep`)."""
         cfg, p = self.cfg, self.progress
         t0 = time.perf_counter()
         try:
-            rollout, skipped = self._collect()
+            rollout, skipped = yield from self._collect()
             self.merge_statistics()
-            metrics = self.learner.update(rollout, progress=p.global_step / cfg.run.total_steps)
+            metrics = yield from self.learner.update_steps(
+                rollout, progress=p.global_step / cfg.run.total_steps
+            )
         except NumericalError as exc:  # say when, as well as where
             raise NumericalError(
                 f"iteration {p.iteration + 1} (after global step {p.global_step:,}): {exc}"
@@ -397,13 +406,14 @@ class Trainer:
             self.save()
             p.wall_time_s += time.perf_counter() - t_save
 
-    def _collect(self) -> tuple[Rollout, int]:
+    def _collect(self) -> Steps[tuple[Rollout, int]]:
         """This iteration's rollout and the number of transitions skipped in it: collected now,
         or with ``overlap_collection`` by the worker (:mod:`ppox.training.overlap`), which then
         starts the next one with the policy as it is before this update, unless a checkpoint
         or the end of the run comes after this iteration."""
         if not self.cfg.run.overlap_collection:
-            return self.collector.collect(), self.collector.buffer.skipped
+            rollout = yield from self.collector.collect_steps()
+            return rollout, self.collector.buffer.skipped
         if self.overlap is None:  # forked now: a resumed run's worker continues its restored state
             self.overlap = OverlapWorker(self.collector, self.sample_gen)
         w, p, cfg = self.overlap, self.progress, self.cfg
