@@ -303,6 +303,28 @@ def _train_parser(sub: Any) -> None:
         help="torch.distributed backend under torchrun: auto (gloo; NCCL for CUDA tensors), gloo or nccl "
         "(default: $PPOX_DIST_BACKEND or auto)",
     )
+    t.add_argument(
+        "--seeds",
+        type=typed("seeds", _int(0, SEED_LIMIT - 1)),
+        nargs="+",
+        default=None,
+        help="train one run per seed from one command, in --run-dir/seed-N (default: one directory per seed "
+        "under runs/); the seeds share one start-up and are stacked in one process where the policy allows "
+        '(docs/performance.md, "Several seeds in one command")',
+    )
+    t.add_argument(
+        "--jobs",
+        type=typed("jobs", _int(1, 1024)),
+        default=None,
+        help="with --seeds: processes to deal the seeds over, forked after start-up (default: one per seed, at "
+        "most 4 per core this process may use)",
+    )
+    t.add_argument(
+        "--stack-seeds",
+        action="store_true",
+        help="with --seeds: a process with several seeds steps them in lockstep and makes their NumPy calls as "
+        "one call on stacked weights (the same numbers; docs/performance.md)",
+    )
     add_trust_flag(t)
     add_config_flags(t)
 
@@ -531,6 +553,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ppox.training import distributed
     from ppox.training.trainer import Trainer
 
+    if args.seeds is not None:
+        return _train_seeds(args)
+    if args.jobs is not None or args.stack_seeds:
+        flag = "--jobs" if args.jobs is not None else "--stack-seeds"
+        raise ConfigError(f"{flag} is for training several seeds; give --seeds too")
     if args.resume:
         trainer = _resume(args)
     else:
@@ -551,6 +578,57 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"steps/s), {process_seconds():.1f} s in all; " + _eval_words(s))  # fmt: skip
     distributed.shutdown()
     return 0
+
+
+def _train_seeds(args: argparse.Namespace) -> int:
+    """``ppox train --seeds S...``: one run per seed (:func:`ppox.training.stacked.train_seeds`)."""
+    from ppox.io.rundir import default_run_dir, new_run_dir
+    from ppox.training.stacked import train_seeds
+    from ppox.training.trainer import Trainer
+
+    seeds = list(args.seeds)
+    if len(set(seeds)) < len(seeds):
+        raise ConfigError(f"--seeds must be distinct (got {' '.join(map(str, seeds))})")
+    if args.resume:
+        raise ConfigError("--seeds starts one run per seed; --resume continues one run (give --auto-resume with "
+                          "--seeds and --run-dir to continue them all)")  # fmt: skip
+    if "seed" in config_overrides(args):
+        raise ConfigError("--seed and --seeds exclude each other")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            "--seeds trains in ordinary processes, not under torchrun (give one --seed per torchrun)"
+        )
+    cfg, origin = start_config(args)
+    root = cfg.run.run_dir
+    if args.auto_resume and root is None:
+        raise ConfigError(
+            "--auto-resume with --seeds needs the directory of the runs (--run-dir DIR)"
+        )
+    configs = {}
+    for seed in seeds:  # every seed's config and directory checked before anything is written
+        where = Path(root) / f"seed-{seed}" if root else default_run_dir(cfg.replace(seed=seed))
+        configs[seed] = cfg.replace(seed=seed, run_dir=str(where), progress=False).validate()
+        if not args.auto_resume:
+            new_run_dir(configs[seed], None)
+    line = describe_origin(origin, cfg.env.env_id)
+    if line:
+        print(line, flush=True)
+    usable = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    jobs = min(args.jobs or 4 * usable, len(seeds))
+    create = Trainer.create_or_resume if args.auto_resume else Trainer.create
+    print(f"ppox: training {cfg.env.env_id} with seeds {' '.join(map(str, seeds))} in {jobs} process(es) → "
+          f"{root or 'runs/'}", flush=True)  # fmt: skip
+    outcomes = train_seeds(
+        lambda seed: create(configs[seed], origin=origin), seeds, jobs, stack=args.stack_seeds
+    )
+    failed = [o[0] for o in outcomes if isinstance(o[1], str)]
+    how = sorted({o[2] for o in outcomes if not isinstance(o[1], str)})
+    print(f"ppox: {len(seeds) - len(failed)} of {len(seeds)} seeds trained in {process_seconds():.1f} s in all"
+          + (f" ({'; '.join(how)})" if how else "")
+          + (f"; failed: seed {' '.join(map(str, failed))} (their messages above)" if failed else ""))  # fmt: skip
+    return 1 if failed else 0
 
 
 def process_seconds() -> float:

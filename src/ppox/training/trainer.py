@@ -344,6 +344,12 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
+        """Train to ``total_steps``; returns the run's summary."""
+        with np.errstate(over="ignore", invalid="ignore"):  # the NaN guard reports non-finite steps
+            return drive(self.train_steps(self.open_logger()))
+
+    def open_logger(self) -> RunLogger | _NoLogger:
+        """The run's logger (rank 0; the others log nothing), after saying which backends run."""
         cfg, p = self.cfg, self.progress
         logger: RunLogger | _NoLogger = _NoLogger()
         if is_main():
@@ -358,9 +364,15 @@ class Trainer:
             )
         if is_main():
             print(f"ppox: backends: {self.describe_backends()}", flush=True)
+        return logger
+
+    def train_steps(self, logger: RunLogger | _NoLogger) -> Steps[dict[str, Any]]:
+        """The loop from here to the end of the run as a generator of the policy's NumPy calls
+        (:mod:`ppox.training.lockstep`), after :meth:`open_logger`; returns the summary."""
+        cfg, p = self.cfg, self.progress
         try:
             while p.global_step < cfg.run.total_steps:
-                self.iterate(logger)
+                yield from self.iterate_steps(logger)
         finally:
             logger.close()
             self.close_collection()

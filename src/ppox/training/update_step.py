@@ -222,6 +222,16 @@ class NumpyStep:
     def gradient(
         self, f: tuple[NumpyPass, np.ndarray], mb: NumpyBatch, ent_coef: float
     ) -> list[float]:
+        terms, g_logp, g_entropy, g_value = self.loss(f, mb, ent_coef)
+        self.learner.flat.zero_grad()
+        self.net.backward(f[0], mb.action, mb.mask, g_logp, g_entropy, g_value)
+        return terms
+
+    def loss(
+        self, f: tuple[NumpyPass, np.ndarray], mb: NumpyBatch, ent_coef: float
+    ) -> tuple[list[float], np.ndarray, float, np.ndarray]:
+        """The minibatch's loss terms (what :meth:`gradient` returns) and the loss's derivatives
+        in log π(a) ``[B]``, in the entropy, and in V ``[B]`` (what the backward pass reads)."""
         o = self.learner.cfg.ppo
         p, log_ratio = f
         n = log_ratio.shape[0]
@@ -230,16 +240,15 @@ class NumpyStep:
         vl, g_value = value_loss_grad(
             p.value, mb.old_value, mb.ret, clip=o.value_clip, scale=o.vf_coef / n
         )
-        self.learner.flat.zero_grad()
-        self.net.backward(p, mb.action, mb.mask, g_logp, -ent_coef / n, g_value)
         clipped = float(np.count_nonzero(np.abs(ratio - 1.0) > o.clip_coef)) / n
         entropy = p.head.entropy
-        return [
+        terms = [
             float(np.add.reduce(pg)) / n,
             float(np.add.reduce(vl)) / n,
             float(np.add.reduce(entropy)) / n,
             clipped,
         ]
+        return terms, g_logp, -ent_coef / n, g_value
 
 
 def finite(terms: Terms) -> bool:

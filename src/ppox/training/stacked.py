@@ -1,0 +1,502 @@
+"""Seeds trained together in one process, their networks stacked along a leading axis.
+
+Users run every configuration over 5–10 seeds. Each seed of a small MLP policy spends most of
+its time in calls that cost microseconds whatever they compute (docs/performance.md): the
+same matrix product on five seeds' weights stacked as ``[S, out, in]`` costs little more than
+one. :func:`train_together` builds one :class:`~ppox.training.trainer.Trainer` per seed (its own
+environments, RNG streams, normalizers, optimizer, run directory and checkpoints, exactly as
+alone) and steps their loops in lockstep (:mod:`ppox.training.lockstep`): at every acting step,
+and at every minibatch's forward pass and gradient, the seeds' requests are made as one stacked
+call by :class:`StackedCalls`. Everything between the requests is each seed's own code, so a
+seed trained with others ends with the numbers it ends with alone, bit for bit (the stacked
+products are the per-seed BLAS calls on the same operands; a test checks whole runs).
+
+What is stacked, and what falls back (:func:`stack_support` says why, and the run records it):
+
+- acting, when every seed acts through the NumPy policy (``backends.act == "numpy"``) with the
+  same plan shapes; a head kernel that reads the actor's features (gSDE) acts seed by seed;
+- the update's forward pass and gradient, when every seed updates through the NumPy step
+  (``backends.update == "numpy"``) on minibatches of one size;
+- everything else (a torch policy, autograd, TRPO, a policy with memory) runs seed by seed in
+  the same lockstep, which is correct but not faster: ``ppox train --seeds`` then runs the
+  seeds one after the other instead (:func:`stack_support`).
+
+Requests that are not all alike (a seed whose epochs stopped early at the target KL, a resumed
+seed further along) are made seed by seed, never guessed at.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ppox.distributions.base import float32_ones
+from ppox.nn.numpy_policy import NumpyActorCritic, NumpyLinear, NumpyPass, _elu, activation_grad
+from ppox.training.lockstep import Request, Steps
+from ppox.training.update_step import NumpyBatch, NumpyStep
+
+__all__ = ["StackedCalls", "drive_together", "stack_support", "train_seeds", "train_together"]
+
+
+def drive_together(
+    runs: Sequence[Steps[Any]], calls: Callable[[list[Request]], list[Any]]
+) -> list[Any]:
+    """Step every generator to its end in lockstep: each round, all pending requests go to
+    ``calls`` at once (which returns their results in order). Returns each generator's return
+    value, or the exception that stopped it: a run that fails stops only itself."""
+    results: list[Any] = [None] * len(runs)
+    pending: dict[int, Request] = {}
+
+    def advance(i: int, value: Any, first: bool = False) -> None:
+        try:
+            pending[i] = next(runs[i]) if first else runs[i].send(value)
+        except StopIteration as stop:
+            pending.pop(i, None)
+            results[i] = stop.value
+        except Exception as exc:  # noqa: BLE001  (returned: the caller reports it per run)
+            pending.pop(i, None)
+            results[i] = exc
+
+    for i in range(len(runs)):
+        advance(i, None, first=True)
+    try:
+        while pending:
+            order = list(pending)
+            answers = calls([pending[i] for i in order])
+            for i, answer in zip(order, answers):
+                advance(i, answer)
+    finally:
+        for run in runs:
+            run.close()  # a run abandoned by an interrupt closes its logger and environments
+    return results
+
+
+class StackedCalls:
+    """Makes a round of requests (:func:`drive_together`): alike ones as one stacked call."""
+
+    def __init__(self) -> None:
+        self._act_key: tuple[int, ...] = ()
+        self._act_plan: list[tuple[np.ndarray, np.ndarray, Any]] = []
+        self._nets: dict[tuple[int, ...], _StackedNet] = {}
+        self.stacked = {"act": 0, "forward": 0, "gradient": 0}
+        """How many rounds of each call were made stacked (the rest seed by seed)."""
+
+    def __call__(self, requests: list[Request]) -> list[Any]:
+        method = requests[0].method
+        if len(requests) > 1 and all(r.method == method for r in requests):
+            if method == "act":
+                out = self._act(requests)
+            elif method in ("forward", "gradient"):
+                out = self._update(requests)
+            else:
+                out = None
+            if out is not None:
+                self.stacked[method] += 1
+                return out
+        return [getattr(r.target, r.method)(*r.args) for r in requests]
+
+    # --- acting ------------------------------------------------------------------------------
+    def _act(self, requests: list[Request]) -> list[Any] | None:
+        leans: list[NumpyActorCritic] = [r.target for r in requests]
+        first = leans[0]
+        if not first._plan or first.kernel_reads_features:
+            return None
+        key = tuple(id(lean._plan[0][0]) for lean in leans)  # rebuilt by every refresh()
+        if key != self._act_key:
+            plans = [lean._plan for lean in leans]
+            if any(len(p) != len(plans[0]) for p in plans) or any(
+                a[0].shape != b[0].shape for p in plans for a, b in zip(p, plans[0])
+            ):
+                return None
+            self._act_plan = [
+                (np.stack([p[k][0] for p in plans]), np.stack([p[k][1] for p in plans])[:, None, :], plans[0][k][2])
+                for k in range(len(plans[0]))
+            ]  # fmt: skip
+            self._act_key = key
+        obs = [r.args[0] for r in requests]
+        if any(o.shape != obs[0].shape for o in obs):
+            return None
+        x = np.stack([o if o.ndim == 2 else o.reshape(o.shape[0], -1) for o in obs])
+        for w, b, act in self._act_plan:  # as numpy_policy._run, on [S, N, ·]
+            x = x @ w
+            x += b
+            if act is not None:
+                x = act(x)
+        answers = []
+        for s, (lean, r) in enumerate(zip(leans, requests)):
+            both = x[s]
+            action, logp = lean.kernel.act(both[:, :-1], r.args[1], r.args[2])
+            answers.append((action, logp, both[:, -1]))
+        return answers
+
+    # --- the update ----------------------------------------------------------------------------
+    def _update(self, requests: list[Request]) -> list[Any] | None:
+        steps: list[NumpyStep] = [r.target for r in requests]
+        if not all(type(s) is NumpyStep for s in steps):
+            return None
+        key = tuple(id(s) for s in steps)
+        net = self._nets.get(key)
+        if net is None:
+            net = _StackedNet.build(steps)
+            if net is None:
+                return None
+            self._nets[key] = net
+        if requests[0].method == "forward":
+            return net.forward([r.args[0] for r in requests])
+        return net.gradient(steps, [r.args for r in requests])
+
+
+class _StackedNet:
+    """S seeds' :class:`NumpyActorCritic` (same shapes) as stacked weights: every layer's
+    ``W [S, out, in]``, ``b [S, out]`` and their gradients, views of one ``[S, P]`` buffer each,
+    filled from the seeds' parameters before a forward pass and copied back after a backward
+    pass (2·S copies a minibatch instead of S calls per product)."""
+
+    def __init__(self, steps: list[NumpyStep], layers: list[list[NumpyLinear]]) -> None:
+        self.nets = nets = [step.net for step in steps]
+        self.S = S = len(nets)
+        self.flat_w = [step.learner.flat.flat.detach().numpy() for step in steps]
+        self.flat_g = [step.learner.flat.grad.numpy() for step in steps]
+        P = self.flat_w[0].shape[0]
+        self.w = np.empty((S, P), np.float32)
+        self.g = np.zeros((S, P), np.float32)
+        first = layers[0]
+        spans = []
+        self.views: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        for i, layer in enumerate(first):
+            w0, b0 = layer.linear.weight, layer.linear.bias
+            ow, ob = _offset(w0), _offset(b0)
+            spans += [(ow, ow + w0.numel()), (ob, ob + b0.numel())]
+            shape = tuple(w0.shape)
+            self.views[i] = (
+                self.w[:, ow : ow + w0.numel()].reshape(S, *shape),
+                self.w[:, ob : ob + b0.numel()],
+                self.g[:, ow : ow + w0.numel()].reshape(S, *shape),
+                self.g[:, ob : ob + b0.numel()],
+            )
+        self.index = {id(layer): i for i, layer in enumerate(first)}
+        self.chunks = _merge(spans)  # the flat ranges the layers' gradients cover
+        net = nets[0]
+        self.actor = [self.index[id(x)] for x in net.actor.layers]
+        self.critic = self.actor if net.shared else [self.index[id(x)] for x in net.critic.layers]
+        self.kinds = {self.index[id(x)]: x.kind for x in first}
+        self.out = [self.index[id(x)] for x in net.out]
+        self.value = self.index[id(net.value_out)]
+        self._last: tuple[list[NumpyPass], list[np.ndarray], list[np.ndarray]] | None = None
+
+    @classmethod
+    def build(cls, steps: list[NumpyStep]) -> _StackedNet | None:
+        """None unless every seed's network has the same layers, shapes and flat layout."""
+        nets = [step.net for step in steps]
+        layers = [_layers(net) for net in nets]
+
+        def layout(net: NumpyActorCritic, ls: list[NumpyLinear]) -> tuple[Any, ...]:
+            return (net.shared, len(net.out), len(net.actor.layers),
+                    [(x.w.shape, x.kind, _offset(x.linear.weight), _offset(x.linear.bias)) for x in ls])  # fmt: skip
+
+        first = layout(nets[0], layers[0])
+        if any(layout(net, ls) != first for net, ls in zip(nets, layers)):
+            return None
+        if len({step.learner.flat.flat.numel() for step in steps}) != 1:
+            return None
+        return cls(steps, layers)
+
+    def _dense(self, i: int, x: np.ndarray) -> np.ndarray:
+        """``NumpyLinear.out`` on ``[S, B, in]``."""
+        w, b, _, _ = self.views[i]
+        z = np.matmul(x, w.transpose(0, 2, 1))
+        z += b[:, None, :]
+        kind = self.kinds[i]
+        if kind is None:
+            return z
+        if kind == "tanh":
+            return np.tanh(z, out=z)
+        if kind == "relu":
+            return np.maximum(z, 0.0, out=z)
+        return _elu(z)
+
+    def _trunk(self, ids: list[int], x: np.ndarray) -> list[np.ndarray]:
+        hs = [x]
+        for i in ids:
+            hs.append(self._dense(i, hs[-1]))
+        return hs
+
+    def forward(self, mbs: list[NumpyBatch]) -> list[Any] | None:
+        """:meth:`NumpyStep.forward` of every seed's minibatch."""
+        if any(mb.x.shape != mbs[0].x.shape for mb in mbs):
+            return None
+        for s in range(self.S):
+            np.copyto(self.w[s], self.flat_w[s])
+        x = np.stack([mb.x for mb in mbs])
+        self._last = None
+        actor = self._trunk(self.actor, x)
+        critic = actor if self.critic is self.actor else self._trunk(self.critic, x)
+        h = actor[-1]
+        if len(self.out) == 1:
+            out = self._dense(self.out[0], h)
+        else:
+            out = np.concatenate([self._dense(i, h) for i in self.out], 2)
+        w, b, _, _ = self.views[self.value]
+        value = np.matmul(critic[-1], w.transpose(0, 2, 1))[..., 0]  # NumpyLinear.scalar_out
+        value += b
+        answers = []
+        for s, (net, mb) in enumerate(zip(self.nets, mbs)):
+            head = net.kernel.forward(out[s], mb.action, mb.mask)
+            p = NumpyPass(head, [a[s] for a in actor], [c[s] for c in critic], value[s])
+            answers.append((p, head.logp - mb.old_logp))
+        self._last = ([p for p, _ in answers], actor, critic)
+        return answers
+
+    def gradient(self, steps: list[NumpyStep], args: list[tuple[Any, ...]]) -> list[Any]:
+        """:meth:`NumpyStep.gradient` of every seed: the loss terms per seed, the backward
+        pass of :meth:`NumpyActorCritic.backward` stacked."""
+        answers, g_outs, g_values = [], [], []
+        for step, (f, mb, ent_coef) in zip(steps, args):
+            terms, g_logp, g_entropy, g_value = step.loss(f, mb, ent_coef)
+            step.learner.flat.zero_grad()
+            g_outs.append(
+                step.net.kernel.backward(f[0].head, mb.action, mb.mask, g_logp, g_entropy)
+            )
+            g_values.append(g_value)
+            answers.append(terms)
+        passes = [f[0] for f, _, _ in args]
+        last = self._last
+        if last is not None and all(a is b for a, b in zip(last[0], passes)):
+            actor_hs, critic_hs = last[1], last[2]  # this net's own forward pass, as stacked
+        else:  # passes made by another grouping of the seeds: stack them, read the weights
+            actor_hs = [np.stack([p.actor[k] for p in passes]) for k in range(len(passes[0].actor))]
+            critic_hs = (
+                actor_hs
+                if self.critic is self.actor
+                else [np.stack([p.critic[k] for p in passes]) for k in range(len(passes[0].critic))]
+            )
+            for s in range(self.S):
+                np.copyto(self.w[s], self.flat_w[s])
+        self._last = None
+        g_out = np.stack(g_outs)
+        h = actor_hs[-1]
+        ones = float32_ones(h.shape[1])
+        if len(self.out) == 1:
+            g_actor = self._grad(self.out[0], g_out, h, ones)
+        else:
+            g_actor, start = None, 0
+            for i in self.out:
+                end = start + self.views[i][0].shape[1]
+                part = self._grad(i, np.ascontiguousarray(g_out[:, :, start:end]), h, ones)
+                g_actor = part if g_actor is None else g_actor + part
+                start = end
+        assert g_actor is not None
+        w, _, gw, gb = self.views[self.value]
+        g_value = np.stack(g_values)
+        gw[:, 0, :] = np.matmul(g_value[:, None, :], critic_hs[-1])[
+            :, 0, :
+        ]  # NumpyLinear.scalar_grad
+        gb[:, 0] = g_value.sum(1)
+        g_critic = g_value[:, :, None] * w[:, 0, None, :]
+        if self.critic is self.actor:
+            g_actor += g_critic
+            self._backward(self.actor, actor_hs, g_actor, ones)
+        else:
+            self._backward(self.actor, actor_hs, g_actor, ones)
+            self._backward(self.critic, critic_hs, g_critic, ones)
+        for s in range(self.S):
+            for lo, hi in self.chunks:
+                np.copyto(self.flat_g[s][lo:hi], self.g[s, lo:hi])
+        return answers
+
+    def _grad(
+        self, i: int, g: np.ndarray, x: np.ndarray, ones: np.ndarray, need_input: bool = True
+    ) -> np.ndarray | None:
+        """``NumpyLinear.grad`` on ``[S, B, ·]``."""
+        w, _, gw, gb = self.views[i]
+        gw[...] = np.matmul(g.transpose(0, 2, 1), x)
+        gb[...] = np.matmul(ones, g)
+        return np.matmul(g, w) if need_input else None
+
+    def _backward(
+        self, ids: list[int], hs: list[np.ndarray], g: np.ndarray, ones: np.ndarray
+    ) -> None:
+        """``NumpyMLP.backward`` on ``[S, B, ·]``."""
+        for k in range(len(ids) - 1, -1, -1):
+            i = ids[k]
+            if self.kinds[i] is not None:
+                g = activation_grad(g, hs[k + 1], self.kinds[i])  # type: ignore[arg-type]
+            nxt = self._grad(i, g, hs[k], ones, need_input=k > 0)
+            if nxt is not None:
+                g = nxt
+
+
+def _layers(net: NumpyActorCritic) -> list[NumpyLinear]:
+    seen: dict[int, NumpyLinear] = {}
+    for layer in [*net.actor.layers, *net.critic.layers, *net.out, net.value_out]:
+        seen.setdefault(id(layer), layer)
+    return list(seen.values())
+
+
+def _offset(param: Any) -> int:
+    """Where ``param`` starts in its learner's flat buffer (:class:`~ppox.training.optim.FlatParams`), in elements."""
+    return int(param.detach().storage_offset())
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def stack_support(trainers: Sequence[Any]) -> str | None:
+    """None when the runs' loops are stacked (acting and update in NumPy, one worker each, the
+    same shapes), else why not."""
+    for t in trainers:
+        if t.world > 1:
+            return "a distributed run (torchrun) trains one seed per group of workers"
+        if t.collector.act_backend != "numpy":
+            return f"acting runs in torch ({t.collector.act_backend_reason})"
+        if t.learner.backend != "numpy":
+            return f"the update runs in autograd ({t.learner.backend_reason})"
+        if t.cfg.run.overlap_collection:
+            return "overlap_collection collects in a worker process"
+    shapes = {tuple(p.shape for p in t.model.parameters()) for t in trainers}
+    if len(shapes) > 1:
+        return "the seeds' networks differ in shape"
+    return None
+
+
+def train_together(trainers: Sequence[Any]) -> tuple[list[Any], StackedCalls | None, str | None]:
+    """Train every run to its end; returns each run's summary (or the exception that stopped
+    it), the stacked calls made (None when the runs went one after the other) and why they were
+    not stacked (None when they were).
+
+    The runs are stacked when :func:`stack_support` allows it, else trained one after the other
+    (the same numbers; a lockstep of unstacked calls would only interleave them)."""
+    reason = stack_support(trainers) if len(trainers) > 1 else "one seed"
+    if reason is not None:
+        return [_train_alone(t) for t in trainers], None, reason
+    calls = StackedCalls()
+    runs = [t.train_steps(t.open_logger()) for t in trainers]
+    with np.errstate(over="ignore", invalid="ignore"):  # as Trainer.train
+        return drive_together(runs, calls), calls, None
+
+
+def _train_alone(trainer: Any) -> Any:
+    try:
+        return trainer.train()
+    except Exception as exc:  # noqa: BLE001  (returned: reported per run)
+        return exc
+
+
+SeedOutcome = tuple[int, "dict[str, Any] | str", str, str]
+"""``(seed, summary or error message, how it ran, run directory)``."""
+
+
+def train_seeds(
+    make: Callable[[int], Any],
+    seeds: Sequence[int],
+    jobs: int,
+    *,
+    stack: bool = False,
+    echo: Callable[[str], None] = print,
+) -> list[SeedOutcome]:
+    """Train one run per seed (``make(seed)`` builds its :class:`~ppox.training.trainer.Trainer`)
+    in ``jobs`` processes forked from this one (start-up paid once), the seeds dealt round-robin.
+    A process with several seeds trains them one after another, or with ``stack`` together
+    (:func:`train_together`). Returns every seed's outcome in ``seeds``' order; a seed that
+    fails does not stop the others."""
+    groups = [list(seeds[i::jobs]) for i in range(min(jobs, len(seeds)))]
+    if len(groups) == 1:
+        return _train_group(make, groups[0], stack, echo)
+    ctx = multiprocessing.get_context("fork")
+    procs = []
+    for group in groups:
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_group_worker, args=(make, group, stack, send), daemon=False)
+        proc.start()
+        send.close()
+        procs.append((proc, recv, group))
+    outcomes: dict[int, SeedOutcome] = {}
+    for proc, recv, group in procs:
+        try:
+            for outcome in recv.recv():
+                outcomes[outcome[0]] = outcome
+        except EOFError:  # the worker died without a word (killed)
+            for seed in group:
+                outcomes[seed] = (
+                    seed,
+                    f"its worker process ended (exit code {proc.exitcode})",
+                    "–",
+                    "",
+                )
+        proc.join()
+    return [outcomes[s] for s in seeds]
+
+
+def _group_worker(make: Callable[[int], Any], group: list[int], stack: bool, conn: Any) -> None:
+    """A forked worker: train ``group``, send the outcomes back."""
+    try:
+        conn.send(_train_group(make, group, stack, print))
+    finally:
+        conn.close()
+
+
+def _train_group(
+    make: Callable[[int], Any], group: list[int], stack: bool, echo: Callable[[str], None]
+) -> list[SeedOutcome]:
+    built: list[tuple[int, Any]] = []
+    outcomes: dict[int, SeedOutcome] = {}
+    for seed in group:
+        try:
+            built.append((seed, make(seed)))
+        except Exception as exc:  # noqa: BLE001  (reported per seed)
+            outcomes[seed] = (seed, _message(exc), "not started", "")
+            echo(_outcome_line(outcomes[seed]))
+    if stack:
+        results, calls, reason = train_together([t for _, t in built])
+    else:
+        results, calls, reason = (
+            [_train_alone(t) for _, t in built],
+            None,
+            "--stack-seeds not given",
+        )
+    how = (
+        f"seeds {' '.join(str(s) for s, _ in built)} stacked in one process"
+        if calls is not None
+        else (
+            f"one after another in one process ({reason})"
+            if len(built) > 1
+            else "alone in its process"
+        )
+    )
+    for (seed, trainer), result in zip(built, results):
+        summary = _message(result) if isinstance(result, BaseException) else result
+        outcome = (seed, summary, how, str(trainer.run_dir))
+        outcomes[seed] = outcome
+        echo(_outcome_line(outcome))
+    return [outcomes[s] for s in group]
+
+
+def _message(exc: BaseException) -> str:
+    from ppox.errors import PpoxError
+
+    if isinstance(exc, PpoxError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _outcome_line(outcome: SeedOutcome) -> str:
+    seed, result, _, run_dir = outcome
+    if isinstance(result, str):
+        return f"ppox: seed {seed} failed: {result}"
+    ret = result.get("eval_return_mean")
+    words = (
+        "no evaluation"
+        if ret is None
+        else f"eval return {ret:.2f} ± {result['eval_return_std']:.2f}"
+    )
+    return f"ppox: seed {seed}: {result['total_steps']:,} steps, {words} → {run_dir}"

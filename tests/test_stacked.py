@@ -1,0 +1,186 @@
+"""Several seeds from one command: stacked in lockstep (ppox.training.stacked) or in forked
+processes, every seed ending with the numbers it ends with alone."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ppox.cli import main
+from ppox.config import Config
+from ppox.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ppox.training.lockstep import Request
+from ppox.training.stacked import StackedCalls, drive_together, train_together
+from ppox.training.trainer import Trainer
+
+SPEED = ("steps_per_second", "wall_time_s")
+
+
+def cartpole(seed: int, **kw: Any) -> Config:
+    return Config().replace(total_steps=1024, num_envs=4, num_steps=32, num_epochs=3, num_minibatches=2,
+                            eval_every=512, eval_episodes=2, tensorboard=False, progress=False, seed=seed,
+                            **kw)  # fmt: skip
+
+
+def pendulum(seed: int, **kw: Any) -> Config:
+    """A Gaussian head with its own log σ, observation and reward normalization, ReLU trunks."""
+    return Config().replace(env_id="Pendulum-v1", total_steps=1024, num_envs=2, num_steps=64, num_epochs=2,
+                            num_minibatches=4, normalize_obs=True, scale_reward=True, activation="relu",
+                            eval_every=0, eval_episodes=1, tensorboard=False, progress=False, seed=seed,
+                            **kw)  # fmt: skip
+
+
+def same_run(a: Path, b: Path) -> None:
+    """The two run directories hold the same metrics (but speed), weights and Adam state."""
+    rows = [list(csv.DictReader((d / "metrics.csv").open())) for d in (a, b)]
+    assert len(rows[0]) == len(rows[1]) > 0
+    for r, s in zip(*rows):
+        assert {k: v for k, v in r.items() if k not in SPEED} == {
+            k: v for k, v in s.items() if k not in SPEED
+        }
+    ca, cb = (load_checkpoint(d / CHECKPOINT_NAME) for d in (a, b))
+    for k in ca["model"]:
+        assert torch.equal(ca["model"][k], cb["model"][k]), k
+    for k in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(ca["optimizer"]["state"][0][k], cb["optimizer"]["state"][0][k]), k
+    assert ca["obs_norm"] == cb["obs_norm"] or all(
+        torch.equal(torch.as_tensor(x), torch.as_tensor(y))
+        for x, y in zip(ca["obs_norm"].values(), cb["obs_norm"].values())
+    )
+
+
+@pytest.mark.parametrize("make", [cartpole, pendulum], ids=["categorical", "gaussian"])
+def test_seeds_stacked_end_bit_for_bit_as_alone(tmp_path: Path, make: Any) -> None:
+    seeds = [1, 2, 3]
+    for s in seeds:
+        Trainer.create(make(s), tmp_path / "alone" / f"s{s}").train()
+    trainers = [Trainer.create(make(s), tmp_path / "together" / f"s{s}") for s in seeds]
+    results, calls, reason = train_together(trainers)
+    assert reason is None and calls is not None
+    # every acting step, forward pass and gradient was made stacked (all seeds stay in step)
+    steps = trainers[0].cfg.ppo.num_steps * (
+        1024 // (trainers[0].num_envs * trainers[0].cfg.ppo.num_steps)
+    )
+    assert (
+        calls.stacked["act"] == steps and calls.stacked["forward"] == calls.stacked["gradient"] > 0
+    )
+    assert all(isinstance(r, dict) for r in results)
+    for s in seeds:
+        same_run(tmp_path / "alone" / f"s{s}", tmp_path / "together" / f"s{s}")
+
+
+def test_seeds_that_cannot_be_stacked_train_one_after_another(tmp_path: Path) -> None:
+    trainers = [
+        Trainer.create(cartpole(s, act_backend="torch"), tmp_path / f"s{s}") for s in (1, 2)
+    ]
+    results, calls, reason = train_together(trainers)
+    assert calls is None and reason is not None and "acting runs in torch" in reason
+    assert all(isinstance(r, dict) for r in results)
+
+
+def test_a_run_that_fails_stops_only_itself() -> None:
+    class Echo:
+        def twice(self, x: int) -> int:
+            return 2 * x
+
+    target = Echo()
+
+    def run(n: int, fail_at: int | None = None):  # noqa: ANN202
+        total = 0
+        for i in range(n):
+            if i == fail_at:
+                raise RuntimeError(f"failed at {i}")
+            total += yield Request(target, "twice", (i,))
+        return total
+
+    seen: list[int] = []
+
+    def calls(requests: list[Request]) -> list[Any]:
+        seen.append(len(requests))
+        return [getattr(r.target, r.method)(*r.args) for r in requests]
+
+    results = drive_together([run(3), run(5, fail_at=1), run(4)], calls)
+    assert results[0] == 2 * (0 + 1 + 2) and results[2] == 2 * (0 + 1 + 2 + 3)
+    assert isinstance(results[1], RuntimeError) and "failed at 1" in str(results[1])
+    assert seen == [3, 2, 2, 1]  # the failed run left after its first request
+
+
+def test_unlike_requests_are_made_one_by_one() -> None:
+    class Echo:
+        def act(self, x: int) -> int:
+            return x + 1
+
+        def forward(self, x: int) -> int:
+            return x - 1
+
+    e = Echo()
+    calls = StackedCalls()
+    assert calls([Request(e, "act", (1,)), Request(e, "forward", (1,))]) == [2, 0]
+    assert calls.stacked == {"act": 0, "forward": 0, "gradient": 0}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ppox", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+TINY = ["--total-steps", "512", "--eval-every", "0", "--eval-episodes", "2", "--no-tensorboard"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--jobs", "1", "--stack-seeds"]], ids=["forked", "stacked"])
+def test_train_seeds_writes_one_run_per_seed_as_alone(tmp_path: Path, extra: list[str]) -> None:
+    r = run_cli("train", *TINY, "--seeds", "1", "2", "--run-dir", str(tmp_path / "many"), *extra)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 of 2 seeds trained" in r.stdout
+    assert ("stacked in one process" in r.stdout) == bool(extra)
+    for s in (1, 2):
+        assert (
+            main(
+                [
+                    "train",
+                    *TINY,
+                    "--no-progress",
+                    "--seed",
+                    str(s),
+                    "--run-dir",
+                    str(tmp_path / f"one{s}"),
+                ]
+            )
+            == 0
+        )
+        same_run(tmp_path / "many" / f"seed-{s}", tmp_path / f"one{s}")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--seeds", "1", "1"], "--seeds must be distinct"),
+        (["--seeds", "1", "2", "--seed", "3"], "--seed and --seeds exclude each other"),
+        (["--jobs", "2"], "--jobs is for training several seeds"),
+        (["--stack-seeds"], "--stack-seeds is for training several seeds"),
+        (["--seeds", "1", "2", "--resume", "somewhere"], "--resume continues one run"),
+        (["--seeds", "1", "2", "--auto-resume"], "--auto-resume with --seeds needs"),
+    ],
+)
+def test_train_seeds_bad_input_gives_one_clear_line(args: list[str], needle: str) -> None:
+    r = run_cli("train", *TINY, *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_train_seeds_refuses_before_writing_when_one_directory_is_taken(tmp_path: Path) -> None:
+    (tmp_path / "many" / "seed-2").mkdir(parents=True)
+    (tmp_path / "many" / "seed-2" / "notes.txt").write_text("mine")
+    r = run_cli("train", *TINY, "--seeds", "1", "2", "--run-dir", str(tmp_path / "many"))
+    assert r.returncode == 2 and "seed-2" in r.stderr and "already holds files" in r.stderr, (
+        r.stderr
+    )
+    assert not (tmp_path / "many" / "seed-1").exists()
+    assert (tmp_path / "many" / "seed-2" / "notes.txt").read_text() == "mine"
