@@ -1,21 +1,22 @@
-"""How cheap can five seeds of the ``cartpole`` preset be in one process, on one core?
+"""Five seeds of the ``cartpole`` preset from one command, against one seed, as a user waits for them.
 
-Five seeds whose networks were stacked along a leading axis would step 5 × 8 envs and multiply
-five networks' matrices per call, but pay Python's per-call costs once. One run of the same
-preset with 40 envs and five times the steps does the same env work and the same matrix
-products (a 1280-sample batch through one network costs what five 256-sample batches through
-five do) with the per-call costs of one run: no implementation of stacked seeds on one core can
-beat it by much (it would also pay five evaluations and five checkpoints). This script times,
-as whole processes (start to exit, one thread), rounds alternating:
+Whole processes, start to exit, one thread each, rounds alternating:
 
 - ``one seed``: ``ppox train --preset cartpole`` (100k steps);
-- ``stacked bound``: the same preset with ``--num-envs 40 --total-steps 500480`` (one process);
-- ``5 seeds, 2 processes at a time``: ``ppox ablate --preset cartpole --seeds 1 2 3 4 5 --jobs 2``,
-  what ppox runs today.
+- ``--seeds``: ``ppox train --seeds 1 2 3 4 5``: one start-up, one forked process per seed (the
+  operating system shares the two cores among five processes);
+- ``--seeds --jobs 2``: the seeds dealt over two forked processes, each training its seeds one
+  after another; ``--stack-seeds`` steps them in lockstep with their NumPy calls stacked;
+- ``--seeds --jobs 1 --stack-seeds``: all five stacked in one process, on one core;
+- ``stacked bound``: the same preset with ``--num-envs 40 --total-steps 500480``: one run that
+  does five seeds' env work and matrix products (a 1280-sample batch through one network costs
+  what five 256-sample batches through five do) with the per-call costs of one. Stacking five
+  seeds on one core cannot beat it by much (it also pays five evaluations and checkpoints);
+- ``ppox ablate --seeds 1 2 3 4 5 --jobs 2``: a new process per seed, two at a time.
 
 ::
 
-    .venv/bin/python benchmarks/seeds_bound.py --rounds 3 --out benchmarks/results/seeds_bound
+    .venv/bin/python benchmarks/seeds_bound.py --rounds 2 --out benchmarks/results/seeds_bound
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from whole_process import timed, write_info  # noqa: E402
 
+_SEEDS = ["--total-steps", "100000", "--seeds", "1", "2", "3", "4", "5"]
 SIDES = {
     "one seed": ["train", "--preset", "cartpole", "--total-steps", "100000"],
+    "--seeds": ["train", "--preset", "cartpole", *_SEEDS],
+    "--seeds --jobs 2": ["train", "--preset", "cartpole", *_SEEDS, "--jobs", "2"],
+    "--seeds --jobs 2 --stack-seeds": ["train", "--preset", "cartpole", *_SEEDS, "--jobs", "2", "--stack-seeds"],
+    "--seeds --jobs 1 --stack-seeds": ["train", "--preset", "cartpole", *_SEEDS, "--jobs", "1", "--stack-seeds"],
     "stacked bound": ["train", "--preset", "cartpole", "--num-envs", "40", "--total-steps", "500480"],
-    "5 seeds, 2 processes at a time": ["ablate", "--preset", "cartpole", "--seeds", "1", "2", "3", "4", "5",
-                                       "--jobs", "2"],
+    "ablate --jobs 2": ["ablate", "--preset", "cartpole", "--seeds", "1", "2", "3", "4", "5", "--jobs", "2"],
 }  # fmt: skip
 
 
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                       process_s=walls, medians=med)  # fmt: skip
     one = med.get("one seed")
     lines = [
-        "# Five seeds of the `cartpole` preset: what stacking them in one process could reach on one core",
+        "# Five seeds of the `cartpole` preset from one command, against one seed",
         "",
         f"`benchmarks/seeds_bound.py` · {info['generated']} · commit `{info['commit']}` · {info['machine']}, "
         f"load {load0[0]:.2f} at start, {info['load_at_end'][0]:.2f} at end · whole processes, one thread each · "
