@@ -336,3 +336,23 @@ def test_source_commit_marks_uncommitted_source_changes_dirty(committed_tree):
     head = git(tree, "rev-parse", "HEAD")
     (tree / "src" / "ppox" / "analysis" / "ablate.py").write_text("# edited\n")
     assert source_commit() == head + "+dirty"
+
+
+def test_forked_runs_write_their_own_logs_and_report_failures(tmp_path: Path) -> None:
+    """``run_jobs`` with ``fork_main``: each run's command in a forked process, its output in its
+    own log, a non-zero exit reported as a failed run (the others finish)."""
+    from ppox.analysis.ablate import run_jobs
+
+    jobs = plan(Config().replace(total_steps=512), [], [1, 2], tmp_path / "abl")
+
+    def fake_main(argv: list[str]) -> int:
+        seed = argv[argv.index("--seed") + 1]
+        print(f"trained seed {seed}")
+        return 3 if seed == "2" else 0
+
+    lines: list[str] = []
+    failed = run_jobs(jobs, tmp_path / "abl", max_jobs=2, echo=lines.append, fork_main=fake_main)
+    assert failed == ["base-s2"]
+    assert "trained seed 1" in (tmp_path / "abl" / "logs" / "base-s1.log").read_text()
+    assert "trained seed 2" in (tmp_path / "abl" / "logs" / "base-s2.log").read_text()
+    assert any("base-s2 FAILED (exit 3" in line for line in lines), lines

@@ -166,7 +166,7 @@ def test_ablate_keeps_an_explicit_none(
     import ppox.analysis.ablate as ablate
     import ppox.analysis.report as report
 
-    monkeypatch.setattr(ablate, "run_jobs", lambda jobs, out, max_jobs: [])
+    monkeypatch.setattr(ablate, "run_jobs", lambda jobs, out, max_jobs, **kw: [])
     monkeypatch.setattr(report, "collect", lambda paths: None)
     monkeypatch.setattr(report, "write_report", lambda study, out, opts, **kw: out / "report.md")
     out = tmp_path / "abl"

@@ -609,7 +609,12 @@ def _train_seeds(args: argparse.Namespace) -> int:
         where = Path(root) / f"seed-{seed}" if root else default_run_dir(cfg.replace(seed=seed))
         configs[seed] = cfg.replace(seed=seed, run_dir=str(where), progress=False).validate()
         if not args.auto_resume:
-            new_run_dir(configs[seed], None)
+            try:
+                new_run_dir(configs[seed], None)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{exc} (or continue every seed: the same command with --auto-resume)"
+                ) from None
     line = describe_origin(origin, cfg.env.env_id)
     if line:
         print(line, flush=True)
@@ -757,7 +762,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         variants=variants,
         command=shlex.join(["ppox", *args.argv]),
     )
-    failed = run_jobs(jobs, args.out, max_jobs=args.jobs)
+    failed = run_jobs(jobs, args.out, max_jobs=args.jobs, fork_main=main)
     # the configs are the user's own (preset and flags): their runs may import what they name
     trusted = any(imports_named(j.config) for j in jobs)
     report = write_report(collect([args.out]), args.out, opts, trust_imports=trusted)

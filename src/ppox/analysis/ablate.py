@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -221,17 +222,64 @@ def command(job: Job, out: Path) -> list[str] | None:
     ]
 
 
+class _Forked:
+    """A run in a process forked from this one (what :func:`run_jobs` reads of a ``Popen``)."""
+
+    def __init__(self, main: Callable[[list[str]], int], argv: list[str], log: Any) -> None:
+        self.proc = multiprocessing.get_context("fork").Process(
+            target=_forked_main, args=(main, argv, log.fileno())
+        )
+        self.proc.start()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.exitcode
+
+    def poll(self) -> int | None:
+        return self.proc.exitcode
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+
+    def wait(self) -> None:
+        self.proc.join()
+
+
+def _forked_main(main: Callable[[list[str]], int], argv: list[str], log_fd: int) -> None:
+    """The forked run: its output to the run's log (as a ``ppox train`` process's), then the command."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    # Python's streams on those descriptors (a caller may have replaced sys.stdout, as pytest does)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
 def run_jobs(
-    jobs: list[Job], out: Path, *, max_jobs: int, echo: Callable[[str], None] = print
+    jobs: list[Job],
+    out: Path,
+    *,
+    max_jobs: int,
+    echo: Callable[[str], None] = print,
+    fork_main: Callable[[list[str]], int] | None = None,
 ) -> list[str]:
-    """Run the unfinished jobs, ``max_jobs`` at a time; returns the names of the runs that failed."""
+    """Run the unfinished jobs, ``max_jobs`` at a time; returns the names of the runs that failed.
+
+    Each job is its ``ppox train`` command (:func:`command`), run as a new process, or with
+    ``fork_main`` (the command line's ``main``) in a process forked from this one, which skips
+    the interpreter's and torch's start-up (about a second a run) and trains the same numbers."""
     todo = [(j, cmd) for j in jobs if (cmd := command(j, out)) is not None]
     echo(
         f"ppox: {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run, {max_jobs} at a time"
     )
     (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: dict[subprocess.Popen[bytes], tuple[Job, float, Any]] = {}
+    running: dict[Any, tuple[Job, float, Any]] = {}
     failed: list[str] = []
     done = 0
     try:
@@ -241,11 +289,11 @@ def run_jobs(
                 log = (out / "logs" / f"{job.name}.log").open("ab")
                 log.write(f"$ {' '.join(cmd)}\n".encode())
                 log.flush()
-                running[subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)] = (
-                    job,
-                    time.time(),
-                    log,
-                )
+                if fork_main is not None:
+                    proc: Any = _Forked(fork_main, cmd[3:], log)  # argv after `python -m ppox`
+                else:
+                    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[proc] = (job, time.time(), log)
             time.sleep(0.1)
             for proc in [p for p in running if p.poll() is not None]:
                 job, t0, log = running.pop(proc)
