@@ -78,9 +78,9 @@ class StackedCalls:
     """Makes a round of requests (:func:`drive_together`): alike ones as one stacked call."""
 
     def __init__(self) -> None:
-        self._act_key: tuple[int, ...] = ()
+        self._act_src: list[Any] = []  # the seeds' acting plans the stacked one was made from
         self._act_plan: list[tuple[np.ndarray, np.ndarray, Any]] = []
-        self._nets: dict[tuple[int, ...], _StackedNet] = {}
+        self._nets: dict[tuple[int, ...], _StackedNet | None] = {}
         self.stacked = {"act": 0, "forward": 0, "gradient": 0}
         """How many rounds of each call were made stacked (the rest seed by seed)."""
 
@@ -104,9 +104,10 @@ class StackedCalls:
         first = leans[0]
         if not first._plan or first.kernel_reads_features:
             return None
-        key = tuple(id(lean._plan[0][0]) for lean in leans)  # rebuilt by every refresh()
-        if key != self._act_key:
-            plans = [lean._plan for lean in leans]
+        plans = [lean._plan for lean in leans]  # a new list at every refresh()
+        if len(plans) != len(self._act_src) or any(
+            a is not b for a, b in zip(plans, self._act_src)
+        ):
             if any(len(p) != len(plans[0]) for p in plans) or any(
                 a[0].shape != b[0].shape for p in plans for a, b in zip(p, plans[0])
             ):
@@ -115,7 +116,7 @@ class StackedCalls:
                 (np.stack([p[k][0] for p in plans]), np.stack([p[k][1] for p in plans])[:, None, :], plans[0][k][2])
                 for k in range(len(plans[0]))
             ]  # fmt: skip
-            self._act_key = key
+            self._act_src = plans  # held: the identity test above is sound while they live
         obs = [r.args[0] for r in requests]
         if any(o.shape != obs[0].shape for o in obs):
             return None
@@ -137,13 +138,12 @@ class StackedCalls:
         steps: list[NumpyStep] = [r.target for r in requests]
         if not all(type(s) is NumpyStep for s in steps):
             return None
-        key = tuple(id(s) for s in steps)
-        net = self._nets.get(key)
+        key = tuple(id(s) for s in steps)  # the nets hold their steps: the ids stay theirs
+        if key not in self._nets:  # None: these seeds cannot be stacked (asked once)
+            self._nets[key] = _StackedNet.build(steps)
+        net = self._nets[key]
         if net is None:
-            net = _StackedNet.build(steps)
-            if net is None:
-                return None
-            self._nets[key] = net
+            return None
         if requests[0].method == "forward":
             return net.forward([r.args[0] for r in requests])
         return net.gradient(steps, [r.args for r in requests])
@@ -156,6 +156,7 @@ class _StackedNet:
     pass (2·S copies a minibatch instead of S calls per product)."""
 
     def __init__(self, steps: list[NumpyStep], layers: list[list[NumpyLinear]]) -> None:
+        self.steps = steps
         self.nets = nets = [step.net for step in steps]
         self.S = S = len(nets)
         self.flat_w = [step.learner.flat.flat.detach().numpy() for step in steps]
