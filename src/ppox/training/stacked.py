@@ -14,7 +14,9 @@ products are the per-seed BLAS calls on the same operands; a test checks whole r
 What is stacked, and what falls back (:func:`stack_support` says why, and the run records it):
 
 - acting, when every seed acts through the NumPy policy (``backends.act == "numpy"``) with the
-  same plan shapes; a head kernel that reads the actor's features (gSDE) acts seed by seed;
+  same joint actor-critic plan (:data:`~ppox.nn.numpy_policy.JOINT_MAX_WIDTH`); a shared trunk,
+  trunks wider than that, or a head kernel that reads the actor's features (gSDE) act seed by
+  seed;
 - the update's forward pass and gradient, when every seed updates through the NumPy step
   (``backends.update == "numpy"``) on minibatches of one size;
 - everything else (a torch policy, autograd, TRPO, a policy with memory) runs seed by seed in
