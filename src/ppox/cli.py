@@ -625,9 +625,17 @@ def _train_seeds(args: argparse.Namespace) -> int:
     create = Trainer.create_or_resume if args.auto_resume else Trainer.create
     print(f"ppox: training {cfg.env.env_id} with seeds {' '.join(map(str, seeds))} in {jobs} process(es) → "
           f"{root or 'runs/'}", flush=True)  # fmt: skip
-    outcomes = train_seeds(
-        lambda seed: create(configs[seed], origin=origin), seeds, jobs, stack=args.stack_seeds
-    )
+    try:
+        outcomes = train_seeds(
+            lambda seed: create(configs[seed], origin=origin), seeds, jobs, stack=args.stack_seeds
+        )
+    except KeyboardInterrupt:
+        how = "the same command with --auto-resume" if root else "--resume on each seed's directory"
+        print(
+            f"\nppox: interrupted; every seed's last checkpoint is intact (continue them: {how})",
+            file=sys.stderr,
+        )
+        return 130
     failed = [o[0] for o in outcomes if isinstance(o[1], str)]
     how = sorted({o[2] for o in outcomes if not isinstance(o[1], str)})
     print(f"ppox: {len(seeds) - len(failed)} of {len(seeds)} seeds trained in {process_seconds():.1f} s in all"

@@ -30,6 +30,7 @@ seed further along) are made seed by seed, never guessed at.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -441,9 +442,13 @@ def train_seeds(
 
 
 def _group_worker(make: Callable[[int], Any], group: list[int], stack: bool, conn: Any) -> None:
-    """A forked worker: train ``group``, send the outcomes back."""
+    """A forked worker: train ``group``, send the outcomes back. Interrupted (Ctrl-C reaches the
+    whole process group), it leaves quietly: its runs' checkpoints are intact and the parent
+    says how to go on."""
     try:
         conn.send(_train_group(make, group, stack, print))
+    except KeyboardInterrupt:
+        sys.exit(130)
     finally:
         conn.close()
 
