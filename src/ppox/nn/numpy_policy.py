@@ -45,6 +45,8 @@ __all__ = [
     "NumpyLinear",
     "NumpyMLP",
     "NumpyPass",
+    "activate",
+    "activation_grad",
     "numpy_support",
 ]
 
@@ -75,6 +77,17 @@ tanh as the bare ufunc: a fresh array of a few rows costs less than a Python fra
 
 Plan = list[tuple[np.ndarray, np.ndarray, "Callable[[np.ndarray], np.ndarray] | None"]]
 """An acting plan: ``(Wᵀ, b, activation or None)`` per layer, contiguous copies."""
+
+
+def activate(z: np.ndarray, kind: str | None) -> np.ndarray:
+    """The activation ``kind`` (None: none) of pre-activations ``z``, in place where it can be."""
+    if kind is None:
+        return z
+    if kind == "tanh":
+        return np.tanh(z, out=z)
+    if kind == "relu":
+        return np.maximum(z, 0.0, out=z)
+    return _elu(z)
 
 
 def activation_grad(g: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
@@ -108,17 +121,10 @@ class NumpyLinear:
             self.gw, self.gb = w.grad.numpy(), b.grad.numpy()
 
     def out(self, x: np.ndarray) -> np.ndarray:
-        """``act(x Wᵀ + b)`` ``[B, out]`` (the activation inlined: this runs per layer per step)."""
+        """``act(x Wᵀ + b)`` ``[B, out]``."""
         z = x @ self.w.T
         z += self.b
-        kind = self.kind
-        if kind is None:
-            return z
-        if kind == "tanh":
-            return np.tanh(z, out=z)
-        if kind == "relu":
-            return np.maximum(z, 0.0, out=z)
-        return _elu(z)
+        return activate(z, self.kind)
 
     def grad(
         self, g: np.ndarray, x: np.ndarray, ones: np.ndarray, need_input: bool = True

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ppox.distributions.base import float32_ones
-from ppox.nn.numpy_policy import NumpyActorCritic, NumpyLinear, NumpyPass, _elu, activation_grad
+from ppox.nn.numpy_policy import NumpyActorCritic, NumpyLinear, NumpyPass, activate, activation_grad
 from ppox.training.lockstep import Request, Steps
 from ppox.training.update_step import NumpyBatch, NumpyStep
 
@@ -213,14 +213,7 @@ class _StackedNet:
         w, b, _, _ = self.views[i]
         z = np.matmul(x, w.transpose(0, 2, 1))
         z += b[:, None, :]
-        kind = self.kinds[i]
-        if kind is None:
-            return z
-        if kind == "tanh":
-            return np.tanh(z, out=z)
-        if kind == "relu":
-            return np.maximum(z, 0.0, out=z)
-        return _elu(z)
+        return activate(z, self.kinds[i])
 
     def _trunk(self, ids: list[int], x: np.ndarray) -> list[np.ndarray]:
         hs = [x]
