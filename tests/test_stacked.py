@@ -196,3 +196,11 @@ def test_train_seeds_refuses_before_writing_when_one_directory_is_taken(tmp_path
     )
     assert not (tmp_path / "many" / "seed-1").exists()
     assert (tmp_path / "many" / "seed-2" / "notes.txt").read_text() == "mine"
+
+
+def test_train_seeds_never_writes_into_another_runs_directory(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--no-progress", "--run-dir", str(run)]) == 0
+    r = run_cli("train", "--config", str(run / "config.json"), "--seeds", "1", "2")  # its run_dir
+    assert r.returncode == 2 and "is a run's own directory" in r.stderr, r.stderr
+    assert not (run / "seed-1").exists()

@@ -604,6 +604,9 @@ def _train_seeds(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--auto-resume with --seeds needs the directory of the runs (--run-dir DIR)"
         )
+    if root and (Path(root) / "config.json").is_file():  # e.g. from --config RUN/config.json
+        raise ConfigError(f"run_dir={root!r} is a run's own directory; --seeds puts one run per seed in a "
+                          "directory of their own (give another --run-dir)")  # fmt: skip
     configs = {}
     for seed in seeds:  # every seed's config and directory checked before anything is written
         where = Path(root) / f"seed-{seed}" if root else default_run_dir(cfg.replace(seed=seed))
