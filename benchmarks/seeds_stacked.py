@@ -95,7 +95,16 @@ def main(argv: list[str] | None = None) -> None:
                 dirs = {}
                 for side in SIDES if i % 2 == 0 else SIDES[::-1]:
                     dirs[side] = Path(tmp) / f"{preset}-{i}-{side.replace(' ', '-')}"
-                    cmd = [sys.executable, __file__, "worker", side, preset, str(a.steps), seeds, str(dirs[side])]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "worker",
+                        side,
+                        preset,
+                        str(a.steps),
+                        seeds,
+                        str(dirs[side]),
+                    ]
                     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
                     result = json.loads(done.stdout.strip().splitlines()[-1])
                     times[preset][side].append(result["seconds"])
