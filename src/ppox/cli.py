@@ -633,9 +633,11 @@ def _train_seeds(args: argparse.Namespace) -> int:
             lambda seed: create(configs[seed], origin=origin), seeds, jobs, stack=args.stack_seeds
         )
     except KeyboardInterrupt:
-        how = "the same command with --auto-resume" if root else "--resume on each seed's directory"
+        go_on = (
+            "the same command with --auto-resume" if root else "--resume on each seed's directory"
+        )
         print(
-            f"\nppox: interrupted; every seed's last checkpoint is intact (continue them: {how})",
+            f"\nppox: interrupted; every seed's last checkpoint is intact (continue them: {go_on})",
             file=sys.stderr,
         )
         return 130
