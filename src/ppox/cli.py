@@ -309,8 +309,8 @@ def _train_parser(sub: Any) -> None:
         nargs="+",
         default=None,
         help="train one run per seed from one command, in --run-dir/seed-N (default: one directory per seed "
-        "under runs/); the seeds share one start-up and are stacked in one process where the policy allows "
-        '(docs/performance.md, "Several seeds in one command")',
+        "under runs/), each as --seed N alone would; the seeds share one start-up and train in processes "
+        'forked from it (docs/performance.md, "Many seeds")',
     )
     t.add_argument(
         "--jobs",
