@@ -584,7 +584,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
     """``ppox train --seeds S...``: one run per seed (:func:`ppox.training.stacked.train_seeds`)."""
     from ppox.io.rundir import default_run_dir, new_run_dir
     from ppox.training.stacked import train_seeds
-    from ppox.training.trainer import Trainer
+    from ppox.training.trainer import Trainer, usable_cores
 
     seeds = list(args.seeds)
     if len(set(seeds)) < len(seeds):
@@ -621,10 +621,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
     line = describe_origin(origin, cfg.env.env_id)
     if line:
         print(line, flush=True)
-    usable = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    jobs = min(args.jobs or 4 * usable, len(seeds))
+    jobs = min(args.jobs or 4 * usable_cores(), len(seeds))
     create = Trainer.create_or_resume if args.auto_resume else Trainer.create
     print(f"ppox: training {cfg.env.env_id} with seeds {' '.join(map(str, seeds))} in {jobs} process(es) → "
           f"{root or 'runs/'}", flush=True)  # fmt: skip

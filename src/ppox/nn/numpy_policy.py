@@ -48,6 +48,7 @@ __all__ = [
     "activate",
     "activation_grad",
     "numpy_support",
+    "run_plan",
 ]
 
 ACTIVATIONS: dict[type[nn.Module], str] = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
@@ -235,7 +236,8 @@ def _block(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _run(plan: Plan, x: np.ndarray) -> np.ndarray:
+def run_plan(plan: Plan, x: np.ndarray) -> np.ndarray:
+    """An acting plan on ``x`` ``[..., in]`` (a leading axis of stacked weights works alike)."""
     for w, b, act in plan:
         x = x @ w
         x += b
@@ -345,15 +347,15 @@ class NumpyActorCritic:
         h = None  # the actor's features, for a kernel that reads them (gSDE's φ)
         if self._plan:
             if self.kernel_reads_features:  # stop before the output block to keep them
-                x = _run(self._plan[:-1], obs)  # [actor features | critic features]
+                x = run_plan(self._plan[:-1], obs)  # [actor features | critic features]
                 h = x[:, : self.actor.layers[-1].w.shape[0]]
-                both = _run(self._plan[-1:], x)
+                both = run_plan(self._plan[-1:], x)
             else:
-                both = _run(self._plan, obs)
+                both = run_plan(self._plan, obs)
             return both[:, :-1], both[:, -1], h
-        h = _run(self._actor_plan, obs)
-        c = h if self.shared else _run(self._critic_plan, obs)
-        return _run(self._out_plan, h), _run(self._value_plan, c)[:, 0], h
+        h = run_plan(self._actor_plan, obs)
+        c = h if self.shared else run_plan(self._critic_plan, obs)
+        return run_plan(self._out_plan, h), run_plan(self._value_plan, c)[:, 0], h
 
     # --- training --------------------------------------------------------------------------------
     def forward(

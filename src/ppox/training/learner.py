@@ -40,7 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -263,13 +262,12 @@ class Learner:
     def update(self, data: Rollout | Batch, progress: float) -> dict[str, float]:
         """Train on one rollout (or on a ready-made flat batch, for ``transitions`` order without
         recompute); returns the update's mean losses and diagnostics."""
-        with np.errstate(over="ignore", invalid="ignore"):  # the NaN guard reports non-finite steps
-            return drive(self.update_steps(data, progress))
+        return drive(self.update_steps(data, progress))
 
     def update_steps(self, data: Rollout | Batch, progress: float) -> Steps[dict[str, float]]:
         """:meth:`update` as a generator of the update step's ``forward`` and ``gradient``
         calls (:mod:`ppox.training.lockstep`); TRPO's update yields nothing. Its driver runs it
-        with NumPy's overflow and invalid-value warnings off (``np.errstate``)."""
+        with NumPy's overflow and invalid-value warnings off (the NaN guard reports them)."""
         o = self.cfg.ppo
         coef = self.coefficients(progress)
         for group in self.optimizer.param_groups:

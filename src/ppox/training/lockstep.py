@@ -13,8 +13,10 @@ same call of all seeds at once on weights stacked along a leading axis. Both go 
 code between the requests, which is what makes a seed trained with others give the numbers it
 gives alone.
 
-A block of code that needs a torch mode (``torch.inference_mode``) must not contain a ``yield``:
-several generators interleaved would enter and leave the mode out of order.
+A block of code that needs a torch mode (``torch.inference_mode``) or a NumPy error state
+must not contain a ``yield``: several generators interleaved would enter and leave it out of
+order. The drivers run the loop with NumPy's overflow and invalid-value warnings off
+(:data:`QUIET`): the NaN guard and the collector's checks report non-finite numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, NamedTuple, TypeVar
 
-__all__ = ["Request", "Steps", "drive"]
+import numpy as np
+
+__all__ = ["QUIET", "Request", "Steps", "drive"]
+
+QUIET = {"over": "ignore", "invalid": "ignore"}
+"""``np.errstate`` of a driven loop."""
 
 R = TypeVar("R")
 
@@ -41,9 +48,10 @@ Steps = Generator[Request, Any, R]
 
 def drive(steps: Steps[R]) -> R:
     """Run one run's generator to its end, making each request's call; its return value."""
-    try:
-        request = next(steps)
-        while True:
-            request = steps.send(getattr(request.target, request.method)(*request.args))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    with np.errstate(**QUIET):  # type: ignore[arg-type]
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(getattr(request.target, request.method)(*request.args))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]

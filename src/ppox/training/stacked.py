@@ -37,8 +37,15 @@ from typing import Any
 import numpy as np
 
 from ppox.distributions.base import float32_ones
-from ppox.nn.numpy_policy import NumpyActorCritic, NumpyLinear, NumpyPass, activate, activation_grad
-from ppox.training.lockstep import Request, Steps
+from ppox.nn.numpy_policy import (
+    NumpyActorCritic,
+    NumpyLinear,
+    NumpyPass,
+    activate,
+    activation_grad,
+    run_plan,
+)
+from ppox.training.lockstep import QUIET, Request, Steps
 from ppox.training.update_step import NumpyBatch, NumpyStep
 
 __all__ = ["StackedCalls", "drive_together", "stack_support", "train_seeds", "train_together"]
@@ -63,17 +70,18 @@ def drive_together(
             pending.pop(i, None)
             results[i] = exc
 
-    for i in range(len(runs)):
-        advance(i, None, first=True)
-    try:
-        while pending:
-            order = list(pending)
-            answers = calls([pending[i] for i in order])
-            for i, answer in zip(order, answers):
-                advance(i, answer)
-    finally:
-        for run in runs:
-            run.close()  # a run abandoned by an interrupt closes its logger and environments
+    with np.errstate(**QUIET):  # type: ignore[arg-type]  # as lockstep.drive
+        for i in range(len(runs)):
+            advance(i, None, first=True)
+        try:
+            while pending:
+                order = list(pending)
+                answers = calls([pending[i] for i in order])
+                for i, answer in zip(order, answers):
+                    advance(i, answer)
+        finally:
+            for run in runs:
+                run.close()  # a run abandoned by an interrupt closes its logger and environments
     return results
 
 
@@ -123,12 +131,9 @@ class StackedCalls:
         obs = [r.args[0] for r in requests]
         if any(o.shape != obs[0].shape for o in obs):
             return None
-        x = np.stack([o if o.ndim == 2 else o.reshape(o.shape[0], -1) for o in obs])
-        for w, b, act in self._act_plan:  # as numpy_policy._run, on [S, N, ·]
-            x = x @ w
-            x += b
-            if act is not None:
-                x = act(x)
+        x = run_plan(
+            self._act_plan, np.stack([o if o.ndim == 2 else o.reshape(o.shape[0], -1) for o in obs])
+        )
         answers = []
         for s, (lean, r) in enumerate(zip(leans, requests)):
             both = x[s]
@@ -208,6 +213,11 @@ class _StackedNet:
             return None
         return cls(steps, layers)
 
+    def _read_weights(self) -> None:
+        """The seeds' current parameters into the stacked buffer (they change at every step)."""
+        for s in range(self.S):
+            np.copyto(self.w[s], self.flat_w[s])
+
     def _dense(self, i: int, x: np.ndarray) -> np.ndarray:
         """``NumpyLinear.out`` on ``[S, B, in]``."""
         w, b, _, _ = self.views[i]
@@ -225,8 +235,7 @@ class _StackedNet:
         """:meth:`NumpyStep.forward` of every seed's minibatch."""
         if any(mb.x.shape != mbs[0].x.shape for mb in mbs):
             return None
-        for s in range(self.S):
-            np.copyto(self.w[s], self.flat_w[s])
+        self._read_weights()
         x = np.stack([mb.x for mb in mbs])
         self._last = None
         actor = self._trunk(self.actor, x)
@@ -270,8 +279,7 @@ class _StackedNet:
                 if self.critic is self.actor
                 else [np.stack([p.critic[k] for p in passes]) for k in range(len(passes[0].critic))]
             )
-            for s in range(self.S):
-                np.copyto(self.w[s], self.flat_w[s])
+            self._read_weights()
         self._last = None
         g_out = np.stack(g_outs)
         h = actor_hs[-1]
@@ -378,8 +386,7 @@ def train_together(trainers: Sequence[Any]) -> tuple[list[Any], StackedCalls | N
         return [_train_alone(t) for t in trainers], None, reason
     calls = StackedCalls()
     runs = [t.train_steps(t.open_logger()) for t in trainers]
-    with np.errstate(over="ignore", invalid="ignore"):  # as Trainer.train
-        return drive_together(runs, calls), calls, None
+    return drive_together(runs, calls), calls, None
 
 
 def _train_alone(trainer: Any) -> Any:

@@ -124,13 +124,15 @@ def thread_split(n: int, update_backend: str) -> tuple[int, int]:
     (as every PPO loop does) waits for the other pool's spinning at every call (the `cartpole`
     preset took 74 s instead of 3.5 s with both at 2 threads on a 2-core machine;
     docs/performance.md, "Threads and processes")."""
-    if n == 0:
-        n = (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
+    n = n or usable_cores()
     return (1, n) if update_backend == "numpy" else (n, 1)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def set_threads(n: int, update_backend: str = "numpy") -> tuple[int, int]:
@@ -345,8 +347,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         """Train to ``total_steps``; returns the run's summary."""
-        with np.errstate(over="ignore", invalid="ignore"):  # the NaN guard reports non-finite steps
-            return drive(self.train_steps(self.open_logger()))
+        return drive(self.train_steps(self.open_logger()))
 
     def open_logger(self) -> RunLogger | _NoLogger:
         """The run's logger (rank 0; the others log nothing), after saying which backends run."""
@@ -383,8 +384,7 @@ class Trainer:
     def iterate(self, logger: RunLogger | _NoLogger) -> None:
         """One iteration. ``wall_time_s`` counts collection, update, logging and checkpoints,
         not evaluation (which is extra work a training run does not need)."""
-        with np.errstate(over="ignore", invalid="ignore"):  # as Learner.update runs its part
-            drive(self.iterate_steps(logger))
+        drive(self.iterate_steps(logger))
 
     def iterate_steps(self, logger: RunLogger | _NoLogger) -> Steps[None]:
         """:meth:`iterate` as a generator of the policy's NumPy calls (collection's acting, the
