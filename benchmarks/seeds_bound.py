@@ -12,7 +12,8 @@ Whole processes, start to exit, one thread each, rounds alternating:
   does five seeds' env work and matrix products (a 1280-sample batch through one network costs
   what five 256-sample batches through five do) with the per-call costs of one. Stacking five
   seeds on one core cannot beat it by much (it also pays five evaluations and checkpoints);
-- ``ppox ablate --seeds 1 2 3 4 5 --jobs 2``: a new process per seed, two at a time.
+- ``ppox ablate --seeds 1 2 3 4 5 --jobs 2``: a forked process per seed, two at a time;
+- the same with ``--vectorize-seeds``: the five seeds dealt into two stacked processes.
 
 ::
 
@@ -42,6 +43,7 @@ SIDES = {
     "--seeds --jobs 1 --stack-seeds": ["train", "--preset", "cartpole", *_SEEDS, "--jobs", "1", "--stack-seeds"],
     "stacked bound": ["train", "--preset", "cartpole", "--num-envs", "40", "--total-steps", "500480"],
     "ablate --jobs 2": ["ablate", "--preset", "cartpole", "--seeds", "1", "2", "3", "4", "5", "--jobs", "2"],
+    "ablate --jobs 2 --vectorize-seeds": ["ablate", "--preset", "cartpole", "--seeds", "1", "2", "3", "4", "5", "--jobs", "2", "--vectorize-seeds"],
 }  # fmt: skip
 
 

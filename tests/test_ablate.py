@@ -356,3 +356,69 @@ def test_forked_runs_write_their_own_logs_and_report_failures(tmp_path: Path) ->
     assert "trained seed 1" in (tmp_path / "abl" / "logs" / "base-s1.log").read_text()
     assert "trained seed 2" in (tmp_path / "abl" / "logs" / "base-s2.log").read_text()
     assert any("base-s2 FAILED (exit 3" in line for line in lines), lines
+
+
+def _metrics_without_speed(run: Path) -> list[list[str]]:
+    """``metrics.csv`` without its wall-time and steps/s columns (the only ones that differ)."""
+    rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
+    drop = {rows[0].index("wall_time_s"), rows[0].index("steps_per_second")}
+    return [[x for i, x in enumerate(row) if i not in drop] for row in rows]
+
+
+def test_vectorized_seeds_train_what_one_process_per_run_trains(tmp_path: Path) -> None:
+    """``--vectorize-seeds``: a variant's seeds in one process on stacked weights, one log per
+    group; every run's metrics, config and final weights equal those of the same ablation run one
+    process per run; run again, it resumes only the run that lost its summary."""
+    import torch
+
+    from ppox.io.checkpoint import load_checkpoint
+
+    def ablate(out: Path, *extra: str) -> list[str]:
+        args = ["ablate", *TINY, "--variant", "lr: learning_rate=0.0005", "--seeds", "1", "2", "3",
+                "--jobs", "2", "--out", str(out), "--rollout-episodes", "0", *extra]  # fmt: skip
+        assert main(args) == 0
+        return sorted(p.name for p in (out / "logs").iterdir())
+
+    assert ablate(tmp_path / "v", "--vectorize-seeds") == ["base-s1+2+3.log", "lr-s1+2+3.log"]
+    assert (
+        "base-s1, base-s2, base-s3 stacked in one process"
+        in (tmp_path / "v" / "logs" / "base-s1+2+3.log").read_text()
+    )
+    assert len(ablate(tmp_path / "p")) == 6
+    for run in ("base-s1", "base-s3", "lr-s2"):
+        a, b = tmp_path / "v" / "runs" / run, tmp_path / "p" / "runs" / run
+        assert _metrics_without_speed(a) == _metrics_without_speed(b), run
+        ca, cb = (json.loads((r / "config.json").read_text()) for r in (a, b))
+        assert ca["origin"] == {"config": str(tmp_path / "v" / "configs" / f"{run[:-3]}.json")}
+        ca["run"]["run_dir"] = cb["run"]["run_dir"]
+        ca["origin"] = cb["origin"] = None
+        assert ca == cb, run
+        wa, wb = (load_checkpoint(r / "checkpoint.pt")["model"] for r in (a, b))
+        assert all(torch.equal(wa[k], wb[k]) for k in wb), run
+
+    done = {
+        r.name: (r / "summary.json").stat().st_mtime_ns for r in (tmp_path / "v" / "runs").iterdir()
+    }
+    (tmp_path / "v" / "runs" / "lr-s2" / "summary.json").unlink()
+    ablate(tmp_path / "v", "--vectorize-seeds")
+    for name, mtime in done.items():
+        summary = tmp_path / "v" / "runs" / name / "summary.json"
+        assert (summary.stat().st_mtime_ns == mtime) == (name != "lr-s2"), name
+
+
+def test_vectorized_seeds_fall_back_to_one_process_per_run(tmp_path: Path, capsys) -> None:
+    """Runs that cannot be stacked (the autograd update) go back to one process each, and the
+    command says why."""
+    out = tmp_path / "abl"
+    args = ["ablate", *TINY, "--update-backend", "autograd", "--seeds", "1", "2", "--jobs", "1",
+            "--vectorize-seeds", "--out", str(out), "--rollout-episodes", "0"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "base-s1+2 not stacked (the update runs in autograd" in text, text
+    assert "its runs train one per process" in text
+    assert {p.name for p in (out / "logs").iterdir()} == {
+        "base-s1+2.log",
+        "base-s1.log",
+        "base-s2.log",
+    }
+    assert all((out / "runs" / r / "summary.json").is_file() for r in ("base-s1", "base-s2"))

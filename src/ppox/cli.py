@@ -396,6 +396,14 @@ def _ablate_parser(sub: Any) -> None:
         help="runs at a time, one thread each, 1 to 1024 (default: CPUs)",
     )
     a.add_argument(
+        "--vectorize-seeds",
+        action="store_true",
+        help="train a variant's seeds in one process on stacked weights (as `ppox train --seeds "
+        "--stack-seeds`; the same numbers as alone): a variant's seeds are dealt into --jobs / "
+        "variants processes, at least one; where stacking is not covered the runs train one per "
+        "process (docs/performance.md, 'Many seeds')",
+    )
+    a.add_argument(
         "--out",
         type=Path,
         required=True,
@@ -772,7 +780,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         variants=variants,
         command=shlex.join(["ppox", *args.argv]),
     )
-    failed = run_jobs(jobs, args.out, max_jobs=args.jobs, fork_main=main)
+    failed = run_jobs(
+        jobs, args.out, max_jobs=args.jobs, fork_main=main, stack=args.vectorize_seeds
+    )
     # the configs are the user's own (preset and flags): their runs may import what they name
     trusted = any(imports_named(j.config) for j in jobs)
     report = write_report(collect([args.out]), args.out, opts, trust_imports=trusted)

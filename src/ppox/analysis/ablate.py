@@ -8,15 +8,19 @@
     abl/logs/<variant>-s<seed>.log    that run's output
     abl/report.md, report.json, curves.png   (ppox.analysis.report)
 
-Every run is its own ``python -m ppox train`` subprocess (not a multiprocessing pool, so a run may
-start its own env worker processes), at most ``jobs`` at a time, each with one torch thread.
-Running the same command again skips finished runs (they have ``summary.json``), resumes killed
-ones from their checkpoint, and restarts those killed before their first checkpoint.
+Every run is its own ``ppox train`` process (forked from the command's, or a new interpreter;
+not a multiprocessing pool, so a run may start its own env worker processes), at most ``jobs`` at
+a time, each with one torch thread. With ``stack`` (``--vectorize-seeds``) a variant's seeds are
+trained in one process on stacked weights (:func:`ppox.training.stacked.train_together`) and
+write one log, ``abl/logs/<variant>-s<seed>+<seed>....log``. Running the same command again skips
+finished runs (they have ``summary.json``), resumes killed ones from their checkpoint, and
+restarts those killed before their first checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ppox.config import RECORD_KEYS, Config, field_sections, parse_field_value
-from ppox.errors import ConfigError
+from ppox.errors import ConfigError, PpoxError
 from ppox.io.trust import imports_named
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -260,6 +264,10 @@ def _forked_main(main: Callable[[list[str]], int], argv: list[str], log_fd: int)
     sys.exit(code)
 
 
+NOT_STACKED = 75
+"""The exit code of a stacked group whose runs cannot be stacked (they then train one per process)."""
+
+
 def run_jobs(
     jobs: list[Job],
     out: Path,
@@ -267,47 +275,76 @@ def run_jobs(
     max_jobs: int,
     echo: Callable[[str], None] = print,
     fork_main: Callable[[list[str]], int] | None = None,
+    stack: bool = False,
 ) -> list[str]:
-    """Run the unfinished jobs, ``max_jobs`` at a time; returns the names of the runs that failed.
+    """Run the unfinished jobs, ``max_jobs`` processes at a time; returns the names of the runs
+    that failed.
 
     Each job is its ``ppox train`` command (:func:`command`), run as a new process, or with
     ``fork_main`` (the command line's ``main``) in a process forked from this one, which skips
-    the interpreter's and torch's start-up (about a second a run) and trains the same numbers."""
+    the interpreter's and torch's start-up (about a second a run) and trains the same numbers.
+    With ``stack`` a variant's unfinished seeds are dealt into groups (as many per variant as
+    ``max_jobs`` leaves room for, at least one), and each group trains in one forked process on
+    stacked weights (:func:`_stacked_group`); a group whose runs cannot be stacked
+    (:func:`ppox.training.stacked.stack_support`) says why and its runs go back one per process."""
     todo = [(j, cmd) for j in jobs if (cmd := command(j, out)) is not None]
     echo(
         f"ppox: {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run, {max_jobs} at a time"
+        + (" (a variant's seeds stacked in one process)" if stack and todo else "")
     )
+    units = _groups(todo, max_jobs) if stack else [[item] for item in todo]
     (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: dict[Any, tuple[Job, float, Any]] = {}
+    running: dict[Any, tuple[list[Job], float, Any]] = {}
     failed: list[str] = []
     done = 0
     try:
-        while todo or running:
-            while todo and len(running) < max_jobs:
-                job, cmd = todo.pop(0)
-                log = (out / "logs" / f"{job.name}.log").open("ab")
-                log.write(f"$ {' '.join(cmd)}\n".encode())
-                log.flush()
-                if fork_main is not None:
-                    proc: Any = _Forked(fork_main, cmd[3:], log)  # argv after `python -m ppox`
+        while units or running:
+            while units and len(running) < max_jobs:
+                unit = units.pop(0)
+                group = [job for job, _ in unit]
+                if len(unit) == 1:
+                    job, cmd = unit[0]
+                    log = (out / "logs" / f"{job.name}.log").open("ab")
+                    log.write(f"$ {' '.join(cmd)}\n".encode())
+                    log.flush()
+                    if fork_main is not None:
+                        proc: Any = _Forked(fork_main, cmd[3:], log)  # argv after `python -m ppox`
+                    else:
+                        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
                 else:
-                    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-                running[proc] = (job, time.time(), log)
+                    log = (out / "logs" / f"{_group_name(group)}.log").open("ab")
+                    log.write(
+                        f"$ ppox ablate: {', '.join(j.name for j in group)} stacked in one process\n".encode()
+                    )
+                    log.flush()
+                    proc = _Forked(functools.partial(_stacked_group, jobs=group, out=out), [], log)
+                running[proc] = (group, time.time(), log)
             time.sleep(0.1)
             for proc in [p for p in running if p.poll() is not None]:
-                job, t0, log = running.pop(proc)
+                group, t0, log = running.pop(proc)
                 log.close()
-                done += 1
+                if len(group) > 1 and proc.returncode == NOT_STACKED:
+                    why = Path(log.name).read_text(errors="replace").strip().splitlines()[-1]
+                    echo(f"ppox: {_group_name(group)} not stacked ({why.removeprefix('ppox: not stacked: ')}); "
+                         "its runs train one per process")  # fmt: skip
+                    units[:0] = [[(j, cmd)] for j in group if (cmd := command(j, out)) is not None]
+                    continue
+                if len(group) == 1:
+                    lost = [group[0].name] if proc.returncode else []
+                else:  # a stacked group: the runs it did not finish
+                    lost = [j.name for j in group if not (j.run_dir / "summary.json").is_file()]
+                done += len(group)
                 status = (
                     "done"
-                    if proc.returncode == 0
-                    else f"FAILED (exit {proc.returncode}; see {log.name})"
+                    if not lost
+                    else f"FAILED{'' if len(group) == 1 else ' ' + ', '.join(lost)} "
+                    f"(exit {proc.returncode}; see {log.name})"
                 )
-                if proc.returncode:
-                    failed.append(job.name)
+                failed += lost
                 echo(
-                    f"ppox: [{done}/{done + len(todo) + len(running)}] {job.name} {status} in {time.time() - t0:.0f} s"
+                    f"ppox: [{done}/{done + sum(map(len, units)) + sum(len(g) for g, _, _ in running.values())}] "
+                    f"{_group_name(group)} {status} in {time.time() - t0:.0f} s"
                 )
     finally:
         for proc, (
@@ -319,3 +356,61 @@ def run_jobs(
             proc.wait()
             log.close()
     return failed
+
+
+def _groups(todo: list[tuple[Job, list[str]]], max_jobs: int) -> list[list[tuple[Job, list[str]]]]:
+    """Each variant's runs dealt round-robin into ``max(1, max_jobs // variants)`` groups."""
+    by_variant: dict[str, list[tuple[Job, list[str]]]] = {}
+    for item in todo:
+        by_variant.setdefault(item[0].variant, []).append(item)
+    per = max(1, max_jobs // max(1, len(by_variant)))
+    return [g for items in by_variant.values() for i in range(per) if (g := items[i::per])]
+
+
+def _group_name(group: list[Job]) -> str:
+    """``base-s1`` for one run, ``base-s1+3+5`` for a stacked group."""
+    return f"{group[0].name}" + "".join(f"+{j.seed}" for j in group[1:])
+
+
+def _stacked_group(argv: list[str], *, jobs: list[Job], out: Path) -> int:
+    """A forked process: train ``jobs`` (one variant's seeds) together on stacked weights, each
+    run as its own ``ppox train`` command would (a new run from the variant's config file, or a
+    resume from its checkpoint). Exit code 0 when every run finished, 1 when one failed, and
+    :data:`NOT_STACKED` (nothing trained) when the runs cannot be stacked."""
+    from ppox.config import read_config_file
+    from ppox.training.stacked import stack_support, train_together
+    from ppox.training.trainer import Trainer
+
+    trainers = []
+    try:
+        for job in jobs:
+            if (job.run_dir / "checkpoint.pt").is_file():
+                trainers.append(
+                    Trainer.resume(job.run_dir, trust_imports=bool(imports_named(job.config)))
+                )
+            else:  # `ppox train --config configs/<variant>.json --seed S --run-dir DIR --no-progress`
+                path = out / "configs" / f"{job.variant}.json"
+                cfg = read_config_file(path).replace(
+                    seed=job.seed, run_dir=str(job.run_dir), progress=False
+                )
+                trainers.append(Trainer.create(cfg, origin={"config": str(path)}))
+    except PpoxError as exc:  # as `ppox train` reports it
+        print(f"ppox: error: {exc}", flush=True)
+        return 1
+    reason = stack_support(trainers)
+    if reason is not None:
+        for t in trainers:
+            t.envs.close()
+        print(f"ppox: not stacked: {reason}", flush=True)
+        return NOT_STACKED
+    print(f"ppox: training {', '.join(j.name for j in jobs)} stacked in one process", flush=True)
+    results, _, _ = train_together(trainers)
+    failed = 0
+    for job, result in zip(jobs, results):
+        if isinstance(result, BaseException):
+            failed += 1
+            print(f"ppox: {job.name} failed: {type(result).__name__}: {result}", flush=True)
+        else:
+            print(f"ppox: {job.name}: {result['total_steps']:,} steps, eval return "
+                  f"{result['eval_return_mean']}", flush=True)  # fmt: skip
+    return 1 if failed else 0
