@@ -124,6 +124,13 @@ def obs_data(rank: int, round_: int) -> list[np.ndarray]:
     return [rng.normal(100.0 * (rank + 1), 1.0 + rank, size=(k, 3)) for k in sizes]
 
 
+def sparse_obs(chunk: np.ndarray) -> np.ndarray:
+    """``chunk`` with entries zeroed: entry 0 on every other row, entry 2 on all but every third."""
+    rows = np.arange(len(chunk))
+    keep = np.stack([rows % 2 == 0, np.ones_like(rows, bool), rows % 3 == 0], axis=1)
+    return np.where(keep, chunk, 0.0)
+
+
 def reward_data(rank: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([rank, 7])
     return rng.normal(1.0, 2.0, size=(6 + 3 * rank, 2)), rng.random((6 + 3 * rank, 2)) < 0.2
@@ -256,6 +263,11 @@ def check_statistics(rank: int) -> dict[str, Any]:
             norm.update(chunk)
         norm.sync()
         synced.append(norm.state_dict())
+    sparse = ObsNormalizer((3,), enabled=True, clip=1e9, sparse=0.5)
+    sparse.share()
+    for chunk in obs_data(rank, 0):
+        sparse.update(sparse_obs(chunk))
+    sparse.sync()
     scaler = RewardScaler(2, enabled=True, gamma=0.9, clip=1e9)
     scaler.share()
     for r, d in zip(*reward_data(rank)):
@@ -266,6 +278,7 @@ def check_statistics(rank: int) -> dict[str, Any]:
     )
     return {
         "obs": synced,
+        "sparse": sparse.state_dict(),
         "reward": scaler.state_dict(),
         "example": [example.count, float(example.mean), float(example.var)],
         "adv": distributed.normalize_advantages(adv_data(rank)),
@@ -527,6 +540,14 @@ def test_merged_normalizer_statistics_are_those_of_the_concatenated_data(pair) -
         assert got[0]["count"] == want.count
         np.testing.assert_allclose(got[0]["mean"], want.mean, rtol=1e-12)
         np.testing.assert_allclose(got[0]["m2"], want.m2, rtol=1e-9)
+
+
+def test_merged_non_zero_counts_are_those_of_the_concatenated_data(pair) -> None:
+    data = np.concatenate([sparse_obs(c) for r in range(WORLD) for c in obs_data(r, 0)])
+    got = [pair[r]["statistics"]["sparse"] for r in range(WORLD)]
+    assert got[0] == got[1]
+    assert got[0]["nonzero"] == np.count_nonzero(data, axis=0).tolist()
+    assert got[0]["count"] == len(data)
 
 
 def test_merged_reward_statistics_are_those_of_every_workers_returns(pair) -> None:

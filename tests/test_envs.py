@@ -233,6 +233,37 @@ def test_obs_normalizer_hand_numbers():
     assert m.state_dict() == n.state_dict()
 
 
+def test_sparse_entries_are_scaled_by_the_rms_of_their_non_zero_values():
+    """``sparse``: an entry non-zero in fewer than that fraction of the observations is divided by
+    the root mean square of its non-zero values and not centred; the others are standardized;
+    an entry never non-zero stays 0; the fractions are part of the state."""
+    n = ObsNormalizer((3,), enabled=True, clip=10.0, sparse=0.5)
+    n.update(np.array([[0.0, 1.0, 0.0], [0.0, 3.0, 0.0], [2.0, 5.0, 0.0], [0.0, 7.0, 0.0]]))
+    # entry 0: non-zero in 1 of 4 (< 0.5), its non-zero values {2}: rms 2, no centring;
+    # entry 1: always non-zero: mean 4, population var 5; entry 2: never non-zero
+    centre, scale = n.affine()
+    np.testing.assert_allclose(centre, [0.0, 4.0, 0.0])
+    np.testing.assert_allclose(scale, [2.0, math.sqrt(5.0), 1e-4], rtol=1e-7)
+    out = n(np.array([[2.0, 4.0, 0.0], [0.0, 9.0, 0.0], [-6.0, 4.0, 0.0], [100.0, 4.0, 0.0]]))
+    np.testing.assert_allclose(
+        out, [[1, 0, 0], [0, math.sqrt(5), 0], [-3, 0, 0], [10, 0, 0]], rtol=1e-6
+    )
+    assert n.state_dict()["nonzero"] == [1.0, 4.0, 0.0]  # counts of non-zero values
+    np.testing.assert_array_equal(n.rare(), [True, False, True])
+    # entry 0 non-zero in 3 of 6 now (not fewer than half): standardized like the others
+    n.update(np.array([[4.0, 1.0, 0.0], [4.0, 1.0, 0.0]]))
+    values = np.array([0.0, 0.0, 2.0, 0.0, 4.0, 4.0])
+    centre, scale = n.affine()
+    assert centre[0] == pytest.approx(values.mean()) and scale[0] == pytest.approx(values.std())
+    # the state round trip; without ``sparse`` the state holds no fractions (as before the switch)
+    m = ObsNormalizer((3,), enabled=True, clip=10.0, sparse=0.5)
+    m.load_state_dict(n.state_dict())
+    x = np.random.default_rng(0).normal(size=(7, 3))
+    np.testing.assert_array_equal(m(x), n(x))
+    assert m.state_dict() == n.state_dict()
+    assert "nonzero" not in ObsNormalizer((3,), enabled=True, clip=10.0).state_dict()
+
+
 def test_obs_normalizer_disabled_is_identity():
     n = ObsNormalizer((3,), enabled=False, clip=1.0)
     x = np.array([[5.0, -7.0, 0.5]])

@@ -382,12 +382,17 @@ def test_gymnasium_blackjack_tuple_of_discretes_trains(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env_id", ["PpoxToyNestedObsImage-v0", "PpoxToyNestedObsMask-v0"])
-def test_in_process_resume_with_dict_observations_is_exact(env_id, tmp_path, interrupted_run):
+@pytest.mark.parametrize(
+    ("env_id", "sparse"),
+    [("PpoxToyNestedObsImage-v0", 0.0), ("PpoxToyNestedObsMask-v0", 0.0), ("PpoxToyNestedObsMask-v0", 0.5)],
+)  # fmt: skip
+def test_in_process_resume_with_dict_observations_is_exact(
+    env_id, sparse, tmp_path, interrupted_run
+):
     cfg = Config().replace(
         env_id=env_id, total_steps=4 * 16 * 6, num_envs=4, num_steps=16, num_minibatches=4, num_epochs=2,
-        hidden_sizes=(16,), cnn_features=16, normalize_obs=True, scale_reward=True, eval_every=128,
-        eval_episodes=2, tensorboard=False, progress=False, checkpoint_every=100, seed=3,
+        hidden_sizes=(16,), cnn_features=16, normalize_obs=True, obs_sparse=sparse, scale_reward=True,
+        eval_every=128, eval_episodes=2, tensorboard=False, progress=False, checkpoint_every=100, seed=3,
     )  # fmt: skip
     full, cut = tmp_path / "full", tmp_path / "cut"
     ppox.train(cfg, full)
@@ -400,6 +405,7 @@ def test_in_process_resume_with_dict_observations_is_exact(env_id, tmp_path, int
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["obs_norm"] == b["obs_norm"] and set(a["obs_norm"]["leaves"]) == set(VECTOR_LEAVES)
+    assert all(("nonzero" in leaf) == (sparse > 0) for leaf in a["obs_norm"]["leaves"].values())
     assert a["progress"]["evals"] == b["progress"]["evals"]
 
 

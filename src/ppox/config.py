@@ -172,6 +172,12 @@ class EnvConfig:
     obs_clip: Annotated[float, Span(0, 1e6, lo_open=True)] = 10.0
     """Clip normalized observations to [-obs_clip, obs_clip] (a normalized observation is a
     number of standard deviations, so 1e6 is as good as no clipping)."""
+    obs_sparse: Annotated[float, Span(0, 1)] = 0.0
+    """With `normalize_obs`: an entry of the observation that was non-zero in fewer than this
+    fraction of the observations so far is divided by the root mean square of its non-zero values
+    and not centred, instead of standardized (standardizing an entry that is almost always zero,
+    such as a contact force, turns its rare non-zero values into jumps to ±obs_clip). 0 standardizes
+    every entry; `base-continuous` uses 0.1 (docs/presets.md). Ignored without `normalize_obs`."""
     scale_reward: bool = False
     """Divide rewards by the running std of the discounted return (Engstrom et al. 2020,
     "Implementation Matters in Deep Policy Gradients: A Case Study on PPO and TRPO")."""

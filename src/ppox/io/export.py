@@ -356,13 +356,14 @@ class _Leaf(nn.Module):
     def __init__(self, norm: ObsNormalizer | None) -> None:
         super().__init__()
         self.normalized = norm is not None and norm.enabled and not norm.passthrough
-        self.clip = 0.0
+        self.clip, self.rare = 0.0, 0
         if norm is not None and self.normalized:
-            m = norm.moments
-            self.register_buffer("mean", torch.from_numpy(np.asarray(m.mean, np.float64)))
-            std = np.asarray((m.var + _EPS) ** 0.5, np.float64)  # normalize()'s own expression
-            self.register_buffer("std", torch.from_numpy(std))
-            self.clip, self.count = float(norm.clip), float(m.count)
+            centre, scale = norm.affine()  # what the normalizer itself computes with
+            self.register_buffer("mean", torch.from_numpy(np.asarray(centre, np.float64)))
+            self.register_buffer("std", torch.from_numpy(np.asarray(scale, np.float64)))
+            self.clip, self.count = float(norm.clip), float(norm.moments.count)
+            rare = norm.rare()
+            self.rare = 0 if rare is None else int(np.count_nonzero(rare))
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.normalized:
@@ -441,7 +442,13 @@ class _Exported(nn.Module):
             if leaf.normalized:
                 notes.append(
                     f"{where}: observation normalization frozen at {leaf.count:.0f} observations "
-                    f"((x - mean) / sqrt(var + {_EPS:g}) in float64, clipped to ±{leaf.clip:g})"
+                    f"((x - mean) / sqrt(var + {_EPS:g}) in float64, clipped to ±{leaf.clip:g}"
+                    + (
+                        f"; {leaf.rare} rarely non-zero entries divided by the root mean square of "
+                        "their non-zero values, not centred)"
+                        if leaf.rare
+                        else ")"
+                    )
                 )
         if not any(isinstance(x, _Leaf) and x.normalized for x in self.leaves):
             notes.append("no observation normalization (normalize_obs off, or no vector leaves)")

@@ -143,7 +143,10 @@ def build_model(
     obs_space, action_space = probe_spaces(cfg.env)
     model = ActorCritic(obs_space, action_space, cfg.policy).to(device)
     obs_norm = ObsNormalizer(
-        model.obs_layout.norm_shape, enabled=cfg.env.normalize_obs, clip=cfg.env.obs_clip
+        model.obs_layout.norm_shape,
+        enabled=cfg.env.normalize_obs,
+        clip=cfg.env.obs_clip,
+        sparse=cfg.env.obs_sparse,
     )
     return model, obs_norm
 

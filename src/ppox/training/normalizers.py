@@ -17,9 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from ppox.core.normalize import Moments, merge_moments, moments_of, normalize
-from ppox.training.distributed import merge_across_ranks
+from ppox.training.distributed import all_reduce_sum_, merge_across_ranks
+
+_EPS = 1e-8  # added to the variance before its square root (normalize()'s default)
 
 
 class _Shared:
@@ -51,6 +54,36 @@ class _Shared:
             self._set(merge_moments(self._base, merge_across_ranks(self._fresh)))
 
 
+class _NonZero:
+    """How many observations had each entry non-zero: exact counts (integers in float64), added
+    up across workers at each :meth:`sync` as the moments are merged."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.counts = np.zeros(shape)
+        self.shared = False
+        self._base, self._fresh = self.counts, np.zeros(shape)
+
+    def update(self, obs: np.ndarray) -> None:
+        seen = np.count_nonzero(obs, axis=0)
+        self.counts = self.counts + seen
+        if self.shared:
+            self._fresh = self._fresh + seen
+
+    def share(self) -> None:
+        self.shared = True
+        self._base, self._fresh = self.counts, np.zeros_like(self.counts)
+
+    def sync(self) -> None:
+        if self.shared:
+            fresh = all_reduce_sum_(torch.from_numpy(self._fresh.copy())).numpy()
+            self.counts = self._base = self._base + fresh
+            self._fresh = np.zeros_like(self.counts)
+
+    def load(self, counts: Any) -> None:
+        self.counts = self._base = np.asarray(counts, dtype=np.float64)
+        self._fresh = np.zeros_like(self.counts)
+
+
 class ObsNormalizer(_Shared):
     """Running mean/std of observations; identity when disabled (docs/design/normalization.md).
 
@@ -59,6 +92,11 @@ class ObsNormalizer(_Shared):
     leaves, each with its own statistics; other leaves, such as images and discrete values,
     pass through unchanged); or None (nothing to normalize: the observation passes unchanged).
     :meth:`ppox.types.ObsLayout.norm_shape` gives the right one for a space.
+
+    ``sparse`` (``env.obs_sparse``, a fraction; 0 for none): an entry that was non-zero in
+    fewer than this fraction of the observations so far is scaled, not standardized: divided
+    by the root mean square of its non-zero values, not centred (:meth:`affine`). The counts of
+    non-zero values are kept exactly, so "fewer than" is exact.
     """
 
     def __init__(
@@ -67,13 +105,15 @@ class ObsNormalizer(_Shared):
         *,
         enabled: bool,
         clip: float,
+        sparse: float = 0.0,
     ) -> None:
-        self.enabled, self.clip = enabled, clip
+        self.enabled, self.clip, self.sparse = enabled, clip, sparse
         self.leaves: dict[str, ObsNormalizer] | None = None
         self.passthrough = shape is None
         if isinstance(shape, dict):
             self.leaves = {
-                k: ObsNormalizer(s, enabled=enabled, clip=clip) for k, s in shape.items()
+                k: ObsNormalizer(s, enabled=enabled, clip=clip, sparse=sparse)
+                for k, s in shape.items()
             }
         self.moments = (
             Moments(0.0, np.zeros(shape), np.zeros(shape))
@@ -81,6 +121,9 @@ class ObsNormalizer(_Shared):
             else Moments(0.0, 0.0, 0.0)
         )
         self._init_shared(shape if isinstance(shape, tuple) else ())
+        self.nonzero = (
+            _NonZero(shape) if isinstance(shape, tuple) and enabled and sparse > 0 else None
+        )
 
     def share(self) -> None:
         """Prepare for :meth:`sync` (multi-worker training): keep this worker's new data apart."""
@@ -88,6 +131,8 @@ class ObsNormalizer(_Shared):
             norm.share()
         self._set(self.moments)
         self.shared = self.leaves is None and self.enabled and not self.passthrough
+        if self.nonzero is not None:
+            self.nonzero.share()
 
     def sync(self) -> None:
         """Merge every worker's data since the last sync into the statistics (a collective: every
@@ -95,6 +140,8 @@ class ObsNormalizer(_Shared):
         for norm in (self.leaves or {}).values():  # the same order on every worker
             norm.sync()
         self._sync()
+        if self.nonzero is not None:
+            self.nonzero.sync()
 
     def update(self, obs: Any) -> None:
         """Add a batch ``[B, *obs_shape]`` (or a dict of leaf batches) to the statistics."""
@@ -103,6 +150,29 @@ class ObsNormalizer(_Shared):
                 norm.update(obs[k])
         elif self.enabled and not self.passthrough:
             self._add(moments_of(obs.astype(np.float64)))
+            if self.nonzero is not None:
+                self.nonzero.update(obs)
+
+    def rare(self) -> np.ndarray | None:
+        """Which entries were non-zero in fewer than ``sparse`` of the observations so far (None
+        without ``sparse``)."""
+        if self.nonzero is None:
+            return None
+        return self.nonzero.counts / max(self.moments.count, 1.0) < self.sparse
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(centre, scale)`` with ``normalized = clip((obs − centre) / scale)``: the running
+        mean and ``sqrt(σ² + 1e-8)``; with ``sparse``, for each :meth:`rare` entry, non-zero in a
+        fraction ``p`` of the observations, 0 and ``sqrt(E[x²] / p + 1e-8)``, the root mean square
+        of its non-zero values (an entry never non-zero stays 0)."""
+        m = self.moments
+        centre, scale = np.asarray(m.mean), np.asarray((m.var + _EPS) ** 0.5)
+        rare = self.rare()
+        if rare is None or self.nonzero is None:
+            return centre, scale
+        p = self.nonzero.counts / max(m.count, 1.0)
+        rms = np.sqrt((m.var + m.mean**2) / np.maximum(p, 1e-300) + _EPS)
+        return np.where(rare, 0.0, centre), np.where(rare, rms, scale)
 
     def __call__(self, obs: Any) -> Any:
         """Normalized float32 copy of ``obs`` (leaves not tracked are returned as they are)."""
@@ -112,18 +182,24 @@ class ObsNormalizer(_Shared):
             return obs
         if not self.enabled:
             return obs.astype(np.float32, copy=False)
-        return normalize(obs, self.moments, clip=self.clip).astype(np.float32)
+        if self.nonzero is None:
+            return normalize(obs, self.moments, clip=self.clip, eps=_EPS).astype(np.float32)
+        centre, scale = self.affine()
+        return ((obs - centre) / scale).clip(-self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
         if self.leaves is not None:
             return {"leaves": {k: n.state_dict() for k, n in self.leaves.items()}}
         if self.passthrough:
             return {}
-        return {
+        state = {
             "count": self.moments.count,
             "mean": self.moments.mean.tolist(),
             "m2": self.moments.m2.tolist(),
         }
+        if self.nonzero is not None:
+            state["nonzero"] = self.nonzero.counts.tolist()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.leaves is not None:
@@ -137,6 +213,8 @@ class ObsNormalizer(_Shared):
             self._set(
                 Moments(float(state["count"]), np.asarray(state["mean"]), np.asarray(state["m2"]))
             )
+            if self.nonzero is not None:
+                self.nonzero.load(state["nonzero"])
 
 
 class RewardScaler(_Shared):
