@@ -237,6 +237,16 @@ def test_every_part_is_checked_before_use(run: Path, change, needle: str) -> Non
     assert needle in str(err.value) and str(run / "checkpoint.pt") in str(err.value)
 
 
+def test_negative_counts_of_non_zero_entries_are_refused(tmp_path: Path) -> None:
+    """With ``obs_sparse`` the observation statistics hold counts of non-zero values: a negative
+    one (which would make its entry look rare) stops the resume with its place named."""
+    run = tiny_run(tmp_path / "sparse", "--normalize-obs", "--obs-sparse", "0.5")
+    assert len(load_checkpoint(run)["obs_norm"]["nonzero"]) == 4
+    rewrite(run, lambda s: s["obs_norm"]["nonzero"].__setitem__(0, -1.0))
+    with pytest.raises(CheckpointError, match=r"obs_norm\.nonzero\[0\] is -1\.0; it must be ≥ 0"):
+        Trainer.resume(run)
+
+
 def test_a_non_finite_checkpoint_is_never_written(run: Path, tmp_path: Path) -> None:
     cfg = ppox.Config().replace(num_envs=2, num_steps=32, num_epochs=1, total_steps=64, eval_every=0,
                                 eval_episodes=1, progress=False, tensorboard=False)  # fmt: skip

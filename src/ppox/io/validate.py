@@ -92,7 +92,8 @@ def _like(x: Any, template: Any, name: str) -> None:
     elif isinstance(template, torch.Tensor):
         _tensor(x, name, tuple(template.shape), template.dtype)
     else:
-        _number(x, name, low=0.0 if name.endswith(("count", "m2")) else None)
+        counted = name.endswith(("count", "m2")) or ".nonzero[" in name  # never negative
+        _number(x, name, low=0.0 if counted else None)
 
 
 def _show(x: Any) -> str:
