@@ -194,7 +194,10 @@ def _policy(env_id: str, **fields: Any) -> Policy:
     torch.manual_seed(0)
     model, norm = build_model(cfg)
     if cfg.env.normalize_obs and norm.leaves is None and not norm.passthrough:
-        norm.update(np.random.default_rng(0).normal(1.0, 3.0, (50, *model.obs_shape)))
+        data = np.random.default_rng(0).normal(1.0, 3.0, (50, *model.obs_shape))
+        if cfg.env.obs_sparse:
+            data[5:, 0] = 0.0  # entry 0 non-zero in 5 of 50 observations: rare
+        norm.update(data)
     return Policy(model, norm, cfg)
 
 
@@ -206,6 +209,7 @@ OTHERS = {
     "box-rescale-state-sigma": ("Pendulum-v1", {"action_bound": "rescale", "sigma_mode": "state"}),
     "hybrid-autoregressive": ("ppox/Moving-v0", {"hybrid_mode": "autoregressive"}),
     "hybrid-type-given-params": ("PpoxToyHybridBandit-v0", {"hybrid_mode": "type_given_params"}),
+    "sparse-obs": ("Pendulum-v1", {"normalize_obs": True, "obs_sparse": 0.5}),
     "nested-obs": ("PpoxToyNestedObs-v0", {"normalize_obs": True}),
     "nested-obs-image": ("PpoxToyNestedObsImage-v0", {}),
     "obs-mask-key": ("PpoxToyNestedObsMask-v0", {}),
@@ -230,6 +234,8 @@ def test_other_heads_and_observations_export_exactly(case: str, tmp_path: Path) 
         assert dtypes["obs/sensors/lidar"] == "float32"
     if case == "obs-mask-key":
         assert "action_mask" in [s.name for s in info.inputs]
+    if case == "sparse-obs":
+        assert "1 rarely non-zero entries divided by the root mean square" in info.summary()
 
 
 def test_without_a_mask_input(trained: Callable[[str], Path], tmp_path: Path) -> None:

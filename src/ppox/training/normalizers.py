@@ -156,9 +156,11 @@ class ObsNormalizer(_Shared):
     def rare(self) -> np.ndarray | None:
         """Which entries were non-zero in fewer than ``sparse`` of the observations so far (None
         without ``sparse``)."""
-        if self.nonzero is None:
-            return None
-        return self.nonzero.counts / max(self.moments.count, 1.0) < self.sparse
+        return None if self.nonzero is None else self._non_zero_fraction() < self.sparse
+
+    def _non_zero_fraction(self) -> np.ndarray:
+        assert self.nonzero is not None
+        return self.nonzero.counts / max(self.moments.count, 1.0)
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
         """``(centre, scale)`` with ``normalized = clip((obs − centre) / scale)``: the running
@@ -167,10 +169,10 @@ class ObsNormalizer(_Shared):
         of its non-zero values (an entry never non-zero stays 0)."""
         m = self.moments
         centre, scale = np.asarray(m.mean), np.asarray((m.var + _EPS) ** 0.5)
-        rare = self.rare()
-        if rare is None or self.nonzero is None:
+        if self.nonzero is None:
             return centre, scale
-        p = self.nonzero.counts / max(m.count, 1.0)
+        p = self._non_zero_fraction()
+        rare = p < self.sparse
         rms = np.sqrt((m.var + m.mean**2) / np.maximum(p, 1e-300) + _EPS)
         return np.where(rare, 0.0, centre), np.where(rare, rms, scale)
 
