@@ -378,7 +378,7 @@ def _stacked_group(argv: list[str], *, jobs: list[Job], out: Path) -> int:
     resume from its checkpoint). Exit code 0 when every run finished, 1 when one failed, and
     :data:`NOT_STACKED` (nothing trained) when the runs cannot be stacked."""
     from ppox.config import read_config_file
-    from ppox.training.stacked import stack_support, train_together
+    from ppox.training.stacked import seed_line, stack_support, train_together
     from ppox.training.trainer import Trainer
 
     trainers = []
@@ -405,12 +405,6 @@ def _stacked_group(argv: list[str], *, jobs: list[Job], out: Path) -> int:
         return NOT_STACKED
     print(f"ppox: training {', '.join(j.name for j in jobs)} stacked in one process", flush=True)
     results, _, _ = train_together(trainers)
-    failed = 0
     for job, result in zip(jobs, results):
-        if isinstance(result, BaseException):
-            failed += 1
-            print(f"ppox: {job.name} failed: {type(result).__name__}: {result}", flush=True)
-        else:
-            print(f"ppox: {job.name}: {result['total_steps']:,} steps, eval return "
-                  f"{result['eval_return_mean']}", flush=True)  # fmt: skip
-    return 1 if failed else 0
+        print(seed_line(job.seed, result, job.run_dir), flush=True)
+    return 1 if any(isinstance(r, BaseException) for r in results) else 0

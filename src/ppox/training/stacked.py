@@ -48,7 +48,14 @@ from ppox.nn.numpy_policy import (
 from ppox.training.lockstep import QUIET, Request, Steps
 from ppox.training.update_step import NumpyBatch, NumpyStep
 
-__all__ = ["StackedCalls", "drive_together", "stack_support", "train_seeds", "train_together"]
+__all__ = [
+    "StackedCalls",
+    "drive_together",
+    "seed_line",
+    "stack_support",
+    "train_seeds",
+    "train_together",
+]
 
 
 def drive_together(
@@ -487,6 +494,13 @@ def _train_group(
         outcomes[seed] = outcome
         echo(_outcome_line(outcome))
     return [outcomes[s] for s in group]
+
+
+def seed_line(seed: int, result: Any, run_dir: Any) -> str:
+    """The line that reports how one seed's run ended: its summary, or the exception that
+    stopped it (as :func:`train_together` returns them)."""
+    summary = _message(result) if isinstance(result, BaseException) else result
+    return _outcome_line((seed, summary, "", str(run_dir)))
 
 
 def _message(exc: BaseException) -> str:
