@@ -6,7 +6,10 @@ Whole processes, start to exit, one thread each, rounds alternating:
 - ``--seeds``: ``ppox train --seeds 1 2 3 4 5``: one start-up, one forked process per seed (the
   operating system shares the two cores among five processes);
 - ``--seeds --jobs 2``: the seeds dealt over two forked processes, each training its seeds one
-  after another; ``--stack-seeds`` steps them in lockstep with their NumPy calls stacked;
+  after another;
+- ``--seeds --stack-seeds``: one forked process per core (two here), each stepping its seeds in
+  lockstep with their NumPy calls stacked; the fifth seed's first half is trained by one process
+  and its second half, resumed from its checkpoint, by the other (two and a half seeds each);
 - ``--seeds --jobs 1 --stack-seeds``: all five stacked in one process, on one core;
 - ``stacked bound``: the same preset with ``--num-envs 40 --total-steps 500480``: one run that
   does five seeds' env work and matrix products (a 1280-sample batch through one network costs
@@ -39,7 +42,7 @@ SIDES = {
     "one seed": ["train", "--preset", "cartpole", "--total-steps", "100000"],
     "--seeds": ["train", "--preset", "cartpole", *_SEEDS],
     "--seeds --jobs 2": ["train", "--preset", "cartpole", *_SEEDS, "--jobs", "2"],
-    "--seeds --jobs 2 --stack-seeds": ["train", "--preset", "cartpole", *_SEEDS, "--jobs", "2", "--stack-seeds"],
+    "--seeds --stack-seeds": ["train", "--preset", "cartpole", *_SEEDS, "--stack-seeds"],
     "--seeds --jobs 1 --stack-seeds": ["train", "--preset", "cartpole", *_SEEDS, "--jobs", "1", "--stack-seeds"],
     "stacked bound": ["train", "--preset", "cartpole", "--num-envs", "40", "--total-steps", "500480"],
     "ablate --jobs 2": ["ablate", "--preset", "cartpole", "--seeds", "1", "2", "3", "4", "5", "--jobs", "2"],
@@ -59,8 +62,17 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/seeds_bound")
-    p.add_argument("--sides", nargs="+", default=list(SIDES), choices=list(SIDES), metavar="SIDE")
+    p.add_argument(
+        "--sides",
+        default=",".join(SIDES),
+        metavar="SIDE,SIDE",
+        help="the rows to run, comma-separated (names start with dashes: --sides='one seed,--seeds')",
+    )
     a = p.parse_args(argv)
+    a.sides = a.sides.split(",")
+    for side in a.sides:
+        if side not in SIDES:
+            p.error(f"--sides: {side!r} is not one of {', '.join(SIDES)}")
     load0 = os.getloadavg()
     walls: dict[str, list[float]] = {s: [] for s in a.sides}
     with tempfile.TemporaryDirectory(prefix="ppox-seeds-") as tmp:

@@ -16,7 +16,7 @@ from ppox.cli import main
 from ppox.config import Config
 from ppox.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ppox.training.lockstep import Request
-from ppox.training.stacked import StackedCalls, drive_together, train_together
+from ppox.training.stacked import StackedCalls, deal, drive_together, train_seeds, train_together
 from ppox.training.trainer import Trainer
 
 SPEED = ("steps_per_second", "wall_time_s")
@@ -208,3 +208,130 @@ def test_train_seeds_never_writes_into_another_runs_directory(tmp_path: Path) ->
     r = run_cli("train", "--config", str(run / "config.json"), "--seeds", "1", "2")  # its run_dir
     assert r.returncode == 2 and "is a run's own directory" in r.stderr, r.stderr
     assert not (run / "seed-1").exists()
+
+
+def test_deal_splits_the_seeds_left_over_between_two_processes() -> None:
+    assert deal([1, 2, 3, 4, 5], 2) == ([[1, 3, 5], [2, 4]], {})  # round-robin
+    assert deal([1, 2, 3, 4, 5], 2, split=True) == ([[1, 3, 5], [2, 4]], {5: (0, 1)})
+    assert deal([1, 2, 3, 4], 2, split=True) == ([[1, 3], [2, 4]], {})  # even: nothing to split
+    assert deal([1, 2, 3, 4, 5], 5, split=True) == ([[1], [2], [3], [4], [5]], {})
+    assert deal([1, 2, 3, 4, 5], 9, split=True) == ([[1], [2], [3], [4], [5]], {})
+    # 7 seeds on 3 processes: 2 whole seeds each, the 7th split between the first two
+    assert deal(list(range(1, 8)), 3, split=True) == ([[1, 4, 7], [2, 5], [3, 6]], {7: (0, 1)})
+    # 5 seeds on 3: one whole each; seeds 4 and 5 split so that every process has 5/3
+    assert deal([1, 2, 3, 4, 5], 3, split=True) == ([[1, 4], [2], [3, 5]], {4: (0, 1), 5: (2, 0)})
+
+
+def split_seeds(tmp_path: Path, make: Any = cartpole, fail: int | None = None) -> list[Any]:
+    """Seeds 1-3 on two processes, stacked: seed 3's second half moves to the second one."""
+
+    def build(seed: int) -> Trainer:
+        if seed == fail:
+            raise RuntimeError(f"seed {seed} cannot start")
+        return Trainer.create(make(seed), tmp_path / "together" / f"s{seed}")
+
+    return train_seeds(
+        build,
+        [1, 2, 3],
+        2,
+        stack=True,
+        resume=lambda s: Trainer.create_or_resume(make(s), tmp_path / "together" / f"s{s}"),
+        echo=lambda line: None,
+    )
+
+
+@pytest.mark.parametrize("make", [cartpole, pendulum], ids=["categorical", "gaussian"])
+def test_a_seed_split_between_processes_ends_as_alone(tmp_path: Path, make: Any) -> None:
+    outcomes = split_seeds(tmp_path, make)
+    assert [o[0] for o in outcomes] == [1, 2, 3]
+    assert all(isinstance(o[1], dict) for o in outcomes), outcomes
+    # seed 3 paused at half its budget (1024 // 2 = 512 steps) and went on in the other process
+    assert "seed 3 from another at step 512" in outcomes[2][2], outcomes[2][2]
+    assert "seeds 2 stacked" in outcomes[1][2]
+    for s in (1, 2, 3):
+        Trainer.create(make(s), tmp_path / "alone" / f"s{s}").train()
+        same_run(tmp_path / "alone" / f"s{s}", tmp_path / "together" / f"s{s}")
+    summary = outcomes[2][1]
+    assert summary["total_steps"] == 1024 and summary["resumed_env_state_exactly"] is True
+
+
+def test_a_seed_whose_episodes_cannot_be_resumed_exactly_is_not_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Trainer, "resumes_exactly", lambda self: False)  # forked workers inherit it
+    outcomes = split_seeds(tmp_path)
+    assert all(isinstance(o[1], dict) for o in outcomes), outcomes
+    assert "seeds 1 3 stacked in one process" == outcomes[2][2]  # trained whole where it started
+    Trainer.create(cartpole(3), tmp_path / "alone").train()
+    same_run(tmp_path / "alone", tmp_path / "together" / "s3")
+
+
+def test_a_split_seed_that_cannot_start_stops_only_itself(tmp_path: Path) -> None:
+    outcomes = split_seeds(tmp_path, fail=3)
+    assert isinstance(outcomes[0][1], dict) and isinstance(outcomes[1][1], dict)
+    assert outcomes[2][1] == "RuntimeError: seed 3 cannot start", outcomes[2]
+
+
+def test_train_seeds_cli_splits_the_odd_seed_and_every_seed_ends_as_alone(tmp_path: Path) -> None:
+    r = run_cli("train", *TINY, "--seeds", "1", "2", "3", "--jobs", "2", "--stack-seeds",
+                "--run-dir", str(tmp_path / "many"))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 of 3 seeds trained" in r.stdout and "seed 3 from another at step 256" in r.stdout
+    assert (
+        main(["train", *TINY, "--no-progress", "--seed", "3", "--run-dir", str(tmp_path / "one")])
+        == 0
+    )
+    same_run(tmp_path / "many" / "seed-3", tmp_path / "one")
+
+
+def test_a_split_seed_whose_first_process_dies_is_reported_by_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    def dies_on_seed_3(self: Trainer) -> bool:
+        if self.cfg.run.seed == 3:  # in the first process, as it starts seed 3's first half
+            os._exit(3)
+        return True
+
+    monkeypatch.setattr(Trainer, "resumes_exactly", dies_on_seed_3)
+    outcomes = split_seeds(tmp_path)
+    assert outcomes[0][1] == "its worker process ended (exit code 3)"
+    assert isinstance(outcomes[1][1], dict)  # the other process went on
+    assert outcomes[2][1] == "the process training its first half ended before handing it over"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_killing_the_seeds_command_ends_its_workers(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ppox", "train", "--total-steps", "200000", "--no-tensorboard",
+         "--seeds", "1", "2", "3", "--jobs", "2", "--stack-seeds", "--run-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def children() -> list[int]:
+        out = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                if f"PPid:\t{proc.pid}\n" in status.read_text():
+                    out.append(int(status.parent.name))
+            except OSError:
+                pass
+        return out
+
+    deadline = time.monotonic() + 60
+    while len(children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = children()
+    assert len(workers) == 2, workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    for w in workers:  # gone, or a zombie nobody reaps yet
+        status = Path(f"/proc/{w}/status")
+        assert not status.exists() or "State:\tZ" in status.read_text(), w

@@ -317,13 +317,14 @@ def _train_parser(sub: Any) -> None:
         type=typed("jobs", _int(1, 1024)),
         default=None,
         help="with --seeds: processes to deal the seeds over, forked after start-up (default: one per seed, at "
-        "most 4 per core this process may use)",
+        "most 4 per core this process may use; with --stack-seeds, one per core)",
     )
     t.add_argument(
         "--stack-seeds",
         action="store_true",
         help="with --seeds: a process with several seeds steps them in lockstep and makes their NumPy calls as "
-        "one call on stacked weights (the same numbers; docs/performance.md)",
+        "one call on stacked weights (the same numbers; docs/performance.md); seeds left over when they do not "
+        "divide among the processes are split at half their budget between two of them, which resumes exactly",
     )
     add_trust_flag(t)
     add_config_flags(t)
@@ -629,13 +630,20 @@ def _train_seeds(args: argparse.Namespace) -> int:
     line = describe_origin(origin, cfg.env.env_id)
     if line:
         print(line, flush=True)
-    jobs = min(args.jobs or 4 * usable_cores(), len(seeds))
+    # stacked seeds share a process's calls: one process per core; else one per seed (at most 4 a core)
+    jobs = min(
+        args.jobs or (usable_cores() if args.stack_seeds else 4 * usable_cores()), len(seeds)
+    )
     create = Trainer.create_or_resume if args.auto_resume else Trainer.create
     print(f"ppox: training {cfg.env.env_id} with seeds {' '.join(map(str, seeds))} in {jobs} process(es) → "
           f"{root or 'runs/'}", flush=True)  # fmt: skip
     try:
         outcomes = train_seeds(
-            lambda seed: create(configs[seed], origin=origin), seeds, jobs, stack=args.stack_seeds
+            lambda seed: create(configs[seed], origin=origin),
+            seeds,
+            jobs,
+            stack=args.stack_seeds,
+            resume=lambda seed: Trainer.create_or_resume(configs[seed], origin=origin),
         )
     except KeyboardInterrupt:
         go_on = (

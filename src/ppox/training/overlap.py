@@ -153,8 +153,8 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel end this process when the trainer ends, however it ends."""
+def die_with_parent() -> None:
+    """Linux: have the kernel end this (forked) process when its parent ends, however it ends."""
     try:
         import ctypes
 
@@ -174,7 +174,7 @@ def _serve(
     # the trainer's end of the pipe, inherited by the fork: closed here, so that the trainer's
     # death (a kill, a crash) ends this loop at the next read instead of leaving it waiting
     trainers_end.close()
-    _die_with_parent()
+    die_with_parent()
     # never a thread pool inherited across the fork (threads=1 is required)
     torch.set_num_threads(1)
     while True:

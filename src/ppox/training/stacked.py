@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,7 +50,10 @@ from ppox.training.lockstep import QUIET, Request, Steps
 from ppox.training.update_step import NumpyBatch, NumpyStep
 
 __all__ = [
+    "MOVED",
+    "Arrivals",
     "StackedCalls",
+    "deal",
     "drive_together",
     "seed_line",
     "stack_support",
@@ -59,11 +63,19 @@ __all__ = [
 
 
 def drive_together(
-    runs: Sequence[Steps[Any]], calls: Callable[[list[Request]], list[Any]]
+    runs: Sequence[Steps[Any]],
+    calls: Callable[[list[Request]], list[Any]],
+    arrivals: Arrivals | None = None,
 ) -> list[Any]:
     """Step every generator to its end in lockstep: each round, all pending requests go to
     ``calls`` at once (which returns their results in order). Returns each generator's return
-    value, or the exception that stopped it: a run that fails stops only itself."""
+    value, or the exception that stopped it: a run that fails stops only itself.
+
+    ``arrivals`` adds runs while it goes (their results follow, in the order they came): taken
+    in a round where a run starts an iteration (a ``boundary`` request, which a new run's loop
+    makes first), so that the new run's requests are in step with that run's; when no run is
+    left, it waits for them."""
+    runs = list(runs)
     results: list[Any] = [None] * len(runs)
     pending: dict[int, Request] = {}
 
@@ -81,7 +93,18 @@ def drive_together(
         for i in range(len(runs)):
             advance(i, None, first=True)
         try:
-            while pending:
+            while pending or (arrivals is not None and arrivals.waiting):
+                if (
+                    arrivals is not None
+                    and arrivals.waiting
+                    and (not pending or any(r.method == "boundary" for r in pending.values()))
+                ):
+                    for run in arrivals.take(block=not pending):
+                        runs.append(run)
+                        results.append(None)
+                        advance(len(runs) - 1, None, first=True)
+                    if not pending:
+                        continue
                 order = list(pending)
                 answers = calls([pending[i] for i in order])
                 for i, answer in zip(order, answers):
@@ -381,19 +404,43 @@ def stack_support(trainers: Sequence[Any]) -> str | None:
     return None
 
 
-def train_together(trainers: Sequence[Any]) -> tuple[list[Any], StackedCalls | None, str | None]:
+def train_together(
+    trainers: Sequence[Any],
+    *,
+    moving: Mapping[int, Connection] | None = None,
+    arrivals: Arrivals | None = None,
+) -> tuple[list[Any], StackedCalls | None, str | None]:
     """Train every run to its end; returns each run's summary (or the exception that stopped
     it), the stacked calls made (None when the runs went one after the other) and why they were
     not stacked (None when they were).
 
     The runs are stacked when :func:`stack_support` allows it, else trained one after the other
-    (the same numbers; a lockstep of unstacked calls would only interleave them)."""
-    reason = stack_support(trainers) if len(trainers) > 1 else "one seed"
+    (the same numbers; a lockstep of unstacked calls would only interleave them).
+
+    ``moving`` (index → pipe) names runs trained here only to half their budget and then handed
+    to another process through the pipe (their result: :data:`MOVED`); ``arrivals`` brings
+    such runs from other processes, each joining the lockstep at an iteration's start and
+    appended to the results in the order they came (:class:`Arrivals`). Unstacked, a run to
+    move is trained whole here instead."""
+    moving = moving or {}
+    reason = stack_support(trainers) if len(trainers) > 1 or arrivals is not None else "one seed"
     if reason is not None:
-        return [_train_alone(t) for t in trainers], None, reason
+        for conn in moving.values():
+            _tell(conn, None)  # trained whole here, and reported here
+        results = [_train_alone(t) for t in trainers]
+        if arrivals is not None:  # none comes from a process that could not stack either
+            results += drive_together([], _one_by_one, arrivals)
+        return results, None, reason
     calls = StackedCalls()
-    runs = [t.train_steps(t.open_logger()) for t in trainers]
-    return drive_together(runs, calls), calls, None
+    runs = [
+        _first_half(t, moving[i]) if i in moving else t.train_steps(t.open_logger())
+        for i, t in enumerate(trainers)
+    ]
+    return drive_together(runs, calls, arrivals), calls, None
+
+
+def _one_by_one(requests: list[Request]) -> list[Any]:
+    return [getattr(r.target, r.method)(*r.args) for r in requests]
 
 
 def _train_alone(trainer: Any) -> Any:
@@ -403,8 +450,116 @@ def _train_alone(trainer: Any) -> Any:
         return exc
 
 
+class _Moved:
+    def __repr__(self) -> str:
+        return "MOVED"
+
+
+MOVED = _Moved()
+"""The result of a run whose second half another process trained (and reports)."""
+
+
+def _tell(conn: Connection, message: int | None) -> None:
+    """Send the step a moved run paused at (None: it will not come) and close the pipe; a
+    receiver that is gone already has nothing to wait for."""
+    try:
+        conn.send(message)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _first_half(trainer: Any, conn: Connection) -> Steps[Any]:
+    """Train ``trainer`` to half its budget, then pass it on: the checkpoint is written there
+    and the run directory released, and the step goes through ``conn`` to the process that
+    resumes it (:class:`Arrivals`). A run whose checkpoint would not continue its episodes
+    exactly (:meth:`~ppox.training.trainer.Trainer.resumes_exactly`), or that ends or fails
+    before, stays here: ``conn`` then says None."""
+    pause_at = trainer.cfg.run.total_steps // 2 if trainer.resumes_exactly() else None
+    try:
+        summary = yield from trainer.train_steps(trainer.open_logger(), pause_at)
+    except BaseException:
+        _tell(conn, None)
+        raise
+    _tell(conn, None if summary is not None else trainer.progress.global_step)
+    return MOVED if summary is None else summary
+
+
+class Arrivals:
+    """Runs whose first half other processes train (:func:`deal`), each announced through its
+    pipe by the step it paused at, and then resumed here from its checkpoint by ``resume(seed)``
+    (:func:`drive_together` takes them at the start of an iteration, in step with the runs it
+    has)."""
+
+    def __init__(self, incoming: Mapping[int, Connection], resume: Callable[[int], Any]) -> None:
+        self.waiting = dict(incoming)
+        self.resume = resume
+        self.came: list[tuple[int, Any, int]] = []
+        """``(seed, trainer, step)`` of every run taken, in the order of :meth:`take`."""
+        self.failed: dict[int, str] = {}
+        """Seeds that did not come: why (their first half's process ended, or the resume failed)."""
+
+    def take(self, block: bool) -> list[Steps[Any]]:
+        """The loops of the runs announced by now (with ``block``, waits for one pipe at least)."""
+        ready = wait(list(self.waiting.values()), timeout=None if block else 0)
+        runs: list[Steps[Any]] = []
+        for seed in [s for s, c in self.waiting.items() if c in ready]:
+            conn = self.waiting.pop(seed)
+            try:
+                step = conn.recv()
+            except (EOFError, OSError):
+                self.failed[seed] = (
+                    "the process training its first half ended before handing it over"
+                )
+                continue
+            finally:
+                conn.close()
+            if step is None:  # trained whole there, and reported there
+                continue
+            try:
+                trainer = self.resume(seed)
+                if trainer.progress.global_step != step:
+                    trainer.release_run_dir()
+                    raise RuntimeError(f"its checkpoint is at step {trainer.progress.global_step:,}, "
+                                       f"not at step {step:,} where it was handed over")  # fmt: skip
+            except Exception as exc:  # noqa: BLE001  (reported per seed)
+                self.failed[seed] = _message(exc)
+                continue
+            self.came.append((seed, trainer, step))
+            runs.append(trainer.train_steps(trainer.open_logger()))
+        return runs
+
+
 SeedOutcome = tuple[int, "dict[str, Any] | str", str, str]
 """``(seed, summary or error message, how it ran, run directory)``."""
+
+
+def deal(
+    seeds: Sequence[int], jobs: int, split: bool = False
+) -> tuple[list[list[int]], dict[int, tuple[int, int]]]:
+    """The seeds each of ``jobs`` processes starts, and the seeds split between two of them:
+    ``{seed: (first half's process, second half's)}``.
+
+    Without ``split`` the seeds are dealt round-robin. With it, every process gets
+    ``len(seeds) // jobs`` whole seeds and each seed left over is split at half its budget: the
+    first half goes to the process with the least work, the second to the next one, so that
+    five seeds on two processes are two and a half each instead of three and two."""
+    jobs = min(jobs, len(seeds))
+    if not split or jobs < 2 or len(seeds) % jobs == 0:
+        return [list(seeds[i::jobs]) for i in range(jobs)], {}
+    whole = len(seeds) // jobs * jobs
+    groups = [list(seeds[:whole][i::jobs]) for i in range(jobs)]
+    load = [float(len(g)) for g in groups]
+    moves: dict[int, tuple[int, int]] = {}
+    for seed in seeds[whole:]:
+        first = min(range(jobs), key=lambda w: (load[w], w))
+        load[first] += 0.5
+        second = min((w for w in range(jobs) if w != first), key=lambda w: (load[w], w))
+        load[second] += 0.5
+        groups[first].append(seed)
+        moves[seed] = (first, second)
+    return groups, moves
 
 
 def train_seeds(
@@ -413,47 +568,82 @@ def train_seeds(
     jobs: int,
     *,
     stack: bool = False,
+    resume: Callable[[int], Any] | None = None,
     echo: Callable[[str], None] = print,
 ) -> list[SeedOutcome]:
     """Train one run per seed (``make(seed)`` builds its :class:`~ppox.training.trainer.Trainer`)
     in ``jobs`` processes forked from this one (start-up paid once), the seeds dealt round-robin.
     A process with several seeds trains them one after another, or with ``stack`` together
-    (:func:`train_together`). Returns every seed's outcome in ``seeds``' order; a seed that
-    fails does not stop the others."""
-    groups = [list(seeds[i::jobs]) for i in range(min(jobs, len(seeds)))]
+    (:func:`train_together`). With ``stack`` and ``resume`` (``resume(seed)`` continues a
+    seed's run from its checkpoint), seeds that do not divide evenly among the processes are
+    split at half their budget between two of them (:func:`deal`): a resumed run continues
+    exactly, so every seed still ends as it would alone. Returns every seed's outcome in
+    ``seeds``' order; a seed that fails does not stop the others."""
+    groups, moves = deal(seeds, jobs, split=stack and resume is not None)
     if len(groups) == 1:
         return _train_group(make, groups[0], stack, echo)
     ctx = multiprocessing.get_context("fork")
+    pipes = {seed: ctx.Pipe(duplex=False) for seed in moves}  # (receiving end, sending end)
     procs = []
-    for group in groups:
+    for w, group in enumerate(groups):
         recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_group_worker, args=(make, group, stack, send), daemon=False)
+        handoff = _Handoff(
+            moving={s: pipes[s][1] for s, (a, _) in moves.items() if a == w},
+            incoming={s: pipes[s][0] for s, (_, b) in moves.items() if b == w},
+            resume=resume,
+            others=[c for s, (a, b) in moves.items() for c, mine in ((pipes[s][1], a == w), (pipes[s][0], b == w)) if not mine],
+        )  # fmt: skip
+        proc = ctx.Process(
+            target=_group_worker, args=(make, group, stack, send, handoff), daemon=False
+        )
         proc.start()
         send.close()
         procs.append((proc, recv, group))
+    for ends in pipes.values():  # the workers hold them now: a worker's death closes its ends
+        for conn in ends:
+            conn.close()
     outcomes: dict[int, SeedOutcome] = {}
+    lost: dict[int, SeedOutcome] = {}
     for proc, recv, group in procs:
         try:
             for outcome in recv.recv():
                 outcomes[outcome[0]] = outcome
         except EOFError:  # the worker died without a word (killed)
+            proc.join()
             for seed in group:
-                outcomes[seed] = (
+                lost[seed] = (
                     seed,
                     f"its worker process ended (exit code {proc.exitcode})",
                     "–",
                     "",
                 )
         proc.join()
-    return [outcomes[s] for s in seeds]
+    return [outcomes.get(s) or lost[s] for s in seeds]
 
 
-def _group_worker(make: Callable[[int], Any], group: list[int], stack: bool, conn: Any) -> None:
+class _Handoff(NamedTuple):
+    """A worker's part in the seeds split between processes (:func:`deal`)."""
+
+    moving: dict[int, Connection]  # seeds whose first half it trains: where to announce them
+    incoming: dict[int, Connection]  # seeds whose second half it trains: where they come from
+    resume: Callable[[int], Any] | None
+    others: list[Connection]  # the other workers' ends, closed at the start
+
+
+def _group_worker(
+    make: Callable[[int], Any], group: list[int], stack: bool, conn: Any, handoff: _Handoff
+) -> None:
     """A forked worker: train ``group``, send the outcomes back. Interrupted (Ctrl-C reaches the
     whole process group), it leaves quietly: its runs' checkpoints are intact and the parent
-    says how to go on."""
+    says how to go on. Killed with it (a kill of the command leaves no process training on:
+    every run's last checkpoint is intact, and ``--auto-resume`` continues them)."""
+    from ppox.training.overlap import die_with_parent
+
+    die_with_parent()
+    for other in handoff.others:
+        other.close()
     try:
-        conn.send(_train_group(make, group, stack, print))
+        conn.send(_train_group(make, group, stack, print, handoff))
     except KeyboardInterrupt:
         sys.exit(130)
     finally:
@@ -461,39 +651,68 @@ def _group_worker(make: Callable[[int], Any], group: list[int], stack: bool, con
 
 
 def _train_group(
-    make: Callable[[int], Any], group: list[int], stack: bool, echo: Callable[[str], None]
+    make: Callable[[int], Any],
+    group: list[int],
+    stack: bool,
+    echo: Callable[[str], None],
+    handoff: _Handoff | None = None,
 ) -> list[SeedOutcome]:
     built: list[tuple[int, Any]] = []
     outcomes: dict[int, SeedOutcome] = {}
+    moving = dict(handoff.moving) if handoff else {}
     for seed in group:
         try:
             built.append((seed, make(seed)))
         except Exception as exc:  # noqa: BLE001  (reported per seed)
             outcomes[seed] = (seed, _message(exc), "not started", "")
             echo(_outcome_line(outcomes[seed]))
+            if seed in moving:
+                _tell(moving.pop(seed), None)
+    arrivals = (
+        Arrivals(handoff.incoming, handoff.resume)
+        if handoff and handoff.incoming and handoff.resume
+        else None
+    )
+    index = {seed: i for i, (seed, _) in enumerate(built)}
     if stack:
-        results, calls, reason = train_together([t for _, t in built])
+        results, calls, reason = train_together(
+            [t for _, t in built],
+            moving={index[s]: c for s, c in moving.items()},
+            arrivals=arrivals,
+        )
     else:
         results, calls, reason = (
             [_train_alone(t) for _, t in built],
             None,
             "--stack-seeds not given",
         )
-    how = (
-        f"seeds {' '.join(str(s) for s, _ in built)} stacked in one process"
-        if calls is not None
-        else (
-            f"one after another in one process ({reason})"
-            if len(built) > 1
-            else "alone in its process"
+    came = [(seed, trainer) for seed, trainer, _ in arrivals.came] if arrivals else []
+    runs = [*built, *came]
+    names = " ".join(str(s) for s, _ in built)
+    if calls is not None:
+        how = f"seeds {names} stacked in one process"
+        moved = [s for (s, _), r in zip(built, results) if r is MOVED]
+        how += "".join(f", seed {s}'s second half in another" for s in moved)
+        how += (
+            "".join(f", seed {s} from another at step {step:,}" for s, _, step in arrivals.came)
+            if arrivals
+            else ""
         )
-    )
-    for (seed, trainer), result in zip(built, results):
+    elif len(runs) > 1:
+        how = f"one after another in one process ({reason})"
+    else:
+        how = "alone in its process"
+    for (seed, trainer), result in zip(runs, results):
+        if result is MOVED:
+            continue  # reported by the process that trained its second half
         summary = _message(result) if isinstance(result, BaseException) else result
         outcome = (seed, summary, how, str(trainer.run_dir))
         outcomes[seed] = outcome
         echo(_outcome_line(outcome))
-    return [outcomes[s] for s in group]
+    for seed, why in arrivals.failed.items() if arrivals else ():
+        outcomes[seed] = (seed, why, "–", "")
+        echo(_outcome_line(outcomes[seed]))
+    return list(outcomes.values())
 
 
 def seed_line(seed: int, result: Any, run_dir: Any) -> str:

@@ -57,7 +57,7 @@ from ppox.nn.memory import Recurrence
 from ppox.training import distributed
 from ppox.training.distributed import is_main
 from ppox.training.learner import Learner
-from ppox.training.lockstep import Steps, drive
+from ppox.training.lockstep import Request, Steps, drive
 from ppox.training.normalizers import RewardScaler
 from ppox.training.overlap import OverlapWorker, check_overlap
 from ppox.training.rollout import Collector
@@ -347,7 +347,9 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         """Train to ``total_steps``; returns the run's summary."""
-        return drive(self.train_steps(self.open_logger()))
+        summary = drive(self.train_steps(self.open_logger()))
+        assert summary is not None  # only a pause_at returns without one
+        return summary
 
     def open_logger(self) -> RunLogger | _NoLogger:
         """The run's logger (rank 0; the others log nothing), after saying which backends run."""
@@ -367,19 +369,47 @@ class Trainer:
             print(f"ppox: backends: {self.describe_backends()}", flush=True)
         return logger
 
-    def train_steps(self, logger: RunLogger | _NoLogger) -> Steps[dict[str, Any]]:
+    def train_steps(
+        self, logger: RunLogger | _NoLogger, pause_at: int | None = None
+    ) -> Steps[dict[str, Any] | None]:
         """The loop from here to the end of the run as a generator of the policy's NumPy calls
-        (:mod:`ppox.training.lockstep`), after :meth:`open_logger`; returns the summary."""
+        (:mod:`ppox.training.lockstep`), after :meth:`open_logger`; returns the summary.
+
+        Each iteration starts with a ``boundary`` request (answered by :meth:`boundary`), where
+        a lockstep driver may add runs in step with this one. With ``pause_at``, the loop stops
+        at the first iteration that ends at or past that step (at once if the run is there
+        already): the checkpoint is written there, the directory released, and ``None``
+        returned; :meth:`resume` continues it exactly where :meth:`resumes_exactly` holds."""
         cfg, p = self.cfg, self.progress
+        paused = False
         try:
             while p.global_step < cfg.run.total_steps:
+                if pause_at is not None and p.global_step >= pause_at:
+                    if p.iteration % cfg.run.checkpoint_every:  # not written by this iteration
+                        self.save()
+                    paused = True
+                    break
+                yield Request(self, "boundary", ())
                 yield from self.iterate_steps(logger)
         finally:
             logger.close()
             self.close_collection()
+        if paused:
+            self.release_run_dir()
+            return None
         summary = self.finish()
         self.release_run_dir()
         return summary
+
+    def boundary(self) -> None:
+        """The request that starts an iteration (:meth:`train_steps`); it computes nothing."""
+
+    def resumes_exactly(self) -> bool:
+        """Whether a checkpoint of this run continues its environments' episodes exactly (every
+        env state can be snapshotted; docs/architecture.md, "Exact resume")."""
+        if self.world > 1 or self.overlap is not None:
+            return False
+        return all(s is not None for s in self.collector.envs.call("ppox_get_state"))  # type: ignore[attr-defined]
 
     def iterate(self, logger: RunLogger | _NoLogger) -> None:
         """One iteration. ``wall_time_s`` counts collection, update, logging and checkpoints,
