@@ -335,3 +335,12 @@ def test_killing_the_seeds_command_ends_its_workers(tmp_path: Path) -> None:
     for w in workers:  # gone, or a zombie nobody reaps yet
         status = Path(f"/proc/{w}/status")
         assert not status.exists() or "State:\tZ" in status.read_text(), w
+
+
+def test_only_runs_that_resume_exactly_are_split(tmp_path: Path) -> None:
+    """Box2D's envs cannot be snapshotted (their resume restarts the episodes): not split."""
+    for env_id, exact in (("CartPole-v1", True), ("LunarLander-v3", False)):
+        t = Trainer.create(cartpole(1, env_id=env_id), tmp_path / env_id)
+        assert t.resumes_exactly() is exact, env_id
+        t.close_collection()
+        t.release_run_dir()

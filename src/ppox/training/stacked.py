@@ -25,6 +25,11 @@ What is stacked, and what falls back (:func:`stack_support` says why, and the ru
 
 Requests that are not all alike (a seed whose epochs stopped early at the target KL, a resumed
 seed further along) are made seed by seed, never guessed at.
+
+:func:`train_seeds` deals the seeds over forked processes. Stacked, seeds that do not divide
+evenly among them are split at half their budget (:func:`deal`): one process trains the first
+half, writes the checkpoint and lets the directory go; another resumes it and trains it in step
+with its own seeds (:class:`Arrivals`). Only runs whose resume is exact are split.
 """
 
 from __future__ import annotations
@@ -476,7 +481,7 @@ def _first_half(trainer: Any, conn: Connection) -> Steps[Any]:
     resumes it (:class:`Arrivals`). A run whose checkpoint would not continue its episodes
     exactly (:meth:`~ppox.training.trainer.Trainer.resumes_exactly`), or that ends or fails
     before, stays here: ``conn`` then says None."""
-    pause_at = trainer.cfg.run.total_steps // 2 if trainer.resumes_exactly() else None
+    pause_at = max(1, trainer.cfg.run.total_steps // 2) if trainer.resumes_exactly() else None
     try:
         summary = yield from trainer.train_steps(trainer.open_logger(), pause_at)
     except BaseException:
@@ -587,12 +592,11 @@ def train_seeds(
     procs = []
     for w, group in enumerate(groups):
         recv, send = ctx.Pipe(duplex=False)
-        handoff = _Handoff(
-            moving={s: pipes[s][1] for s, (a, _) in moves.items() if a == w},
-            incoming={s: pipes[s][0] for s, (_, b) in moves.items() if b == w},
-            resume=resume,
-            others=[c for s, (a, b) in moves.items() for c, mine in ((pipes[s][1], a == w), (pipes[s][0], b == w)) if not mine],
-        )  # fmt: skip
+        moving = {s: pipes[s][1] for s, (first, _) in moves.items() if first == w}
+        incoming = {s: pipes[s][0] for s, (_, second) in moves.items() if second == w}
+        mine = {id(c) for c in (*moving.values(), *incoming.values())}
+        others = [c for ends in pipes.values() for c in ends if id(c) not in mine]
+        handoff = _Handoff(moving, incoming, resume, others)
         proc = ctx.Process(
             target=_group_worker, args=(make, group, stack, send, handoff), daemon=False
         )

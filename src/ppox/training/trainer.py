@@ -407,7 +407,7 @@ class Trainer:
     def resumes_exactly(self) -> bool:
         """Whether a checkpoint of this run continues its environments' episodes exactly (every
         env state can be snapshotted; docs/architecture.md, "Exact resume")."""
-        if self.world > 1 or self.overlap is not None:
+        if self.world > 1 or self.cfg.run.overlap_collection:
             return False
         return all(s is not None for s in self.collector.envs.call("ppox_get_state"))  # type: ignore[attr-defined]
 
