@@ -181,13 +181,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     import numpy as np
 
     from ppox.analysis.metrics import bootstrap_ci
+    from ppox.presets import get_preset
 
     runs_dir = Path(args.runs_dir)
     rows = {}
     for preset in args.presets:
         runs = collect(preset, runs_dir)
         finals = np.array([r["final"] for r in runs])
-        row: dict[str, Any] = {"runs": runs, "published": PUBLISHED.get(preset, [])}
+        row: dict[str, Any] = {"runs": runs, "published": PUBLISHED.get(preset, []),
+                               "preset_steps": get_preset(preset).config().run.total_steps}  # fmt: skip
         if len(runs) >= 2:
             est = bootstrap_ci(finals, "iqm", reps=5000, seed=0)
             row.update(iqm=est.value, low=est.low, high=est.high, median=float(np.median(finals)))
@@ -239,8 +241,14 @@ def markdown(rows: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         per_seed = ", ".join(_f(r["final"]) for r in runs)
         steps = sorted({r["steps"] for r in runs})
         walls = [r["process_s"] or r["loop_s"] for r in runs]
+        own = row.get("preset_steps")
+        short = (
+            f" (`--budget`; the preset's own: {own / 1e6:g}M)"
+            if own and max(steps) < 0.99 * own
+            else ""
+        )
         lines.append(
-            f"| {preset} | {len(runs)} | {'/'.join(f'{s / 1e6:.2f}M' for s in steps)} | {per_seed} | "
+            f"| {preset} | {len(runs)} | {'/'.join(f'{s / 1e6:.2f}M' for s in steps)}{short} | {per_seed} | "
             f"**{_f(row['iqm'])}**{ci} | {_f(row['median'])} | {pub_text} | {sum(walls) / len(walls) / 60:.1f} min |"
         )
     lines += ["", "## Published numbers", ""]

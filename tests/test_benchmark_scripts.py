@@ -132,7 +132,8 @@ def test_the_suite_runs_skips_finished_runs_and_reports(tmp_path: Path) -> None:
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert "invertedpendulum-s1: done before" in again.stdout
     table = (out / "results.md").read_text()
-    assert "| invertedpendulum | 2 | 0.00M |" in table and "CleanRL 963 · Tianshou 1000 |" in table
+    assert "| invertedpendulum | 2 | 0.00M (`--budget`; the preset's own: 1M) |" in table
+    assert "CleanRL 963 · Tianshou 1000 |" in table
     assert "| halfcheetah |" not in table  # only the presets asked for
 
 
