@@ -422,3 +422,31 @@ def test_vectorized_seeds_fall_back_to_one_process_per_run(tmp_path: Path, capsy
         "base-s2.log",
     }
     assert all((out / "runs" / r / "summary.json").is_file() for r in ("base-s1", "base-s2"))
+
+
+def test_vectorized_seeds_split_the_seed_left_over_and_train_what_one_process_per_run_trains(
+    tmp_path: Path,
+) -> None:
+    """One variant, three seeds, two processes: seeds 1 and 3 in one, 2 in the other, and seed
+    3's second half resumed in the second process; every run equals the per-process ablation's."""
+    import torch
+
+    from ppox.io.checkpoint import load_checkpoint
+
+    def ablate(out: Path, *extra: str) -> list[str]:
+        args = ["ablate", *TINY, "--seeds", "1", "2", "3", "--jobs", "2", "--out", str(out),
+                "--rollout-episodes", "0", *extra]  # fmt: skip
+        assert main(args) == 0
+        return sorted(p.name for p in (out / "logs").iterdir())
+
+    assert ablate(tmp_path / "v", "--vectorize-seeds") == ["base-s1+3.log", "base-s2.log"]
+    first = (tmp_path / "v" / "logs" / "base-s1+3.log").read_text()
+    second = (tmp_path / "v" / "logs" / "base-s2.log").read_text()
+    assert "base-s3's second half in another" in first and "ppox: seed 3:" not in first
+    assert "base-s3's second half from another" in second and "ppox: seed 3:" in second
+    ablate(tmp_path / "p")
+    for run in ("base-s1", "base-s2", "base-s3"):
+        a, b = tmp_path / "v" / "runs" / run, tmp_path / "p" / "runs" / run
+        assert _metrics_without_speed(a) == _metrics_without_speed(b), run
+        wa, wb = (load_checkpoint(r / "checkpoint.pt")["model"] for r in (a, b))
+        assert all(torch.equal(wa[k], wb[k]) for k in wb), run

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -292,10 +292,13 @@ def run_jobs(
         f"ppox: {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run, {max_jobs} at a time"
         + (" (a variant's seeds stacked in one process)" if stack and todo else "")
     )
-    units = _groups(todo, max_jobs) if stack else [[item] for item in todo]
+    splits: dict[str, _Split] = {}  # by group name: the seeds a group shares with another
+    units = _groups(todo, max_jobs, splits) if stack else [[item] for item in todo]
     (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: dict[Any, tuple[list[Job], float, Any]] = {}
+    running: dict[
+        Any, tuple[list[Job], list[Job], float, Any]
+    ] = {}  # group, runs it ends, start, log
     failed: list[str] = []
     done = 0
     try:
@@ -303,7 +306,8 @@ def run_jobs(
             while units and len(running) < max_jobs:
                 unit = units.pop(0)
                 group = [job for job, _ in unit]
-                if len(unit) == 1:
+                split = splits.pop(_group_name(group), None)
+                if len(unit) == 1 and split is None:
                     job, cmd = unit[0]
                     log = (out / "logs" / f"{job.name}.log").open("ab")
                     log.write(f"$ {' '.join(cmd)}\n".encode())
@@ -318,11 +322,16 @@ def run_jobs(
                         f"$ ppox ablate: {', '.join(j.name for j in group)} stacked in one process\n".encode()
                     )
                     log.flush()
-                    proc = _Forked(functools.partial(_stacked_group, jobs=group, out=out), [], log)
-                running[proc] = (group, time.time(), log)
+                    proc = _Forked(
+                        functools.partial(_stacked_group, jobs=group, out=out, split=split), [], log
+                    )
+                    if split is not None:
+                        split.close_own()  # the forked group holds them now
+                finishes = group if split is None else split.finishes(group)
+                running[proc] = (group, finishes, time.time(), log)
             time.sleep(0.1)
             for proc in [p for p in running if p.poll() is not None]:
-                group, t0, log = running.pop(proc)
+                group, finishes, t0, log = running.pop(proc)
                 log.close()
                 if len(group) > 1 and proc.returncode == NOT_STACKED:
                     why = Path(log.name).read_text(errors="replace").strip().splitlines()[-1]
@@ -330,11 +339,11 @@ def run_jobs(
                          "its runs train one per process")  # fmt: skip
                     units[:0] = [[(j, cmd)] for j in group if (cmd := command(j, out)) is not None]
                     continue
-                if len(group) == 1:
+                if len(group) == 1 and finishes == group:
                     lost = [group[0].name] if proc.returncode else []
                 else:  # a stacked group: the runs it did not finish
-                    lost = [j.name for j in group if not (j.run_dir / "summary.json").is_file()]
-                done += len(group)
+                    lost = [j.name for j in finishes if not (j.run_dir / "summary.json").is_file()]
+                done += len(finishes)
                 status = (
                     "done"
                     if not lost
@@ -343,28 +352,71 @@ def run_jobs(
                 )
                 failed += lost
                 echo(
-                    f"ppox: [{done}/{done + sum(map(len, units)) + sum(len(g) for g, _, _ in running.values())}] "
+                    f"ppox: [{done}/{done + sum(map(len, units)) + sum(len(f) for _, f, _, _ in running.values())}] "
                     f"{_group_name(group)} {status} in {time.time() - t0:.0f} s"
                 )
     finally:
-        for proc, (
-            _,
-            _,
-            log,
-        ) in running.items():  # interrupted: stop our own children, keep checkpoints
+        for proc, entry in running.items():  # interrupted: stop our children, keep checkpoints
             proc.terminate()
             proc.wait()
-            log.close()
+            entry[-1].close()
     return failed
 
 
-def _groups(todo: list[tuple[Job, list[str]]], max_jobs: int) -> list[list[tuple[Job, list[str]]]]:
-    """Each variant's runs dealt round-robin into ``max(1, max_jobs // variants)`` groups."""
+def _groups(
+    todo: list[tuple[Job, list[str]]], max_jobs: int, splits: dict[str, _Split]
+) -> list[list[tuple[Job, list[str]]]]:
+    """Each variant's runs dealt into ``max(1, max_jobs // variants)`` groups
+    (:func:`ppox.training.stacked.deal`): round-robin, and a seed left over split at half its
+    budget between two of the variant's groups, which run at the same time (all the groups fit
+    in ``max_jobs``). ``splits`` receives, by group name, the pipes of the seeds a group shares."""
+    from ppox.training.stacked import deal
+
     by_variant: dict[str, list[tuple[Job, list[str]]]] = {}
     for item in todo:
         by_variant.setdefault(item[0].variant, []).append(item)
     per = max(1, max_jobs // max(1, len(by_variant)))
-    return [g for items in by_variant.values() for i in range(per) if (g := items[i::per])]
+    units = []
+    for items in by_variant.values():
+        groups, moves = deal(range(len(items)), per, split=True)
+        made = [[items[i] for i in g] for g in groups if g]
+        for i, (first, second) in moves.items():
+            recv, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+            job = items[i][0]
+            a, b = (_group_name([j for j, _ in made[w]]) for w in (first, second))
+            splits.setdefault(a, _Split()).moving[job.name] = send
+            splits.setdefault(b, _Split()).incoming[job.name] = (job, recv)
+        units += made
+    every = [c for split in splits.values() for c in split.ends()]
+    for split in splits.values():
+        split.others = [c for c in every if all(c is not mine for mine in split.ends())]
+    return units
+
+
+@dataclass
+class _Split:
+    """A stacked group's part in the seeds split between two groups
+    (:func:`ppox.training.stacked.deal`): pipes to announce the seeds whose first half it trains,
+    and to receive those whose second half it trains."""
+
+    moving: dict[str, Any] = field(default_factory=dict)  # run name → sending end
+    incoming: dict[str, tuple[Job, Any]] = field(
+        default_factory=dict
+    )  # run name → (job, receiving end)
+    others: list[Any] = field(default_factory=list)  # the other groups' ends: closed in the group
+
+    def ends(self) -> list[Any]:
+        return [*self.moving.values(), *(c for _, c in self.incoming.values())]
+
+    def close_own(self) -> None:
+        for conn in self.ends():
+            conn.close()
+
+    def finishes(self, group: list[Job]) -> list[Job]:
+        """The runs the group ends: its own but those it passes on, and those it receives."""
+        return [j for j in group if j.name not in self.moving] + [
+            j for j, _ in self.incoming.values()
+        ]
 
 
 def _group_name(group: list[Job]) -> str:
@@ -372,22 +424,31 @@ def _group_name(group: list[Job]) -> str:
     return f"{group[0].name}" + "".join(f"+{j.seed}" for j in group[1:])
 
 
-def _stacked_group(argv: list[str], *, jobs: list[Job], out: Path) -> int:
+def _stacked_group(
+    argv: list[str], *, jobs: list[Job], out: Path, split: _Split | None = None
+) -> int:
     """A forked process: train ``jobs`` (one variant's seeds) together on stacked weights, each
     run as its own ``ppox train`` command would (a new run from the variant's config file, or a
-    resume from its checkpoint). Exit code 0 when every run finished, 1 when one failed, and
-    :data:`NOT_STACKED` (nothing trained) when the runs cannot be stacked."""
+    resume from its checkpoint); with ``split``, passing on the second half of some and taking
+    over the second half of others (:func:`ppox.training.stacked.train_together`). Exit code 0
+    when every run it ends finished, 1 when one failed, and :data:`NOT_STACKED` (nothing
+    trained) when the runs cannot be stacked."""
     from ppox.config import read_config_file
-    from ppox.training.stacked import seed_line, stack_support, train_together
+    from ppox.training.stacked import MOVED, Arrivals, seed_line, stack_support, train_together
     from ppox.training.trainer import Trainer
+
+    split = split or _Split()
+    for conn in split.others:
+        conn.close()
+
+    def resume(job: Job) -> Trainer:
+        return Trainer.resume(job.run_dir, trust_imports=bool(imports_named(job.config)))
 
     trainers = []
     try:
         for job in jobs:
             if (job.run_dir / "checkpoint.pt").is_file():
-                trainers.append(
-                    Trainer.resume(job.run_dir, trust_imports=bool(imports_named(job.config)))
-                )
+                trainers.append(resume(job))
             else:  # `ppox train --config configs/<variant>.json --seed S --run-dir DIR --no-progress`
                 path = out / "configs" / f"{job.variant}.json"
                 cfg = read_config_file(path).replace(
@@ -397,14 +458,32 @@ def _stacked_group(argv: list[str], *, jobs: list[Job], out: Path) -> int:
     except PpoxError as exc:  # as `ppox train` reports it
         print(f"ppox: error: {exc}", flush=True)
         return 1
-    reason = stack_support(trainers)
+    shared = bool(split.moving or split.incoming)  # a split group that cannot stack trains nothing
+    reason = stack_support(trainers) if len(trainers) > 1 or shared else None
     if reason is not None:
         for t in trainers:
             t.envs.close()
         print(f"ppox: not stacked: {reason}", flush=True)
         return NOT_STACKED
-    print(f"ppox: training {', '.join(j.name for j in jobs)} stacked in one process", flush=True)
-    results, _, _ = train_together(trainers)
-    for job, result in zip(jobs, results):
+    moving = {i: split.moving[j.name] for i, j in enumerate(jobs) if j.name in split.moving}
+    incoming = {job.seed: (job, conn) for job, conn in split.incoming.values()}
+    arrivals = (
+        Arrivals({s: c for s, (_, c) in incoming.items()}, lambda s: resume(incoming[s][0]))
+        if incoming
+        else None
+    )
+    print(f"ppox: training {', '.join(j.name for j in jobs)} stacked in one process"
+          + "".join(f"; {name}'s second half in another" for name in split.moving)
+          + "".join(f"; {name}'s second half from another" for name in split.incoming), flush=True)  # fmt: skip
+    results, _, _ = train_together(trainers, moving=moving, arrivals=arrivals)
+    came = [incoming[seed][0] for seed, _, _ in arrivals.came] if arrivals else []
+    failed = False
+    for job, result in zip([*jobs, *came], results):
+        if result is MOVED:
+            continue
         print(seed_line(job.seed, result, job.run_dir), flush=True)
-    return 1 if any(isinstance(r, BaseException) for r in results) else 0
+        failed |= isinstance(result, BaseException)
+    for seed, why in arrivals.failed.items() if arrivals else ():
+        print(f"ppox: seed {seed} failed: {why}", flush=True)
+        failed = True
+    return 1 if failed else 0
