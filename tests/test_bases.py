@@ -111,6 +111,10 @@ def test_a_task_with_a_preset_is_pointed_to_it(capsys: pytest.CaptureFixture[str
 
     _, origin = _start("--env-id", "Hopper-v5")
     assert describe_origin(origin, "Hopper-v5").endswith("a tuned preset exists: --preset hopper")
+    # a preset that is the base itself is named as such, not as a tuned one
+    _, origin = _start("--env-id", "HumanoidStandup-v5")
+    line = describe_origin(origin, "HumanoidStandup-v5")
+    assert line is not None and line.endswith("--preset humanoidstandup is this same base"), line
 
 
 def test_every_base_is_valid_and_the_docs_show_the_table():

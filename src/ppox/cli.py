@@ -549,8 +549,19 @@ def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
     """The line ``ppox train`` prints about a base chosen by the task's kind (None otherwise)."""
     if "base" not in origin:
         return None
-    tuned = [name for name, p in PRESETS.items() if p.overrides.get("env_id") == env_id]
-    hint = f"; a tuned preset exists: --preset {tuned[0]}" if tuned else ""
+    from ppox.presets.bases import kind_overrides
+
+    memory = "lstm" if origin["memory_overlay"] else "none"  # any memory: the overlay is the same
+    base = Config().replace(**kind_overrides(origin["base"], memory), env_id=env_id)
+    named = [name for name, p in PRESETS.items() if p.overrides.get("env_id") == env_id]
+    tuned = [name for name in named if get_preset(name).config() != base]
+    hint = (
+        f"; a tuned preset exists: --preset {tuned[0]}"
+        if tuned
+        else f"; --preset {named[0]} is this same base"
+        if named
+        else ""
+    )
     overlay = " + the memory overlay" if origin["memory_overlay"] else ""
     return (
         f"ppox: no preset given: {origin['base']}{overlay} for {env_id} ({origin['kind']}; "
