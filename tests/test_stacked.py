@@ -344,3 +344,13 @@ def test_only_runs_that_resume_exactly_are_split(tmp_path: Path) -> None:
         assert t.resumes_exactly() is exact, env_id
         t.close_collection()
         t.release_run_dir()
+
+
+def test_outcomes_come_in_the_order_of_the_seeds(tmp_path: Path) -> None:
+    def build(seed: int) -> Trainer:
+        if seed == 2:
+            raise RuntimeError("seed 2 cannot start")
+        return Trainer.create(cartpole(seed, total_steps=256), tmp_path / f"s{seed}")
+
+    outcomes = train_seeds(build, [1, 2], 1, stack=True, echo=lambda line: None)
+    assert [o[0] for o in outcomes] == [1, 2] and outcomes[1][2] == "not started"

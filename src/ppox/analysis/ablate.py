@@ -296,9 +296,8 @@ def run_jobs(
     units = _groups(todo, max_jobs, splits) if stack else [[item] for item in todo]
     (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: dict[
-        Any, tuple[list[Job], list[Job], float, Any]
-    ] = {}  # group, runs it ends, start, log
+    # process → (its group, the runs it ends, start time, log)
+    running: dict[Any, tuple[list[Job], list[Job], float, Any]] = {}
     failed: list[str] = []
     done = 0
     try:
@@ -399,11 +398,12 @@ class _Split:
     (:func:`ppox.training.stacked.deal`): pipes to announce the seeds whose first half it trains,
     and to receive those whose second half it trains."""
 
-    moving: dict[str, Any] = field(default_factory=dict)  # run name → sending end
-    incoming: dict[str, tuple[Job, Any]] = field(
-        default_factory=dict
-    )  # run name → (job, receiving end)
-    others: list[Any] = field(default_factory=list)  # the other groups' ends: closed in the group
+    # run name → the sending end (first halves trained here)
+    moving: dict[str, Any] = field(default_factory=dict)
+    # run name → (the run, the receiving end) (second halves trained here)
+    incoming: dict[str, tuple[Job, Any]] = field(default_factory=dict)
+    # the other groups' ends, inherited by the fork: closed in the group
+    others: list[Any] = field(default_factory=list)
 
     def ends(self) -> list[Any]:
         return [*self.moving.values(), *(c for _, c in self.incoming.values())]
@@ -414,9 +414,8 @@ class _Split:
 
     def finishes(self, group: list[Job]) -> list[Job]:
         """The runs the group ends: its own but those it passes on, and those it receives."""
-        return [j for j in group if j.name not in self.moving] + [
-            j for j, _ in self.incoming.values()
-        ]
+        kept = [j for j in group if j.name not in self.moving]
+        return kept + [j for j, _ in self.incoming.values()]
 
 
 def _group_name(group: list[Job]) -> str:

@@ -586,7 +586,8 @@ def train_seeds(
     ``seeds``' order; a seed that fails does not stop the others."""
     groups, moves = deal(seeds, jobs, split=stack and resume is not None)
     if len(groups) == 1:
-        return _train_group(make, groups[0], stack, echo)
+        alone = {outcome[0]: outcome for outcome in _train_group(make, groups[0], stack, echo)}
+        return [alone[s] for s in seeds]
     ctx = multiprocessing.get_context("fork")
     pipes = {seed: ctx.Pipe(duplex=False) for seed in moves}  # (receiving end, sending end)
     procs = []
