@@ -44,6 +44,9 @@ def test_tensorboard_has_diagnostics_and_action_histograms(
                 "loss/grad_norm", "loss/policy_loss", "loss/value_loss", "eval/return_mean", "time/steps_per_second"):  # fmt: skip
         assert tag in scalars, tag
     assert hist in histograms
+    # the histograms come at the first iteration and with every evaluation, not every iteration
+    events = _tb(tmp_path / "run").Histograms(hist)
+    assert [e.step for e in events] == [128, 256, 512]
     # every logged number is the metrics.csv value of its row (to its printed digits), at its step
     rows = read_csv(tmp_path / "run" / "metrics.csv")
     acc = _tb(tmp_path / "run")

@@ -523,7 +523,8 @@ class RunConfig:
     deterministic: bool = False
     """Ask torch for deterministic algorithms (slower on GPU; CPU runs are reproducible anyway)."""
     tensorboard: bool = True
-    """Write TensorBoard events (scalars and histograms) to the run directory."""
+    """Write TensorBoard events to the run directory: every iteration's scalars, and histograms of
+    the policy's action distribution at the first iteration and at every evaluation."""
     progress: bool = True
     """Show progress: a live bar on a terminal; where stderr is not a terminal (CI logs, nohup
     files) a one-line status every `progress_interval` seconds."""
