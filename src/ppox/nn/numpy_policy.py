@@ -91,11 +91,14 @@ def activate(z: np.ndarray, kind: str | None) -> np.ndarray:
     return _elu(z)
 
 
-def activation_grad(g: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
+def activation_grad(
+    g: np.ndarray, y: np.ndarray, kind: str, out: np.ndarray | None = None
+) -> np.ndarray:
     """``g · act'(z)`` from the activation's output ``y`` (``g`` may be overwritten): tanh
-    ``1 − y²``, ReLU ``[y > 0]``, ELU 1 above 0 and ``y + 1`` below."""
+    ``1 − y²``, ReLU ``[y > 0]``, ELU 1 above 0 and ``y + 1`` below. ``out`` (y's shape and
+    dtype) receives tanh's result instead of a new array."""
     if kind == "tanh":
-        d = np.square(y)
+        d = np.square(y, out=out)
         np.subtract(1.0, d, out=d)
         return np.multiply(d, g, out=d)
     if kind == "relu":

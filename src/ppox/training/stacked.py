@@ -230,6 +230,23 @@ class _StackedNet:
         self.out = [self.index[id(x)] for x in net.out]
         self.value = self.index[id(net.value_out)]
         self._last: tuple[list[NumpyPass], list[np.ndarray], list[np.ndarray]] | None = None
+        self._bufs: dict[tuple[Any, ...], np.ndarray] = {}
+
+    def _buf(self, name: tuple[Any, ...], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A work array of this net, made once per name, shape and dtype and reused at every
+        minibatch: the stacked arrays are large (``[S, B, width]``), and left to the allocator,
+        five seeds' of them took 3.2 s or 4.6 s for the same loop depending on where they fell
+        (docs/performance.md). Each starts at another offset within a memory page, so that the
+        arrays one operation reads and writes at once never share their page offsets. The
+        results are the same: the same products and ufuncs, written into a given array."""
+        key = (*name, shape, np.dtype(dtype).str)
+        buf = self._bufs.get(key)
+        if buf is None:
+            n, item = int(np.prod(shape)), np.dtype(dtype).itemsize
+            shift = (len(self._bufs) + 1) * 272 % 4096 // item  # 272 bytes: 4¼ cache lines
+            raw = np.empty(n + 4096 // item, dtype)
+            buf = self._bufs[key] = raw[shift : shift + n].reshape(shape)
+        return buf
 
     @classmethod
     def build(cls, steps: list[NumpyStep]) -> _StackedNet | None:
@@ -256,7 +273,9 @@ class _StackedNet:
     def _dense(self, i: int, x: np.ndarray) -> np.ndarray:
         """``NumpyLinear.out`` on ``[S, B, in]``."""
         w, b, _, _ = self.views[i]
-        z = np.matmul(x, w.transpose(0, 2, 1))
+        wt = w.transpose(0, 2, 1)
+        shape = (x.shape[0], x.shape[1], wt.shape[2])
+        z = np.matmul(x, wt, out=self._buf(("z", i), shape, np.result_type(x, wt)))
         z += b[:, None, :]
         return activate(z, self.kinds[i])
 
@@ -271,7 +290,8 @@ class _StackedNet:
         if any(mb.x.shape != mbs[0].x.shape for mb in mbs):
             return None
         self._read_weights()
-        x = np.stack([mb.x for mb in mbs])
+        x0 = mbs[0].x
+        x = np.stack([mb.x for mb in mbs], out=self._buf(("x",), (len(mbs), *x0.shape), x0.dtype))
         self._last = None
         actor = self._trunk(self.actor, x)
         critic = actor if self.critic is self.actor else self._trunk(self.critic, x)
@@ -352,9 +372,17 @@ class _StackedNet:
     ) -> np.ndarray | None:
         """``NumpyLinear.grad`` on ``[S, B, ·]``."""
         w, _, gw, gb = self.views[i]
-        gw[...] = np.matmul(g.transpose(0, 2, 1), x)
+        gt = g.transpose(0, 2, 1)
+        gw[...] = np.matmul(
+            gt,
+            x,
+            out=self._buf(("gw", i), (g.shape[0], gt.shape[1], x.shape[2]), np.result_type(g, x)),
+        )
         gb[...] = np.matmul(ones, g)
-        return np.matmul(g, w) if need_input else None
+        if not need_input:
+            return None
+        shape = (g.shape[0], g.shape[1], w.shape[2])
+        return np.matmul(g, w, out=self._buf(("gx", i), shape, np.result_type(g, w)))
 
     def _backward(
         self, ids: list[int], hs: list[np.ndarray], g: np.ndarray, ones: np.ndarray
@@ -363,7 +391,9 @@ class _StackedNet:
         for k in range(len(ids) - 1, -1, -1):
             i = ids[k]
             if self.kinds[i] is not None:
-                g = activation_grad(g, hs[k + 1], self.kinds[i])  # type: ignore[arg-type]
+                y = hs[k + 1]
+                out = self._buf(("act", i), y.shape, y.dtype)
+                g = activation_grad(g, y, self.kinds[i], out)  # type: ignore[arg-type]
             nxt = self._grad(i, g, hs[k], ones, need_input=k > 0)
             if nxt is not None:
                 g = nxt
