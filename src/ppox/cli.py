@@ -551,8 +551,9 @@ def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
         return None
     from ppox.presets.bases import kind_overrides
 
-    memory = "lstm" if origin["memory_overlay"] else "none"  # any memory: the overlay is the same
-    base = Config().replace(**kind_overrides(origin["base"], memory), env_id=env_id)
+    base = Config().replace(
+        **kind_overrides(origin["base"], origin["memory_overlay"]), env_id=env_id
+    )
     named = [name for name, p in PRESETS.items() if p.overrides.get("env_id") == env_id]
     tuned = [name for name in named if get_preset(name).config() != base]
     hint = (

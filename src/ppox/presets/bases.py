@@ -88,7 +88,7 @@ def kind_base(overrides: Mapping[str, Any]) -> tuple[Config, dict[str, Any]]:
     obs_space, action_space = probe_spaces(probe.env)
     base, why = task_kind(obs_space, action_space)
     memory = probe.policy.memory != "none" and base != "base-pixels"
-    cfg = Config().replace(**kind_overrides(base, probe.policy.memory))
+    cfg = Config().replace(**kind_overrides(base, memory))
     return cfg, {"base": base, "kind": why, "memory_overlay": memory}
 
 
@@ -102,10 +102,11 @@ def config_for(env_id: str, **overrides: Any) -> Config:
     return cfg.replace(env_id=env_id, **overrides).validate()
 
 
-def kind_overrides(base: str, memory: str) -> dict[str, Any]:
-    """The overrides of ``base``, with :data:`MEMORY_OVERLAY` when ``memory`` is not ``none``."""
+def kind_overrides(base: str, memory_overlay: bool) -> dict[str, Any]:
+    """The overrides of ``base``, with :data:`MEMORY_OVERLAY` when ``memory_overlay`` (a run with
+    a memory on a base other than ``base-pixels``: the origin's ``memory_overlay``)."""
     overrides = dict(BASES[base][1])
-    if memory != "none" and base != "base-pixels":
+    if memory_overlay:
         overrides.update(MEMORY_OVERLAY)
     return overrides
 

@@ -394,10 +394,7 @@ class Trainer:
         finally:
             logger.close()
             self.close_collection()
-        if paused:
-            self.release_run_dir()
-            return None
-        summary = self.finish()
+        summary = None if paused else self.finish()
         self.release_run_dir()
         return summary
 
