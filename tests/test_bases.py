@@ -112,9 +112,13 @@ def test_a_task_with_a_preset_is_pointed_to_it(capsys: pytest.CaptureFixture[str
     _, origin = _start("--env-id", "Hopper-v5")
     assert describe_origin(origin, "Hopper-v5").endswith("a tuned preset exists: --preset hopper")
     # a preset that is the base itself is named as such, not as a tuned one
-    _, origin = _start("--env-id", "HumanoidStandup-v5")
-    line = describe_origin(origin, "HumanoidStandup-v5")
-    assert line is not None and line.endswith("--preset humanoidstandup is this same base"), line
+    for env_id, preset in [("HumanoidStandup-v5", "humanoidstandup"),
+                           ("InvertedDoublePendulum-v5", "inverteddoublependulum")]:  # fmt: skip
+        _, origin = _start("--env-id", env_id)
+        line = describe_origin(origin, env_id)
+        assert line is not None and line.endswith(f"--preset {preset} is this same base"), line
+        # the same config, field for field, as the preset: the suite's runs are the base's
+        assert _start("--preset", preset)[0] == _start("--env-id", env_id)[0]
 
 
 def test_every_base_is_valid_and_the_docs_show_the_table():
