@@ -12,8 +12,8 @@ defaults; SB3's observation statistics frozen)::
 
 ``run`` skips the runs whose result file exists (stop it and start it again at will) and
 rewrites the report after each; ``report`` rewrites it from the result files. The table gives,
-per task, each library's final returns per seed and their median, and whether ppox's median
-reaches SB3's.
+per task, each library's final returns per seed, their median and their interquartile mean
+(``ppox.analysis.metrics.iqm``), and whether ppox's median reaches SB3's.
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ def cmd_run(pairing: Pairing, args: argparse.Namespace) -> None:
 
 
 def cmd_report(pairing: Pairing, args: argparse.Namespace) -> None:
+    from ppox.analysis.metrics import iqm
+
     runs = Path(args.runs_dir)
     table: dict[str, Any] = {}
     for task in args.tasks:
@@ -157,6 +159,7 @@ def cmd_report(pairing: Pairing, args: argparse.Namespace) -> None:
             finals = [r["final"] for _, r in sorted(results.items())]
             row[impl] = {"seeds": sorted(results), "finals": finals,
                          "median": statistics.median(finals) if finals else None,
+                         "iqm": iqm(finals) if finals else None,
                          "process_s": [r["process_s"] for _, r in sorted(results.items())],
                          "steps_per_s": [r["steps"] / r["process_s"] for _, r in sorted(results.items())],
                          "steps": sorted({r["steps"] for r in results.values()})}  # fmt: skip
@@ -174,13 +177,13 @@ def cmd_report(pairing: Pairing, args: argparse.Namespace) -> None:
         f"{pairing.how} Each run is one process with one thread; wall time and steps/s are the whole process, "
         "start to exit, on a machine shared with other runs (indicative).",
         "",
-        "| task | steps | ppox per seed | ppox median | SB3 per seed | SB3 median | ppox ≥ SB3 | wall time per run ppox / SB3 | steps/s ppox / SB3 |",
-        "|---|---:|---|---:|---|---:|---|---:|---:|",
+        "| task | steps | ppox per seed | ppox median | SB3 per seed | SB3 median | ppox ≥ SB3 (medians) | IQM ppox / SB3 | wall time per run ppox / SB3 | steps/s ppox / SB3 |",
+        "|---|---:|---|---:|---|---:|---|---:|---:|---:|",
     ]
     for task, row in table.items():
         p, s = row["ppox"], row["sb3"]
         if not p["finals"] and not s["finals"]:
-            lines.append(f"| {task} | – | not run yet | – | – | – | – | – | – |")
+            lines.append(f"| {task} | – | not run yet | – | – | – | – | – | – | – |")
             continue
         verdict = (
             "–"
@@ -193,6 +196,7 @@ def cmd_report(pairing: Pairing, args: argparse.Namespace) -> None:
         lines.append(
             f"| {task} | {steps} | {', '.join(f'{x:.0f}' for x in p['finals']) or '–'} | {_f(p['median'])} | "
             f"{', '.join(f'{x:.0f}' for x in s['finals']) or '–'} | {_f(s['median'])} | {verdict} | "
+            f"{_f(p['iqm'])} / {_f(s['iqm'])} | "
             f"{_f(walls[0], 1)} / {_f(walls[1], 1)} min | {_f(rates[0])} / {_f(rates[1])} |"
         )
     (out / "results.md").write_text("\n".join(lines) + "\n")
