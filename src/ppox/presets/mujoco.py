@@ -102,7 +102,7 @@ MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
     # InvertedDoublePendulum: the Zoo's tuned entry reached 9360 on the way and ended at 2416 and
     # 5636 (seeds 1, 2; per-seed Zoo agents on the Hugging Face hub range from 503 to 9358); the
     # standard setup ended at 9339, 7570, 8614, 9356, 8458 (seeds 1-5; IQM 8785), the same with the
-    # constraint forces of the observation (zero at almost every step) scaled instead of
+    # observation's constraint force (its last entry, zero at almost every step) scaled instead of
     # standardized, obs_sparse 0.1, at 9352, 9355, 8507, 9357, 9327 (IQM 9346): that is the base
     # setup, so this preset is the base (benchmarks/results/inverted_pendulums, suite).
     "inverteddoublependulum": (
