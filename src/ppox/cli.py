@@ -554,12 +554,12 @@ def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
     base = Config().replace(
         **kind_overrides(origin["base"], origin["memory_overlay"]), env_id=env_id
     )
-    named = [name for name, p in PRESETS.items() if p.overrides.get("env_id") == env_id]
-    tuned = [name for name in named if get_preset(name).config() != base]
+    named = [p for p in PRESETS.values() if p.overrides.get("env_id") == env_id]
+    tuned = [p.name for p in named if p.config() != base]
     hint = (
         f"; a tuned preset exists: --preset {tuned[0]}"
         if tuned
-        else f"; --preset {named[0]} is this same base"
+        else f"; --preset {named[0].name} is this same base"
         if named
         else ""
     )

@@ -434,15 +434,15 @@ class Trainer:
         elapsed = time.perf_counter() - t0
         row = self.row(metrics, self.global_batch / elapsed, p.wall_time_s + elapsed)
         eval_s = 0.0
-        evaluated = False
-        if self._eval_due() and is_main():  # the others wait for rank 0 in their next collective
+        # the other ranks wait for rank 0 in their next collective
+        evaluate = self._eval_due() and is_main()
+        if evaluate:
             t_eval = time.perf_counter()
             row.update(self.evaluate_now())
             eval_s = time.perf_counter() - t_eval
-            evaluated = True
         # the policy's histograms (a forward pass and a histogram each) with the evaluations and
         # at the first iteration, not at every iteration: a few per run are what a reader looks at
-        logger.log(row, self._histograms(rollout) if evaluated or p.iteration == 1 else None)
+        logger.log(row, self._histograms(rollout) if evaluate or p.iteration == 1 else None)
         p.wall_time_s += time.perf_counter() - t0 - eval_s
         if p.iteration % cfg.run.checkpoint_every == 0 or p.global_step >= cfg.run.total_steps:
             t_save = time.perf_counter()
