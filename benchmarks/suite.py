@@ -19,6 +19,15 @@ steps than its own budget (the table says so).
 95% stratified-bootstrap interval and their median (``ppox.analysis.metrics``), the published PPO
 numbers (:data:`PUBLISHED`, each with its source and how it was measured), and the wall time
 per run on the machine that ran it.
+
+``check`` asks whether the table still holds at the current code: it compares the runs found in
+``--runs-dir`` (made again with ``run``, e.g. seed 1 of every preset) with the table's runs of the
+same preset and seed, digit for digit, and writes ``reproduce.md`` and ``reproduce.json`` beside
+the table::
+
+    .venv/bin/python benchmarks/suite.py run --seeds 1 --jobs 2 --runs-dir runs/suite-check \\
+        --out-dir runs/suite-check --budget bipedalwalker-hardcore=1000000
+    .venv/bin/python benchmarks/suite.py check --runs-dir runs/suite-check
 """
 
 from __future__ import annotations
@@ -204,6 +213,48 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"[{stamp()}] wrote {out / 'results.md'}", flush=True)
 
 
+def cmd_check(args: argparse.Namespace) -> None:
+    """Each run of ``--runs-dir`` against the table's run of the same preset and seed."""
+    out = Path(args.out_dir)
+    if not (out / "results.json").is_file():
+        raise SystemExit(f"suite.py check: no table at {out / 'results.json'} (give --out-dir)")
+    table = json.loads((out / "results.json").read_text())["presets"]
+    commit = args.commit or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    rows = []
+    for preset in args.presets:
+        published = {r["seed"]: r for r in table.get(preset, {}).get("runs", [])}
+        for run in collect(preset, Path(args.runs_dir)):
+            old = published.get(run["seed"])
+            if old is None or old["steps"] != run["steps"]:
+                continue  # not in the table, or made with another budget: nothing to compare
+            rows.append({"preset": preset, "seed": run["seed"], "steps": run["steps"],
+                         "table": old["final"], "now": run["final"], "same": old["final"] == run["final"]})  # fmt: skip
+    (out / "reproduce.json").write_text(
+        json.dumps({"generated": stamp(), "commit": commit, "runs": rows}, indent=2)
+    )
+    same = sum(r["same"] for r in rows)
+    lines = [
+        "# Does the table hold at the current code?",
+        "",
+        f"`benchmarks/suite.py check` · {stamp()} · ppox at commit `{commit}`: runs made again with "
+        "`benchmarks/suite.py run`, each against the table's run of the same preset, seed and budget "
+        f"(results.md). {same} of {len(rows)} end with the same final evaluation to the last digit.",
+        "",
+        "| preset | seed | steps | final in the table | final now | same |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['seed']} | {r['steps']:,} | {r['table']!r} | {r['now']!r} | "
+            f"{'yes' if r['same'] else '**no**'} |"
+        )
+    (out / "reproduce.md").write_text("\n".join(lines) + "\n")
+    print(f"[{stamp()}] {same} of {len(rows)} the same; wrote {out / 'reproduce.md'}", flush=True)
+
+
 def _f(x: float | None) -> str:
     if x is None:
         return "–"
@@ -275,7 +326,7 @@ def _budget(text: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "report"):
+    for name in ("run", "report", "check"):
         p = sub.add_parser(name)
         p.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS, metavar="PRESET")
         p.add_argument("--runs-dir", default="runs/suite")
@@ -285,8 +336,13 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--jobs", type=int, default=1)
     run.add_argument("--deadline", type=float, default=None, metavar="SECONDS")
     run.add_argument("--budget", type=_budget, action="append", default=[], metavar="PRESET=STEPS")
+    sub.choices["check"].add_argument(
+        "--commit",
+        default=None,
+        help="the ppox commit the runs were made at (default: this checkout's)",
+    )
     args = parser.parse_args(argv)
-    (cmd_run if args.cmd == "run" else cmd_report)(args)
+    {"run": cmd_run, "report": cmd_report, "check": cmd_check}[args.cmd](args)
 
 
 if __name__ == "__main__":

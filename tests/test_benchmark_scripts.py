@@ -136,6 +136,21 @@ def test_the_suite_runs_skips_finished_runs_and_reports(tmp_path: Path) -> None:
     assert "CleanRL 963 · Tianshou 1000 |" in table
     assert "| halfcheetah |" not in table  # only the presets asked for
 
+    # check: the same runs made again match the table to the last digit; a changed one does not
+    again_runs = tmp_path / "again"
+    redo = [*cmd[:-4], "--runs-dir", str(again_runs), "--out-dir", str(tmp_path / "x")]
+    assert subprocess.run(redo, capture_output=True, timeout=600).returncode == 0
+    results = json.loads((out / "results.json").read_text())
+    results["presets"]["invertedpendulum"]["runs"][1]["final"] += 1e-9
+    (out / "results.json").write_text(json.dumps(results))
+    check = [sys.executable, str(REPO / "benchmarks" / "suite.py"), "check", "--presets", "invertedpendulum",
+             "--runs-dir", str(again_runs), "--out-dir", str(out), "--commit", "abc1234"]  # fmt: skip
+    r = subprocess.run(check, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "1 of 2 the same" in r.stdout, r.stdout + r.stderr
+    report = (out / "reproduce.md").read_text()
+    assert "commit `abc1234`" in report and "| invertedpendulum | 1 | 2,048 |" in report
+    assert report.count("| yes |") == 1 and report.count("| **no** |") == 1
+
 
 def test_defaults_against_sb3_runs_both(tmp_path: Path) -> None:
     pytest.importorskip("stable_baselines3")
