@@ -22,8 +22,9 @@ per run on the machine that ran it.
 
 ``check`` asks whether the table still holds at the current code: it compares the runs found in
 ``--runs-dir`` (made again with ``run``, e.g. seed 1 of every preset) with the table's runs of the
-same preset and seed, digit for digit, and writes ``reproduce.md`` and ``reproduce.json`` beside
-the table::
+same preset and seed, digit for digit; a run that differs is evaluated again through torch
+(``ppox eval --backend torch``), which tells an evaluation rounded differently from a training
+that changed. It writes ``reproduce.md`` and ``reproduce.json`` beside the table::
 
     .venv/bin/python benchmarks/suite.py run --seeds 1 --jobs 2 --runs-dir runs/suite-check \\
         --out-dir runs/suite-check --budget bipedalwalker-hardcore=1000000
@@ -230,8 +231,11 @@ def cmd_check(args: argparse.Namespace) -> None:
             old = published.get(run["seed"])
             if old is None or old["steps"] != run["steps"]:
                 continue  # not in the table, or made with another budget: nothing to compare
-            rows.append({"preset": preset, "seed": run["seed"], "steps": run["steps"],
-                         "table": old["final"], "now": run["final"], "same": old["final"] == run["final"]})  # fmt: skip
+            row = {"preset": preset, "seed": run["seed"], "steps": run["steps"], "table": old["final"],
+                   "now": run["final"], "same": old["final"] == run["final"], "torch": None}  # fmt: skip
+            if not row["same"]:  # the evaluation's backend, or the training?
+                row["torch"] = torch_eval(Path(args.runs_dir) / f"{preset}-s{run['seed']}")
+            rows.append(row)
     (out / "reproduce.json").write_text(
         json.dumps({"generated": stamp(), "commit": commit, "runs": rows}, indent=2)
     )
@@ -241,18 +245,33 @@ def cmd_check(args: argparse.Namespace) -> None:
         "",
         f"`benchmarks/suite.py check` · {stamp()} · ppox at commit `{commit}`: runs made again with "
         "`benchmarks/suite.py run`, each against the table's run of the same preset, seed and budget "
-        f"(results.md). {same} of {len(rows)} end with the same final evaluation to the last digit.",
+        f"(results.md). {same} of {len(rows)} end with the same final evaluation to the last digit. "
+        "A run that does not is evaluated again through torch (`ppox eval RUN --backend torch`, "
+        "the reference path; training's evaluations act through the NumPy actor where it serves "
+        "the policy): the same number then means the same training, its evaluation only rounded "
+        "differently.",
         "",
-        "| preset | seed | steps | final in the table | final now | same |",
-        "|---|---:|---:|---:|---:|---|",
+        "| preset | seed | steps | final in the table | final now | same | through torch | same through torch |",
+        "|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
+        t = r["torch"]
         lines.append(
             f"| {r['preset']} | {r['seed']} | {r['steps']:,} | {r['table']!r} | {r['now']!r} | "
-            f"{'yes' if r['same'] else '**no**'} |"
+            f"{'yes' if r['same'] else '**no**'} | {'–' if t is None else repr(t)} | "
+            f"{'–' if t is None else ('yes' if t == r['table'] else '**no**')} |"
         )
     (out / "reproduce.md").write_text("\n".join(lines) + "\n")
     print(f"[{stamp()}] {same} of {len(rows)} the same; wrote {out / 'reproduce.md'}", flush=True)
+
+
+def torch_eval(run_dir: Path) -> float:
+    """The run's final policy evaluated through torch on its evaluation seeds."""
+    r = subprocess.run([sys.executable, "-m", "ppox", "eval", str(run_dir), "--backend", "torch"],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    if r.returncode != 0:
+        raise SystemExit(f"suite.py check: ppox eval {run_dir} failed: {r.stderr[-1000:]}")
+    return float(json.loads(r.stdout)["return_mean"])
 
 
 def _f(x: float | None) -> str:

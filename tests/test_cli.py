@@ -96,6 +96,19 @@ def test_eval_reports_statistics_and_writes_a_gif(trained: Path, tmp_path: Path)
         and stats["return_min"] <= stats["return_mean"] <= stats["return_max"]
     )
     assert gif.stat().st_size > 1000
+    assert stats["backend"] == "numpy"  # the NumPy actor serves CartPole's MLP
+
+
+def test_eval_through_torch_gives_the_summary_return_to_float32_rounding(trained: Path) -> None:
+    """`ppox eval --backend torch` acts through the reference path and says so; on CartPole the
+    two backends' episodes are the same, so the return is the training's final evaluation."""
+    r = run("eval", str(trained), "--backend", "torch")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    summary = json.loads((trained / "summary.json").read_text())
+    assert stats["backend"] == "torch" and stats["return_mean"] == summary["eval_return_mean"]
+    bad = run("eval", str(trained), "--backend", "numpy")
+    assert bad.returncode == 2 and "argument --backend: invalid choice: 'numpy'" in bad.stderr
 
 
 def test_plot_puts_several_runs_in_one_png(trained: Path, tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ kernels, and the hand-written update step (NumpyStep) against autograd; which ru
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -354,6 +356,8 @@ def test_an_evaluation_gets_the_same_returns_through_numpy_as_through_torch(
     np.testing.assert_array_equal(fast.lengths, ref.lengths)
     np.testing.assert_allclose(fast.returns, ref.returns, rtol=1e-5)
     assert trainer.backends()["eval"] == "numpy"
+    with pytest.raises(ValueError, match="backend='numpy': expected 'auto' or 'torch'"):
+        evaluate_episodes(policy, cfg.env, seeds, backend="numpy")
     # a stochastic evaluation samples through torch, and says so
     assert (
         evaluate_episodes(policy, cfg.env, seeds, deterministic=False, max_steps=5).backend
@@ -578,3 +582,17 @@ def test_explicit_backends_are_kept_and_recorded(make_collector):
         backends.act_backend("numpy", model, storage_on_device=True)
     assert make_collector("CartPole-v1", act_backend="torch").act_backend == "torch"
     assert make_collector("CartPole-v1").act_backend == "numpy"
+
+
+def test_act_backend_torch_evaluates_through_torch_too(tmp_path: Path) -> None:
+    """A run that asks for torch acting gets torch evaluations as well (the reference path end
+    to end), and records it; the default evaluates through the NumPy actor."""
+    from ppox.training.trainer import Trainer
+
+    for act, expected in (("torch", "torch"), ("auto", "numpy")):
+        cfg = Config().replace(total_steps=512, num_envs=2, num_steps=64, eval_every=256,
+                               eval_episodes=2, act_backend=act, progress=False, tensorboard=False)  # fmt: skip
+        trainer = Trainer.create(cfg, tmp_path / act)
+        trainer.train()
+        summary = json.loads((tmp_path / act / "summary.json").read_text())
+        assert trainer.backends()["eval"] == summary["backends"]["eval"] == expected

@@ -358,6 +358,14 @@ def _eval_parser(sub: Any) -> None:
         "--stochastic", action="store_true", help="sample actions instead of taking the mode"
     )
     e.add_argument(
+        "--backend",
+        choices=("auto", "torch"),
+        default="auto",
+        help="what computes the actions: auto (the NumPy actor where it serves the policy, as "
+        "training's evaluations; torch otherwise) or torch (the reference path). The two agree "
+        "to float32 rounding, which can move a MuJoCo or Box2D episode (docs/performance.md)",
+    )
+    e.add_argument(
         "--gif",
         type=Path,
         default=None,
@@ -734,13 +742,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     max_steps = args.max_steps or r.eval_max_steps
     seeds = evaluation_seeds(r.eval_seed, episodes)
     result = evaluate_episodes(
-        policy, policy.config.env, seeds, deterministic=not args.stochastic, max_steps=max_steps
-    )
-    print(
-        json.dumps(
-            {"episodes": len(seeds), "seeds": [seeds[0], seeds[-1]], **result.summary()}, indent=2
-        )
-    )
+        policy, policy.config.env, seeds, deterministic=not args.stochastic, max_steps=max_steps,
+        backend=args.backend,
+    )  # fmt: skip
+    out = {"episodes": len(seeds), "seeds": [seeds[0], seeds[-1]], **result.summary()}
+    print(json.dumps({**out, "backend": result.backend}, indent=2))
     if args.gif:
         with writing("--gif", args.gif):
             gif = record_gif(policy, policy.config.env, seeds[0], args.gif,

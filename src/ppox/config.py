@@ -488,7 +488,9 @@ class RunConfig:
     heads do; docs/performance.md); `torch` always uses torch; `auto` takes `numpy` where it
     serves the policy and `torch` otherwise. An explicit `numpy` that cannot serve the policy is
     an error naming why. The backend a run got is printed at start and recorded in config.json
-    and summary.json."""
+    and summary.json. Deterministic evaluations follow: with `torch` they act through torch too,
+    otherwise through the NumPy actor where it serves the policy (the same actions to float32
+    rounding; `ppox eval --backend torch` evaluates a run through torch)."""
     update_backend: UpdateBackend = "auto"
     """How each minibatch's gradient is computed: `numpy` writes the loss's gradient out by
     hand in NumPy (a 64-wide MLP's minibatch step at 64–256 samples takes a third to a quarter

@@ -103,6 +103,8 @@ def evaluate_episodes(
     steps (default: the policy's config's ``eval_max_steps``). ``backend="auto"`` computes the
     actions with the NumPy actor where it serves the policy (:func:`numpy_actor`), ``"torch"``
     always with the torch model; the result records which ran."""
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend={backend!r}: expected 'auto' or 'torch'")
     cap = policy.config.run.eval_max_steps if max_steps is None else max_steps
     fns = [lambda: make_env(env_cfg, evaluation=True)] * len(seeds)
     envs = sync_vector_env(fns, isinstance(policy.model.obs_layout.space, spaces.Box))

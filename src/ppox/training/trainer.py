@@ -527,6 +527,7 @@ class Trainer:
             self.cfg.env,
             self.eval_seeds,
             deterministic=self.cfg.run.eval_deterministic,
+            backend="torch" if self.cfg.run.act_backend == "torch" else "auto",
         )
         warn_if_cut(episodes, self.cfg.env)
         self.eval_backend = episodes.backend
