@@ -147,9 +147,14 @@ def test_the_suite_runs_skips_finished_runs_and_reports(tmp_path: Path) -> None:
              "--runs-dir", str(again_runs), "--out-dir", str(out), "--commit", "abc1234"]  # fmt: skip
     r = subprocess.run(check, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "1 of 2 the same" in r.stdout, r.stdout + r.stderr
-    report = (out / "reproduce.md").read_text()
-    assert "commit `abc1234`" in report and "| invertedpendulum | 1 | 2,048 |" in report
-    assert report.count("| yes |") == 1 and report.count("| **no** |") == 1
+    assert "commit `abc1234`" in (out / "reproduce.md").read_text()
+    first, second = json.loads((out / "reproduce.json").read_text())["runs"]
+    assert (first["seed"], first["same"], first["torch"]) == (1, True, None)
+    # the changed entry: evaluated again through torch, the run gives its own number, not the table's
+    assert (second["seed"], second["same"]) == (2, False)
+    assert second["torch"] != second["table"] and second["torch"] == pytest.approx(
+        second["now"], rel=0.05
+    )
 
 
 def test_defaults_against_sb3_runs_both(tmp_path: Path) -> None:
