@@ -99,7 +99,7 @@ def test_eval_reports_statistics_and_writes_a_gif(trained: Path, tmp_path: Path)
     assert stats["backend"] == "numpy"  # the NumPy actor serves CartPole's MLP
 
 
-def test_eval_through_torch_gives_the_summary_return_to_float32_rounding(trained: Path) -> None:
+def test_eval_through_torch_says_so_and_agrees_on_cartpole(trained: Path) -> None:
     """`ppox eval --backend torch` acts through the reference path and says so; on CartPole the
     two backends' episodes are the same, so the return is the training's final evaluation."""
     r = run("eval", str(trained), "--backend", "torch")
