@@ -240,6 +240,7 @@ def cmd_check(args: argparse.Namespace) -> None:
         json.dumps({"generated": stamp(), "commit": commit, "runs": rows}, indent=2)
     )
     same = sum(r["same"] for r in rows)
+    via_torch = sum(r["torch"] == r["table"] for r in rows if not r["same"])
     lines = [
         "# Does the table hold at the current code?",
         "",
@@ -249,7 +250,8 @@ def cmd_check(args: argparse.Namespace) -> None:
         "A run that does not is evaluated again through torch (`ppox eval RUN --backend torch`, "
         "the reference path; training's evaluations act through the NumPy actor where it serves "
         "the policy): the same number then means the same training, its evaluation only rounded "
-        "differently.",
+        f"differently. Of the {len(rows) - same} that differ, {via_torch} give the table's number "
+        "through torch.",
         "",
         "| preset | seed | steps | final in the table | final now | same | through torch | same through torch |",
         "|---|---:|---:|---:|---:|---|---:|---|",
@@ -262,7 +264,8 @@ def cmd_check(args: argparse.Namespace) -> None:
             f"{'–' if t is None else ('yes' if t == r['table'] else '**no**')} |"
         )
     (out / "reproduce.md").write_text("\n".join(lines) + "\n")
-    print(f"[{stamp()}] {same} of {len(rows)} the same; wrote {out / 'reproduce.md'}", flush=True)
+    print(f"[{stamp()}] {same} of {len(rows)} the same, {via_torch} more through torch; wrote "
+          f"{out / 'reproduce.md'}", flush=True)  # fmt: skip
 
 
 def torch_eval(run_dir: Path) -> float:
