@@ -593,6 +593,7 @@ def test_act_backend_torch_evaluates_through_torch_too(tmp_path: Path) -> None:
         cfg = Config().replace(total_steps=512, num_envs=2, num_steps=64, eval_every=256,
                                eval_episodes=2, act_backend=act, progress=False, tensorboard=False)  # fmt: skip
         trainer = Trainer.create(cfg, tmp_path / act)
+        assert trainer.backends()["eval"] == expected  # what the start line says
         trainer.train()
         summary = json.loads((tmp_path / act / "summary.json").read_text())
         assert trainer.backends()["eval"] == summary["backends"]["eval"] == expected

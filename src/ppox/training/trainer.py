@@ -527,7 +527,7 @@ class Trainer:
             self.cfg.env,
             self.eval_seeds,
             deterministic=self.cfg.run.eval_deterministic,
-            backend="torch" if self.cfg.run.act_backend == "torch" else "auto",
+            backend=self._eval_backend_choice(),
         )
         warn_if_cut(episodes, self.cfg.env)
         self.eval_backend = episodes.backend
@@ -545,6 +545,11 @@ class Trainer:
         self.progress.evals.append({"global_step": self.progress.global_step, **result})
         return result
 
+    def _eval_backend_choice(self) -> str:
+        """What evaluations ask :func:`evaluate_episodes` for: torch when the run acts through
+        torch by request, else ``auto`` (the NumPy actor where it serves the policy)."""
+        return "torch" if self.cfg.run.act_backend == "torch" else "auto"
+
     def backends(self) -> dict[str, Any]:
         """What this run acts, computes gradients and steps environments with, and why a fast
         path was not taken (recorded in config.json and summary.json; docs/performance.md)."""
@@ -554,7 +559,8 @@ class Trainer:
         if evals is None:
             evals = (
                 "torch"
-                if numpy_actor(self.policy(), self.cfg.run.eval_deterministic) is None
+                if self._eval_backend_choice() == "torch"
+                or numpy_actor(self.policy(), self.cfg.run.eval_deterministic) is None
                 else "numpy"
             )
         collection = "overlapped" if self.cfg.run.overlap_collection else "synchronous"
