@@ -73,15 +73,24 @@ def fresh_noise(
             head.draw_noise(0, batch, generator)
 
 
-def numpy_actor(policy: Policy, deterministic: bool) -> NumpyActorCritic | None:
+def numpy_actor(
+    policy: Policy, deterministic: bool, backend: str = "auto"
+) -> NumpyActorCritic | None:
     """The NumPy actor that computes a deterministic evaluation's actions, or None where torch
-    does: a stochastic evaluation, a structured observation, or a model or action head the
-    NumPy paths do not serve exactly (:func:`ppox.nn.numpy_policy.numpy_support`, and a kernel
-    without ``mode``). It gives the torch model's actions to float32 rounding (the training
-    run's fast acting path, for the mode instead of a sample); a test checks both give the same
-    returns."""
+    does: ``backend="torch"`` (the reference path asked for), a stochastic evaluation, a
+    structured observation, or a model or action head the NumPy paths do not serve exactly
+    (:func:`ppox.nn.numpy_policy.numpy_support`, and a kernel without ``mode``). It gives the
+    torch model's actions to float32 rounding (the training run's fast acting path, for the mode
+    instead of a sample); a test checks both give the same returns."""
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend={backend!r}: expected 'auto' or 'torch'")
     model = policy.model
-    if not deterministic or not model.obs_layout.fast or numpy_support(model) is not None:
+    if (
+        backend == "torch"
+        or not deterministic
+        or not model.obs_layout.fast
+        or numpy_support(model) is not None
+    ):
         return None
     lean = NumpyActorCritic(model)
     if not lean.serves_mode():
@@ -103,12 +112,10 @@ def evaluate_episodes(
     steps (default: the policy's config's ``eval_max_steps``). ``backend="auto"`` computes the
     actions with the NumPy actor where it serves the policy (:func:`numpy_actor`), ``"torch"``
     always with the torch model; the result records which ran."""
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"backend={backend!r}: expected 'auto' or 'torch'")
+    lean = numpy_actor(policy, deterministic, backend)
     cap = policy.config.run.eval_max_steps if max_steps is None else max_steps
     fns = [lambda: make_env(env_cfg, evaluation=True)] * len(seeds)
     envs = sync_vector_env(fns, isinstance(policy.model.obs_layout.space, spaces.Box))
-    lean = numpy_actor(policy, deterministic) if backend == "auto" else None
     generator = torch.Generator().manual_seed(seeds[0])
     fresh_noise(policy, len(seeds), generator, deterministic)
     returns = np.zeros(len(seeds))

@@ -559,8 +559,10 @@ class Trainer:
         if evals is None:
             evals = (
                 "torch"
-                if self._eval_backend_choice() == "torch"
-                or numpy_actor(self.policy(), self.cfg.run.eval_deterministic) is None
+                if numpy_actor(
+                    self.policy(), self.cfg.run.eval_deterministic, self._eval_backend_choice()
+                )
+                is None
                 else "numpy"
             )
         collection = "overlapped" if self.cfg.run.overlap_collection else "synchronous"
