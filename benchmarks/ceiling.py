@@ -19,10 +19,21 @@ activations, loss, head, optimizer or Python bookkeeping). No implementation of 
 on this core can spend less, so the report gives the best ``loop / env`` any implementation could
 reach: with collection as fast as the env itself, run one after the other (one core:
 ``env / (env + products)``), and overlapped on a second core (``env / max(env, products)``).
-Medians over rounds::
+The same products counted in floating-point operations (:func:`products_flops`) and divided by
+the core's best float32 rate (:func:`core_peak_gflops`, a large product) bound any
+implementation of the same arithmetic, however its products are cut or fused. One BLAS thread
+throughout. Medians over rounds::
 
     .venv/bin/python benchmarks/ceiling.py --presets cartpole halfcheetah lunarlander \\
         --out benchmarks/results/ceiling
+
+The report names the BLAS kernel NumPy's products ran on. Some machines set
+``OPENBLAS_CORETYPE`` (and ``OPENBLAS_L2_SIZE``) in their environment, which makes OpenBLAS use
+an older CPU's kernels (on ppox's benchmark machine: Haswell's AVX2 kernels on a CPU with
+AVX-512); to measure with the kernel OpenBLAS picks itself, unset both for that command alone::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/ceiling.py \\
+        --out benchmarks/results/ceiling/own_kernel
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import ppox
 from ppox.envs.make import make_vec_env
@@ -49,13 +61,11 @@ from whole_process import write_info  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def products_floor(net: Any, minibatch: int, repeats: int) -> float:
-    """Seconds for the matrix products of ``repeats`` minibatch steps of ``minibatch`` samples
-    through the NumPy update's networks (:class:`ppox.nn.numpy_policy.NumpyActorCritic`): per
-    layer ``x Wᵀ`` forward, ``gᵀ x`` (the weight gradient) and ``g W`` (the input's gradient,
-    which the first layer of a trunk does not need) backward, as the update computes them."""
+def _products(net: Any, minibatch: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
+    """Random operands of one minibatch step's products: ``(x, g, W, needs_input)`` per layer
+    of :class:`ppox.nn.numpy_policy.NumpyActorCritic` (``W`` is ``[out, in]``; the first layer
+    of a trunk does not need its input's gradient)."""
     rng = np.random.default_rng(0)
-    # (weight [out, in], whether the input's gradient is needed)
     layers: list[tuple[np.ndarray, bool]] = []
     trunks = [net.actor] if net.shared else [net.actor, net.critic]
     for trunk in trunks:
@@ -66,6 +76,15 @@ def products_floor(net: Any, minibatch: int, repeats: int) -> float:
         x = rng.standard_normal((minibatch, w.shape[1])).astype(np.float32)
         g = rng.standard_normal((minibatch, w.shape[0])).astype(np.float32)
         work.append((x, g, np.array(w), needs_input))
+    return work
+
+
+def products_floor(net: Any, minibatch: int, repeats: int) -> float:
+    """Seconds for the matrix products of ``repeats`` minibatch steps of ``minibatch`` samples
+    through the NumPy update's networks: per layer ``x Wᵀ`` forward, ``gᵀ x`` (the weight
+    gradient) and ``g W`` (the input's gradient, which the first layer of a trunk does not need)
+    backward, as the update computes them."""
+    work = _products(net, minibatch)
     t = time.perf_counter()
     for _ in range(repeats):
         for x, g, w, needs_input in work:
@@ -74,6 +93,35 @@ def products_floor(net: Any, minibatch: int, repeats: int) -> float:
             if needs_input:
                 g @ w
     return time.perf_counter() - t
+
+
+def products_flops(net: Any, minibatch: int, repeats: int) -> int:
+    """Floating-point operations of those products (2·m·k·n for an ``[m, k] @ [k, n]``)."""
+    per_step = 0
+    for _, _, w, needs_input in _products(net, minibatch):
+        out, inp = w.shape
+        per_step += (3 if needs_input else 2) * 2 * minibatch * out * inp
+    return per_step * repeats
+
+
+def core_peak_gflops(sizes: tuple[int, ...] = (256, 512, 1024), repeats: int = 20) -> float:
+    """This core's float32 matrix-product rate at its best, GFLOP/s: the fastest of ``repeats``
+    square products of each size (large enough for BLAS to run near the core's peak; the best
+    size depends on the caches). Whatever their shapes, the update's products cannot run faster."""
+    rng = np.random.default_rng(0)
+    best = 0.0
+    for size in sizes:
+        a = rng.standard_normal((size, size)).astype(np.float32)
+        b = rng.standard_normal((size, size)).astype(np.float32)
+        out = np.empty_like(a)
+        np.matmul(a, b, out=out)
+        fastest = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            np.matmul(a, b, out=out)
+            fastest = min(fastest, time.perf_counter() - t)
+        best = max(best, 2 * size**3 / fastest / 1e9)
+    return best
 
 
 def measure(preset: str, rounds: int, min_steps: int) -> dict[str, Any]:
@@ -128,6 +176,7 @@ def measure(preset: str, rounds: int, min_steps: int) -> dict[str, Any]:
         "update_share": med["update"] / (med["collect"] + med["update"]),
         "policy_and_bookkeeping_us_per_vector_step": (med["collect"] - med["env"]) / (iters * T) * 1e6,
         "backends": backends, **bounds(med, steps),
+        **({"products_flops_per_step": products_flops(net, minibatch, repeats) / steps} if net is not None else {}),
     }  # fmt: skip
 
 
@@ -147,6 +196,37 @@ def bounds(med: dict[str, float], steps: int) -> dict[str, float]:
     }
 
 
+def at_peak(row: dict[str, Any], peak_gflops: float) -> dict[str, float]:
+    """The products' time per env step if they ran at the core's best rate (``peak_gflops``),
+    and the best ``loop / env`` that leaves: no implementation of the same arithmetic on this
+    core does better, however its products are cut."""
+    if "products_flops_per_step" not in row:
+        return {}
+    us = row["products_flops_per_step"] / (peak_gflops * 1e9) * 1e6
+    env_us = 1e6 / row["sps"]["env"]
+    return {
+        "peak_us_per_step": us,
+        "best_fraction_one_core_at_peak": env_us / (env_us + us),
+        "best_fraction_overlapped_at_peak": env_us / max(env_us, us),
+    }
+
+
+def blas_kernel() -> str:
+    """Which BLAS NumPy's products run on and the kernel it picked for this CPU (threadpoolctl),
+    e.g. ``openblas SkylakeX``, with the OPENBLAS_* variables that chose it, if set."""
+    found = [
+        f"{i.get('internal_api')} {i.get('architecture', '?')}"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    forced = [
+        f"{k}={v}"
+        for k, v in sorted(os.environ.items())
+        if k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    ]
+    return ", ".join(found) + (f" ({', '.join(forced)})" if forced else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", nargs="+", default=["cartpole", "halfcheetah", "lunarlander"])
@@ -155,15 +235,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ceiling")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
+    threadpool_limits(limits=1, user_api="blas")
     load0 = os.getloadavg()
+    peak = core_peak_gflops()
     rows = [measure(name, a.rounds, a.min_steps) for name in a.presets]
-    info = write_info(a.out, load0, torch=torch.__version__, rounds=a.rounds, presets=rows)
+    peak = max(peak, core_peak_gflops())
+    for r in rows:
+        r.update(at_peak(r, peak))
+    blas = blas_kernel()
+    info = write_info(
+        a.out,
+        load0,
+        torch=torch.__version__,
+        rounds=a.rounds,
+        presets=rows,
+        core_peak_gflops=peak,
+        blas=blas,
+    )
     lines = [
         "# The training loop against the environment alone",
         "",
         f"`benchmarks/ceiling.py --presets {' '.join(a.presets)}` · {info['generated']} · commit `{info['commit']}` · "
         f"{info['machine']}, load {load0[0]:.2f} at start, {info['load_at_end'][0]:.2f} at end · one thread · "
-        f"medians of {a.rounds} interleaved rounds.",
+        f"medians of {a.rounds} interleaved rounds · NumPy's BLAS: {blas}.",
         "",
         "| preset | envs × steps, epochs × minibatches | env only steps/s | collection steps/s | loop steps/s "
         "| collection / env | loop / env | update's share of the loop | policy + bookkeeping µs per vector step |",
@@ -191,6 +285,22 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {r['preset']} | {r['update_us_per_step']:.1f} | {r['products_us_per_step']:.1f} | "
                 f"{r['us_per_step_at_40pct']:.1f} | {100 * r['best_fraction_one_core']:.0f}% | "
                 f"{100 * r['best_fraction_overlapped']:.0f}% |"
+            )
+    lines += [
+        "",
+        f"The same products counted in floating-point operations and run at this core's best float32 rate "
+        f"({peak:.0f} GFLOP/s, the fastest square product of 256, 512 or 1024, one thread): a bound on any implementation "
+        "of the same arithmetic here, however well its products are cut:",
+        "",
+        "| preset | MFLOP per env step | µs per env step at the peak | a loop at 40% may spend | best loop / env, one core | overlapped on two |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "peak_us_per_step" in r:
+            lines.append(
+                f"| {r['preset']} | {r['products_flops_per_step'] / 1e6:.2f} | {r['peak_us_per_step']:.1f} | "
+                f"{r['us_per_step_at_40pct']:.1f} | {100 * r['best_fraction_one_core_at_peak']:.0f}% | "
+                f"{100 * r['best_fraction_overlapped_at_peak']:.0f}% |"
             )
     (a.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

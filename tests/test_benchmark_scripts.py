@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -217,6 +218,39 @@ def test_ceiling_measures_env_collection_and_loop(tmp_path: Path) -> None:
     assert row["update_us_per_step"] > row["products_us_per_step"] > 0
     assert 0 < row["best_fraction_one_core"] <= row["best_fraction_overlapped"] <= 1
     assert "matrix products alone" in (out / "results.md").read_text()
+    # the same products at the core's best rate: a bound no faster than what they took
+    assert 0 < row["peak_us_per_step"] <= row["products_us_per_step"]
+    assert row["best_fraction_one_core_at_peak"] >= row["best_fraction_one_core"]
+    info = json.loads((out / "results.json").read_text())
+    assert info["core_peak_gflops"] > 0 and info["blas"]  # which BLAS kernel ran is on record
+
+
+def test_ceiling_counts_the_products_flops_by_hand() -> None:
+    """The `cartpole` preset's networks (4 → 64 → 64 → 2 actor, 4 → 64 → 64 → 1 critic), one
+    minibatch of 256: a first layer makes two products (forward, weight gradient), every other
+    layer three (and its input's gradient), 2·m·k·n operations each."""
+    from types import SimpleNamespace as NS
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import ceiling as bench
+
+    def lin(out: int, inp: int) -> NS:
+        return NS(w=np.zeros((out, inp), np.float32))
+
+    trunk = NS(layers=[lin(64, 4), lin(64, 64)])
+    net = NS(shared=False, actor=trunk, critic=trunk, out=[lin(2, 64)], value_out=lin(1, 64))
+    m = 256
+    first, hidden = 2 * (2 * m * 64 * 4), 3 * (2 * m * 64 * 64)
+    heads = 3 * (2 * m * 2 * 64) + 3 * (2 * m * 1 * 64)
+    assert bench.products_flops(net, m, 1) == 2 * (first + hidden) + heads == 13_402_112
+    # 20 epochs on a batch of 256: about 1.05 MFLOP per env step
+    assert bench.products_flops(net, m, 20) == 20 * 13_402_112
+    row = {"products_flops_per_step": 1e6, "sps": {"env": 200_000.0}}  # 5 µs of env a step
+    got = bench.at_peak(row, peak_gflops=100.0)  # 1 MFLOP at 100 GFLOP/s: 10 µs
+    assert got["peak_us_per_step"] == pytest.approx(10.0)
+    assert got["best_fraction_one_core_at_peak"] == pytest.approx(5 / 15)
+    assert got["best_fraction_overlapped_at_peak"] == pytest.approx(0.5)
+    assert bench.at_peak({"sps": {"env": 1.0}}, 100.0) == {}  # no NumPy update: nothing to bound
 
 
 def test_purejaxrl_comparison_gives_ppox_the_same_settings(tmp_path: Path) -> None:
