@@ -49,10 +49,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 import ppox
 from ppox.envs.make import make_vec_env
+from ppox.training.backends import blas_kernel
 from ppox.training.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -209,22 +210,6 @@ def at_peak(row: dict[str, Any], peak_gflops: float) -> dict[str, float]:
         "best_fraction_one_core_at_peak": env_us / (env_us + us),
         "best_fraction_overlapped_at_peak": env_us / max(env_us, us),
     }
-
-
-def blas_kernel() -> str:
-    """Which BLAS NumPy's products run on and the kernel it picked for this CPU (threadpoolctl),
-    e.g. ``openblas SkylakeX``, with the OPENBLAS_* variables that chose it, if set."""
-    found = [
-        f"{i.get('internal_api')} {i.get('architecture', '?')}"
-        for i in threadpool_info()
-        if i.get("user_api") == "blas"
-    ]
-    forced = [
-        f"{k}={v}"
-        for k, v in sorted(os.environ.items())
-        if k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-    ]
-    return ", ".join(found) + (f" ({', '.join(forced)})" if forced else "")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -597,3 +597,43 @@ def test_act_backend_torch_evaluates_through_torch_too(tmp_path: Path) -> None:
         trainer.train()
         summary = json.loads((tmp_path / act / "summary.json").read_text())
         assert trainer.backends()["eval"] == summary["backends"]["eval"] == expected
+
+
+def test_the_blas_kernel_is_named_with_what_chose_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels round differently: a run records which one its NumPy products ran on, and the
+    environment variables that forced it, when set (docs/performance.md, "The BLAS kernel")."""
+    import threadpoolctl
+
+    infos = [
+        {"user_api": "openmp", "internal_api": "openmp"},  # not a BLAS: left out
+        {"user_api": "blas", "internal_api": "openblas", "architecture": "Haswell"},
+    ]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: infos)
+    name = backends.blas_kernel.__wrapped__  # uncached: the real one is read once per process
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "512")
+    assert name() == "openblas Haswell (OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=512)"
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.delenv("OPENBLAS_L2_SIZE")
+    infos[1]["architecture"] = "SkylakeX"
+    assert name() == "openblas SkylakeX"
+    infos.pop()
+    assert name() == "none found"
+
+
+def test_a_run_records_its_blas_kernel(tmp_path: Path) -> None:
+    from ppox.training.trainer import Trainer
+
+    cfg = Config().replace(
+        env_id="CartPole-v1", total_steps=256, eval_every=0, progress=False, tensorboard=False
+    )
+    trainer = Trainer.create(cfg, tmp_path / "r")
+    trainer.train()
+    for name in ("config.json", "summary.json"):
+        recorded = json.loads((tmp_path / "r" / name).read_text())["backends"]["blas"]
+        assert recorded == backends.blas_kernel() and recorded.split()[0] in (
+            "openblas",
+            "mkl",
+            "blis",
+            "accelerate",
+        )

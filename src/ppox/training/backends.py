@@ -13,11 +13,14 @@ A fast path may serve a run only when it computes exactly what the reference pat
 ``auto`` takes the NumPy path where it serves the run and the reference path otherwise; an
 explicit ``numpy`` that cannot serve the run is an error naming why. The trainer prints the
 backends it got and records them, with the reason for each fallback, in ``config.json`` and
-``summary.json`` (``"backends"``).
+``summary.json`` (``"backends"``), with the BLAS kernel NumPy's products ran on
+(:func:`blas_kernel`).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +30,29 @@ from ppox.config import Config, flat_values
 from ppox.errors import ConfigError
 from ppox.nn.numpy_policy import numpy_support
 
-__all__ = ["FIELDS", "Field", "act_backend", "update_backend"]
+__all__ = ["FIELDS", "Field", "act_backend", "blas_kernel", "update_backend"]
+
+_KERNEL_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+@functools.cache
+def blas_kernel() -> str:
+    """The BLAS library NumPy's matrix products run on and the kernel it picked for this CPU, as
+    threadpoolctl reports them (``"openblas SkylakeX"``), with the environment variables that
+    chose the kernel when they are set (``"openblas Haswell (OPENBLAS_CORETYPE=Haswell)"``).
+    Kernels differ in speed and in rounding: the same run on two kernels need not agree digit for
+    digit (docs/performance.md, "The BLAS kernel"). Read once per process."""
+    import numpy  # noqa: F401  (loads the BLAS threadpoolctl inspects)
+    from threadpoolctl import threadpool_info
+
+    found = [
+        f"{i.get('internal_api', '?')} {i.get('architecture') or '?'}"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    chosen = [f"{k}={os.environ[k]}" for k in _KERNEL_VARIABLES if os.environ.get(k)]
+    return (", ".join(found) or "none found") + (f" ({', '.join(chosen)})" if chosen else "")
+
 
 Kind = Literal["shared", "model", "honoured", "requires", "unused"]
 

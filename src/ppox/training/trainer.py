@@ -55,6 +55,7 @@ from ppox.io.trust import check_imports
 from ppox.io.validate import check_policy_state, check_training_state
 from ppox.nn.memory import Recurrence
 from ppox.training import distributed
+from ppox.training.backends import blas_kernel
 from ppox.training.distributed import is_main
 from ppox.training.learner import Learner
 from ppox.training.lockstep import Request, Steps, drive
@@ -568,7 +569,7 @@ class Trainer:
         collection = "overlapped" if self.cfg.run.overlap_collection else "synchronous"
         threads = {"torch": self.threads[0], "blas": self.threads[1]}
         return {"act": c.act_backend, "update": lr.backend, "eval": evals, "env": self.cfg.env.env_backend,
-                "collection": collection, "threads": threads,
+                "collection": collection, "threads": threads, "blas": blas_kernel(),
                 "fallback_reasons": {k: v for k, v in why.items() if v is not None}}  # fmt: skip
 
     def describe_backends(self) -> str:
