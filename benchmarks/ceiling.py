@@ -62,18 +62,20 @@ from whole_process import write_info  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _products(net: Any, minibatch: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
-    """Random operands of one minibatch step's products: ``(x, g, W, needs_input)`` per layer
-    of :class:`ppox.nn.numpy_policy.NumpyActorCritic` (``W`` is ``[out, in]``; the first layer
-    of a trunk does not need its input's gradient)."""
-    rng = np.random.default_rng(0)
+def _layers(net: Any) -> list[tuple[np.ndarray, bool]]:
+    """``(W, needs_input)`` for every layer of :class:`ppox.nn.numpy_policy.NumpyActorCritic`
+    (``W`` is ``[out, in]``; the first layer of a trunk does not need its input's gradient)."""
     layers: list[tuple[np.ndarray, bool]] = []
-    trunks = [net.actor] if net.shared else [net.actor, net.critic]
-    for trunk in trunks:
+    for trunk in [net.actor] if net.shared else [net.actor, net.critic]:
         layers += [(layer.w, i > 0) for i, layer in enumerate(trunk.layers)]
-    layers += [(layer.w, True) for layer in [*net.out, net.value_out]]
+    return layers + [(layer.w, True) for layer in [*net.out, net.value_out]]
+
+
+def _products(net: Any, minibatch: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
+    """Random operands of one minibatch step's products: ``(x, g, W, needs_input)`` per layer."""
+    rng = np.random.default_rng(0)
     work = []
-    for w, needs_input in layers:
+    for w, needs_input in _layers(net):
         x = rng.standard_normal((minibatch, w.shape[1])).astype(np.float32)
         g = rng.standard_normal((minibatch, w.shape[0])).astype(np.float32)
         work.append((x, g, np.array(w), needs_input))
@@ -98,10 +100,10 @@ def products_floor(net: Any, minibatch: int, repeats: int) -> float:
 
 def products_flops(net: Any, minibatch: int, repeats: int) -> int:
     """Floating-point operations of those products (2·m·k·n for an ``[m, k] @ [k, n]``)."""
-    per_step = 0
-    for _, _, w, needs_input in _products(net, minibatch):
-        out, inp = w.shape
-        per_step += (3 if needs_input else 2) * 2 * minibatch * out * inp
+    per_step = sum(
+        (3 if needs_input else 2) * 2 * minibatch * w.shape[0] * w.shape[1]
+        for w, needs_input in _layers(net)
+    )
     return per_step * repeats
 
 

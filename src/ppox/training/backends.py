@@ -42,8 +42,7 @@ def blas_kernel() -> str:
     chose the kernel when they are set (``"openblas Haswell (OPENBLAS_CORETYPE=Haswell)"``).
     Kernels differ in speed and in rounding: the same run on two kernels need not agree digit for
     digit (docs/performance.md, "The BLAS kernel"). Read once per process."""
-    import numpy  # noqa: F401  (loads the BLAS threadpoolctl inspects)
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info  # NumPy, whose BLAS it inspects, is loaded already
 
     found = [
         f"{i.get('internal_api', '?')} {i.get('architecture') or '?'}"
