@@ -121,6 +121,28 @@ def test_a_task_with_a_preset_is_pointed_to_it(capsys: pytest.CaptureFixture[str
         assert _start("--preset", preset)[0] == _start("--env-id", env_id)[0]
 
 
+def test_a_task_the_base_falls_short_on_says_so_at_start():
+    import re
+
+    from ppox.cli import describe_origin
+    from ppox.presets.bases import SHORTFALLS
+
+    _, origin = _start("--env-id", "Swimmer-v5")
+    line = describe_origin(origin, "Swimmer-v5")
+    assert line is not None and "a tuned preset exists: --preset swimmer" in line, line
+    assert line.endswith(
+        f"; the base is known to fall short on this task ({SHORTFALLS['Swimmer-v5']})"
+    )
+    _, hopper = _start("--env-id", "Hopper-v5")
+    assert "fall short" not in str(describe_origin(hopper, "Hopper-v5"))
+    page = (Path(__file__).parents[1] / "docs" / "presets.md").read_text()
+    for env_id, where in SHORTFALLS.items():
+        # every entry points to a section of the page that exists, and the task has a preset
+        section = re.fullmatch(r'docs/presets\.md, "([^"]+)"', where)
+        assert section is not None and f"**{section[1]}.**" in page, where
+        assert any(p.overrides.get("env_id") == env_id for p in PRESETS.values()), env_id
+
+
 def test_every_base_is_valid_and_the_docs_show_the_table():
     for name in BASES:
         PRESETS[name].config().validate()

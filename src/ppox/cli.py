@@ -557,7 +557,7 @@ def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
     """The line ``ppox train`` prints about a base chosen by the task's kind (None otherwise)."""
     if "base" not in origin:
         return None
-    from ppox.presets.bases import kind_overrides
+    from ppox.presets.bases import SHORTFALLS, kind_overrides
 
     base = Config().replace(
         **kind_overrides(origin["base"], origin["memory_overlay"]), env_id=env_id
@@ -571,6 +571,8 @@ def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
         if named
         else ""
     )
+    if env_id in SHORTFALLS:
+        hint += f"; the base is known to fall short on this task ({SHORTFALLS[env_id]})"
     overlay = " + the memory overlay" if origin["memory_overlay"] else ""
     return (
         f"ppox: no preset given: {origin['base']}{overlay} for {env_id} ({origin['kind']}; "

@@ -56,6 +56,14 @@ MEMORY_OVERLAY: dict[str, Any] = {
 (8 per env and rollout), 8 minibatches of whole sequences, one hidden layer after the memory
 (the memory presets' network), normalized observations."""
 
+SHORTFALLS: dict[str, str] = {
+    "Swimmer-v5": 'docs/presets.md, "Swimmer-v5, where the base falls short"',
+}
+"""Tasks on which a base ends below Stable-Baselines3's default PPO at 1M steps by both the median
+and the interquartile mean of the seeds run on both sides (benchmarks/results/defaults_sb3; env id
+→ where the runs and what was tried are written up). ``ppox train`` says so at start, so
+that a user without a preset learns it before the run rather than from its result."""
+
 BASES: dict[str, tuple[str, dict[str, Any]]] = {
     "base-discrete": ("the base for discrete actions on vector observations (no preset given)", _DISCRETE),
     "base-continuous": ("the base for continuous actions on vector observations (no preset given)", _CONTINUOUS),
