@@ -135,6 +135,8 @@ def test_a_task_the_base_falls_short_on_says_so_at_start():
     )
     _, hopper = _start("--env-id", "Hopper-v5")
     assert "fall short" not in str(describe_origin(hopper, "Hopper-v5"))
+    _, memory = _start("--env-id", "Swimmer-v5", "--memory", "gru")  # not what was measured
+    assert "fall short" not in str(describe_origin(memory, "Swimmer-v5"))
     page = (Path(__file__).parents[1] / "docs" / "presets.md").read_text()
     for env_id, where in SHORTFALLS.items():
         # every entry points to a section of the page that exists, and the task has a preset

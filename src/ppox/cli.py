@@ -571,7 +571,7 @@ def describe_origin(origin: dict[str, Any], env_id: str) -> str | None:
         if named
         else ""
     )
-    if env_id in SHORTFALLS:
+    if env_id in SHORTFALLS and not origin["memory_overlay"]:  # measured on the plain base
         hint += f"; the base is known to fall short on this task ({SHORTFALLS[env_id]})"
     overlay = " + the memory overlay" if origin["memory_overlay"] else ""
     return (
