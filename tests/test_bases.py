@@ -112,13 +112,18 @@ def test_a_task_with_a_preset_is_pointed_to_it(capsys: pytest.CaptureFixture[str
     _, origin = _start("--env-id", "Hopper-v5")
     assert describe_origin(origin, "Hopper-v5").endswith("a tuned preset exists: --preset hopper")
     # a preset that is the base itself is named as such, not as a tuned one
-    for env_id, preset in [("HumanoidStandup-v5", "humanoidstandup"),
-                           ("InvertedDoublePendulum-v5", "inverteddoublependulum")]:  # fmt: skip
-        _, origin = _start("--env-id", env_id)
-        line = describe_origin(origin, env_id)
-        assert line is not None and line.endswith(f"--preset {preset} is this same base"), line
-        # the same config, field for field, as the preset: the suite's runs are the base's
-        assert _start("--preset", preset)[0] == _start("--env-id", env_id)[0]
+    _, origin = _start("--env-id", "HumanoidStandup-v5")
+    line = describe_origin(origin, "HumanoidStandup-v5")
+    assert line is not None and line.endswith("--preset humanoidstandup is this same base"), line
+    # the same config, field for field, as the preset: the suite's runs are the base's
+    assert _start("--preset", "humanoidstandup")[0] == _start("--env-id", "HumanoidStandup-v5")[0]
+    # InvertedDoublePendulum's preset is the base without observation normalization, and nothing else
+    preset, base = (
+        _start("--preset", "inverteddoublependulum")[0],
+        _start("--env-id", "InvertedDoublePendulum-v5")[0],
+    )
+    assert not preset.env.normalize_obs and base.env.normalize_obs
+    assert preset.replace(normalize_obs=True, obs_sparse=base.env.obs_sparse) == base
 
 
 def test_a_task_the_base_falls_short_on_says_so_at_start():
@@ -133,6 +138,10 @@ def test_a_task_the_base_falls_short_on_says_so_at_start():
     assert line.endswith(
         f"; the base is known to fall short on this task ({SHORTFALLS['Swimmer-v5']})"
     )
+    _, idp = _start("--env-id", "InvertedDoublePendulum-v5")
+    line = describe_origin(idp, "InvertedDoublePendulum-v5")
+    assert line is not None and "a tuned preset exists: --preset inverteddoublependulum" in line
+    assert line.endswith(f"({SHORTFALLS['InvertedDoublePendulum-v5']})"), line
     _, hopper = _start("--env-id", "Hopper-v5")
     assert "fall short" not in str(describe_origin(hopper, "Hopper-v5"))
     _, memory = _start("--env-id", "Swimmer-v5", "--memory", "gru")  # not what was measured

@@ -58,6 +58,7 @@ MEMORY_OVERLAY: dict[str, Any] = {
 
 SHORTFALLS: dict[str, str] = {
     "Swimmer-v5": 'docs/presets.md, "Swimmer-v5, where the base falls short"',
+    "InvertedDoublePendulum-v5": 'docs/presets.md, "InvertedDoublePendulum-v5, where the base falls short"',
 }
 """Tasks on which a base ends below Stable-Baselines3's default PPO at 1M steps by both the median
 and the interquartile mean of the seeds run on both sides (benchmarks/results/defaults_sb3; env id
