@@ -100,7 +100,7 @@ MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
         {**_STANDARD, "env_id": "InvertedPendulum-v5"},
     ),
     # InvertedDoublePendulum: the standard setup without observation normalization. Every setup
-    # tried reaches the ceiling (~9360) within 100k steps; what differs is whether a run keeps it.
+    # tried reaches the ceiling (~9360) early; what differs is whether a run keeps it.
     # With the observations standardized, runs fall from it later: the standard setup ended at
     # 9339, 7570, 8614, 9356, 8458 (seeds 1-5), with the constraint force scaled (obs_sparse 0.1,
     # the base's setup) at 9352, 9355, 8507, 9357, 9327, 9327, 9359, 6749, 7529, 8451 (seeds 1-10,
