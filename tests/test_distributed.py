@@ -115,6 +115,7 @@ ROLLOUTS = {  # complete-episode samples: rank 0 holds 2 + 5, rank 1 holds 3 (un
     1: (6, [(2, 0)]),
 }
 OBS_CHUNKS = {0: [4, 7], 1: [5]}  # rows per normalizer update, per rank (first round)
+UNTIL = 13  # obs_norm_until for the split: 7 rows for rank 0 and 6 (it has 5) for rank 1, then 1 for rank 0
 ADV_SIZES = {0: 5, 1: 9}
 
 
@@ -276,8 +277,17 @@ def check_statistics(rank: int) -> dict[str, Any]:
     example = distributed.merge_across_ranks(
         moments_of(np.array([1.0, 2, 3, 4]) if rank == 0 else np.array([10.0, 20]))
     )
+    until = ObsNormalizer((3,), enabled=True, clip=1e9, until=UNTIL)
+    until.share()
+    until_synced = []
+    for round_ in (0, 1):
+        for chunk in obs_data(rank, round_):
+            until.update(chunk)
+        until.sync()
+        until_synced.append(until.state_dict())
     return {
         "obs": synced,
+        "until": until_synced,
         "sparse": sparse.state_dict(),
         "reward": scaler.state_dict(),
         "example": [example.count, float(example.mean), float(example.var)],
@@ -538,6 +548,24 @@ def test_merged_normalizer_statistics_are_those_of_the_concatenated_data(pair) -
         got = [pair[r]["statistics"]["obs"][round_] for r in range(WORLD)]
         assert got[0] == got[1]  # bit-identical on both workers
         assert got[0]["count"] == want.count
+        np.testing.assert_allclose(got[0]["mean"], want.mean, rtol=1e-12)
+        np.testing.assert_allclose(got[0]["m2"], want.m2, rtol=1e-9)
+
+
+def test_statistics_with_a_limit_hold_exactly_that_many_observations_split_by_rank(pair) -> None:
+    """obs_norm_until 13 on two workers: the 13 missing are split 7 (rank 0) and 6 (rank 1); rank 1
+    has only 5 rows in the first round, so 12 are merged; in the second, the 1 still missing goes
+    to rank 0 (1 // 2 = 0 each, plus one for rank 0)."""
+    first = [np.concatenate(obs_data(r, 0)) for r in range(WORLD)]
+    rounds = [
+        np.concatenate([first[0][:7], first[1]]),
+        np.concatenate([first[0][:7], first[1], obs_data(0, 1)[0][:1]]),
+    ]
+    for round_, data in enumerate(rounds):
+        want = moments_of(data)
+        got = [pair[r]["statistics"]["until"][round_] for r in range(WORLD)]
+        assert got[0] == got[1]
+        assert got[0]["count"] == want.count == (12, 13)[round_]
         np.testing.assert_allclose(got[0]["mean"], want.mean, rtol=1e-12)
         np.testing.assert_allclose(got[0]["m2"], want.m2, rtol=1e-9)
 

@@ -178,6 +178,14 @@ class EnvConfig:
     and not centred, instead of standardized (standardizing an entry that is almost always zero,
     such as a contact force, turns its rare non-zero values into jumps to ±obs_clip). 0 standardizes
     every entry; `base-continuous` uses 0.1 (docs/presets.md). Ignored without `normalize_obs`."""
+    obs_norm_until: Annotated[int, Span(0, 10**12)] = 0
+    """With `normalize_obs`: the observation statistics stop updating once they hold this many
+    observations (every env's, the first reset's included; with several workers, all workers'
+    together), and later observations are normalized with the statistics as they then stand. The
+    batch that crosses the limit adds only its first rows, so the statistics hold exactly this
+    many. 0 (the default) updates them for the whole run. Statistics that keep moving rescale the
+    policy's inputs under it: on InvertedDoublePendulum-v5, runs that had reached the ceiling fell
+    from it later (docs/design/normalization.md). Ignored without `normalize_obs`."""
     scale_reward: bool = False
     """Divide rewards by the running std of the discounted return (Engstrom et al. 2020,
     "Implementation Matters in Deep Policy Gradients: A Case Study on PPO and TRPO")."""

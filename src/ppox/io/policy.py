@@ -147,6 +147,7 @@ def build_model(
         enabled=cfg.env.normalize_obs,
         clip=cfg.env.obs_clip,
         sparse=cfg.env.obs_sparse,
+        until=cfg.env.obs_norm_until,
     )
     return model, obs_norm
 

@@ -86,7 +86,7 @@ FIELDS: dict[str, Field] = {
     # env: collection, normalizers and the env mapping are shared by every backend
     **dict.fromkeys(
         ["env_id", "env_kwargs", "num_envs", "vectorization", "env_backend", "max_episode_steps", "normalize_obs",
-         "obs_clip", "obs_sparse", "scale_reward", "reward_clip", "nonfinite_env", "sign_reward", "atari_preprocessing",
+         "obs_clip", "obs_sparse", "obs_norm_until", "scale_reward", "reward_clip", "nonfinite_env", "sign_reward", "atari_preprocessing",
          "atari_noop_max", "atari_frame_skip", "atari_screen_size", "atari_grayscale", "atari_frame_stack",
          "atari_fire_reset", "atari_episodic_life"], _SHARED),
     # policy: the network's shape and head are checked on the built model

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ppox.core.normalize import Moments, merge_moments, moments_of, normalize
-from ppox.training.distributed import all_reduce_sum_, merge_across_ranks
+from ppox.training.distributed import all_reduce_sum_, merge_across_ranks, rank, world_size
 
 _EPS = 1e-8  # added to the variance before its square root (normalize()'s default)
 
@@ -97,6 +97,12 @@ class ObsNormalizer(_Shared):
     fewer than this fraction of the observations so far is scaled, not standardized: divided
     by the root mean square of its non-zero values, not centred (:meth:`affine`). The counts of
     non-zero values are kept exactly, so "fewer than" is exact.
+
+    ``until`` (``env.obs_norm_until``; 0 for never): the statistics stop updating once they
+    hold this many observations; the batch that crosses the limit adds only its first rows. With
+    several workers (:meth:`share`), the observations still missing at each :meth:`sync` are
+    split among the workers in rank order (rank ``r`` of ``W`` takes ``⌊m / W⌋``, plus one if
+    ``r < m mod W``), so the merged statistics too hold exactly ``until`` observations.
     """
 
     def __init__(
@@ -106,13 +112,14 @@ class ObsNormalizer(_Shared):
         enabled: bool,
         clip: float,
         sparse: float = 0.0,
+        until: int = 0,
     ) -> None:
-        self.enabled, self.clip, self.sparse = enabled, clip, sparse
+        self.enabled, self.clip, self.sparse, self.until = enabled, clip, sparse, until
         self.leaves: dict[str, ObsNormalizer] | None = None
         self.passthrough = shape is None
         if isinstance(shape, dict):
             self.leaves = {
-                k: ObsNormalizer(s, enabled=enabled, clip=clip, sparse=sparse)
+                k: ObsNormalizer(s, enabled=enabled, clip=clip, sparse=sparse, until=until)
                 for k, s in shape.items()
             }
         self.moments = (
@@ -149,9 +156,24 @@ class ObsNormalizer(_Shared):
             for k, norm in self.leaves.items():
                 norm.update(obs[k])
         elif self.enabled and not self.passthrough:
+            if self.until:
+                room = self._room()
+                if room <= 0:
+                    return
+                obs = obs[:room]
             self._add(moments_of(obs.astype(np.float64)))
             if self.nonzero is not None:
                 self.nonzero.update(obs)
+
+    def _room(self) -> int:
+        """How many more observations this worker may add under ``until``: what the statistics
+        lack in one process; with several workers, this worker's share of what the agreed
+        statistics lacked at the last sync, less what it has added since."""
+        if not self.shared:
+            return self.until - int(self.moments.count)
+        lack, world = max(self.until - int(self._base.count), 0), world_size()
+        share = lack // world + (1 if rank() < lack % world else 0)
+        return share - int(self._fresh.count)
 
     def rare(self) -> np.ndarray | None:
         """Which entries were non-zero in fewer than ``sparse`` of the observations so far (None
