@@ -183,9 +183,10 @@ class EnvConfig:
     observations (every env's, the first reset's included; with several workers, all workers'
     together), and later observations are normalized with the statistics as they then stand. The
     batch that crosses the limit adds only its first rows, so the statistics hold exactly this
-    many. 0 (the default) updates them for the whole run. Statistics that keep moving rescale the
-    policy's inputs under it: on InvertedDoublePendulum-v5, runs that had reached the ceiling fell
-    from it later (docs/design/normalization.md). Ignored without `normalize_obs`."""
+    many. 0 (the default) updates them for the whole run; `base-continuous` uses 100000
+    (docs/presets.md). Statistics that keep moving rescale the policy's inputs under it: on
+    InvertedDoublePendulum-v5, runs that had reached the ceiling fell from it later
+    (docs/design/normalization.md). Ignored without `normalize_obs`."""
     scale_reward: bool = False
     """Divide rewards by the running std of the discounted return (Engstrom et al. 2020,
     "Implementation Matters in Deep Policy Gradients: A Case Study on PPO and TRPO")."""

@@ -86,7 +86,9 @@ MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
     # 156994, 98038, 146240 on seeds 1-5 (IQM 145936), in 7.3 min a run here. The Zoo's tuned entry
     # (one env × 512, 20 epochs, the wider ReLU network, lr 2.6e-5 constant) ended at 150555,
     # 108699, 157969, 148914, 88077 (IQM 137342) in 15.9 min. Within each other's spread; the
-    # simpler, faster setup has the higher IQM. benchmarks/results/suite.
+    # simpler, faster setup has the higher IQM. benchmarks/results/suite. It was base-continuous's
+    # setup until that base took 4 envs × 1024 steps and obs_norm_until (151674, 147508, 158464 on
+    # seeds 1-3; benchmarks/results/bases/layout_4x1024_obs_until).
     "humanoidstandup": (
         "HumanoidStandup-v5 (continuous, MuJoCo): 1M steps",
         {**_STANDARD, "env_id": "HumanoidStandup-v5", "obs_sparse": 0.1},
@@ -103,10 +105,10 @@ MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
     # tried reaches the ceiling (~9360) early; what differs is whether a run keeps it.
     # With the observations standardized, runs fall from it later: the standard setup ended at
     # 9339, 7570, 8614, 9356, 8458 (seeds 1-5), with the constraint force scaled (obs_sparse 0.1,
-    # the base's setup) at 9352, 9355, 8507, 9357, 9327, 9327, 9359, 6749, 7529, 8451 (seeds 1-10,
+    # the base's setup before it took 4 x 1024 and obs_norm_until) at 9352, 9355, 8507, 9357, 9327, 9327, 9359, 6749, 7529, 8451 (seeds 1-10,
     # IQM 9083). Without the normalization every one of seeds 1-10 stayed at 9343-9360 from 100k
     # steps on and ended at 9358-9360 (docs/presets.md, "InvertedDoublePendulum-v5, where the base
-    # falls short"). The Zoo's tuned entry reached 9360 on the way and ended at 2416 and 5636
+    # fell short"). The Zoo's tuned entry reached 9360 on the way and ended at 2416 and 5636
     # (seeds 1, 2). benchmarks/results/inverted_pendulums, suite, bases/idp_obs_norm.
     "inverteddoublependulum": (
         "InvertedDoublePendulum-v5 (continuous, MuJoCo): 1M steps",
