@@ -255,8 +255,8 @@ def params_of(net: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
 
 
-def check_statistics(rank: int) -> dict[str, Any]:
-    norm = ObsNormalizer((3,), enabled=True, clip=1e9)
+def two_rounds(norm: ObsNormalizer, rank: int) -> list[dict[str, Any]]:
+    """``norm`` shared, fed this rank's two rounds of observations, its state after each sync."""
     norm.share()
     synced = []
     for round_ in (0, 1):
@@ -264,6 +264,12 @@ def check_statistics(rank: int) -> dict[str, Any]:
             norm.update(chunk)
         norm.sync()
         synced.append(norm.state_dict())
+    return synced
+
+
+def check_statistics(rank: int) -> dict[str, Any]:
+    synced = two_rounds(ObsNormalizer((3,), enabled=True, clip=1e9), rank)
+    until_synced = two_rounds(ObsNormalizer((3,), enabled=True, clip=1e9, until=UNTIL), rank)
     sparse = ObsNormalizer((3,), enabled=True, clip=1e9, sparse=0.5)
     sparse.share()
     for chunk in obs_data(rank, 0):
@@ -277,14 +283,6 @@ def check_statistics(rank: int) -> dict[str, Any]:
     example = distributed.merge_across_ranks(
         moments_of(np.array([1.0, 2, 3, 4]) if rank == 0 else np.array([10.0, 20]))
     )
-    until = ObsNormalizer((3,), enabled=True, clip=1e9, until=UNTIL)
-    until.share()
-    until_synced = []
-    for round_ in (0, 1):
-        for chunk in obs_data(rank, round_):
-            until.update(chunk)
-        until.sync()
-        until_synced.append(until.state_dict())
     return {
         "obs": synced,
         "until": until_synced,
