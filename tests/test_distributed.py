@@ -684,8 +684,8 @@ def test_auto_resume_decides_from_the_run_directory(tmp_path: Path) -> None:
 # torchrun
 # --------------------------------------------------------------------------------------------
 
-FLAGS = [
-    "--total-steps", "8192", "--num-envs", "4", "--num-steps", "64", "--num-epochs", "2", "--num-minibatches", "4",
+FLAGS = [  # the total steps each test gives (a flag given twice is an error)
+    "--num-envs", "4", "--num-steps", "64", "--num-epochs", "2", "--num-minibatches", "4",
     "--checkpoint-every", "1", "--eval-every", "4096", "--eval-episodes", "2", "--normalize-obs", "--scale-reward",
     "--seed", "3", "--no-tensorboard", "--no-progress",
 ]  # fmt: skip
@@ -755,7 +755,7 @@ def steps_of(run: Path) -> list[int]:
 @pytest.mark.distributed
 def test_torchrun_two_workers_then_resume_on_one(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    out = finish(torchrun(*FLAGS, "--run-dir", str(run)))
+    out = finish(torchrun(*FLAGS, "--total-steps", "8192", "--run-dir", str(run)))
     assert "on 2 workers" in out
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["world_size"], summary["envs_per_worker"], summary["global_batch"]) == (
