@@ -106,10 +106,11 @@ MUJOCO: dict[str, tuple[str, dict[str, Any]]] = {
     # With the observations standardized, runs fall from it later: the standard setup ended at
     # 9339, 7570, 8614, 9356, 8458 (seeds 1-5), with the constraint force scaled (obs_sparse 0.1,
     # the base's setup before it took 4 x 1024 and obs_norm_until) at 9352, 9355, 8507, 9357,
-    # 9327, 9327, 9359, 6749, 7529, 8451 (seeds 1-10, IQM 9083). Without the normalization every one of seeds 1-10 stayed at 9343-9360 from 100k
-    # steps on and ended at 9358-9360 (docs/presets.md, "InvertedDoublePendulum-v5, where the base
-    # fell short"). The Zoo's tuned entry reached 9360 on the way and ended at 2416 and 5636
-    # (seeds 1, 2). benchmarks/results/inverted_pendulums, suite, bases/idp_obs_norm.
+    # 9327, 9327, 9359, 6749, 7529, 8451 (seeds 1-10, IQM 9083). Without the normalization every
+    # one of seeds 1-10 stayed at 9343-9360 from 100k steps on and ended at 9358-9360
+    # (docs/presets.md, "InvertedDoublePendulum-v5, where the base fell short"). The Zoo's tuned
+    # entry reached 9360 on the way and ended at 2416 and 5636 (seeds 1, 2).
+    # benchmarks/results/inverted_pendulums, suite, bases/idp_obs_norm.
     "inverteddoublependulum": (
         "InvertedDoublePendulum-v5 (continuous, MuJoCo): 1M steps",
         {**_STANDARD, "env_id": "InvertedDoublePendulum-v5", "normalize_obs": False},

@@ -138,6 +138,7 @@ class ObsNormalizer(_Shared):
             norm.share()
         self._set(self.moments)
         self.shared = self.leaves is None and self.enabled and not self.passthrough
+        self._rank_of = (rank(), world_size())  # fixed for the run: read once, not every step
         if self.nonzero is not None:
             self.nonzero.share()
 
@@ -171,8 +172,8 @@ class ObsNormalizer(_Shared):
         statistics lacked at the last sync, less what it has added since."""
         if not self.shared:
             return self.until - int(self.moments.count)
-        lack, world = max(self.until - int(self._base.count), 0), world_size()
-        share = lack // world + (1 if rank() < lack % world else 0)
+        (me, world), lack = self._rank_of, max(self.until - int(self._base.count), 0)
+        share = lack // world + (1 if me < lack % world else 0)
         return share - int(self._fresh.count)
 
     def rare(self) -> np.ndarray | None:
